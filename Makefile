@@ -1,0 +1,96 @@
+# convoy — one binary, build/convoy, plus the test runners.
+#
+# `make` first installs missing Debian packages (scripts/deps.sh), then builds
+# in a second make so that pkg-config is only asked once it can answer.
+# `make test` rebuilds with -Werror and runs every CUnit suite and system test.
+# `make asan` runs the same suite built with ASan + UBSan in build-asan/.
+
+BUILD   ?= build
+CC      ?= gcc
+OPT     ?= -O2
+WERROR  ?=
+SAN     ?=
+PKGS     = openssl libcjson liburing
+
+CFLAGS_ALL = $(OPT) -g -Wall -Wextra $(WERROR) $(SAN) -std=gnu11 -D_GNU_SOURCE -pthread \
+             -Iinclude $(shell pkg-config --cflags $(PKGS) cunit) $(CFLAGS)
+LDLIBS_ALL = $(SAN) -pthread $(shell pkg-config --libs $(PKGS)) -lm $(LDLIBS)
+CUNIT_LIBS = $(shell pkg-config --libs cunit)
+
+LIB_SRC  := $(filter-out src/cli/%,$(wildcard src/*/*.c))
+CLI_SRC  := $(wildcard src/cli/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+SYS_SRC  := $(wildcard tests/system/*.c)
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+SYS_OBJ  := $(SYS_SRC:%.c=$(BUILD)/obj/%.o)
+SOURCES  := $(wildcard include/convoy/*.h src/*/*.c tests/*/*.c tests/*/*.h bench/*.c)
+
+.PHONY: all deps binaries test test-run asan demo format check-format clean bench fuzz
+.DEFAULT_GOAL := all
+
+all: deps
+	@$(MAKE) --no-print-directory binaries
+
+deps:
+	@sh scripts/deps.sh
+
+binaries: $(BUILD)/convoy $(BUILD)/unit_tests $(BUILD)/system_tests
+
+# Objects depend on the flags they were built with, so that switching between
+# `make`, `make test` (-Werror) and sanitizer builds never mixes objects.
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL)' > $@
+FORCE:
+
+# Micro-kernels for one instruction set live in files named after it.
+$(BUILD)/obj/%_avx2.o: CFLAGS_ALL += -mavx2 -mfma
+$(BUILD)/obj/%_avx512.o: CFLAGS_ALL += -mavx512f -mavx512vl -mavx512dq -mfma
+
+$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(BUILD)/libconvoy.a: $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/convoy: $(CLI_OBJ) $(BUILD)/libconvoy.a
+	$(CC) -o $@ $(CLI_OBJ) $(BUILD)/libconvoy.a $(LDLIBS_ALL)
+
+$(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libconvoy.a
+	$(CC) -o $@ $(UNIT_OBJ) $(BUILD)/libconvoy.a $(CUNIT_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/system_tests: $(SYS_OBJ) $(BUILD)/libconvoy.a
+	$(CC) -o $@ $(SYS_OBJ) $(BUILD)/libconvoy.a $(CUNIT_LIBS) $(LDLIBS_ALL)
+
+test: deps
+	@sh scripts/deps.sh clang-format:clang-format
+	@$(MAKE) --no-print-directory WERROR=-Werror binaries
+	@$(MAKE) --no-print-directory check-format
+	@sh tests/run.sh $(BUILD)
+
+asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' binaries
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    sh tests/run.sh build-asan
+
+demo: all
+	@$(BUILD)/convoy demo
+
+format:
+	clang-format -i $(SOURCES)
+
+check-format:
+	@clang-format --dry-run --Werror $(SOURCES) || \
+	    { echo "check-format: run 'make format'" >&2; exit 1; }
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

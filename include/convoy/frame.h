@@ -1,0 +1,141 @@
+/*
+ * frame — the convoy control-frame codec, independent of sockets.
+ *
+ *  0      4     5     6       8          12         16                24
+ *  | "CNVY" | ver | type | flags | meta_len | reserved | body_len (u64) |
+ *
+ * Big-endian header, then meta_len bytes of JSON (an object), then body_len
+ * bytes of raw body. The decoder is incremental: it takes whatever bytes the
+ * network delivered, validates the header before allocating anything, parses
+ * the meta once it is complete, and hands the body on in pieces as they come,
+ * so a frame carrying hundreds of megabytes never sits whole in memory.
+ */
+#ifndef CONVOY_FRAME_H
+#define CONVOY_FRAME_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define FRAME_MAGIC    "CNVY"
+#define FRAME_VERSION  1
+#define FRAME_HDR_LEN  24
+#define FRAME_META_MAX (64u * 1024) /* hard ceiling of meta_len */
+
+enum frame_type {
+    FRAME_HELLO = 1,
+    FRAME_WELCOME,
+    FRAME_HEARTBEAT,
+    FRAME_DRAIN,
+    FRAME_BYE,
+    FRAME_XFER_START,
+    FRAME_XFER_PROGRESS,
+    FRAME_XFER_END,
+    FRAME_CHAIN_SET_NEXT,
+    FRAME_WORK,
+    FRAME_ACCEPTED,
+    FRAME_RESULT,
+    FRAME_ERROR,
+};
+#define FRAME_TYPE_FIRST FRAME_HELLO
+#define FRAME_TYPE_LAST  FRAME_ERROR
+
+/* Decoder errors; negative and apart from -errno values. */
+enum frame_err {
+    FRAME_EMAGIC = -1000, /* first four bytes are not "CNVY" */
+    FRAME_EVERSION,       /* version other than FRAME_VERSION */
+    FRAME_ETYPE,          /* unknown type */
+    FRAME_EFLAGS,         /* a flag bit this version does not define */
+    FRAME_ERESERVED,      /* reserved field not zero */
+    FRAME_EMETA_LEN,      /* meta_len over the limit */
+    FRAME_EBODY_LEN,      /* body_len over the limit */
+    FRAME_EMETA_JSON,     /* meta is not a JSON object */
+    FRAME_ESCHEMA,        /* meta lacks a field, or has one unknown or mistyped */
+    FRAME_ENOMEM,
+};
+
+struct frame_hdr {
+    uint8_t version;
+    uint8_t type;       /* enum frame_type */
+    uint16_t flags;     /* none defined yet: must be 0 */
+    uint32_t meta_len;  /* bytes of JSON after the header */
+    uint32_t reserved;  /* must be 0 */
+    uint64_t body_len;  /* bytes of raw body after the meta */
+};
+
+struct frame_limits {
+    uint32_t meta_max; /* <= FRAME_META_MAX */
+    uint64_t body_max; /* largest body this peer accepts */
+};
+
+/* "HELLO", "WELCOME", …; "unknown" for anything else. */
+const char *frame_type_str(int type);
+
+/* Human-readable reason for a FRAME_E* code (also used as ERROR frame text). */
+const char *frame_strerror(int err);
+
+/* Writes the 24-byte big-endian header. */
+void frame_hdr_encode(uint8_t out[FRAME_HDR_LEN], const struct frame_hdr *h);
+
+/* Parses and validates a header against lim. Returns 0 or a FRAME_E* code. */
+int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits *lim,
+                     struct frame_hdr *h);
+
+/*
+ * Encodes header and meta of a frame whose body_len bytes of body the caller
+ * sends next. meta may be NULL (sent as meta_len 0, read back as {}).
+ * On success *out is a malloc'd buffer of *outlen bytes owned by the caller.
+ * Returns 0, FRAME_EMETA_LEN when the JSON exceeds FRAME_META_MAX, or
+ * FRAME_ENOMEM.
+ */
+int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uint8_t **out,
+                 size_t *outlen);
+
+/*
+ * What the decoder calls. Each returns 0 to go on or a negative value that
+ * stops the decoder and is returned by frame_decoder_feed(). meta belongs to
+ * the decoder and stays valid until on_end returns.
+ */
+struct frame_sink {
+    int (*on_frame)(void *ctx, const struct frame_hdr *h, const cJSON *meta);
+    int (*on_body)(void *ctx, const uint8_t *data, size_t len); /* may be NULL if no body */
+    int (*on_end)(void *ctx);
+};
+
+typedef struct frame_decoder frame_decoder_t;
+
+/* Returns 0 or FRAME_ENOMEM. lim->meta_max above FRAME_META_MAX is clamped. */
+int frame_decoder_new(frame_decoder_t **out, const struct frame_limits *lim,
+                      const struct frame_sink *sink, void *ctx);
+void frame_decoder_free(frame_decoder_t *d);
+
+/*
+ * Consumes all len bytes, calling the sink for every frame completed in them.
+ * Returns 0, a FRAME_E* code, or a sink's negative value. After an error the
+ * decoder stays failed and returns the same code.
+ */
+int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len);
+
+/* True between frames: an end of stream here is clean. */
+bool frame_decoder_idle(const frame_decoder_t *d);
+
+/* Meta schemas: what a message may carry. */
+enum frame_field_kind { FF_STRING, FF_UINT, FF_NUMBER, FF_BOOL, FF_OBJECT, FF_ARRAY };
+
+struct frame_field {
+    const char *name;
+    enum frame_field_kind kind;
+    bool required;
+};
+
+/*
+ * Checks that meta is an object, that every member is listed in fields with
+ * its kind (FF_UINT: an integer in [0, 2^53]), and that every required field
+ * is present. Unknown fields are refused. Returns 0, or FRAME_ESCHEMA with a
+ * reason such as "unknown field 'x'" written to why.
+ */
+int frame_meta_check(const cJSON *meta, const struct frame_field *fields, size_t nfields,
+                     char *why, size_t whylen);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * pool — a fixed set of pthreads working through a bounded FIFO queue.
+ *
+ * For CPU work the I/O threads must not do themselves: hashing, matrix
+ * kernels, disk scans. Workers never touch loop or connection state; a task
+ * that has a result for a loop hands it over with ring_post().
+ */
+#ifndef CONVOY_POOL_H
+#define CONVOY_POOL_H
+
+#include <stddef.h>
+
+typedef struct pool pool_t;
+typedef void (*pool_fn)(void *arg);
+
+/*
+ * Starts nthreads workers (0 means one per online CPU) with room for
+ * capacity queued tasks. Returns 0, or -errno (nothing is left running).
+ */
+int pool_create(pool_t **out, unsigned nthreads, unsigned capacity);
+
+/* Queues fn(arg); blocks while the queue is full. 0, or -ESHUTDOWN once
+ * pool_destroy() has begun. */
+int pool_submit(pool_t *p, pool_fn fn, void *arg);
+
+/* As pool_submit() but returns -EAGAIN instead of waiting. */
+int pool_try_submit(pool_t *p, pool_fn fn, void *arg);
+
+/*
+ * Fork-join: runs fn(arg, i) for every i in [0, n) on the workers and on the
+ * calling thread, and returns when all n have finished. The caller takes
+ * part, so this never deadlocks when the queue is full or when called from a
+ * worker. Returns 0, or -errno if no task could be queued (the caller then
+ * ran all n itself, so the work is still done).
+ */
+int pool_parallel(pool_t *p, size_t n, void (*fn)(void *arg, size_t i), void *arg);
+
+/* Number of worker threads. */
+unsigned pool_threads(const pool_t *p);
+
+/* Refuses new tasks, runs every task already queued, joins the workers and
+ * frees the pool. */
+void pool_destroy(pool_t *p);
+
+#endif

@@ -1,0 +1,78 @@
+/*
+ * tls — TLS 1.3 as a memory engine, for connections driven by io_uring.
+ *
+ * No socket ever reaches OpenSSL: ciphertext from the network is fed in with
+ * tls_feed(), ciphertext to send is taken out with tls_out_take(), and
+ * plaintext moves with tls_read()/tls_write(). The connection layer moves the
+ * bytes through the ring. SSL and SSL_CTX exist only in tls.c.
+ *
+ * Identity: every daemon has DIR/ca.crt, DIR/NAME.crt and DIR/NAME.key made
+ * by `convoy pki`. A peer is accepted only with a chain to that CA; the
+ * common name of its certificate is its identity.
+ */
+#ifndef CONVOY_TLS_H
+#define CONVOY_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+typedef struct tls_ctx tls_ctx_t;
+typedef struct tls tls_t;
+
+enum tls_role { TLS_SERVER, TLS_CLIENT };
+
+/* Results other than byte counts; negative and apart from -errno values. */
+#define TLS_EOF     (-2000) /* peer sent close_notify */
+#define TLS_EPROTO  (-2001) /* protocol failure; tls_errstr() says which */
+#define TLS_EVERIFY (-2002) /* peer certificate rejected (wrong CA, name, expired) */
+#define TLS_ENOCERT (-2003) /* peer presented no certificate where one is required */
+
+/*
+ * A context for one role. pki_dir/ca.crt is always the trust anchor. When
+ * name is not NULL, pki_dir/name.crt and pki_dir/name.key are presented.
+ * A server with require_client_cert asks for and checks a client
+ * certificate (mutual TLS on control edges); a client always checks the
+ * server's chain. Returns 0, or a negative value with the reason in err
+ * ("tls: load /x/fs1.crt: No such file or directory").
+ */
+int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
+                bool require_client_cert, char *err, size_t errlen);
+void tls_ctx_free(tls_ctx_t *ctx);
+
+/*
+ * A session on ctx. expect_peer, when not NULL, is the common name the
+ * peer's certificate must carry (checked during the handshake).
+ */
+int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer);
+void tls_free(tls_t *t);
+
+/* Ciphertext that arrived from the network; always takes all of it. 0 or -ENOMEM. */
+int tls_feed(tls_t *t, const void *data, size_t len);
+
+/* Advances the handshake: 1 once complete, 0 while it waits for input
+ * (send tls_out_take() first), or TLS_E*. */
+int tls_handshake(tls_t *t);
+
+bool tls_handshake_done(const tls_t *t);
+
+/* Plaintext: >0 bytes, 0 when none is ready yet, TLS_EOF, or TLS_E*. */
+ssize_t tls_read(tls_t *t, void *buf, size_t cap);
+
+/* Encrypts all len bytes into the output (handshake must be done). 0 or TLS_E*. */
+int tls_write(tls_t *t, const void *buf, size_t len);
+
+/* Queues close_notify into the output. */
+void tls_close(tls_t *t);
+
+/* Ciphertext waiting for the network, and taking it out (up to cap bytes). */
+size_t tls_out_pending(const tls_t *t);
+size_t tls_out_take(tls_t *t, void *buf, size_t cap);
+
+/* Common name of the verified peer certificate, or NULL. */
+const char *tls_peer_name(const tls_t *t);
+
+/* The last failure in words ("certificate verify failed: unable to get local issuer"). */
+const char *tls_errstr(const tls_t *t);
+
+#endif

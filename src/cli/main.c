@@ -1,0 +1,48 @@
+/*
+ * convoy — one binary, one subcommand per process role or tool.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+    {"balancer", cmd_balancer, "track file servers and direct clients to them"},
+    {"fileserver", cmd_fileserver, "serve files and report to a balancer"},
+    {"status", cmd_status, "show the balancer's server table on this host"},
+    {"pki", cmd_pki, "create the cluster CA and issue certificates"},
+    {"demo", cmd_demo, "run a balancer and file servers on loopback and show failover"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: convoy <command> [options]   (convoy <command> --help)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].run(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "convoy: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

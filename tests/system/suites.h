@@ -1,0 +1,2 @@
+/* Every system suite, one line each: SUITE(name) registers suite_<name>(). */
+SUITE(membership)

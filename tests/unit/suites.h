@@ -1,0 +1,2 @@
+/* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
+SUITE(log)
