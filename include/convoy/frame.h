@@ -57,11 +57,11 @@ enum frame_err {
 
 struct frame_hdr {
     uint8_t version;
-    uint8_t type;       /* enum frame_type */
-    uint16_t flags;     /* none defined yet: must be 0 */
-    uint32_t meta_len;  /* bytes of JSON after the header */
-    uint32_t reserved;  /* must be 0 */
-    uint64_t body_len;  /* bytes of raw body after the meta */
+    uint8_t type;      /* enum frame_type */
+    uint16_t flags;    /* none defined yet: must be 0 */
+    uint32_t meta_len; /* bytes of JSON after the header */
+    uint32_t reserved; /* must be 0 */
+    uint64_t body_len; /* bytes of raw body after the meta */
 };
 
 struct frame_limits {
@@ -75,10 +75,22 @@ const char *frame_type_str(int type);
 /* Human-readable reason for a FRAME_E* code (also used as ERROR frame text). */
 const char *frame_strerror(int err);
 
+/*
+ * Stable machine-readable name of a FRAME_E* code ("magic", "meta_len", …),
+ * the "code" of the ERROR frame a peer gets before the connection closes;
+ * "unknown" for anything else. docs/protocol-frames.md lists them.
+ */
+const char *frame_err_code(int err);
+
 /* Writes the 24-byte big-endian header. */
 void frame_hdr_encode(uint8_t out[FRAME_HDR_LEN], const struct frame_hdr *h);
 
-/* Parses and validates a header against lim. Returns 0 or a FRAME_E* code. */
+/*
+ * Parses and validates a header against lim, in this order: magic, version,
+ * type, flags, reserved, meta_len (against lim->meta_max clamped to
+ * FRAME_META_MAX), body_len. Returns 0 or the FRAME_E* code of the first
+ * check that fails; h is filled with the fields as read either way.
+ */
 int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits *lim,
                      struct frame_hdr *h);
 
@@ -86,16 +98,30 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits 
  * Encodes header and meta of a frame whose body_len bytes of body the caller
  * sends next. meta may be NULL (sent as meta_len 0, read back as {}).
  * On success *out is a malloc'd buffer of *outlen bytes owned by the caller.
- * Returns 0, FRAME_EMETA_LEN when the JSON exceeds FRAME_META_MAX, or
- * FRAME_ENOMEM.
+ * Returns 0, FRAME_ETYPE for a type outside FRAME_TYPE_FIRST..LAST,
+ * FRAME_EMETA_JSON when meta is not an object, FRAME_EMETA_LEN when the JSON
+ * exceeds FRAME_META_MAX, or FRAME_ENOMEM; *out is untouched on failure.
  */
 int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uint8_t **out,
                  size_t *outlen);
 
 /*
+ * Encodes a whole ERROR frame, meta {"code": code, "reason": reason} and no
+ * body: what a peer sends before closing a connection it refuses. For a
+ * decoder failure pass frame_err_code(err) and frame_strerror(err).
+ * Returns as frame_encode().
+ */
+int frame_error_encode(const char *code, const char *reason, uint8_t **out, size_t *outlen);
+
+/*
  * What the decoder calls. Each returns 0 to go on or a negative value that
  * stops the decoder and is returned by frame_decoder_feed(). meta belongs to
- * the decoder and stays valid until on_end returns.
+ * the decoder and stays valid until on_end returns. on_body gets pointers
+ * into the buffer given to frame_decoder_feed(), never a copy; the pieces of
+ * one frame add up to exactly h->body_len bytes. A frame with no body gets
+ * on_end right after on_frame. on_body and on_end may be NULL (the body is
+ * then skipped: set lim->body_max to 0 to refuse bodies instead). A sink must
+ * not free the decoder from inside a callback.
  */
 struct frame_sink {
     int (*on_frame)(void *ctx, const struct frame_hdr *h, const cJSON *meta);
@@ -105,7 +131,11 @@ struct frame_sink {
 
 typedef struct frame_decoder frame_decoder_t;
 
-/* Returns 0 or FRAME_ENOMEM. lim->meta_max above FRAME_META_MAX is clamped. */
+/*
+ * Returns 0, -EINVAL when lim, sink or sink->on_frame is NULL, or
+ * FRAME_ENOMEM. lim->meta_max above FRAME_META_MAX is clamped. The limits and
+ * the sink are copied; ctx is handed to every callback.
+ */
 int frame_decoder_new(frame_decoder_t **out, const struct frame_limits *lim,
                       const struct frame_sink *sink, void *ctx);
 void frame_decoder_free(frame_decoder_t *d);
@@ -131,11 +161,13 @@ struct frame_field {
 
 /*
  * Checks that meta is an object, that every member is listed in fields with
- * its kind (FF_UINT: an integer in [0, 2^53]), and that every required field
- * is present. Unknown fields are refused. Returns 0, or FRAME_ESCHEMA with a
- * reason such as "unknown field 'x'" written to why.
+ * its kind (FF_UINT: an integer in [0, 2^53]; FF_NUMBER: a finite number),
+ * and that every required field is present. Unknown and repeated fields are
+ * refused; names match case-sensitively. Returns 0, or FRAME_ESCHEMA with a
+ * reason naming the field, such as "unknown field 'x'", written to why
+ * (NUL-terminated, truncated to whylen; why may be NULL when whylen is 0).
  */
-int frame_meta_check(const cJSON *meta, const struct frame_field *fields, size_t nfields,
-                     char *why, size_t whylen);
+int frame_meta_check(const cJSON *meta, const struct frame_field *fields, size_t nfields, char *why,
+                     size_t whylen);
 
 #endif
