@@ -1,0 +1,312 @@
+/*
+ * ring — one io_uring event loop per I/O thread.
+ *
+ * Submissions are batched: operations only fill SQEs, and the loop submits
+ * them all when it next waits (io_uring_submit_and_wait). When the SQ is
+ * full, ring_sqe() submits early and tries again.
+ *
+ * Cross-thread work (ring_post, ring_stop) goes through a mutex-protected
+ * list and an eventfd whose read is kept armed on the ring, so a sleeping
+ * loop wakes at once. Completions with user_data 0 (cancel requests, the
+ * eventfd's bookkeeping) are internal and dispatched to nobody.
+ *
+ * Descriptors given to the ring stay blocking: io_uring completes an
+ * O_NONBLOCK file's operation with -EAGAIN instead of waiting for it.
+ */
+#include "convoy/ring.h"
+
+#include "convoy/log.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+_Static_assert(RING_MORE == IORING_CQE_F_MORE, "RING_MORE mirrors IORING_CQE_F_MORE");
+
+struct post {
+    void (*fn)(void *arg);
+    void *arg;
+    struct post *next;
+};
+
+struct ring {
+    struct io_uring uring;
+    bool stopping;           /* loop thread only */
+    int wake_fd;             /* eventfd: ring_post/ring_stop wake the loop */
+    uint64_t wake_val;       /* eventfd read target */
+    struct ring_op wake_op;  /* keeps a read armed on wake_fd */
+    pthread_mutex_t post_mu; /* guards posts, stop_requested */
+    struct post *posts;      /* LIFO; reversed when run */
+    bool stop_requested;     /* set by ring_stop from any thread */
+    int sig_fd;              /* signalfd, or -1 */
+    struct signalfd_siginfo sig_info;
+    struct ring_op sig_op;
+    void (*sig_fn)(void *arg, int signo);
+    void *sig_arg;
+};
+
+uint64_t ring_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* An SQE, submitting what is queued when the SQ is full. Never NULL: after a
+ * submit the kernel has taken every queued entry. */
+static struct io_uring_sqe *ring_sqe(ring_t *r)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring);
+    while (sqe == NULL) {
+        int rc = io_uring_submit(&r->uring);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_error("ring", "event=submit_failed err=\"%s\"", strerror(-rc));
+            abort(); /* a broken ring is a broken invariant, not a peer's doing */
+        }
+        sqe = io_uring_get_sqe(&r->uring);
+    }
+    return sqe;
+}
+
+static void wake_arm(ring_t *r);
+
+static void run_posts(ring_t *r)
+{
+    pthread_mutex_lock(&r->post_mu);
+    struct post *list = r->posts;
+    r->posts = NULL;
+    if (r->stop_requested)
+        r->stopping = true;
+    pthread_mutex_unlock(&r->post_mu);
+    struct post *fifo = NULL; /* run in the order they were posted */
+    while (list) {
+        struct post *next = list->next;
+        list->next = fifo;
+        fifo = list;
+        list = next;
+    }
+    while (fifo) {
+        struct post *next = fifo->next;
+        fifo->fn(fifo->arg);
+        free(fifo);
+        fifo = next;
+    }
+}
+
+static void handle_wake(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    ring_t *r = container_of(op, ring_t, wake_op);
+    if (res < 0 && res != -EINTR && res != -ECANCELED)
+        log_warn("ring", "event=wake_read_failed err=\"%s\"", strerror(-res));
+    run_posts(r);
+    wake_arm(r);
+}
+
+static void wake_arm(ring_t *r)
+{
+    ring_read(r, &r->wake_op, r->wake_fd, &r->wake_val, sizeof r->wake_val, 0);
+}
+
+static void wake(ring_t *r)
+{
+    uint64_t one = 1;
+    if (write(r->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
+        log_error("ring", "event=wake_failed err=\"%s\"", strerror(errno));
+}
+
+int ring_create(ring_t **out, unsigned entries)
+{
+    ring_t *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    struct io_uring_params p = {.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN};
+    int rc = io_uring_queue_init_params(entries, &r->uring, &p);
+    if (rc == -EINVAL) { /* older kernels lack the flags; they are only hints */
+        memset(&p, 0, sizeof p);
+        rc = io_uring_queue_init_params(entries, &r->uring, &p);
+    }
+    if (rc < 0)
+        goto fail_free;
+    r->wake_fd = eventfd(0, EFD_CLOEXEC);
+    if (r->wake_fd < 0) {
+        rc = -errno;
+        goto fail_ring;
+    }
+    pthread_mutex_init(&r->post_mu, NULL);
+    r->sig_fd = -1;
+    r->wake_op.cb = handle_wake;
+    wake_arm(r);
+    *out = r;
+    return 0;
+fail_ring:
+    io_uring_queue_exit(&r->uring);
+fail_free:
+    free(r);
+    return rc;
+}
+
+void ring_destroy(ring_t *r)
+{
+    if (r == NULL)
+        return;
+    run_posts(r); /* posted closures may own memory; give them their run */
+    io_uring_queue_exit(&r->uring);
+    close(r->wake_fd);
+    if (r->sig_fd >= 0)
+        close(r->sig_fd);
+    pthread_mutex_destroy(&r->post_mu);
+    free(r);
+}
+
+static void dispatch(struct io_uring_cqe *cqe)
+{
+    struct ring_op *op = io_uring_cqe_get_data(cqe);
+    if (op != NULL)
+        op->cb(op, cqe->res, cqe->flags);
+}
+
+int ring_run(ring_t *r)
+{
+    while (!r->stopping) {
+        int rc = io_uring_submit_and_wait(&r->uring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
+            log_error("ring", "event=wait_failed err=\"%s\"", strerror(-rc));
+            return rc;
+        }
+        struct io_uring_cqe *cqe;
+        unsigned head, seen = 0;
+        io_uring_for_each_cqe(&r->uring, head, cqe)
+        {
+            seen++;
+            dispatch(cqe);
+        }
+        io_uring_cq_advance(&r->uring, seen);
+    }
+    r->stopping = false; /* ring_run may be called again, e.g. to drain */
+    return 0;
+}
+
+void ring_stop(ring_t *r)
+{
+    pthread_mutex_lock(&r->post_mu);
+    r->stop_requested = true;
+    pthread_mutex_unlock(&r->post_mu);
+    wake(r);
+}
+
+int ring_post(ring_t *r, void (*fn)(void *arg), void *arg)
+{
+    struct post *p = malloc(sizeof *p);
+    if (p == NULL)
+        return -ENOMEM;
+    p->fn = fn;
+    p->arg = arg;
+    pthread_mutex_lock(&r->post_mu);
+    p->next = r->posts;
+    r->posts = p;
+    r->stop_requested = false; /* a post after a stop asks for another round */
+    pthread_mutex_unlock(&r->post_mu);
+    wake(r);
+    return 0;
+}
+
+void ring_accept(ring_t *r, struct ring_op *op, int listen_fd)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_multishot_accept(sqe, listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_connect(ring_t *r, struct ring_op *op, int fd, const struct sockaddr *sa, socklen_t len)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_connect(sqe, fd, sa, len);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_recv(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_recv(sqe, fd, buf, len, 0);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_send(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t len)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_read(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len, uint64_t off)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_read(sqe, fd, buf, (unsigned)len, off);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_timer_arm(ring_t *r, struct ring_timer *t, uint64_t ms)
+{
+    t->ts.tv_sec = (long long)(ms / 1000u);
+    t->ts.tv_nsec = (long long)(ms % 1000u) * 1000000;
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_timeout(sqe, &t->ts, 0, 0);
+    io_uring_sqe_set_data(sqe, &t->op);
+}
+
+void ring_cancel(ring_t *r, struct ring_op *target)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_cancel(sqe, target, IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(sqe, NULL);
+}
+
+static void sig_arm(ring_t *r);
+
+static void handle_signal(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    ring_t *r = container_of(op, ring_t, sig_op);
+    if (res == (int)sizeof r->sig_info)
+        r->sig_fn(r->sig_arg, (int)r->sig_info.ssi_signo);
+    else if (res < 0 && res != -EINTR && res != -ECANCELED)
+        log_warn("ring", "event=signalfd_read_failed err=\"%s\"", strerror(-res));
+    if (res != -ECANCELED)
+        sig_arm(r);
+}
+
+static void sig_arm(ring_t *r)
+{
+    ring_read(r, &r->sig_op, r->sig_fd, &r->sig_info, sizeof r->sig_info, 0);
+}
+
+int ring_watch_signals(ring_t *r, void (*fn)(void *arg, int signo), void *arg)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (rc != 0)
+        return -rc;
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+        return -errno;
+    r->sig_fd = signalfd(-1, &set, SFD_CLOEXEC);
+    if (r->sig_fd < 0)
+        return -errno;
+    r->sig_fn = fn;
+    r->sig_arg = arg;
+    r->sig_op.cb = handle_signal;
+    sig_arm(r);
+    return 0;
+}
