@@ -14,8 +14,9 @@ typedef struct pool pool_t;
 typedef void (*pool_fn)(void *arg);
 
 /*
- * Starts nthreads workers (0 means one per online CPU) with room for
- * capacity queued tasks. Returns 0, or -errno (nothing is left running).
+ * Starts nthreads workers (0 means one per online CPU, at most 1024) with
+ * room for capacity queued tasks (1 to 2^20). Returns 0, -EINVAL, or -errno
+ * (nothing is left running).
  */
 int pool_create(pool_t **out, unsigned nthreads, unsigned capacity);
 
@@ -29,17 +30,25 @@ int pool_try_submit(pool_t *p, pool_fn fn, void *arg);
 /*
  * Fork-join: runs fn(arg, i) for every i in [0, n) on the workers and on the
  * calling thread, and returns when all n have finished. The caller takes
- * part, so this never deadlocks when the queue is full or when called from a
- * worker. Returns 0, or -errno if no task could be queued (the caller then
- * ran all n itself, so the work is still done).
+ * part, and helpers no worker picked up are withdrawn when the caller runs
+ * out of indices, so this never deadlocks when the queue is full, when every
+ * worker is busy, or when called from a worker (also while pool_destroy()
+ * drains the queue). No allocation; a few microseconds of overhead per call.
+ * Indices are claimed one at a time: give each a useful amount of work.
+ * Returns 0, or -EAGAIN if the queue had no room for any helper (the caller
+ * then ran all n itself, so the work is still done).
  */
 int pool_parallel(pool_t *p, size_t n, void (*fn)(void *arg, size_t i), void *arg);
 
 /* Number of worker threads. */
 unsigned pool_threads(const pool_t *p);
 
-/* Refuses new tasks, runs every task already queued, joins the workers and
- * frees the pool. */
+/*
+ * Refuses new tasks (pool_submit() and pool_try_submit() return -ESHUTDOWN,
+ * including those blocked on a full queue), runs every task already queued,
+ * joins the workers and frees the pool. Must not be called from a task, and
+ * nothing may call into p once it has returned.
+ */
 void pool_destroy(pool_t *p);
 
 #endif
