@@ -1,2 +1,3 @@
 /* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(log)
+SUITE(pool)
