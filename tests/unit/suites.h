@@ -1,3 +1,4 @@
 /* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(log)
 SUITE(pool)
+SUITE(frame)
