@@ -72,6 +72,13 @@ struct frame_limits {
 /* "HELLO", "WELCOME", …; "unknown" for anything else. */
 const char *frame_type_str(int type);
 
+/*
+ * True when rc is one of the FRAME_E* codes, as opposed to 0, a -errno value
+ * or a sink's own negative value: the cases that call for an ERROR frame
+ * carrying frame_err_code(rc).
+ */
+bool frame_is_err(int rc);
+
 /* Human-readable reason for a FRAME_E* code (also used as ERROR frame text). */
 const char *frame_strerror(int err);
 

@@ -91,19 +91,19 @@ const char *frame_type_str(int type)
     return type_names[type];
 }
 
-static bool is_frame_err(int err)
+bool frame_is_err(int rc)
 {
-    return err >= FRAME_EMAGIC && err <= FRAME_ENOMEM;
+    return rc >= FRAME_EMAGIC && rc <= FRAME_ENOMEM;
 }
 
 const char *frame_strerror(int err)
 {
-    return is_frame_err(err) ? errors[err - FRAME_EMAGIC].reason : "unknown frame error";
+    return frame_is_err(err) ? errors[err - FRAME_EMAGIC].reason : "unknown frame error";
 }
 
 const char *frame_err_code(int err)
 {
-    return is_frame_err(err) ? errors[err - FRAME_EMAGIC].code : "unknown";
+    return frame_is_err(err) ? errors[err - FRAME_EMAGIC].code : "unknown";
 }
 
 static void put_be(uint8_t *p, uint64_t v, size_t n)

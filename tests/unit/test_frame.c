@@ -574,6 +574,11 @@ static void test_names(void)
     CU_ASSERT_STRING_EQUAL(frame_err_code(-EIO), "unknown");
     CU_ASSERT_STRING_EQUAL(frame_strerror(FRAME_EMETA_LEN), "meta length over the limit");
     CU_ASSERT_STRING_EQUAL(frame_strerror(0), "unknown frame error");
+    CU_ASSERT_TRUE(frame_is_err(FRAME_EMAGIC));
+    CU_ASSERT_TRUE(frame_is_err(FRAME_ENOMEM));
+    CU_ASSERT_FALSE(frame_is_err(0));
+    CU_ASSERT_FALSE(frame_is_err(-EIO));
+    CU_ASSERT_FALSE(frame_is_err(FRAME_EMAGIC - 1));
 }
 
 void suite_frame(void)
