@@ -2,3 +2,5 @@
 SUITE(log)
 SUITE(pool)
 SUITE(frame)
+SUITE(pki)
+SUITE(tls)

@@ -1,0 +1,491 @@
+/*
+ * tls — TLS 1.3 over memory BIOs.
+ *
+ * The design is simple: each session owns an SSL with two BIO_s_mem, `in`
+ * (ciphertext from the network, filled by tls_feed) and `out` (ciphertext for
+ * the network, drained by tls_out_take). OpenSSL never sees a socket, so no
+ * call here blocks and the connection layer decides when bytes move. The
+ * write side is unbounded: tls_write encrypts everything at once and the
+ * caller applies back-pressure on tls_out_pending().
+ *
+ * Trust is the cluster CA only (pki_dir/ca.crt, never the system's default
+ * paths). Names are not host names: servers are dialled by IP and a peer's
+ * identity is its certificate's common name. When a session expects a
+ * particular peer, the verify callback compares the CN on the leaf and fails
+ * the handshake with a bad_certificate alert, so the peer learns it too.
+ *
+ * Errors: every SSL_* call starts from an empty thread-local error queue and
+ * leaves it empty. A failure is mapped once to TLS_EVERIFY, TLS_ENOCERT or
+ * TLS_EPROTO with its words in t->err, and is sticky: an SSL object that
+ * failed is never called again, so later calls return the same answer.
+ *
+ * Speed: the balancer pushes gigabytes through here. Read-ahead lets one
+ * BIO_read take a whole buffer of records instead of a header and a body at
+ * a time; buffers are kept between records (no SSL_MODE_RELEASE_BUFFERS);
+ * AES-128-GCM comes first because it is the fastest suite with AES-NI, and
+ * no session tickets are made because sessions are never resumed.
+ */
+#include "convoy/tls.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#define TLS_CN_MAX       64 /* ub-common-name is 64 */
+#define TLS_ERR_MAX      256
+#define TLS_PATH_MAX     4096
+#define TLS_VERIFY_DEPTH 2         /* leaf and CA: the cluster has no intermediates */
+#define TLS_CHUNK_MAX    (1 << 30) /* per SSL/BIO call, well inside int */
+#define TLS_SUITES       "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
+
+struct tls_ctx {
+    SSL_CTX *ssl; /* shared read-only by every session once made */
+};
+
+struct tls {
+    SSL *ssl;
+    BIO *in;                   /* network → OpenSSL, owned by ssl */
+    BIO *out;                  /* OpenSSL → network, owned by ssl */
+    char *expect_peer;         /* CN the peer must carry, or NULL */
+    int failed;                /* sticky TLS_E* once the session failed, else 0 */
+    bool done;                 /* handshake complete */
+    bool name_mismatch;        /* the verify callback refused the peer's CN */
+    char peer[TLS_CN_MAX + 1]; /* verified peer's CN, "" until known */
+    char err[TLS_ERR_MAX];     /* last failure in words */
+};
+
+/* ---- helpers ---- */
+
+static void tls_set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tls_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* The oldest queued OpenSSL error in words; empties the queue. */
+static const char *tls_ossl_reason(char *buf, size_t cap)
+{
+    unsigned long code = ERR_get_error();
+    if (code == 0)
+        snprintf(buf, cap, "unknown OpenSSL error");
+    else
+        ERR_error_string_n(code, buf, cap);
+    ERR_clear_error();
+    return buf;
+}
+
+/* The certificate's common name into buf. Refuses a missing CN, one that
+ * does not fit and one with an embedded NUL (which would compare equal to a
+ * prefix of itself). Returns 0 or -1. */
+static int tls_cert_cn(X509 *x, char *buf, size_t cap)
+{
+    X509_NAME *subject = x != NULL ? X509_get_subject_name(x) : NULL;
+    int n =
+        subject != NULL ? X509_NAME_get_text_by_NID(subject, NID_commonName, buf, (int)cap) : -1;
+    ERR_clear_error();
+    if (n <= 0 || (size_t)n >= cap || strlen(buf) != (size_t)n) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- contexts ---- */
+
+/* Opens dir/name.ext for PEM reading; "tls: load PATH: reason" on failure. */
+static int tls_open(FILE **f, const char *dir, const char *name, const char *ext, char *path,
+                    char *err, size_t errlen)
+{
+    int n = snprintf(path, TLS_PATH_MAX, "%s/%s%s", dir, name, ext);
+    if (n < 0 || n >= TLS_PATH_MAX) {
+        tls_set_err(err, errlen, "tls: path too long: %s/%s%s", dir, name, ext);
+        return -ENAMETOOLONG;
+    }
+    *f = fopen(path, "re");
+    if (*f == NULL) {
+        int rc = -errno;
+        tls_set_err(err, errlen, "tls: load %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+/* Trusts every certificate in dir/ca.crt, and nothing else. */
+static int tls_load_ca(SSL_CTX *ssl, const char *dir, char *err, size_t errlen)
+{
+    char path[TLS_PATH_MAX], why[TLS_ERR_MAX];
+    FILE *f;
+    int rc = tls_open(&f, dir, "ca", ".crt", path, err, errlen);
+    if (rc != 0)
+        return rc;
+    X509_STORE *store = SSL_CTX_get_cert_store(ssl);
+    X509 *x;
+    int count = 0;
+    while (rc == 0 && (x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+        if (!X509_STORE_add_cert(store, x))
+            rc = -EPROTO;
+        X509_free(x);
+        count++;
+    }
+    fclose(f);
+    /* The loop ends on "no start line" after the last certificate. */
+    unsigned long last = ERR_peek_last_error();
+    if (rc == 0 && count > 0 && ERR_GET_REASON(last) == PEM_R_NO_START_LINE) {
+        ERR_clear_error();
+        return 0;
+    }
+    if (count == 0 && rc == 0)
+        tls_set_err(err, errlen, "tls: load %s: no certificate in file", path);
+    else
+        tls_set_err(err, errlen, "tls: load %s: %s", path, tls_ossl_reason(why, sizeof why));
+    ERR_clear_error();
+    return -EPROTO;
+}
+
+/* Presents dir/name.crt with dir/name.key, which must belong together. */
+static int tls_load_identity(SSL_CTX *ssl, const char *dir, const char *name, char *err,
+                             size_t errlen)
+{
+    char crt[TLS_PATH_MAX], key[TLS_PATH_MAX], why[TLS_ERR_MAX];
+    FILE *f;
+    int rc = tls_open(&f, dir, name, ".crt", crt, err, errlen);
+    if (rc != 0)
+        return rc;
+    X509 *x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    int ok = x != NULL && SSL_CTX_use_certificate(ssl, x);
+    X509_free(x);
+    if (!ok) {
+        tls_set_err(err, errlen, "tls: load %s: %s", crt, tls_ossl_reason(why, sizeof why));
+        return -EPROTO;
+    }
+    rc = tls_open(&f, dir, name, ".key", key, err, errlen);
+    if (rc != 0)
+        return rc;
+    EVP_PKEY *pk = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    ok = pk != NULL && SSL_CTX_use_PrivateKey(ssl, pk);
+    EVP_PKEY_free(pk);
+    if (!ok || !SSL_CTX_check_private_key(ssl)) {
+        tls_set_err(err, errlen, "tls: load %s (for %s): %s", key, crt,
+                    tls_ossl_reason(why, sizeof why));
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/*
+ * Runs after OpenSSL's own chain check for each certificate, leaf last
+ * (depth 0). It only adds the name rule: with an expected peer, the leaf's
+ * CN must equal it.
+ */
+static int tls_verify_cb(int preverify_ok, X509_STORE_CTX *xs)
+{
+    if (!preverify_ok || X509_STORE_CTX_get_error_depth(xs) != 0)
+        return preverify_ok;
+    SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
+    tls_t *t = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
+    if (t == NULL || t->expect_peer == NULL)
+        return 1;
+    char cn[TLS_CN_MAX + 1];
+    if (tls_cert_cn(X509_STORE_CTX_get_current_cert(xs), cn, sizeof cn) == 0 &&
+        strcmp(cn, t->expect_peer) == 0)
+        return 1;
+    snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", cn[0] ? cn : "(no name)",
+             t->expect_peer);
+    t->name_mismatch = true;
+    X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
+    return 0;
+}
+
+static int tls_ctx_setup(SSL_CTX *ssl, enum tls_role role, bool require_client_cert)
+{
+    int mode = SSL_VERIFY_PEER;
+    if (role == TLS_SERVER)
+        mode = require_client_cert ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT
+                                   : SSL_VERIFY_NONE;
+    SSL_CTX_set_verify(ssl, mode, tls_verify_cb);
+    SSL_CTX_set_verify_depth(ssl, TLS_VERIFY_DEPTH);
+    SSL_CTX_clear_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    /* The peer holds the CA already: send the leaf alone. */
+    SSL_CTX_set_mode(ssl, SSL_MODE_NO_AUTO_CHAIN);
+    SSL_CTX_set_read_ahead(ssl, 1);
+    SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ssl, SSL_OP_NO_TICKET);
+    return SSL_CTX_set_min_proto_version(ssl, TLS1_3_VERSION) &&
+                   SSL_CTX_set_max_proto_version(ssl, TLS1_3_VERSION) &&
+                   SSL_CTX_set_ciphersuites(ssl, TLS_SUITES) && SSL_CTX_set_num_tickets(ssl, 0)
+               ? 0
+               : -1;
+}
+
+int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
+                bool require_client_cert, char *err, size_t errlen)
+{
+    char why[TLS_ERR_MAX];
+    int rc = -ENOMEM;
+    ERR_clear_error();
+    tls_ctx_t *ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL) {
+        tls_set_err(err, errlen, "tls: out of memory");
+        return rc;
+    }
+    ctx->ssl = SSL_CTX_new(role == TLS_SERVER ? TLS_server_method() : TLS_client_method());
+    if (ctx->ssl == NULL || tls_ctx_setup(ctx->ssl, role, require_client_cert) != 0) {
+        tls_set_err(err, errlen, "tls: new context: %s", tls_ossl_reason(why, sizeof why));
+        rc = -EPROTO;
+        goto fail;
+    }
+    rc = tls_load_ca(ctx->ssl, pki_dir, err, errlen);
+    if (rc == 0 && name != NULL)
+        rc = tls_load_identity(ctx->ssl, pki_dir, name, err, errlen);
+    if (rc != 0)
+        goto fail;
+    *out = ctx;
+    return 0;
+fail:
+    tls_ctx_free(ctx);
+    return rc;
+}
+
+void tls_ctx_free(tls_ctx_t *ctx)
+{
+    if (ctx == NULL)
+        return;
+    SSL_CTX_free(ctx->ssl);
+    free(ctx);
+}
+
+/* ---- sessions ---- */
+
+int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer)
+{
+    ERR_clear_error();
+    tls_t *t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return -ENOMEM;
+    t->ssl = SSL_new(ctx->ssl);
+    t->in = BIO_new(BIO_s_mem());
+    t->out = BIO_new(BIO_s_mem());
+    if (expect_peer != NULL)
+        t->expect_peer = strdup(expect_peer);
+    if (t->ssl == NULL || t->in == NULL || t->out == NULL ||
+        (expect_peer != NULL && t->expect_peer == NULL)) {
+        BIO_free(t->in);
+        BIO_free(t->out);
+        t->in = t->out = NULL;
+        tls_free(t);
+        ERR_clear_error();
+        return -ENOMEM;
+    }
+    /* An empty input BIO means "wait for more", not end of stream. */
+    BIO_set_mem_eof_return(t->in, -1);
+    BIO_set_mem_eof_return(t->out, -1);
+    SSL_set_bio(t->ssl, t->in, t->out);
+    SSL_set_app_data(t->ssl, t);
+    /* A server that expects a named peer must see its certificate, even on
+     * a context that does not require one from everybody. */
+    if (expect_peer != NULL && SSL_is_server(t->ssl))
+        SSL_set_verify(t->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
+    if (SSL_is_server(t->ssl))
+        SSL_set_accept_state(t->ssl);
+    else
+        SSL_set_connect_state(t->ssl);
+    *out = t;
+    return 0;
+}
+
+void tls_free(tls_t *t)
+{
+    if (t == NULL)
+        return;
+    SSL_free(t->ssl); /* frees both BIOs */
+    free(t->expect_peer);
+    free(t);
+}
+
+/* Words and code for an SSL_ERROR_SSL; the queue is read and emptied. */
+static int tls_map_ssl_error(tls_t *t)
+{
+    unsigned long code = ERR_peek_error();
+    long vr = SSL_get_verify_result(t->ssl);
+    int rc = TLS_EPROTO;
+    if (t->name_mismatch) {
+        rc = TLS_EVERIFY; /* t->err written by the callback */
+    } else if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+               ERR_GET_REASON(code) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
+        snprintf(t->err, sizeof t->err, "peer did not return a certificate");
+        rc = TLS_ENOCERT;
+    } else if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
+               ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
+        snprintf(t->err, sizeof t->err, "certificate verify failed: %s",
+                 X509_verify_cert_error_string(vr));
+        rc = TLS_EVERIFY;
+    } else {
+        tls_ossl_reason(t->err, sizeof t->err);
+    }
+    ERR_clear_error();
+    return rc;
+}
+
+/* Maps the result of an SSL_* call: 0 when it only waits for input, else a
+ * sticky TLS_E* with t->err set. */
+static int tls_result(tls_t *t, int ret)
+{
+    int e = SSL_get_error(t->ssl, ret);
+    int rc;
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        ERR_clear_error();
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        ERR_clear_error();
+        return TLS_EOF;
+    case SSL_ERROR_SSL:
+        rc = tls_map_ssl_error(t);
+        break;
+    default:
+        /* WANT_WRITE cannot happen with an unbounded memory BIO, and
+         * SYSCALL means the state machine broke: both are protocol ends. */
+        snprintf(t->err, sizeof t->err, "unexpected SSL_get_error %d", e);
+        ERR_clear_error();
+        rc = TLS_EPROTO;
+        break;
+    }
+    t->failed = rc;
+    return rc;
+}
+
+int tls_feed(tls_t *t, const void *data, size_t len)
+{
+    const char *p = data;
+    while (len > 0) {
+        int n = (int)(len < TLS_CHUNK_MAX ? len : TLS_CHUNK_MAX);
+        if (BIO_write(t->in, p, n) != n) {
+            ERR_clear_error();
+            return -ENOMEM;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int tls_handshake(tls_t *t)
+{
+    if (t->failed)
+        return t->failed;
+    if (t->done)
+        return 1;
+    ERR_clear_error();
+    int ret = SSL_do_handshake(t->ssl);
+    if (ret != 1)
+        return tls_result(t, ret);
+    ERR_clear_error();
+    t->done = true;
+    X509 *peer = SSL_get0_peer_certificate(t->ssl);
+    if (peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK)
+        tls_cert_cn(peer, t->peer, sizeof t->peer);
+    return 1;
+}
+
+bool tls_handshake_done(const tls_t *t)
+{
+    return t->done;
+}
+
+ssize_t tls_read(tls_t *t, void *buf, size_t cap)
+{
+    if (t->failed)
+        return t->failed;
+    if (!t->done) {
+        int rc = tls_handshake(t);
+        if (rc != 1)
+            return rc;
+    }
+    size_t n = 0;
+    ERR_clear_error();
+    int ret = SSL_read_ex(t->ssl, buf, cap, &n);
+    if (ret == 1) {
+        ERR_clear_error();
+        return (ssize_t)n;
+    }
+    int rc = tls_result(t, ret);
+    if (rc == TLS_EOF)
+        t->failed = 0; /* a clean end is not a failure; SSL keeps returning it */
+    return rc;
+}
+
+int tls_write(tls_t *t, const void *buf, size_t len)
+{
+    if (t->failed)
+        return t->failed;
+    if (!t->done) {
+        snprintf(t->err, sizeof t->err, "write before the handshake finished");
+        return TLS_EPROTO;
+    }
+    const char *p = buf;
+    while (len > 0) {
+        size_t n = 0;
+        ERR_clear_error();
+        int ret = SSL_write_ex(t->ssl, p, len < TLS_CHUNK_MAX ? len : TLS_CHUNK_MAX, &n);
+        if (ret != 1 && tls_result(t, ret) == 0) {
+            /* Only a renegotiation could make a write wait for input, and
+             * TLS 1.3 has none. */
+            snprintf(t->err, sizeof t->err, "write waits for input");
+            t->failed = TLS_EPROTO;
+        }
+        if (ret != 1)
+            return t->failed;
+        p += n;
+        len -= n;
+    }
+    ERR_clear_error();
+    return 0;
+}
+
+void tls_close(tls_t *t)
+{
+    if (t->failed || !t->done)
+        return; /* nothing to close cleanly: the transport just ends */
+    ERR_clear_error();
+    SSL_shutdown(t->ssl);
+    ERR_clear_error();
+}
+
+size_t tls_out_pending(const tls_t *t)
+{
+    return BIO_ctrl_pending(t->out);
+}
+
+size_t tls_out_take(tls_t *t, void *buf, size_t cap)
+{
+    int n = BIO_read(t->out, buf, (int)(cap < TLS_CHUNK_MAX ? cap : TLS_CHUNK_MAX));
+    return n > 0 ? (size_t)n : 0;
+}
+
+const char *tls_peer_name(const tls_t *t)
+{
+    return t->done && t->peer[0] != '\0' ? t->peer : NULL;
+}
+
+const char *tls_errstr(const tls_t *t)
+{
+    return t->err[0] != '\0' ? t->err : "no error";
+}

@@ -1,0 +1,241 @@
+/*
+ * pki: a CA is made once and never replaced; an issued certificate carries
+ * the name and addresses asked for, chains to that CA alone, and comes with
+ * its own private key; keys are private to the owner; bad input is refused
+ * with words a user can act on.
+ */
+#include "convoy/pki.h"
+
+#include <CUnit/CUnit.h>
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+static char base[64]; /* the suite's mkdtemp directory */
+static char dir[128]; /* its PKI, made by suite init */
+static char err[512];
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int suite_init(void)
+{
+    snprintf(base, sizeof base, "/tmp/convoy-pki-XXXXXX");
+    if (mkdtemp(base) == NULL)
+        return -1;
+    snprintf(dir, sizeof dir, "%s/pki", base);
+    return pki_init(dir, err, sizeof err);
+}
+
+static int suite_clean(void)
+{
+    return nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *path_of(const char *name)
+{
+    static char p[256];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    return p;
+}
+
+static X509 *load_cert(const char *name)
+{
+    FILE *f = fopen(path_of(name), "r");
+    X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    return x;
+}
+
+static EVP_PKEY *load_key(const char *name)
+{
+    FILE *f = fopen(path_of(name), "r");
+    EVP_PKEY *k = f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+    if (f != NULL)
+        fclose(f);
+    return k;
+}
+
+static unsigned file_mode(const char *name)
+{
+    struct stat st;
+    return stat(path_of(name), &st) == 0 ? (unsigned)(st.st_mode & 07777) : 0;
+}
+
+/* Verifies x against a store that holds only this directory's CA. */
+static int verify_with_ca(X509 *x, int purpose)
+{
+    X509 *ca = load_cert("ca.crt");
+    X509_STORE *store = X509_STORE_new();
+    X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+    int ok = ca != NULL && store != NULL && ctx != NULL && X509_STORE_add_cert(store, ca) &&
+             X509_STORE_CTX_init(ctx, store, x, NULL) && X509_STORE_CTX_set_purpose(ctx, purpose) &&
+             X509_verify_cert(ctx) == 1;
+    X509_STORE_CTX_free(ctx);
+    X509_STORE_free(store);
+    X509_free(ca);
+    return ok;
+}
+
+static void test_init_files(void)
+{
+    CU_ASSERT_EQUAL(file_mode("ca.key"), 0600);
+    X509 *ca = load_cert("ca.crt");
+    CU_ASSERT_FATAL(ca != NULL);
+    EVP_PKEY *key = load_key("ca.key");
+    CU_ASSERT(key != NULL && X509_check_private_key(ca, key) == 1);
+    CU_ASSERT_EQUAL(X509_check_ca(ca), 1);
+    CU_ASSERT(X509_get_key_usage(ca) & KU_KEY_CERT_SIGN);
+    CU_ASSERT_EQUAL(X509_check_issued(ca, ca), X509_V_OK); /* self-signed */
+    struct stat st;
+    CU_ASSERT(stat(dir, &st) == 0 && (st.st_mode & 0777) == 0700);
+    EVP_PKEY_free(key);
+    X509_free(ca);
+}
+
+static void test_init_refuses_second(void)
+{
+    X509 *before = load_cert("ca.crt");
+    CU_ASSERT_EQUAL(pki_init(dir, err, sizeof err), -EEXIST);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ca.key"));
+    X509 *after = load_cert("ca.crt");
+    CU_ASSERT(before != NULL && after != NULL && X509_cmp(before, after) == 0);
+    X509_free(after);
+    X509_free(before);
+}
+
+/* True when x has a SAN of this type whose text is `want`. */
+static int has_san(X509 *x, int type, const char *want)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    int found = 0;
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens) && !found; i++) {
+        GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != type)
+            continue;
+        if (type == GEN_DNS) {
+            found = strcmp((const char *)ASN1_STRING_get0_data(g->d.dNSName), want) == 0;
+        } else {
+            ASN1_OCTET_STRING *ip = a2i_IPADDRESS(want);
+            found = ip != NULL && ASN1_STRING_cmp(ip, g->d.iPAddress) == 0;
+            ASN1_OCTET_STRING_free(ip);
+        }
+    }
+    GENERAL_NAMES_free(gens);
+    return found;
+}
+
+static void test_issue(void)
+{
+    const char *ips[] = {"10.0.0.7", "::1"};
+    const char *dns[] = {"fs1.example.net"};
+    CU_ASSERT_EQUAL_FATAL(pki_issue(dir, "fs1", ips, 2, dns, 1, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(file_mode("fs1.key"), 0600);
+    X509 *x = load_cert("fs1.crt");
+    EVP_PKEY *key = load_key("fs1.key");
+    CU_ASSERT_FATAL(x != NULL && key != NULL);
+    char cn[64] = "";
+    X509_NAME_get_text_by_NID(X509_get_subject_name(x), NID_commonName, cn, sizeof cn);
+    CU_ASSERT_STRING_EQUAL(cn, "fs1");
+    CU_ASSERT(has_san(x, GEN_DNS, "fs1"));
+    CU_ASSERT(has_san(x, GEN_DNS, "fs1.example.net"));
+    CU_ASSERT(has_san(x, GEN_IPADD, "10.0.0.7"));
+    CU_ASSERT(has_san(x, GEN_IPADD, "::1"));
+    CU_ASSERT(!has_san(x, GEN_IPADD, "10.0.0.8"));
+    CU_ASSERT_EQUAL(X509_check_private_key(x, key), 1);
+    CU_ASSERT_EQUAL(X509_check_ca(x), 0);
+    CU_ASSERT(verify_with_ca(x, X509_PURPOSE_SSL_SERVER));
+    CU_ASSERT(verify_with_ca(x, X509_PURPOSE_SSL_CLIENT));
+    EVP_PKEY_free(key);
+    X509_free(x);
+}
+
+/* Temporary files are hidden; a finished call leaves none. */
+static int hidden_files(void)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        n += e->d_name[0] == '.' && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+    if (d != NULL)
+        closedir(d);
+    return d != NULL ? n : -1;
+}
+
+/* Re-issuing replaces the pair, and leaves no temporary file behind. */
+static void test_reissue(void)
+{
+    CU_ASSERT_EQUAL_FATAL(pki_issue(dir, "fs2", NULL, 0, NULL, 0, err, sizeof err), 0);
+    X509 *first = load_cert("fs2.crt");
+    CU_ASSERT_EQUAL_FATAL(pki_issue(dir, "fs2", NULL, 0, NULL, 0, err, sizeof err), 0);
+    X509 *second = load_cert("fs2.crt");
+    EVP_PKEY *key = load_key("fs2.key");
+    CU_ASSERT(first != NULL && second != NULL && X509_cmp(first, second) != 0);
+    CU_ASSERT(key != NULL && X509_check_private_key(second, key) == 1);
+    CU_ASSERT_EQUAL(hidden_files(), 0);
+    EVP_PKEY_free(key);
+    X509_free(second);
+    X509_free(first);
+}
+
+static void test_bad_names(void)
+{
+    const char *bad[] = {
+        "",          "a/b",
+        "../x",      "fs 1",
+        ".hidden",   "ca",
+        "f\xc3\xa9", "0123456789012345678901234567890123456789012345678901234567890123"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        err[0] = '\0';
+        CU_ASSERT_EQUAL(pki_issue(dir, bad[i], NULL, 0, NULL, 0, err, sizeof err), -EINVAL);
+        CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad name"));
+    }
+    /* 63 characters is the longest name allowed. */
+    CU_ASSERT_EQUAL(pki_issue(dir,
+                              "012345678901234567890123456789012345678901234567890123456789012",
+                              NULL, 0, NULL, 0, err, sizeof err),
+                    0);
+    const char *ip[] = {"10.0.0.256"};
+    CU_ASSERT_EQUAL(pki_issue(dir, "fs3", ip, 1, NULL, 0, err, sizeof err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "10.0.0.256"));
+    const char *dns[] = {"a,IP:1.2.3.4"};
+    CU_ASSERT_EQUAL(pki_issue(dir, "fs3", NULL, 0, dns, 1, err, sizeof err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "bad DNS name"));
+    CU_ASSERT_EQUAL(access(path_of("fs3.crt"), F_OK), -1);
+}
+
+static void test_missing_ca(void)
+{
+    char empty[128];
+    snprintf(empty, sizeof empty, "%s/empty", base);
+    CU_ASSERT_EQUAL_FATAL(mkdir(empty, 0700), 0);
+    CU_ASSERT_EQUAL(pki_issue(empty, "fs1", NULL, 0, NULL, 0, err, sizeof err), -ENOENT);
+    char want[256];
+    snprintf(want, sizeof want, "pki: open %s/ca.crt: No such file or directory", empty);
+    CU_ASSERT_EQUAL(strncmp(err, want, strlen(want)), 0);
+}
+
+void suite_pki(void)
+{
+    CU_pSuite s = CU_add_suite("pki", suite_init, suite_clean);
+    CU_add_test(s, "init writes the CA, key 0600", test_init_files);
+    CU_add_test(s, "second init refused", test_init_refuses_second);
+    CU_add_test(s, "issue: CN, SANs, chain, key", test_issue);
+    CU_add_test(s, "re-issue replaces atomically", test_reissue);
+    CU_add_test(s, "bad names and addresses refused", test_bad_names);
+    CU_add_test(s, "missing CA named in the error", test_missing_ca);
+}

@@ -1,0 +1,341 @@
+/*
+ * tls: two sessions in one process talk through tls_out_take()/tls_feed(),
+ * as the connection layer makes them talk through the ring. The suite makes
+ * two clusters with pki_init/pki_issue: "home", whose CA every context
+ * trusts, and "away", a foreign CA. A "rogue" directory trusts home's CA but
+ * holds away's certificate for fs1, so a peer can present a foreign
+ * certificate while still accepting ours.
+ */
+#include "convoy/pki.h"
+#include "convoy/tls.h"
+
+#include <CUnit/CUnit.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#define BIG (4u << 20)
+
+static char base[64];
+static char home[128], away[128], rogue[128];
+static char err[512];
+
+static tls_ctx_t *srv;         /* balancer, home CA, requires client certs */
+static tls_ctx_t *srv_fs2;     /* fs2 as a server, home CA */
+static tls_ctx_t *srv_foreign; /* balancer certified by the away CA */
+static tls_ctx_t *cli_fs1;     /* fs1, home CA */
+static tls_ctx_t *cli_anon;    /* no certificate */
+static tls_ctx_t *cli_rogue;   /* trusts home, presents away's fs1 */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+    char src[256], dst[256], buf[4096];
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
+    size_t n;
+    int rc = in != NULL && out != NULL ? 0 : -1;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+static int make_pkis(void)
+{
+    snprintf(home, sizeof home, "%s/home", base);
+    snprintf(away, sizeof away, "%s/away", base);
+    snprintf(rogue, sizeof rogue, "%s/rogue", base);
+    if (pki_init(home, err, sizeof err) || pki_init(away, err, sizeof err) ||
+        mkdir(rogue, 0700) != 0)
+        return -1;
+    const char *names[] = {"balancer", "fs1", "fs2"};
+    for (size_t i = 0; i < 3; i++) {
+        if (pki_issue(home, names[i], NULL, 0, NULL, 0, err, sizeof err) ||
+            pki_issue(away, names[i], NULL, 0, NULL, 0, err, sizeof err))
+            return -1;
+    }
+    return copy_file(home, rogue, "ca.crt") || copy_file(away, rogue, "fs1.crt") ||
+                   copy_file(away, rogue, "fs1.key")
+               ? -1
+               : 0;
+}
+
+static int suite_init(void)
+{
+    snprintf(base, sizeof base, "/tmp/convoy-tls-XXXXXX");
+    if (mkdtemp(base) == NULL || make_pkis() != 0)
+        return -1;
+    return tls_ctx_new(&srv, TLS_SERVER, home, "balancer", true, err, sizeof err) ||
+           tls_ctx_new(&srv_fs2, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
+           tls_ctx_new(&srv_foreign, TLS_SERVER, away, "balancer", false, err, sizeof err) ||
+           tls_ctx_new(&cli_fs1, TLS_CLIENT, home, "fs1", false, err, sizeof err) ||
+           tls_ctx_new(&cli_anon, TLS_CLIENT, home, NULL, false, err, sizeof err) ||
+           tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err);
+}
+
+static int suite_clean(void)
+{
+    tls_ctx_t **all[] = {&srv, &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon, &cli_rogue};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        tls_ctx_free(*all[i]);
+        *all[i] = NULL;
+    }
+    return base[0] ? nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
+}
+
+/* Moves every pending ciphertext byte from one session to the other. */
+static void shuttle(tls_t *from, tls_t *to)
+{
+    static unsigned char buf[64 * 1024];
+    size_t n;
+    while ((n = tls_out_take(from, buf, sizeof buf)) > 0)
+        CU_ASSERT_EQUAL_FATAL(tls_feed(to, buf, n), 0);
+}
+
+struct pair {
+    tls_t *c, *s;
+    int crc, src; /* last tls_handshake() result of client and server */
+};
+
+/* Runs both handshakes until each is done or failed; a few rounds are
+ * plenty (TLS 1.3 needs one and a half round trips). */
+static void handshake(struct pair *p, tls_ctx_t *client, const char *expect, tls_ctx_t *server)
+{
+    p->crc = p->src = 0;
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, expect), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL), 0);
+    for (int round = 0; round < 8 && (p->crc == 0 || p->src == 0); round++) {
+        if (p->crc == 0)
+            p->crc = tls_handshake(p->c);
+        shuttle(p->c, p->s);
+        if (p->src == 0)
+            p->src = tls_handshake(p->s);
+        shuttle(p->s, p->c);
+    }
+}
+
+static void pair_free(struct pair *p)
+{
+    tls_free(p->c);
+    tls_free(p->s);
+}
+
+/* Sends len bytes from one side and reads them all on the other. */
+static void transfer(tls_t *from, tls_t *to, const unsigned char *data, size_t len)
+{
+    unsigned char *got = malloc(len);
+    size_t have = 0;
+    CU_ASSERT_FATAL(got != NULL);
+    CU_ASSERT_EQUAL(tls_write(from, data, len), 0);
+    shuttle(from, to);
+    for (;;) {
+        ssize_t n = tls_read(to, got + have, len - have);
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+    }
+    CU_ASSERT_EQUAL(have, len);
+    CU_ASSERT(have == len && memcmp(got, data, len) == 0);
+    free(got);
+}
+
+static void test_mutual(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, "balancer", srv);
+    CU_ASSERT_EQUAL(p.crc, 1);
+    CU_ASSERT_EQUAL(p.src, 1);
+    CU_ASSERT(tls_handshake_done(p.c) && tls_handshake_done(p.s));
+    CU_ASSERT(tls_peer_name(p.c) != NULL && strcmp(tls_peer_name(p.c), "balancer") == 0);
+    CU_ASSERT(tls_peer_name(p.s) != NULL && strcmp(tls_peer_name(p.s), "fs1") == 0);
+    transfer(p.c, p.s, (const unsigned char *)"hello", 5);
+    transfer(p.s, p.c, (const unsigned char *)"welcome", 7);
+    CU_ASSERT_EQUAL(ERR_peek_error(), 0); /* nothing left for the next caller */
+    pair_free(&p);
+}
+
+static void test_client_cert_foreign_ca(void)
+{
+    struct pair p;
+    handshake(&p, cli_rogue, NULL, srv);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(p.s), "certificate verify failed"));
+    CU_ASSERT_PTR_NULL(tls_peer_name(p.s));
+    /* TLS 1.3: the client finished first and learns from the alert. */
+    unsigned char buf[16];
+    CU_ASSERT(tls_read(p.c, buf, sizeof buf) < 0 && tls_read(p.c, buf, sizeof buf) != TLS_EOF);
+    pair_free(&p);
+}
+
+static void test_client_without_cert(void)
+{
+    struct pair p;
+    handshake(&p, cli_anon, NULL, srv);
+    CU_ASSERT_EQUAL(p.src, TLS_ENOCERT);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer did not return a certificate");
+    pair_free(&p);
+}
+
+static void test_server_cert_foreign_ca(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv_foreign);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
+                           "certificate verify failed: unable to get local issuer certificate");
+    CU_ASSERT(p.src < 0); /* the server got the alert */
+    pair_free(&p);
+}
+
+static void test_expect_peer_mismatch(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, "balancer", srv_fs2);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer is 'fs2', expected 'balancer'");
+    CU_ASSERT_PTR_NULL(tls_peer_name(p.c));
+    CU_ASSERT(p.src < 0);
+    /* Failures are sticky: the session gives the same answer again. */
+    CU_ASSERT_EQUAL(tls_handshake(p.c), TLS_EVERIFY);
+    pair_free(&p);
+}
+
+static void test_big_payload(void)
+{
+    unsigned char *data = malloc(BIG);
+    CU_ASSERT_FATAL(data != NULL);
+    uint32_t x = 2463534242u; /* xorshift32: bytes no compressor or pattern bug could fake */
+    for (size_t i = 0; i < BIG; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        data[i] = (unsigned char)x;
+    }
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    transfer(p.c, p.s, data, BIG);
+    transfer(p.s, p.c, data, BIG);
+    pair_free(&p);
+    free(data);
+}
+
+static void test_close_notify(void)
+{
+    struct pair p;
+    unsigned char buf[16];
+    handshake(&p, cli_fs1, NULL, srv);
+    CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), 0); /* nothing yet */
+    tls_close(p.c);
+    CU_ASSERT(tls_out_pending(p.c) > 0);
+    shuttle(p.c, p.s);
+    CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), TLS_EOF);
+    CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), TLS_EOF);
+    pair_free(&p);
+}
+
+static void test_garbage(void)
+{
+    /* An application-data record header and a body that no key made. */
+    unsigned char junk[64] = {0x17, 0x03, 0x03, 0x00, 59};
+    for (size_t i = 5; i < sizeof junk; i++)
+        junk[i] = (unsigned char)(i * 37);
+    unsigned char buf[64];
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv);
+    CU_ASSERT_EQUAL(tls_feed(p.s, junk, sizeof junk), 0);
+    CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), TLS_EPROTO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(p.s), "bad record mac"));
+    CU_ASSERT_EQUAL(tls_write(p.s, "x", 1), TLS_EPROTO);
+    CU_ASSERT_EQUAL(ERR_peek_error(), 0);
+    pair_free(&p);
+
+    tls_t *s;
+    const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL(tls_feed(s, http, sizeof http - 1), 0);
+    CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
+    CU_ASSERT_STRING_NOT_EQUAL(tls_errstr(s), "no error");
+    tls_free(s);
+}
+
+/* A ClientHello offering at most TLS 1.2, made by OpenSSL directly. */
+static size_t tls12_client_hello(unsigned char *buf, size_t cap)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    SSL *ssl = ctx != NULL ? SSL_new(ctx) : NULL;
+    BIO *in = BIO_new(BIO_s_mem()), *out = BIO_new(BIO_s_mem());
+    int n = 0;
+    if (ssl != NULL && in != NULL && out != NULL &&
+        SSL_set_max_proto_version(ssl, TLS1_2_VERSION)) {
+        SSL_set_bio(ssl, in, out);
+        in = out = NULL;
+        SSL_connect(ssl); /* wants the server's reply */
+        n = BIO_read(SSL_get_wbio(ssl), buf, (int)cap);
+    }
+    BIO_free(in);
+    BIO_free(out);
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void test_tls12_refused(void)
+{
+    unsigned char hello[4096];
+    size_t n = tls12_client_hello(hello, sizeof hello);
+    CU_ASSERT_FATAL(n > 0);
+    tls_t *s;
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL(tls_feed(s, hello, n), 0);
+    CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(s), "unsupported protocol"));
+    tls_free(s);
+}
+
+static void test_ctx_errors(void)
+{
+    tls_ctx_t *ctx = NULL;
+    char want[256];
+    CU_ASSERT(tls_ctx_new(&ctx, TLS_SERVER, home, "nobody", true, err, sizeof err) < 0);
+    snprintf(want, sizeof want, "tls: load %s/nobody.crt: No such file or directory", home);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT(tls_ctx_new(&ctx, TLS_CLIENT, "/nonexistent", NULL, false, err, sizeof err) < 0);
+    CU_ASSERT_STRING_EQUAL(err, "tls: load /nonexistent/ca.crt: No such file or directory");
+    CU_ASSERT_PTR_NULL(ctx);
+
+    tls_t *c;
+    CU_ASSERT_EQUAL_FATAL(tls_new(&c, cli_fs1, NULL), 0);
+    CU_ASSERT_EQUAL(tls_write(c, "x", 1), TLS_EPROTO);
+    CU_ASSERT_PTR_NULL(tls_peer_name(c));
+    tls_free(c);
+}
+
+void suite_tls(void)
+{
+    CU_pSuite s = CU_add_suite("tls", suite_init, suite_clean);
+    CU_add_test(s, "mutual handshake, peer names", test_mutual);
+    CU_add_test(s, "client cert from another CA", test_client_cert_foreign_ca);
+    CU_add_test(s, "client without cert", test_client_without_cert);
+    CU_add_test(s, "server cert from another CA", test_server_cert_foreign_ca);
+    CU_add_test(s, "expected peer name mismatch", test_expect_peer_mismatch);
+    CU_add_test(s, "4 MiB both ways", test_big_payload);
+    CU_add_test(s, "close_notify is EOF", test_close_notify);
+    CU_add_test(s, "garbage is a protocol error", test_garbage);
+    CU_add_test(s, "TLS 1.2 refused", test_tls12_refused);
+    CU_add_test(s, "context and misuse errors", test_ctx_errors);
+}
