@@ -1,0 +1,701 @@
+/*
+ * gj — blocked Gauss-Jordan inversion.
+ *
+ * The design is simple: the matrix is swept by panels of nb columns. A panel
+ * K is factored (partial pivoting over its n rows, the Gauss-Jordan
+ * transform of its own columns), then every other column j gets one rank-nb
+ * update, a matrix multiply:
+ *
+ *     A[:, j] = (A[:, j] with the pivot rows P zeroed) + A[:, K] · A_old[P, j]
+ *
+ * where A[:, K] now holds the panel's part of the inverse. The same identity
+ * splits a panel into halves recursively, so the panel's own work is also
+ * done by the multiply, down to a leaf of GJ_LEAF columns that the unblocked
+ * kernel does on a contiguous copy. Row interchanges are applied to the
+ * other columns lazily, just before their update, and the column
+ * interchanges they imply on the inverse are undone at the end.
+ *
+ * The multiply is BLIS-shaped: the panel A[:, K] is packed once into
+ * mr-row slivers, each lane packs the nb×NCB block of B it updates, and a
+ * register tile (gj_kern.h) runs over sliver pairs, A's sliver staying in L1
+ * and B's block in L2. With several lanes, work item 0 of each step is the
+ * next panel: its columns are updated first and it is factored and packed
+ * while the other lanes update the rest (look-ahead). Every column block's
+ * arithmetic is the same whichever lane does it, so results do not depend
+ * on the lane count.
+ */
+#include "convoy/gj.h"
+
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gj_kern.h"
+
+enum {
+    GJ_NB = 256,   /* panel width cap: the multiply's depth */
+    GJ_NCB = 240,  /* columns of B per work item: nb×NCB doubles fill half of L2 */
+    GJ_LEAF = 16,  /* panel width done by the unblocked kernel */
+    GJ_RB = 256,   /* rows of A·X formed at once by the residual */
+    GJ_ALIGN = 64, /* one cache line, one zmm */
+};
+
+/* Scratch for inverting matrices up to ncap on lanes lanes; one block. */
+struct gj_ws {
+    size_t ncap;
+    unsigned lanes;
+    size_t *piv;              /* ncap: pivot row of each step */
+    double *colsum;           /* ncap: column sums for 1-norms */
+    double *wp[2];            /* packed panels, current and look-ahead */
+    double *wr;               /* packed half panels inside the recursion */
+    double *leafp;            /* ncap × GJ_LEAF: a leaf panel, contiguous */
+    double *rblk;             /* GJ_RB × ncap: rows of A·X */
+    double *orig;             /* ncap²: A kept for the residual, or NULL */
+    double *bp[GJ_LANES_MAX]; /* per lane: packed B block */
+    void *mem;
+};
+
+/* One inversion in progress, and the parallel step it is in. */
+struct gj_run {
+    const struct gj_kern *k;
+    struct gj_ws *ws;
+    double *a;
+    size_t n;
+    size_t nb;      /* panel width */
+    double tol;     /* pivots at or below it are singular */
+    pool_t *pool;   /* NULL: one lane */
+    unsigned lanes; /* lanes to run a step on */
+    size_t c0, c1;  /* the pivot block K = [c0, c1) */
+    size_t c2;      /* the look-ahead panel is [c1, c2); empty at the end */
+    int cur;        /* wp[cur] holds K packed */
+    size_t nleft;   /* work items of columns [0, c0) */
+    size_t nwork;   /* work items of this step */
+    atomic_size_t next;
+    atomic_int bad; /* a look-ahead panel was singular */
+};
+
+static _Atomic(const struct gj_kern *) active;
+
+const char *gj_status_str(enum gj_status s)
+{
+    switch (s) {
+    case GJ_OK:
+        return "ok";
+    case GJ_SINGULAR:
+        return "singular";
+    case GJ_INVALID:
+        return "invalid";
+    default:
+        return "?";
+    }
+}
+
+const char *gj_isa_str(enum gj_isa isa)
+{
+    switch (isa) {
+    case GJ_ISA_AUTO:
+        return "auto";
+    case GJ_ISA_C:
+        return "c";
+    case GJ_ISA_AVX2:
+        return "avx2";
+    case GJ_ISA_AVX512:
+        return "avx512";
+    default:
+        return "?";
+    }
+}
+
+/* The table for isa, or NULL when this CPU or build cannot run it. */
+static const struct gj_kern *kern_for(enum gj_isa isa)
+{
+    switch (isa) {
+    case GJ_ISA_C:
+        return &gj_kern_c;
+#if defined(__x86_64__)
+    case GJ_ISA_AVX2:
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+            return &gj_kern_avx2;
+        return NULL;
+    case GJ_ISA_AVX512:
+        __builtin_cpu_init();
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("fma"))
+            return &gj_kern_avx512;
+        return NULL;
+#endif
+    default:
+        return NULL;
+    }
+}
+
+static const struct gj_kern *kern_best(void)
+{
+    static const enum gj_isa order[] = {GJ_ISA_AVX512, GJ_ISA_AVX2, GJ_ISA_C};
+    const char *env = getenv("CONVOY_GJ_ISA");
+    for (size_t i = 0; env != NULL && i < sizeof order / sizeof order[0]; i++) {
+        if (strcmp(env, gj_isa_str(order[i])) == 0 && kern_for(order[i]) != NULL)
+            return kern_for(order[i]);
+    }
+    for (size_t i = 0;; i++) {
+        if (kern_for(order[i]) != NULL)
+            return kern_for(order[i]);
+    }
+}
+
+static const struct gj_kern *kern(void)
+{
+    const struct gj_kern *k = atomic_load(&active);
+    if (k == NULL) {
+        k = kern_best();
+        atomic_store(&active, k);
+    }
+    return k;
+}
+
+int gj_set_isa(enum gj_isa isa)
+{
+    if (isa == GJ_ISA_AUTO) {
+        atomic_store(&active, kern_best());
+        return 0;
+    }
+    if (isa != GJ_ISA_C && isa != GJ_ISA_AVX2 && isa != GJ_ISA_AVX512)
+        return -EINVAL;
+    const struct gj_kern *k = kern_for(isa);
+    if (k == NULL)
+        return -ENOTSUP;
+    atomic_store(&active, k);
+    return 0;
+}
+
+enum gj_isa gj_active_isa(void)
+{
+    return kern()->isa;
+}
+
+/* ---- workspace ---------------------------------------------------------- */
+
+static size_t round_up(size_t x, size_t m)
+{
+    return (x + m - 1) / m * m;
+}
+
+static size_t min_sz(size_t a, size_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Rows of a packed panel: n rounded up to every tile height. */
+static size_t rows_padded(size_t n)
+{
+    return round_up(n, GJ_MR_MAX);
+}
+
+/*
+ * Lays the buffers out in one block (or, with base NULL, only measures it).
+ * Every buffer starts on a cache line.
+ */
+static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, bool resid)
+{
+    size_t nb = min_sz(GJ_NB, round_up(n, GJ_LEAF));
+    size_t np = rows_padded(n);
+    size_t off = 0;
+#define CARVE(field, count)                                                                        \
+    do {                                                                                           \
+        ws->field = base ? (void *)(base + off) : NULL;                                            \
+        off += round_up((count) * sizeof(*ws->field), GJ_ALIGN);                                   \
+    } while (0)
+    CARVE(piv, n);
+    CARVE(colsum, n);
+    CARVE(wp[0], np * nb);
+    CARVE(wp[1], np * nb);
+    CARVE(wr, np * nb);
+    CARVE(leafp, n * GJ_LEAF);
+    CARVE(rblk, (size_t)GJ_RB * n);
+    for (unsigned l = 0; l < lanes; l++)
+        CARVE(bp[l], (size_t)nb * GJ_NCB);
+    if (resid)
+        CARVE(orig, n * n);
+    else
+        ws->orig = NULL;
+#undef CARVE
+    return off;
+}
+
+/* Returns 0, or -ENOMEM (also when n² doubles would not fit a size_t). */
+static int ws_init(struct gj_ws *ws, size_t n, unsigned lanes, bool resid)
+{
+    if (n == 0 || n > SIZE_MAX / 4 / sizeof(double) / n)
+        return -ENOMEM;
+    size_t size = ws_layout(ws, NULL, n, lanes, resid);
+    void *mem = NULL;
+    if (posix_memalign(&mem, GJ_ALIGN, size) != 0)
+        return -ENOMEM;
+    ws_layout(ws, mem, n, lanes, resid);
+    ws->mem = mem;
+    ws->ncap = n;
+    ws->lanes = lanes;
+    return 0;
+}
+
+static void ws_free(struct gj_ws *ws)
+{
+    free(ws->mem);
+    ws->mem = NULL;
+}
+
+/* ---- packing and the multiply ------------------------------------------- */
+
+/* rows×k block of a (row stride lda) into mr-row slivers, zero-padded. */
+static void pack_a(const struct gj_kern *k, size_t rows, size_t kk, const double *a, size_t lda,
+                   double *dst)
+{
+    size_t mr = k->mr;
+    for (size_t i0 = 0; i0 < rows; i0 += mr, dst += mr * kk) {
+        size_t h = min_sz(mr, rows - i0);
+        for (size_t i = 0; i < h; i++) {
+            const double *src = a + (i0 + i) * lda;
+            for (size_t p = 0; p < kk; p++)
+                dst[p * mr + i] = src[p];
+        }
+        for (size_t i = h; i < mr; i++)
+            for (size_t p = 0; p < kk; p++)
+                dst[p * mr + i] = 0.0;
+    }
+}
+
+/* kk×cols block of b (row stride ldb) into nr-column slivers, zero-padded. */
+static void pack_b(const struct gj_kern *k, size_t kk, size_t cols, const double *b, size_t ldb,
+                   double *dst)
+{
+    size_t nr = k->nr;
+    for (size_t j0 = 0; j0 < cols; j0 += nr, dst += nr * kk) {
+        size_t w = min_sz(nr, cols - j0);
+        for (size_t p = 0; p < kk; p++) {
+            memcpy(dst + p * nr, b + p * ldb + j0, w * sizeof(double));
+            memset(dst + p * nr + w, 0, (nr - w) * sizeof(double));
+        }
+    }
+}
+
+/* c (rows×cols, row stride ldc) += packed A (rows×kk) · packed B (kk×cols). */
+static void gemm_packed(const struct gj_kern *k, size_t rows, size_t cols, size_t kk,
+                        const double *ap, const double *bp, double *c, size_t ldc)
+{
+    size_t mr = k->mr, nr = k->nr;
+    for (size_t i0 = 0; i0 < rows; i0 += mr) {
+        const double *as = ap + i0 * kk;
+        size_t h = min_sz(mr, rows - i0);
+        for (size_t j0 = 0; j0 < cols; j0 += nr) {
+            size_t w = min_sz(nr, cols - j0);
+            double *ct = c + i0 * ldc + j0;
+            if (h == mr && w == nr) {
+                k->tile(kk, as, bp + j0 * kk, ct, ldc);
+                continue;
+            }
+            double tmp[GJ_MR_MAX * GJ_NR_MAX] = {0};
+            k->tile(kk, as, bp + j0 * kk, tmp, nr);
+            for (size_t i = 0; i < h; i++)
+                for (size_t j = 0; j < w; j++)
+                    ct[i * ldc + j] += tmp[i * nr + j];
+        }
+    }
+}
+
+/* ---- Gauss-Jordan ------------------------------------------------------- */
+
+static void pack_panel(struct gj_run *r, size_t k0, size_t k1, double *dst)
+{
+    pack_a(r->k, r->n, k1 - k0, r->a + k0, r->n, dst);
+}
+
+/*
+ * Applies pivot block [k0, k1) (packed in wpk) to columns [j0, j1), at most
+ * GJ_NCB of them: its row interchanges, then the rank-(k1-k0) update
+ * described at the top.
+ */
+static void update_block(struct gj_run *r, unsigned lane, size_t k0, size_t k1, const double *wpk,
+                         size_t j0, size_t j1)
+{
+    double *a = r->a;
+    size_t n = r->n, w = j1 - j0, kk = k1 - k0;
+    const size_t *piv = r->ws->piv;
+    for (size_t t = k0; t < k1; t++) {
+        if (piv[t] == t)
+            continue;
+        double *x = a + t * n + j0, *y = a + piv[t] * n + j0;
+        for (size_t j = 0; j < w; j++) {
+            double v = x[j];
+            x[j] = y[j];
+            y[j] = v;
+        }
+    }
+    double *bp = r->ws->bp[lane];
+    pack_b(r->k, kk, w, a + k0 * n + j0, n, bp);
+    for (size_t t = k0; t < k1; t++)
+        memset(a + t * n + j0, 0, w * sizeof(double));
+    gemm_packed(r->k, n, w, kk, wpk, bp, a + j0, n);
+}
+
+/* update_block() over any column range, one B block at a time. */
+static void update_cols(struct gj_run *r, unsigned lane, size_t k0, size_t k1, const double *wpk,
+                        size_t j0, size_t j1)
+{
+    for (; j0 < j1; j0 += GJ_NCB)
+        update_block(r, lane, k0, k1, wpk, j0, min_sz(j0 + GJ_NCB, j1));
+}
+
+/* Unblocked kernel on columns [k0, k1) through a contiguous copy. */
+static int factor_leaf(struct gj_run *r, size_t k0, size_t k1)
+{
+    size_t n = r->n, w = k1 - k0;
+    double *p = r->ws->leafp;
+    for (size_t i = 0; i < n; i++)
+        memcpy(p + i * w, r->a + i * n + k0, w * sizeof(double));
+    if (r->k->leaf(p, n, w, k0, r->ws->piv + k0, r->tol) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        memcpy(r->a + i * n + k0, p + i * w, w * sizeof(double));
+    return 0;
+}
+
+/*
+ * Factors panel [k0, k1) over all n rows: each half is factored and then
+ * updates the other half, so most of the work is the multiply. Returns 0,
+ * or -1 on a singular pivot.
+ */
+static int factor(struct gj_run *r, unsigned lane, size_t k0, size_t k1)
+{
+    if (k1 - k0 <= GJ_LEAF)
+        return factor_leaf(r, k0, k1);
+    size_t m = k0 + round_up((k1 - k0) / 2, GJ_LEAF);
+    if (factor(r, lane, k0, m) < 0)
+        return -1;
+    pack_panel(r, k0, m, r->ws->wr);
+    update_cols(r, lane, k0, m, r->ws->wr, m, k1);
+    if (factor(r, lane, m, k1) < 0)
+        return -1;
+    pack_panel(r, m, k1, r->ws->wr);
+    update_cols(r, lane, m, k1, r->ws->wr, k0, m);
+    return 0;
+}
+
+/* Work item 0 with a next panel: update it, factor it, pack it. */
+static void look_ahead(struct gj_run *r, unsigned lane)
+{
+    update_cols(r, lane, r->c0, r->c1, r->ws->wp[r->cur], r->c1, r->c2);
+    if (factor(r, lane, r->c1, r->c2) < 0) {
+        atomic_store(&r->bad, 1);
+        return;
+    }
+    pack_panel(r, r->c1, r->c2, r->ws->wp[!r->cur]);
+}
+
+/* Work item w (≥ 1 with look-ahead): a column block left or right of K. */
+static void update_item(struct gj_run *r, unsigned lane, size_t w)
+{
+    size_t j0, j1;
+    if (w < r->nleft) {
+        j0 = w * GJ_NCB;
+        j1 = min_sz(j0 + GJ_NCB, r->c0);
+    } else {
+        j0 = r->c2 + (w - r->nleft) * GJ_NCB;
+        j1 = min_sz(j0 + GJ_NCB, r->n);
+    }
+    update_block(r, lane, r->c0, r->c1, r->ws->wp[r->cur], j0, j1);
+}
+
+static void step_lane(void *arg, size_t lane)
+{
+    struct gj_run *r = arg;
+    bool ahead = r->c2 > r->c1;
+    size_t w;
+    while ((w = atomic_fetch_add(&r->next, 1)) < r->nwork) {
+        if (ahead && w == 0)
+            look_ahead(r, (unsigned)lane);
+        else
+            update_item(r, (unsigned)lane, w - ahead);
+    }
+}
+
+/* Runs nwork items of step_lane on the lanes. */
+static void run_step(struct gj_run *r, void (*fn)(void *, size_t))
+{
+    atomic_store(&r->next, 0);
+    unsigned lanes = (unsigned)min_sz(r->lanes, r->nwork);
+    if (r->pool == NULL || lanes <= 1) {
+        fn(r, 0);
+        return;
+    }
+    /* A failure to queue helpers leaves every item to the caller: still done. */
+    (void)pool_parallel(r->pool, lanes, fn, r);
+}
+
+/* Undoes the column interchanges on rows [i0, i1), last step first. */
+static void unswap_rows(struct gj_run *r, size_t i0, size_t i1)
+{
+    const size_t *piv = r->ws->piv;
+    for (size_t i = i0; i < i1; i++) {
+        double *row = r->a + i * r->n;
+        for (size_t c = r->n; c-- > 0;) {
+            double v = row[c];
+            row[c] = row[piv[c]];
+            row[piv[c]] = v;
+        }
+    }
+}
+
+static void unswap_lane(void *arg, size_t lane)
+{
+    struct gj_run *r = arg;
+    size_t w;
+    (void)lane;
+    while ((w = atomic_fetch_add(&r->next, 1)) < r->nwork)
+        unswap_rows(r, w * GJ_RB, min_sz((w + 1) * GJ_RB, r->n));
+}
+
+/* The panel width for order n: depends on n only, so lanes agree bit for bit. */
+static size_t panel_width(size_t n)
+{
+    if (n >= 4 * GJ_NB)
+        return GJ_NB;
+    return round_up((n + 3) / 4, GJ_LEAF);
+}
+
+static int invert_blocked(struct gj_run *r)
+{
+    size_t n = r->n;
+    r->nb = panel_width(n);
+    r->cur = 0;
+    atomic_store(&r->bad, 0);
+    if (factor(r, 0, 0, min_sz(r->nb, n)) < 0)
+        return GJ_SINGULAR;
+    pack_panel(r, 0, min_sz(r->nb, n), r->ws->wp[0]);
+    for (r->c0 = 0; r->c0 < n; r->c0 = r->c1, r->cur = !r->cur) {
+        r->c1 = min_sz(r->c0 + r->nb, n);
+        r->c2 = min_sz(r->c1 + r->nb, n);
+        r->nleft = (r->c0 + GJ_NCB - 1) / GJ_NCB;
+        r->nwork = (r->c2 > r->c1) + r->nleft + (n - r->c2 + GJ_NCB - 1) / GJ_NCB;
+        run_step(r, step_lane);
+        if (atomic_load(&r->bad))
+            return GJ_SINGULAR;
+    }
+    r->nwork = (n + GJ_RB - 1) / GJ_RB;
+    run_step(r, unswap_lane);
+    return GJ_OK;
+}
+
+static int invert_small(struct gj_run *r)
+{
+    if (r->k->leaf(r->a, r->n, r->n, 0, r->ws->piv, r->tol) < 0)
+        return GJ_SINGULAR;
+    unswap_rows(r, 0, r->n);
+    return GJ_OK;
+}
+
+/* ---- norms and the residual --------------------------------------------- */
+
+/* ‖a‖₁ (largest column sum), or NaN when a holds a NaN or an infinity. */
+static double norm1(const double *a, size_t n, double *colsum)
+{
+    memset(colsum, 0, n * sizeof(double));
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            colsum[j] += fabs(a[i * n + j]);
+    double big = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        if (!isfinite(colsum[j]))
+            return NAN;
+        big = colsum[j] > big ? colsum[j] : big;
+    }
+    return big;
+}
+
+/* Adds |δ − r| of rows [i0, i0+h) of R = A·X (in rblk) to colsum. */
+static void add_identity_error(const double *rblk, size_t i0, size_t h, size_t n, double *colsum)
+{
+    for (size_t i = 0; i < h; i++)
+        for (size_t j = 0; j < n; j++)
+            colsum[j] += fabs((i0 + i == j ? 1.0 : 0.0) - rblk[i * n + j]);
+}
+
+/* rblk (h×n) = rows [i0, i0+h) of A·X, by the packed multiply. */
+static void product_rows(const struct gj_kern *k, struct gj_ws *ws, const double *a,
+                         const double *x, size_t n, size_t i0, size_t h)
+{
+    size_t kb = min_sz(GJ_NB, round_up(n, GJ_LEAF));
+    memset(ws->rblk, 0, h * n * sizeof(double));
+    for (size_t p0 = 0; p0 < n; p0 += kb) {
+        size_t kk = min_sz(kb, n - p0);
+        pack_a(k, h, kk, a + i0 * n + p0, n, ws->wp[0]);
+        for (size_t j0 = 0; j0 < n; j0 += GJ_NCB) {
+            size_t w = min_sz(GJ_NCB, n - j0);
+            pack_b(k, kk, w, x + p0 * n + j0, n, ws->bp[0]);
+            gemm_packed(k, h, w, kk, ws->wp[0], ws->bp[0], ws->rblk + j0, n);
+        }
+    }
+}
+
+static double residual_ws(struct gj_ws *ws, const double *a, const double *x, size_t n)
+{
+    const struct gj_kern *k = kern();
+    double na = norm1(a, n, ws->colsum);
+    double nx = norm1(x, n, ws->colsum);
+    memset(ws->colsum, 0, n * sizeof(double));
+    for (size_t i0 = 0; i0 < n; i0 += GJ_RB) {
+        size_t h = min_sz(GJ_RB, n - i0);
+        product_rows(k, ws, a, x, n, i0, h);
+        add_identity_error(ws->rblk, i0, h, n, ws->colsum);
+    }
+    double big = 0.0;
+    for (size_t j = 0; j < n; j++)
+        big = ws->colsum[j] > big ? ws->colsum[j] : big;
+    return big / ((double)n * na * nx * DBL_EPSILON);
+}
+
+double gj_residual(const double *a, const double *x, size_t n)
+{
+    struct gj_ws ws;
+    if (ws_init(&ws, n, 1, false) < 0)
+        return -ENOMEM;
+    double res = residual_ws(&ws, a, x, n);
+    ws_free(&ws);
+    return res;
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+static size_t n_limit(const struct gj_opts *o)
+{
+    return o != NULL && o->n_max != 0 ? o->n_max : GJ_N_MAX_DEFAULT;
+}
+
+static bool shape_ok(const double *a, size_t n, const struct gj_opts *o)
+{
+    return a != NULL && n != 0 && n <= n_limit(o);
+}
+
+/*
+ * Inverts a (shape already checked) with workspace ws on the given lanes.
+ * Returns a gj_status; *resid gets the residual or NaN.
+ */
+static int invert_one(struct gj_ws *ws, double *a, size_t n, pool_t *pool, unsigned lanes,
+                      bool want_resid, double *resid)
+{
+    struct gj_run r = {.k = kern(), .ws = ws, .a = a, .n = n, .pool = pool, .lanes = lanes};
+    *resid = NAN;
+    double na = norm1(a, n, ws->colsum);
+    if (isnan(na))
+        return GJ_INVALID;
+    r.tol = (double)n * DBL_EPSILON * na;
+    if (want_resid)
+        memcpy(ws->orig, a, n * n * sizeof(double));
+    int st = n <= GJ_SMALL_N ? invert_small(&r) : invert_blocked(&r);
+    if (st == GJ_OK && want_resid)
+        *resid = residual_ws(ws, ws->orig, a, n);
+    return st;
+}
+
+static unsigned lanes_of(const struct gj_opts *o)
+{
+    if (o == NULL || o->pool == NULL)
+        return 1;
+    unsigned l = o->threads != 0 ? o->threads : pool_threads(o->pool);
+    return l == 0 ? 1 : l > GJ_LANES_MAX ? GJ_LANES_MAX : l;
+}
+
+int gj_invert(double *a, size_t n, const struct gj_opts *opts, double *resid)
+{
+    double dummy;
+    double *res = resid != NULL ? resid : &dummy;
+    *res = NAN;
+    if (!shape_ok(a, n, opts))
+        return GJ_INVALID;
+    bool want = opts != NULL && opts->residual && resid != NULL;
+    unsigned lanes = lanes_of(opts);
+    struct gj_ws ws;
+    int rc = ws_init(&ws, n, lanes, want);
+    if (rc < 0)
+        return rc;
+    rc = invert_one(&ws, a, n, opts != NULL ? opts->pool : NULL, lanes, want, res);
+    ws_free(&ws);
+    return rc;
+}
+
+/* A batch in progress: lanes claim chunks of items. */
+struct gj_batch {
+    struct gj_item *items;
+    size_t count;
+    size_t chunk;
+    const struct gj_opts *opts;
+    struct gj_ws *ws; /* one per lane */
+    atomic_size_t next;
+    atomic_size_t ok;
+};
+
+static void batch_item(struct gj_batch *b, struct gj_ws *ws, struct gj_item *it)
+{
+    it->resid = NAN;
+    if (!shape_ok(it->a, it->n, b->opts)) {
+        it->status = GJ_INVALID;
+        return;
+    }
+    bool want = b->opts != NULL && b->opts->residual;
+    it->status = invert_one(ws, it->a, it->n, NULL, 1, want, &it->resid);
+    if (it->status == GJ_OK)
+        atomic_fetch_add(&b->ok, 1);
+}
+
+static void batch_lane(void *arg, size_t lane)
+{
+    struct gj_batch *b = arg;
+    size_t i0;
+    while ((i0 = atomic_fetch_add(&b->next, b->chunk)) < b->count) {
+        size_t i1 = min_sz(i0 + b->chunk, b->count);
+        for (size_t i = i0; i < i1; i++)
+            batch_item(b, &b->ws[lane], &b->items[i]);
+    }
+}
+
+/* The largest valid order in the batch (0: none). */
+static size_t batch_ncap(const struct gj_item *items, size_t count, const struct gj_opts *o)
+{
+    size_t cap = 0;
+    for (size_t i = 0; i < count; i++)
+        if (shape_ok(items[i].a, items[i].n, o) && items[i].n > cap)
+            cap = items[i].n;
+    return cap;
+}
+
+int gj_invert_batch(struct gj_item *items, size_t count, const struct gj_opts *opts)
+{
+    struct gj_ws ws[GJ_LANES_MAX];
+    unsigned lanes = lanes_of(opts), made = 0;
+    size_t cap = batch_ncap(items, count, opts);
+    bool want = opts != NULL && opts->residual;
+    int rc = -ENOMEM;
+    if (lanes > count)
+        lanes = count == 0 ? 1 : (unsigned)count;
+    for (; cap > 0 && made < lanes; made++)
+        if (ws_init(&ws[made], cap, 1, want) < 0)
+            goto fail;
+    struct gj_batch b = {.items = items, .count = count, .opts = opts, .ws = ws};
+    b.chunk = min_sz(64, count / (lanes * 32u) + 1);
+    atomic_init(&b.next, 0);
+    atomic_init(&b.ok, 0);
+    if (lanes > 1)
+        (void)pool_parallel(opts->pool, lanes, batch_lane, &b); /* see run_step */
+    else
+        batch_lane(&b, 0);
+    rc = (int)atomic_load(&b.ok);
+fail:
+    while (made > 0)
+        ws_free(&ws[--made]);
+    return rc;
+}

@@ -1,0 +1,47 @@
+/*
+ * gj_kern — the per-instruction-set kernels of the gj module (internal).
+ *
+ * Each instruction set contributes one table: a register-tile matrix
+ * multiply over packed panels (the BLIS micro-kernel) and the unblocked
+ * Gauss-Jordan leaf that factors a narrow panel or a whole small matrix.
+ * The code of both is written once, in gj_kern_tmpl.h, with GCC vector
+ * types; each gj_kern_<isa>.c instantiates it with its vector width and
+ * tile shape and is compiled with that instruction set's flags.
+ */
+#ifndef CONVOY_GJ_KERN_H
+#define CONVOY_GJ_KERN_H
+
+#include <stddef.h>
+
+#include "convoy/gj.h"
+
+#define GJ_MR_MAX 8  /* largest register tile, rows */
+#define GJ_NR_MAX 24 /* largest register tile, columns */
+
+struct gj_kern {
+    enum gj_isa isa;
+    unsigned mr; /* tile rows: broadcast from the packed A sliver */
+    unsigned nr; /* tile columns: vectors of the packed B sliver */
+    /*
+     * c[mr×nr] (row stride ldc) += ap·bp, where ap is an mr×k sliver stored
+     * column by column (mr values per step) and bp a k×nr sliver stored row
+     * by row. Every element is c + (a sum formed in registers), so a tile
+     * computed into a zeroed buffer and added later rounds the same way.
+     */
+    void (*tile)(size_t k, const double *ap, const double *bp, double *c, size_t ldc);
+    /*
+     * Unblocked Gauss-Jordan on an nrows×w panel stored contiguously (row
+     * stride w): column j pivots on a row chosen among rows r0+j..nrows-1,
+     * swapped within the panel; piv[j] gets that row. Returns 0, or -1 when a
+     * pivot's magnitude is not above tol (the panel is then garbled).
+     */
+    int (*leaf)(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol);
+};
+
+extern const struct gj_kern gj_kern_c;
+#if defined(__x86_64__)
+extern const struct gj_kern gj_kern_avx2;
+extern const struct gj_kern gj_kern_avx512;
+#endif
+
+#endif

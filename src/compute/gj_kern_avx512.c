@@ -1,0 +1,13 @@
+/*
+ * gj kernels for AVX-512 (compiled with -mavx512f -mavx512vl -mavx512dq
+ * -mfma): an 8×24 tile, 24 zmm accumulators, 3 B vectors and a broadcast.
+ * Measured against 16×16 and 12×16 on AMD Zen 5: see docs/kernel.md.
+ */
+#if defined(__x86_64__)
+#define GJ_VW    8
+#define GJ_MR    8
+#define GJ_NV    3
+#define GJ_ISA   GJ_ISA_AVX512
+#define GJ_TABLE gj_kern_avx512
+#include "gj_kern_tmpl.h"
+#endif
