@@ -9,9 +9,10 @@
  *
  * pool_parallel() is fork-join with no allocation: the job lives on the
  * caller's stack, helpers claim indices from an atomic counter, and the
- * caller claims them too. A helper entry still queued when the caller has
- * run out of indices is cancelled in place (its slot's fn set to NULL,
- * found through its sequence number), and the caller then waits only for the
+ * caller claims them too. Helper entries still queued when the caller has
+ * run out of indices are withdrawn, found through their sequence numbers:
+ * taken back if they are still the tail of the queue (the common case),
+ * else their slot's fn is set to NULL. The caller then waits only for the
  * helpers that did start. So no queued task can reach a dead stack frame,
  * and the caller never waits for a worker that is busy elsewhere — which is
  * what makes calls from inside a worker, or with a full queue, safe.
