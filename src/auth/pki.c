@@ -124,66 +124,62 @@ static int pki_write_all(int fd, const char *data, size_t len)
     return 0;
 }
 
-/* Writes a hidden temporary file next to `path` with `mode` from the start.
- * On success tmp holds its name and the caller moves it into place. */
-static int pki_write_tmp(char *tmp, size_t tmpcap, const char *dir, const char *base,
-                         const char *data, size_t len, mode_t mode, char *err, size_t errlen)
+/* One file of a pair: where it goes and the temporary file it starts as. */
+struct pki_file {
+    char path[PKI_PATH_MAX];
+    char tmp[PKI_PATH_MAX];
+    bool tmp_exists; /* tmp is on disk and still ours to remove */
+};
+
+/* Writes pem to a hidden temporary file in dir, created with `mode` from
+ * the start and synced, and names its destination dir/base+ext. */
+static int pki_write_tmp(struct pki_file *f, const char *dir, const char *base, const char *ext,
+                         BIO *pem, mode_t mode, char *err, size_t errlen)
 {
     unsigned char rnd[6];
+    char *data;
+    long len = BIO_get_mem_data(pem, &data);
     if (RAND_bytes(rnd, sizeof rnd) != 1)
         return pki_ossl_fail(err, errlen, "random temporary name");
-    int n = snprintf(tmp, tmpcap, "%s/.%s.%02x%02x%02x%02x%02x%02x.tmp", dir, base, rnd[0], rnd[1],
-                     rnd[2], rnd[3], rnd[4], rnd[5]);
-    if (n < 0 || (size_t)n >= tmpcap)
-        return pki_fail(err, errlen, -ENAMETOOLONG, "path too long: %s/%s", dir, base);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    int n = snprintf(f->tmp, sizeof f->tmp, "%s/.%s%s.%02x%02x%02x%02x%02x%02x", dir, base, ext,
+                     rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
+    if (n < 0 || (size_t)n >= sizeof f->tmp || pki_path(f->path, sizeof f->path, dir, base, ext))
+        return pki_fail(err, errlen, -ENAMETOOLONG, "path too long: %s/%s%s", dir, base, ext);
+    int fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
-        return pki_fail(err, errlen, -errno, "open %s: %s", tmp, strerror(errno));
-    int rc = pki_write_all(fd, data, len);
+        return pki_fail(err, errlen, -errno, "open %s: %s", f->path, strerror(errno));
+    f->tmp_exists = true;
+    int rc = len > 0 ? pki_write_all(fd, data, (size_t)len) : -EIO;
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
-    if (rc != 0) {
-        unlink(tmp);
-        return pki_fail(err, errlen, rc, "write %s: %s", tmp, strerror(-rc));
-    }
+    if (rc != 0)
+        return pki_fail(err, errlen, rc, "write %s: %s", f->tmp, strerror(-rc));
+    return 0;
+}
+
+/* Moves the temporary file to its path: rename() replaces, link() refuses
+ * (-EEXIST) an existing file. */
+static int pki_place(struct pki_file *f, bool replace, char *err, size_t errlen)
+{
+    if (replace ? rename(f->tmp, f->path) : link(f->tmp, f->path))
+        return pki_fail(err, errlen, -errno, "%s %s: %s", replace ? "rename to" : "create", f->path,
+                        strerror(errno));
+    if (replace)
+        f->tmp_exists = false;
     return 0;
 }
 
 /*
- * Puts a PEM document at dir/base: with rename() when replace is set, else
- * with link(), which refuses (-EEXIST) an existing file. The temporary file
- * never outlives the call.
+ * Stores key (0600) and cert (0644 less the umask) as dir/base.key and
+ * dir/base.crt. Both are written before either is placed, so a full disk
+ * leaves the old pair untouched; placing is two renames in a row.
  */
-static int pki_store(const char *dir, const char *base, BIO *pem, mode_t mode, bool replace,
-                     char *err, size_t errlen)
-{
-    char path[PKI_PATH_MAX], tmp[PKI_PATH_MAX];
-    if (pki_path(path, sizeof path, dir, base, "") != 0)
-        return pki_fail(err, errlen, -ENAMETOOLONG, "path too long: %s/%s", dir, base);
-    char *data;
-    long len = BIO_get_mem_data(pem, &data);
-    if (len <= 0)
-        return pki_fail(err, errlen, -EIO, "encode %s: empty PEM", path);
-    int rc = pki_write_tmp(tmp, sizeof tmp, dir, base, data, (size_t)len, mode, err, errlen);
-    if (rc != 0)
-        return rc;
-    if (replace ? rename(tmp, path) : link(tmp, path)) {
-        rc = -errno;
-        pki_fail(err, errlen, rc, "%s %s: %s", replace ? "rename to" : "create", path,
-                 strerror(errno));
-    }
-    if (rc != 0 || !replace)
-        unlink(tmp);
-    return rc;
-}
-
-/* Stores key (0600) and cert (0644, less the umask) as dir/base.key and .crt. */
 static int pki_store_pair(const char *dir, const char *base, EVP_PKEY *key, X509 *cert,
                           bool replace_key, char *err, size_t errlen)
 {
-    char name[PKI_NAME_MAX + 8];
+    struct pki_file kf = {.tmp_exists = false}, cf = {.tmp_exists = false};
     int rc = -ENOMEM;
     BIO *kb = BIO_new(BIO_s_mem());
     BIO *cb = BIO_new(BIO_s_mem());
@@ -196,20 +192,18 @@ static int pki_store_pair(const char *dir, const char *base, EVP_PKEY *key, X509
         rc = pki_ossl_fail(err, errlen, "encode PEM");
         goto fail;
     }
-    snprintf(name, sizeof name, "%s.key", base);
-    rc = pki_store(dir, name, kb, 0600, replace_key, err, errlen);
-    if (rc != 0)
-        goto fail;
-    snprintf(name, sizeof name, "%s.crt", base);
-    rc = pki_store(dir, name, cb, 0644, true, err, errlen);
-    if (rc != 0 && !replace_key) {
-        /* The key is ours alone (link() made it); without its certificate it
-         * would only block the next attempt. */
-        char path[PKI_PATH_MAX];
-        if (pki_path(path, sizeof path, dir, base, ".key") == 0)
-            unlink(path);
-    }
+    rc = pki_write_tmp(&kf, dir, base, ".key", kb, 0600, err, errlen);
+    if (rc == 0)
+        rc = pki_write_tmp(&cf, dir, base, ".crt", cb, 0644, err, errlen);
+    if (rc == 0)
+        rc = pki_place(&kf, replace_key, err, errlen);
+    if (rc == 0 && (rc = pki_place(&cf, true, err, errlen)) != 0 && !replace_key)
+        unlink(kf.path); /* ours alone (link() made it); it would block the next init */
 fail:
+    if (cf.tmp_exists)
+        unlink(cf.tmp);
+    if (kf.tmp_exists)
+        unlink(kf.tmp);
     BIO_free(cb);
     BIO_free(kb);
     return rc;
@@ -303,7 +297,7 @@ int pki_init(const char *dir, char *err, size_t errlen)
     if (pki_path(path, sizeof path, dir, "ca", ".key") != 0)
         return pki_fail(err, errlen, -ENAMETOOLONG, "path too long: %s", dir);
     /* Checked first only for a clear message before any work; link() in
-     * pki_store() is what makes the refusal race-free. */
+     * pki_place() is what makes the refusal race-free. */
     if (access(path, F_OK) == 0)
         return pki_fail(err, errlen, -EEXIST, "%s exists: refusing to replace the cluster CA",
                         path);
@@ -337,9 +331,11 @@ static FILE *pki_open_ca(const char *dir, const char *ext, char *path, size_t ca
         return NULL;
     }
     FILE *f = fopen(path, "re");
-    if (f == NULL)
-        *rc = pki_fail(err, errlen, -errno, "open %s: %s (run `convoy pki init --dir %s`)", path,
-                       strerror(errno), dir);
+    if (f == NULL && errno == ENOENT)
+        *rc = pki_fail(err, errlen, -ENOENT, "open %s: %s (run `convoy pki init --dir %s`)", path,
+                       strerror(ENOENT), dir);
+    else if (f == NULL)
+        *rc = pki_fail(err, errlen, -errno, "open %s: %s", path, strerror(errno));
     return f;
 }
 
