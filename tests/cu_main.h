@@ -28,22 +28,23 @@ static inline int cu_main(const char *label, const cu_register_fn *suites, size_
         return 2;
     }
     CU_basic_set_mode(CU_BRM_VERBOSE);
-    if (argc <= 1) {
-        CU_basic_run_tests();
-    } else {
-        for (int i = 1; i < argc; i++) {
-            CU_pSuite s = CU_get_suite(argv[i]);
-            if (s == NULL) {
-                fprintf(stderr, "%s: no suite named '%s'\n", label, argv[i]);
-                CU_cleanup_registry();
-                return 2;
-            }
-            CU_basic_run_suite(s);
+    /* CUnit resets its counts at every run: add them up across runs. */
+    unsigned run = 0, failed = 0, suites_failed = 0;
+    for (int i = argc <= 1 ? 0 : 1; i < (argc <= 1 ? 1 : argc); i++) {
+        CU_pSuite s = argc <= 1 ? NULL : CU_get_suite(argv[i]);
+        if (argc > 1 && s == NULL) {
+            fprintf(stderr, "%s: no suite named '%s'\n", label, argv[i]);
+            CU_cleanup_registry();
+            return 2;
         }
+        if (s)
+            CU_basic_run_suite(s);
+        else
+            CU_basic_run_tests();
+        run += CU_get_number_of_tests_run();
+        failed += CU_get_number_of_tests_failed();
+        suites_failed += CU_get_number_of_suites_failed();
     }
-    unsigned run = CU_get_number_of_tests_run();
-    unsigned failed = CU_get_number_of_tests_failed();
-    unsigned suites_failed = CU_get_number_of_suites_failed();
     CU_cleanup_registry();
     /* A suite whose setup failed ran none of its tests: count it as a failure. */
     printf("\n%s: %u passed, %u failed\n", label, run - failed, failed + suites_failed);

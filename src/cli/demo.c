@@ -1,0 +1,306 @@
+/*
+ * convoy demo: a balancer and three file servers on 127.0.0.1, put through
+ * the failures users meet — a server killed, one stopped, one restarted —
+ * with each step reported in plain words and timed. It checks what it
+ * shows: a step that does not happen in time fails the demo (exit 1) and
+ * keeps the workspace with every process's log.
+ */
+#include "cli.h"
+
+#include "convoy/balancer.h"
+#include "convoy/pki.h"
+#include "convoy/proc.h"
+#include "convoy/ring.h"
+#include "convoy/shm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NSERVERS   3
+#define STEP_MS    10000u /* the longest any step may take */
+#define HEARTBEAT  "200"
+#define DEAD_AFTER "1000"
+
+struct demo {
+    char dir[PATH_MAX - 64];
+    char state[64];
+    char control[32];
+    char http[NSERVERS][32];
+    const char *exe;
+    pid_t bal;
+    pid_t fs[NSERVERS];
+    uint64_t t0;
+};
+
+static const char usage[] =
+    "usage: convoy demo [--keep]\n"
+    "\n"
+    "Starts a balancer and three file servers on 127.0.0.1 in a temporary\n"
+    "workspace, shows the server table, kills one server (SIGKILL), stops one\n"
+    "(SIGTERM), restarts it, then stops everything and removes the workspace.\n"
+    "\n"
+    "  --keep   keep the workspace (PKI, data, logs) afterwards\n";
+
+static void say(const struct demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(const struct demo *d, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("[%6.2fs] ", (double)(ring_now_ms() - d->t0) / 1000.0);
+    vprintf(fmt, ap);
+    putchar('\n');
+    fflush(stdout);
+    va_end(ap);
+}
+
+static int write_file(const char *path, size_t size, unsigned seed)
+{
+    FILE *f = fopen(path, "wb");
+    if (f == NULL)
+        return -errno;
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < size; i++) {
+        x ^= x << 13, x ^= x >> 17, x ^= x << 5;
+        fputc((int)(x & 0xff), f);
+    }
+    return fclose(f) == 0 ? 0 : -errno;
+}
+
+/* Certificates for everyone, and the same files under every server's root. */
+static int demo_prepare(struct demo *d)
+{
+    char path[PATH_MAX], err[512];
+    const char *ip[] = {"127.0.0.1"};
+    snprintf(path, sizeof path, "%s/pki", d->dir);
+    if (pki_init(path, err, sizeof err) < 0 ||
+        pki_issue(path, "balancer", ip, 1, NULL, 0, err, sizeof err) < 0)
+        goto fail;
+    for (int i = 0; i < NSERVERS; i++) {
+        char name[8], root[PATH_MAX];
+        snprintf(name, sizeof name, "fs%d", i + 1);
+        if (pki_issue(path, name, ip, 1, NULL, 0, err, sizeof err) < 0)
+            goto fail;
+        snprintf(root, sizeof root, "%s/data-%s", d->dir, name);
+        char file[PATH_MAX + 16];
+        int rc = mkdir(root, 0755) < 0 ? -errno : 0;
+        if (rc == 0 && (snprintf(file, sizeof file, "%s/hello.txt", root), 1))
+            rc = write_file(file, 4096, 1);
+        if (rc == 0 && (snprintf(file, sizeof file, "%s/blob.bin", root), 1))
+            rc = write_file(file, 4 << 20, 2);
+        if (rc < 0) {
+            snprintf(err, sizeof err, "data in %.400s: %s", root, strerror(-rc));
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    fprintf(stderr, "convoy demo: %s\n", err);
+    return -1;
+}
+
+static pid_t demo_spawn(struct demo *d, char **argv, const char *name)
+{
+    char log[PATH_MAX];
+    snprintf(log, sizeof log, "%s/%s.log", d->dir, name);
+    pid_t pid = proc_spawn(argv, log);
+    if (pid < 0)
+        fprintf(stderr, "convoy demo: start %s: %s\n", name, strerror(-pid));
+    return pid;
+}
+
+static pid_t start_balancer(struct demo *d)
+{
+    char pki[PATH_MAX];
+    snprintf(pki, sizeof pki, "%s/pki", d->dir);
+    char *argv[] = {(char *)d->exe,   "balancer",  "--pki",           pki,        "--name",
+                    "balancer",       "--control", d->control,        "--state",  d->state,
+                    "--heartbeat-ms", HEARTBEAT,   "--dead-after-ms", DEAD_AFTER, NULL};
+    return demo_spawn(d, argv, "balancer");
+}
+
+static pid_t start_server(struct demo *d, int i)
+{
+    char pki[PATH_MAX], root[PATH_MAX], name[8];
+    snprintf(pki, sizeof pki, "%s/pki", d->dir);
+    snprintf(name, sizeof name, "fs%d", i + 1);
+    snprintf(root, sizeof root, "%s/data-%s", d->dir, name);
+    char *argv[] = {(char *)d->exe,   "fileserver", "--pki",      pki,        "--name", name,
+                    "--root",         root,         "--balancer", d->control, "--http", d->http[i],
+                    "--retry-max-ms", "500",        NULL};
+    return demo_spawn(d, argv, name);
+}
+
+/* The state of server `name` ("gone" when not in the table). */
+static const char *server_state(const struct bal_shared *s, const char *name)
+{
+    const struct reg_server *r = reg_find(&s->reg, name);
+    return r ? reg_state_str(r->state) : "gone";
+}
+
+/* Waits until every named server is in `want`. Returns ms waited or -1. */
+static long wait_for(struct demo *d, const char *const *names, int n, const char *want)
+{
+    static struct bal_shared s; /* large: not on the stack */
+    uint64_t start = ring_now_ms();
+    struct timespec step = {0, 20 * 1000000};
+    while (ring_now_ms() - start < STEP_MS) {
+        int ok = bal_read_state(d->state, &s) == 0;
+        for (int i = 0; ok && i < n; i++)
+            ok = strcmp(server_state(&s, names[i]), want) == 0;
+        if (ok)
+            return (long)(ring_now_ms() - start);
+        nanosleep(&step, NULL);
+    }
+    say(d, "FAILED: %s did not become %s within %.0fs", names[0], want, STEP_MS / 1000.0);
+    return -1;
+}
+
+static void show_table(struct demo *d)
+{
+    char *argv[] = {"status", "--state", d->state, NULL};
+    printf("\n  $ convoy status --state %s\n", d->state);
+    fflush(stdout);
+    optind = 0; /* getopt starts afresh for the subcommand */
+    cmd_status(3, argv);
+    putchar('\n');
+}
+
+static int demo_script(struct demo *d)
+{
+    static const char *const all[] = {"fs1", "fs2", "fs3"};
+    if ((d->bal = start_balancer(d)) < 0)
+        return -1;
+    say(d, "started the balancer (pid %d), control address %s (mutual TLS)", d->bal, d->control);
+    for (int i = 0; i < NSERVERS; i++)
+        if ((d->fs[i] = start_server(d, i)) < 0)
+            return -1;
+    say(d, "started fs1, fs2, fs3 (pids %d %d %d); each dials the balancer and says HELLO",
+        d->fs[0], d->fs[1], d->fs[2]);
+    long ms = wait_for(d, all, 3, "up");
+    if (ms < 0)
+        return -1;
+    say(d, "all three servers are up, %ld ms after starting", ms);
+    show_table(d);
+
+    say(d, "killing fs2 with SIGKILL: no goodbye, its connection just drops");
+    kill(d->fs[1], SIGKILL);
+    proc_wait(d->fs[1], 5000, &(int){0});
+    d->fs[1] = 0;
+    if ((ms = wait_for(d, all + 1, 1, "down")) < 0)
+        return -1;
+    say(d, "fs2 is marked down after %ld ms; new transfers will avoid it", ms);
+
+    say(d, "stopping fs3 with SIGTERM: it sends DRAIN, waits for its transfers, sends BYE");
+    kill(d->fs[2], SIGTERM);
+    if ((ms = wait_for(d, all + 2, 1, "gone")) < 0)
+        return -1;
+    int status = -1;
+    proc_wait(d->fs[2], 5000, &status);
+    d->fs[2] = 0;
+    say(d, "fs3 left the table after %ld ms and exited with status %d", ms,
+        WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    show_table(d);
+
+    if ((d->fs[2] = start_server(d, 2)) < 0)
+        return -1;
+    say(d, "restarted fs3 (pid %d)", d->fs[2]);
+    if ((ms = wait_for(d, all + 2, 1, "up")) < 0)
+        return -1;
+    say(d, "fs3 rejoined and is up after %ld ms", ms);
+    show_table(d);
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+static void demo_teardown(struct demo *d, bool keep)
+{
+    for (int i = 0; i < NSERVERS; i++)
+        if (d->fs[i] > 0)
+            proc_stop(d->fs[i], 5000);
+    if (d->bal > 0)
+        proc_stop(d->bal, 5000);
+    shm_remove(d->state);
+    if (keep) {
+        say(d, "workspace kept in %s (logs: *.log)", d->dir);
+        return;
+    }
+    nftw(d->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    say(d, "stopped every process and removed the workspace");
+}
+
+static int demo_ports(struct demo *d)
+{
+    int p = proc_free_port();
+    if (p < 0)
+        return p;
+    snprintf(d->control, sizeof d->control, "127.0.0.1:%d", p);
+    for (int i = 0; i < NSERVERS; i++) {
+        if ((p = proc_free_port()) < 0)
+            return p;
+        snprintf(d->http[i], sizeof d->http[i], "127.0.0.1:%d", p);
+    }
+    return 0;
+}
+
+int cmd_demo(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"keep", no_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
+    bool keep = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        if (ch == 'k') {
+            keep = true;
+        } else {
+            fputs(usage, ch == 'h' ? stdout : stderr);
+            return ch == 'h' ? 0 : 2;
+        }
+    }
+    struct demo d = {.t0 = ring_now_ms(), .exe = proc_self_exe()};
+    snprintf(d.dir, sizeof d.dir, "%s/convoy-demo-XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    snprintf(d.state, sizeof d.state, "demo-%d", getpid());
+    if (d.exe == NULL || mkdtemp(d.dir) == NULL || demo_ports(&d) < 0) {
+        fprintf(stderr, "convoy demo: workspace: %s\n", strerror(errno));
+        return 1;
+    }
+    printf("convoy demo: a balancer and %d file servers on 127.0.0.1\n"
+           "workspace %s (certificates, data, logs)\n\n",
+           NSERVERS, d.dir);
+    if (demo_prepare(&d) < 0) {
+        demo_teardown(&d, true);
+        return 1;
+    }
+    say(&d, "created a cluster CA and certificates for balancer, fs1, fs2, fs3");
+    int rc = demo_script(&d);
+    if (rc < 0)
+        say(&d, "the demo FAILED; the logs say why");
+    demo_teardown(&d, keep || rc < 0);
+    if (rc == 0)
+        say(&d, "demo complete: killed server marked down, stopped server drained and left, "
+                "restarted server rejoined");
+    return rc < 0 ? 1 : 0;
+}

@@ -1,0 +1,163 @@
+/*
+ * convoy status: the balancer's server table, read from its shared-memory
+ * segment on this host: no network, and it works while the balancer is
+ * stopped (the last recorded state, every server down).
+ */
+#include "cli.h"
+
+#include "convoy/balancer.h"
+#include "convoy/ring.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "usage: convoy status [--state NAME] [--json]\n"
+    "\n"
+    "Prints the balancer's servers: name, address, state (up, draining, down),\n"
+    "weight, active transfers, load and heartbeat age.\n"
+    "\n"
+    "  --state NAME   the balancer's state name (its --state, else its --name;\n"
+    "                 default: balancer)\n"
+    "  --json         one JSON object: {\"servers\": [{\"name\": …, \"state\": …}, …]}\n";
+
+struct snapshot {
+    struct bal_shared s; /* a copy taken under the lock */
+    size_t n;
+    struct reg_server rows[REG_SERVERS];
+    bool running;
+    uint64_t now;
+};
+
+static int take_snapshot(const char *state, struct snapshot *snap)
+{
+    int rc = bal_read_state(state, &snap->s);
+    if (rc == -ENOENT)
+        fprintf(stderr,
+                "convoy status: no balancer state '%s' on this host "
+                "(is a balancer running with --state %s?)\n",
+                state, state);
+    else if (rc < 0)
+        fprintf(stderr, "convoy status: state '%s': %s\n", state, strerror(-rc));
+    if (rc < 0)
+        return rc;
+    snap->n = reg_snapshot(&snap->s.reg, snap->rows, REG_SERVERS);
+    snap->now = ring_now_ms();
+    snap->running = bal_running(&snap->s);
+    return 0;
+}
+
+static uint64_t age(const struct snapshot *snap, uint64_t ms)
+{
+    return snap->now > ms ? snap->now - ms : 0;
+}
+
+static int print_json(const struct snapshot *snap)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *bal = cJSON_AddObjectToObject(root, "balancer");
+    cJSON *servers = cJSON_AddArrayToObject(root, "servers");
+    if (bal == NULL || servers == NULL)
+        goto fail;
+    cJSON_AddBoolToObject(bal, "running", snap->running);
+    cJSON_AddNumberToObject(bal, "pid", snap->running ? snap->s.pid : 0);
+    cJSON_AddStringToObject(bal, "control", snap->s.control);
+    for (size_t i = 0; i < snap->n; i++) {
+        const struct reg_server *r = &snap->rows[i];
+        cJSON *o = cJSON_CreateObject();
+        if (o == NULL || !cJSON_AddItemToArray(servers, o))
+            goto fail;
+        cJSON_AddStringToObject(o, "name", r->name);
+        cJSON_AddStringToObject(o, "address", r->addr);
+        cJSON_AddStringToObject(o, "state", reg_state_str(r->state));
+        cJSON_AddNumberToObject(o, "weight", r->weight);
+        cJSON_AddNumberToObject(o, "capacity", r->capacity);
+        cJSON_AddNumberToObject(o, "active", r->load.active);
+        cJSON_AddNumberToObject(o, "bytes_per_s", (double)r->load.bytes_per_s);
+        cJSON_AddNumberToObject(o, "load1", r->load.load1);
+        cJSON_AddNumberToObject(o, "disk_free", (double)r->load.disk_free);
+        cJSON_AddNumberToObject(o, "files", (double)r->files);
+        cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
+        cJSON_AddNumberToObject(o, "heartbeat_age_ms", (double)age(snap, r->last_seen_ms));
+        cJSON_AddNumberToObject(o, "state_age_ms", (double)age(snap, r->state_ms));
+    }
+    char *text = cJSON_Print(root);
+    if (text == NULL)
+        goto fail;
+    puts(text);
+    free(text);
+    cJSON_Delete(root);
+    return 0;
+fail:
+    cJSON_Delete(root);
+    fprintf(stderr, "convoy status: out of memory\n");
+    return -ENOMEM;
+}
+
+static void print_table(const struct snapshot *snap)
+{
+    if (snap->running)
+        printf("balancer: running, pid %d, control %s\n", snap->s.pid, snap->s.control);
+    else
+        printf("balancer: not running (last recorded state)\n");
+    printf("%-16s %-22s %-9s %6s %6s %6s %10s\n", "NAME", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
+           "LOAD", "HEARTBEAT");
+    for (size_t i = 0; i < snap->n; i++) {
+        const struct reg_server *r = &snap->rows[i];
+        printf("%-16s %-22s %-9s %6u %6u %6.2f %8.1fs\n", r->name, r->addr, reg_state_str(r->state),
+               r->weight, r->load.active, r->load.load1,
+               (double)age(snap, r->last_seen_ms) / 1000.0);
+    }
+    if (snap->n == 0)
+        printf("(no servers)\n");
+}
+
+int cmd_status(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"state", required_argument, NULL, 's'},
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    const char *state = "balancer";
+    bool json = false;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            state = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "convoy status: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    struct snapshot *snap = calloc(1, sizeof *snap);
+    if (snap == NULL || take_snapshot(state, snap) < 0) {
+        free(snap);
+        return 1;
+    }
+    int rc = 0;
+    if (json)
+        rc = print_json(snap);
+    else
+        print_table(snap);
+    free(snap);
+    return rc < 0 ? 1 : 0;
+}
