@@ -1,0 +1,32 @@
+/*
+ * proc — child processes for the demo, the load generator and the system
+ * tests: start one with its stderr in a log file, signal it, wait for it
+ * with a time limit. Only processes started here are ever signalled.
+ */
+#ifndef CONVOY_PROC_H
+#define CONVOY_PROC_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Starts argv[0] (a path) with argv; stdout and stderr go to log_path
+ * (appended; NULL keeps the parent's). Returns the pid or -errno. */
+pid_t proc_spawn(char *const argv[], const char *log_path);
+
+/*
+ * Waits up to timeout_ms for pid to exit. Returns 0 with *status set
+ * (the waitpid status), -ETIMEDOUT if it still runs, or -errno.
+ */
+int proc_wait(pid_t pid, uint32_t timeout_ms, int *status);
+
+/* SIGTERM, then SIGKILL after grace_ms; reaps it. Returns the waitpid
+ * status, or -errno. */
+int proc_stop(pid_t pid, uint32_t grace_ms);
+
+/* The path of the running executable (for spawning convoy itself). */
+const char *proc_self_exe(void);
+
+/* A TCP port on 127.0.0.1 free at the time of the call (bind to port 0). */
+int proc_free_port(void);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * registry — the balancer's table of file servers and their state machine.
+ *
+ *              HELLO                 DRAIN
+ *   (none) ──────────▶ up ──────────────────▶ draining
+ *      ▲               │ ▲                      │
+ *      │ BYE           │ │ HELLO                │ DISCONNECT / TIMEOUT
+ *      │        DISCONNECT / TIMEOUT            ▼
+ *      └──────────── down ◀─────────────────────┘
+ *
+ * BYE from up or draining removes the row; HELLO from down (or a row that
+ * does not exist) makes it up. The table is plain data with no pointers, so
+ * it can live in shared memory; the functions here never lock: the caller
+ * holds the segment's mutex.
+ */
+#ifndef CONVOY_REGISTRY_H
+#define CONVOY_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define REG_NAME_MAX 64 /* with the NUL */
+#define REG_ADDR_MAX 64
+#define REG_SERVERS  256 /* rows in a table */
+
+enum reg_state { REG_NONE, REG_UP, REG_DRAINING, REG_DOWN };
+
+enum reg_event {
+    REG_EV_HELLO,
+    REG_EV_HEARTBEAT,
+    REG_EV_DRAIN,
+    REG_EV_BYE,
+    REG_EV_DISCONNECT,
+    REG_EV_TIMEOUT
+};
+
+const char *reg_state_str(enum reg_state s);
+const char *reg_event_str(enum reg_event e);
+
+/* The transition function: the state after event e in state s, or -EINVAL
+ * when e is not allowed in s. REG_NONE means the row is removed. */
+int reg_next(enum reg_state s, enum reg_event e);
+
+/* What a server reports in HEARTBEAT (and HELLO). */
+struct reg_load {
+    uint32_t active;      /* transfers in progress */
+    uint64_t bytes_per_s; /* recent send rate */
+    double load1;         /* 1-minute load average */
+    uint64_t disk_free;   /* bytes free under its root */
+};
+
+/* What a server announces in HELLO. */
+struct reg_hello {
+    const char *name; /* certificate common name */
+    const char *addr; /* its HTTP address */
+    uint32_t weight;
+    uint32_t capacity; /* concurrent transfers it accepts */
+    uint64_t files;    /* under its root */
+    uint64_t bytes;
+    struct reg_load load;
+};
+
+/* One row; fixed-size fields only (shared memory). */
+struct reg_server {
+    char name[REG_NAME_MAX];
+    char addr[REG_ADDR_MAX];
+    uint32_t state; /* enum reg_state */
+    uint32_t weight;
+    uint32_t capacity;
+    uint64_t session;      /* id of the live control connection; 0 when down */
+    uint64_t joined_ms;    /* CLOCK_MONOTONIC ms of the last HELLO */
+    uint64_t last_seen_ms; /* of the last frame received */
+    uint64_t state_ms;     /* when the state last changed */
+    uint64_t files, bytes;
+    struct reg_load load;
+};
+
+struct reg_table {
+    uint64_t next_session; /* session ids are never reused */
+    struct reg_server rows[REG_SERVERS];
+};
+
+/*
+ * Registers a HELLO at time now. Returns 0 with *session set; -EEXIST when
+ * a live session already holds the name; -ENOSPC when the table is full;
+ * -EINVAL for an empty or overlong name or address. why gets the reason.
+ */
+int reg_hello(struct reg_table *t, const struct reg_hello *h, uint64_t now, uint64_t *session,
+              char *why, size_t whylen);
+
+/* Applies HEARTBEAT, DRAIN, BYE, DISCONNECT or TIMEOUT from the connection
+ * that holds `session`. Returns the new state, -ESTALE when that session no
+ * longer holds the name, or -EINVAL when the event is not allowed. load is
+ * read for HEARTBEAT only (may be NULL otherwise). */
+int reg_event(struct reg_table *t, const char *name, uint64_t session, enum reg_event e,
+              const struct reg_load *load, uint64_t now);
+
+/* After the balancer (re)starts: every row down, no session holds a name. */
+void reg_restart(struct reg_table *t, uint64_t now);
+
+/* Repairs a table whose writer died mid-update: rows with a bad state, an
+ * unterminated or empty name are cleared. Returns how many were cleared.
+ * Fits shm_repair_fn through reg_repair_shm. */
+unsigned reg_repair(struct reg_table *t);
+void reg_repair_shm(void *data, size_t size, void *arg);
+
+/* The row named name, or NULL. */
+const struct reg_server *reg_find(const struct reg_table *t, const char *name);
+
+/* Copies the rows in use into out (up to max). Returns how many. */
+size_t reg_snapshot(const struct reg_table *t, struct reg_server *out, size_t max);
+
+#endif
