@@ -2,6 +2,7 @@
 SUITE(log)
 SUITE(pool)
 SUITE(frame)
+SUITE(registry)
 SUITE(pki)
 SUITE(tls)
 SUITE(shm)
