@@ -29,20 +29,25 @@ enum tls_role { TLS_SERVER, TLS_CLIENT };
 #define TLS_ENOCERT (-2003) /* peer presented no certificate where one is required */
 
 /*
- * A context for one role. pki_dir/ca.crt is always the trust anchor. When
- * name is not NULL, pki_dir/name.crt and pki_dir/name.key are presented.
- * A server with require_client_cert asks for and checks a client
- * certificate (mutual TLS on control edges); a client always checks the
- * server's chain. Returns 0, or a negative value with the reason in err
- * ("tls: load /x/fs1.crt: No such file or directory").
+ * A context for one role, TLS 1.3 only. pki_dir/ca.crt is the trust anchor,
+ * and the only one (system CA paths are never loaded). When name is not
+ * NULL, pki_dir/name.crt and pki_dir/name.key are presented. A server with
+ * require_client_cert asks for and checks a client certificate (mutual TLS
+ * on control edges); a client always checks the server's chain; host names
+ * are never checked. Returns 0, or -errno / -EPROTO with the reason in err
+ * ("tls: load /x/fs1.crt: No such file or directory"). After creation a
+ * context is read-only and may be shared by sessions on any thread.
  */
 int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
                 bool require_client_cert, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx_t *ctx);
 
 /*
- * A session on ctx. expect_peer, when not NULL, is the common name the
- * peer's certificate must carry (checked during the handshake).
+ * A session on ctx, used by one thread at a time. expect_peer, when not
+ * NULL, is the common name the peer's certificate must carry: it is checked
+ * during the handshake, which fails with TLS_EVERIFY and "peer is 'fs2',
+ * expected 'balancer'" (a server session with expect_peer requires a client
+ * certificate even when its context does not). 0 or -ENOMEM.
  */
 int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer);
 void tls_free(tls_t *t);
@@ -51,25 +56,37 @@ void tls_free(tls_t *t);
 int tls_feed(tls_t *t, const void *data, size_t len);
 
 /* Advances the handshake: 1 once complete, 0 while it waits for input
- * (send tls_out_take() first), or TLS_E*. */
+ * (send tls_out_take() first), or TLS_E*. Send tls_out_take() after a
+ * failure too: it may hold the alert that tells the peer why. Failures are
+ * sticky: every later call on the session returns the same TLS_E*. A TLS 1.3
+ * client completes before the server has checked its certificate; a
+ * rejection reaches it as an error from tls_read(). */
 int tls_handshake(tls_t *t);
 
 bool tls_handshake_done(const tls_t *t);
 
-/* Plaintext: >0 bytes, 0 when none is ready yet, TLS_EOF, or TLS_E*. */
+/* Plaintext: >0 bytes, 0 when none is ready yet, TLS_EOF, or TLS_E*.
+ * Completes the handshake first if needed. Reading can queue output (key
+ * updates): check tls_out_pending() afterwards. */
 ssize_t tls_read(tls_t *t, void *buf, size_t cap);
 
-/* Encrypts all len bytes into the output (handshake must be done). 0 or TLS_E*. */
+/* Encrypts all len bytes, any len, into the output (the handshake must be
+ * done; TLS_EPROTO otherwise). Never waits: the output grows, and back-
+ * pressure is the caller's, on tls_out_pending(). 0 or TLS_E*. */
 int tls_write(tls_t *t, const void *buf, size_t len);
 
-/* Queues close_notify into the output. */
+/* Queues close_notify into the output; nothing before the handshake is done
+ * or after a failure (the transport just ends). */
 void tls_close(tls_t *t);
 
-/* Ciphertext waiting for the network, and taking it out (up to cap bytes). */
+/* Ciphertext waiting for the network, and taking it out (up to cap bytes;
+ * returns the count, 0 when none). */
 size_t tls_out_pending(const tls_t *t);
 size_t tls_out_take(tls_t *t, void *buf, size_t cap);
 
-/* Common name of the verified peer certificate, or NULL. */
+/* Common name of the verified peer certificate once the handshake is done,
+ * or NULL (no handshake yet, or a server that did not ask for one). Owned by
+ * the session. */
 const char *tls_peer_name(const tls_t *t);
 
 /* The last failure in words ("certificate verify failed: unable to get local issuer"). */

@@ -114,11 +114,12 @@ struct pair {
 
 /* Runs both handshakes until each is done or failed; a few rounds are
  * plenty (TLS 1.3 needs one and a half round trips). */
-static void handshake(struct pair *p, tls_ctx_t *client, const char *expect, tls_ctx_t *server)
+static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expects,
+                      tls_ctx_t *server, const char *server_expects)
 {
     p->crc = p->src = 0;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, expect), 0);
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, client_expects), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, server_expects), 0);
     for (int round = 0; round < 8 && (p->crc == 0 || p->src == 0); round++) {
         if (p->crc == 0)
             p->crc = tls_handshake(p->c);
@@ -157,7 +158,7 @@ static void transfer(tls_t *from, tls_t *to, const unsigned char *data, size_t l
 static void test_mutual(void)
 {
     struct pair p;
-    handshake(&p, cli_fs1, "balancer", srv);
+    handshake(&p, cli_fs1, "balancer", srv, NULL);
     CU_ASSERT_EQUAL(p.crc, 1);
     CU_ASSERT_EQUAL(p.src, 1);
     CU_ASSERT(tls_handshake_done(p.c) && tls_handshake_done(p.s));
@@ -172,7 +173,7 @@ static void test_mutual(void)
 static void test_client_cert_foreign_ca(void)
 {
     struct pair p;
-    handshake(&p, cli_rogue, NULL, srv);
+    handshake(&p, cli_rogue, NULL, srv, NULL);
     CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
     CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(p.s), "certificate verify failed"));
     CU_ASSERT_PTR_NULL(tls_peer_name(p.s));
@@ -185,7 +186,7 @@ static void test_client_cert_foreign_ca(void)
 static void test_client_without_cert(void)
 {
     struct pair p;
-    handshake(&p, cli_anon, NULL, srv);
+    handshake(&p, cli_anon, NULL, srv, NULL);
     CU_ASSERT_EQUAL(p.src, TLS_ENOCERT);
     CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer did not return a certificate");
     pair_free(&p);
@@ -194,7 +195,7 @@ static void test_client_without_cert(void)
 static void test_server_cert_foreign_ca(void)
 {
     struct pair p;
-    handshake(&p, cli_fs1, NULL, srv_foreign);
+    handshake(&p, cli_fs1, NULL, srv_foreign, NULL);
     CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
     CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
                            "certificate verify failed: unable to get local issuer certificate");
@@ -205,13 +206,36 @@ static void test_server_cert_foreign_ca(void)
 static void test_expect_peer_mismatch(void)
 {
     struct pair p;
-    handshake(&p, cli_fs1, "balancer", srv_fs2);
+    handshake(&p, cli_fs1, "balancer", srv_fs2, NULL);
     CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
     CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer is 'fs2', expected 'balancer'");
     CU_ASSERT_PTR_NULL(tls_peer_name(p.c));
     CU_ASSERT(p.src < 0);
     /* Failures are sticky: the session gives the same answer again. */
     CU_ASSERT_EQUAL(tls_handshake(p.c), TLS_EVERIFY);
+    pair_free(&p);
+}
+
+/* A server session that names its peer checks it, and insists on a
+ * certificate even on a context that does not require one. */
+static void test_server_expects_peer(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv_fs2, "fs1");
+    CU_ASSERT_EQUAL(p.src, 1);
+    CU_ASSERT(tls_peer_name(p.s) != NULL && strcmp(tls_peer_name(p.s), "fs1") == 0);
+    pair_free(&p);
+    handshake(&p, cli_fs1, NULL, srv_fs2, "fs3");
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer is 'fs1', expected 'fs3'");
+    pair_free(&p);
+    handshake(&p, cli_anon, NULL, srv_fs2, "fs1");
+    CU_ASSERT_EQUAL(p.src, TLS_ENOCERT);
+    pair_free(&p);
+    /* Without a name the same context asks for nothing. */
+    handshake(&p, cli_anon, NULL, srv_fs2, NULL);
+    CU_ASSERT_EQUAL(p.src, 1);
+    CU_ASSERT_PTR_NULL(tls_peer_name(p.s));
     pair_free(&p);
 }
 
@@ -225,7 +249,7 @@ static void test_big_payload(void)
         data[i] = (unsigned char)x;
     }
     struct pair p;
-    handshake(&p, cli_fs1, NULL, srv);
+    handshake(&p, cli_fs1, NULL, srv, NULL);
     CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
     transfer(p.c, p.s, data, BIG);
     transfer(p.s, p.c, data, BIG);
@@ -237,7 +261,7 @@ static void test_close_notify(void)
 {
     struct pair p;
     unsigned char buf[16];
-    handshake(&p, cli_fs1, NULL, srv);
+    handshake(&p, cli_fs1, NULL, srv, NULL);
     CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), 0); /* nothing yet */
     tls_close(p.c);
     CU_ASSERT(tls_out_pending(p.c) > 0);
@@ -255,7 +279,7 @@ static void test_garbage(void)
         junk[i] = (unsigned char)(i * 37);
     unsigned char buf[64];
     struct pair p;
-    handshake(&p, cli_fs1, NULL, srv);
+    handshake(&p, cli_fs1, NULL, srv, NULL);
     CU_ASSERT_EQUAL(tls_feed(p.s, junk, sizeof junk), 0);
     CU_ASSERT_EQUAL(tls_read(p.s, buf, sizeof buf), TLS_EPROTO);
     CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(p.s), "bad record mac"));
@@ -333,6 +357,7 @@ void suite_tls(void)
     CU_add_test(s, "client without cert", test_client_without_cert);
     CU_add_test(s, "server cert from another CA", test_server_cert_foreign_ca);
     CU_add_test(s, "expected peer name mismatch", test_expect_peer_mismatch);
+    CU_add_test(s, "server names its peer", test_server_expects_peer);
     CU_add_test(s, "4 MiB both ways", test_big_payload);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
