@@ -742,7 +742,7 @@ static void handle_accept(struct ring_op *op, int res, uint32_t flags)
         listener_accept(l, res);
     else if (res >= 0)
         close(res);
-    else if (res != -ECANCELED && res != -EINTR)
+    else if (!l->closing && res != -ECANCELED && res != -EINTR)
         log_warn("conn", "event=accept_failed err=\"%s\"", strerror(-res));
     if (more)
         return;

@@ -39,7 +39,7 @@ pid_t proc_spawn(char *const argv[], const char *log_path)
     posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
     if (log_path) {
         rc = posix_spawn_file_actions_addopen(&fa, STDERR_FILENO, log_path,
-                                              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                                              O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (rc == 0)
             rc = posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
     }

@@ -1,0 +1,333 @@
+/* harness — real convoy processes on loopback for the system suites. */
+#include "harness.h"
+
+#include "convoy/pki.h"
+#include "convoy/proc.h"
+#include "convoy/ring.h"
+#include "convoy/net.h"
+#include "convoy/shm.h"
+#include "convoy/tls.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *convoy_bin(void)
+{
+    const char *b = getenv("CONVOY_BIN");
+    return b && *b ? b : "build/convoy";
+}
+
+static int issue_all(const char *pki, const char *const *names)
+{
+    char err[512];
+    const char *ip[] = {"127.0.0.1"};
+    if (pki_init(pki, err, sizeof err) < 0)
+        goto fail;
+    for (size_t i = 0; names[i]; i++)
+        if (pki_issue(pki, names[i], ip, 1, NULL, 0, err, sizeof err) < 0)
+            goto fail;
+    return 0;
+fail:
+    fprintf(stderr, "harness: pki %s: %s\n", pki, err);
+    return -1;
+}
+
+static int h_copy_file(const char *from, const char *to)
+{
+    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+    char buf[8192];
+    size_t n;
+    int rc = in && out ? 0 : -1;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+    if (in)
+        fclose(in);
+    if (out && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+int h_cluster_init(struct cluster *c, const char *const *servers)
+{
+    static unsigned seq;
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "/tmp/convoy-test-XXXXXX");
+    if (mkdtemp(c->dir) == NULL)
+        return -1;
+    snprintf(c->pki, sizeof c->pki, "%s/pki", c->dir);
+    snprintf(c->foreign_pki, sizeof c->foreign_pki, "%s/foreign", c->dir);
+    snprintf(c->state, sizeof c->state, "test-%d-%u", getpid(), seq++);
+    int port = proc_free_port();
+    if (port < 0)
+        return -1;
+    snprintf(c->control, sizeof c->control, "127.0.0.1:%d", port);
+    const char *names[H_MAX_PROCS + 2] = {"balancer"};
+    size_t n = 1;
+    for (size_t i = 0; servers[i] && n < H_MAX_PROCS + 1; i++)
+        names[n++] = servers[i];
+    const char *rogue[] = {"rogue", NULL};
+    if (issue_all(c->pki, names) < 0 || issue_all(c->foreign_pki, rogue) < 0)
+        return -1;
+    /* The rogue trusts the cluster's CA, so that the refusal tested is the
+     * balancer's, not the rogue's own. */
+    char from[400], to[400];
+    snprintf(from, sizeof from, "%s/ca.crt", c->pki);
+    snprintf(to, sizeof to, "%s/ca.crt", c->foreign_pki);
+    return h_copy_file(from, to);
+}
+
+static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
+{
+    struct h_proc *slot = NULL;
+    for (size_t i = 0; i < H_MAX_PROCS && !slot; i++)
+        if (c->procs[i].pid == 0)
+            slot = &c->procs[i];
+    if (slot == NULL)
+        return -1;
+    char log[512];
+    pid_t pid = proc_spawn(argv, h_log_path(c, name, log, sizeof log));
+    if (pid < 0) {
+        fprintf(stderr, "harness: spawn %s: %s\n", name, strerror(-pid));
+        return -1;
+    }
+    snprintf(slot->name, sizeof slot->name, "%s", name);
+    slot->pid = pid;
+    return pid;
+}
+
+pid_t h_balancer(struct cluster *c)
+{
+    char *argv[] = {(char *)convoy_bin(),
+                    "balancer",
+                    "--pki",
+                    c->pki,
+                    "--name",
+                    "balancer",
+                    "--control",
+                    c->control,
+                    "--state",
+                    c->state,
+                    "--heartbeat-ms",
+                    "100",
+                    "--dead-after-ms",
+                    "500",
+                    "--threads",
+                    "2",
+                    NULL};
+    return h_spawn(c, "balancer", argv);
+}
+
+pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)
+{
+    char http[32], root[512];
+    snprintf(http, sizeof http, "127.0.0.1:%d", proc_free_port());
+    snprintf(root, sizeof root, "%s/data", c->dir);
+    mkdir(root, 0755); /* shared by every server: they are identical */
+    char *argv[] = {(char *)convoy_bin(),
+                    "fileserver",
+                    "--pki",
+                    (char *)pki,
+                    "--name",
+                    (char *)name,
+                    "--root",
+                    root,
+                    "--balancer",
+                    c->control,
+                    "--http",
+                    http,
+                    "--retry-max-ms",
+                    "300",
+                    NULL};
+    return h_spawn(c, name, argv);
+}
+
+static struct h_proc *h_find(struct cluster *c, pid_t pid)
+{
+    for (size_t i = 0; i < H_MAX_PROCS; i++)
+        if (c->procs[i].pid == pid && pid > 0)
+            return &c->procs[i];
+    return NULL;
+}
+
+int h_signal(struct cluster *c, pid_t pid, int sig, bool wait)
+{
+    struct h_proc *p = h_find(c, pid);
+    if (p == NULL || kill(pid, sig) < 0)
+        return -1;
+    if (!wait)
+        return 0;
+    int status;
+    if (proc_wait(pid, 5000, &status) < 0)
+        return -1;
+    p->pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    return remove(path);
+}
+
+void h_cluster_free(struct cluster *c)
+{
+    for (size_t i = 0; i < H_MAX_PROCS; i++) {
+        if (c->procs[i].pid > 0) {
+            kill(c->procs[i].pid, SIGCONT); /* a stopped process cannot exit */
+            proc_stop(c->procs[i].pid, 3000);
+        }
+        c->procs[i].pid = 0;
+    }
+    shm_remove(c->state);
+    if (c->dir[0])
+        nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+cJSON *h_status(struct cluster *c)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s status --state %s --json 2>/dev/null", convoy_bin(), c->state);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return NULL;
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, p);
+    buf[n] = '\0';
+    int rc = pclose(p);
+    return rc == 0 ? cJSON_Parse(buf) : NULL;
+}
+
+const char *h_server_state(const cJSON *status, const char *name)
+{
+    const cJSON *servers = cJSON_GetObjectItemCaseSensitive(status, "servers");
+    const cJSON *s;
+    cJSON_ArrayForEach(s, servers)
+    {
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(s, "name");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(s, "state");
+        if (cJSON_IsString(n) && strcmp(n->valuestring, name) == 0 && cJSON_IsString(st))
+            return st->valuestring;
+    }
+    return "gone";
+}
+
+long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+{
+    uint64_t start = ring_now_ms();
+    struct timespec step = {0, 20 * 1000000};
+    do {
+        cJSON *st = h_status(c);
+        bool ok = st && strcmp(h_server_state(st, name), want) == 0;
+        cJSON_Delete(st);
+        if (ok)
+            return (long)(ring_now_ms() - start);
+        nanosleep(&step, NULL);
+    } while (ring_now_ms() - start < timeout_ms);
+    fprintf(stderr, "harness: %s not %s after %u ms\n", name, want, timeout_ms);
+    return -1;
+}
+
+const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/%s.log", c->dir, name);
+    return buf;
+}
+
+bool h_log_has(struct cluster *c, const char *name, const char *needle)
+{
+    char path[512], line[4096];
+    FILE *f = fopen(h_log_path(c, name, path, sizeof path), "r");
+    bool found = false;
+    while (f && !found && fgets(line, sizeof line, f))
+        found = strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static int h_tls_pump_out(struct h_tls *h)
+{
+    uint8_t buf[16384];
+    size_t n;
+    while ((n = tls_out_take(h->t, buf, sizeof buf)) > 0)
+        if (send(h->fd, buf, n, MSG_NOSIGNAL) != (ssize_t)n)
+            return -1;
+    return 0;
+}
+
+/* Feeds what the socket has within timeout_ms. >0 bytes, 0 on EOF, -1. */
+static ssize_t h_tls_pump_in(struct h_tls *h, uint32_t timeout_ms)
+{
+    struct pollfd p = {.fd = h->fd, .events = POLLIN};
+    if (poll(&p, 1, (int)timeout_ms) <= 0)
+        return -1;
+    uint8_t buf[16384];
+    ssize_t n = recv(h->fd, buf, sizeof buf, 0);
+    if (n > 0 && tls_feed(h->t, buf, (size_t)n) < 0)
+        return -1;
+    return n;
+}
+
+int h_tls_dial(struct h_tls *h, const char *pki, const char *name, const char *addr)
+{
+    char err[512];
+    struct net_addr a;
+    memset(h, 0, sizeof *h);
+    h->fd = -1;
+    if (net_addr_parse(addr, &a) < 0 ||
+        tls_ctx_new(&h->ctx, TLS_CLIENT, pki, name, false, err, sizeof err) < 0 ||
+        tls_new(&h->t, h->ctx, NULL) < 0 || (h->fd = net_socket_for(&a)) < 0 ||
+        connect(h->fd, (struct sockaddr *)&a.ss, a.len) < 0)
+        return -1;
+    int rc;
+    while ((rc = tls_handshake(h->t)) == 0)
+        if (h_tls_pump_out(h) < 0 || h_tls_pump_in(h, 3000) <= 0)
+            return -1;
+    return rc == 1 && h_tls_pump_out(h) == 0 ? 0 : -1;
+}
+
+int h_tls_send(struct h_tls *h, const void *data, size_t len)
+{
+    return tls_write(h->t, data, len) == 0 ? h_tls_pump_out(h) : -1;
+}
+
+ssize_t h_tls_read_all(struct h_tls *h, void *buf, size_t cap, uint32_t timeout_ms, bool *closed)
+{
+    size_t got = 0;
+    uint64_t end = ring_now_ms() + timeout_ms;
+    *closed = false;
+    while (got < cap && ring_now_ms() < end) {
+        ssize_t n = tls_read(h->t, (uint8_t *)buf + got, cap - got);
+        if (n > 0) {
+            got += (size_t)n;
+            continue;
+        }
+        if (n == TLS_EOF || (n == 0 && h_tls_pump_in(h, (uint32_t)(end - ring_now_ms())) == 0)) {
+            *closed = true;
+            break;
+        }
+        if (n < 0)
+            return -1;
+    }
+    return (ssize_t)got;
+}
+
+void h_tls_close(struct h_tls *h)
+{
+    if (h->fd >= 0)
+        close(h->fd);
+    tls_free(h->t);
+    tls_ctx_free(h->ctx);
+}

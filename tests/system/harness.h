@@ -1,0 +1,87 @@
+/*
+ * harness — real convoy processes on loopback for the system suites.
+ *
+ * A cluster is a temporary folder (PKI, data, logs), a state name unique to
+ * this run, free loopback ports, and the pids this harness started: it only
+ * ever signals those. What tests assert comes from `convoy status --json`,
+ * the way a user would look.
+ */
+#ifndef CONVOY_TESTS_HARNESS_H
+#define CONVOY_TESTS_HARNESS_H
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <stddef.h>
+
+#define H_MAX_PROCS 16
+
+struct h_proc {
+    char name[32];
+    pid_t pid;
+};
+
+struct cluster {
+    char dir[256];
+    char pki[300];
+    char foreign_pki[300]; /* "rogue": signed by another CA, trusting ours */
+    char state[64];
+    char control[32];
+    struct h_proc procs[H_MAX_PROCS];
+};
+
+/* Makes the folder, both CAs and certificates for balancer and each name in
+ * servers (NULL-terminated), plus "rogue" under the foreign CA. 0 or -1. */
+int h_cluster_init(struct cluster *c, const char *const *servers);
+
+/* Stops every process this cluster started, removes its folder and state. */
+void h_cluster_free(struct cluster *c);
+
+/* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
+pid_t h_balancer(struct cluster *c);
+
+/* Starts file server `name` using certificates from pki (c->pki or
+ * c->foreign_pki), announcing a fresh loopback HTTP port. pid or -1. */
+pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);
+
+/* Signals a process this cluster started and, if wait, reaps it and
+ * returns its exit status (-1 if it did not exit within 5 s). */
+int h_signal(struct cluster *c, pid_t pid, int sig, bool wait);
+
+/* `convoy status --state S --json`, parsed; NULL if it failed. */
+cJSON *h_status(struct cluster *c);
+
+/* The state of server name in a status document ("gone" if absent). */
+const char *h_server_state(const cJSON *status, const char *name);
+
+/* Waits until server name is in state want. Returns ms waited, -1 on timeout. */
+long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
+
+/* Path of a process's log (stderr). */
+const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len);
+
+/* Whether the process's log contains needle. */
+bool h_log_has(struct cluster *c, const char *name, const char *needle);
+
+/* A blocking TLS client, for speaking to daemons the way a broken or
+ * hostile peer would. */
+struct h_tls {
+    int fd;
+    struct tls_ctx *ctx;
+    struct tls *t;
+};
+
+/* Connects to addr and completes the handshake as `name` of pki. 0 or -1. */
+int h_tls_dial(struct h_tls *h, const char *pki, const char *name, const char *addr);
+
+/* Sends bytes through TLS. 0 or -1. */
+int h_tls_send(struct h_tls *h, const void *data, size_t len);
+
+/* Reads plaintext until the peer closes or timeout_ms passes. Returns the
+ * byte count, -1 on error. *closed tells whether the peer closed. */
+ssize_t h_tls_read_all(struct h_tls *h, void *buf, size_t cap, uint32_t timeout_ms, bool *closed);
+
+void h_tls_close(struct h_tls *h);
+
+#endif
