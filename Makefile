@@ -6,7 +6,9 @@
 # `make asan` runs the same suite built with ASan + UBSan in build-asan/.
 
 BUILD   ?= build
-CC      ?= gcc
+ifeq ($(origin CC),default)
+CC      = gcc
+endif
 OPT     ?= -O2
 WERROR  ?=
 SAN     ?=

@@ -235,7 +235,7 @@ long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_
             return (long)(ring_now_ms() - start);
         nanosleep(&step, NULL);
     } while (ring_now_ms() - start < timeout_ms);
-    fprintf(stderr, "harness: %s not %s after %u ms\n", name, want, timeout_ms);
+    fprintf(stderr, "harness: after %u ms, %s is still not %s\n", timeout_ms, name, want);
     return -1;
 }
 
