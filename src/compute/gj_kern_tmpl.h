@@ -120,15 +120,18 @@ static void eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
 {
     double *pr = p + r * w;
     double inv = 1.0 / pr[j];
-    pr[j] = 1.0;
+    /* Column j is written after each row's vector update, not before: a
+     * scalar store followed by a wide load of the same row cannot be
+     * store-forwarded and stalls. */
     row_scale(pr, inv, w);
+    pr[j] = inv;
     for (size_t i = 0; i < nrows; i++) {
         double *row = p + i * w;
         double f = row[j];
         if (i == r || f == 0.0)
             continue;
-        row[j] = 0.0;
         row_axpy(row, pr, f, w);
+        row[j] = -f * inv;
     }
 }
 
