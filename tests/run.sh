@@ -11,14 +11,23 @@ failed=0
 status=0
 for runner in unit_tests system_tests; do
     out=$(mktemp)
-    "$build/$runner" "$@" 2>&1 | tee "$out"
+    "$build/$runner" "$@" >"$out" 2>&1
+    rc=$?
+    cat "$out"
     line=$(grep -E '^[a-z]+: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
     rm -f "$out"
     if [ -z "$line" ]; then
-        echo "run: $runner ended without a summary (crashed?)" >&2
+        echo "run: $runner ended without a summary (exit status $rc)" >&2
         failed=$((failed + 1))
         status=1
         continue
+    fi
+    if [ "$rc" != 0 ] && [ "$rc" != 1 ]; then
+        # The runner itself failed after its tests (a sanitizer's leak report
+        # at exit): count that as one more failure.
+        echo "run: $runner exited with status $rc after its summary" >&2
+        failed=$((failed + 1))
+        status=1
     fi
     p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
     f=$(echo "$line" | sed -E 's/.*passed, ([0-9]+) failed/\1/')

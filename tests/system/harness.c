@@ -89,8 +89,9 @@ int h_cluster_init(struct cluster *c, const char *const *servers)
 static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
 {
     struct h_proc *slot = NULL;
-    for (size_t i = 0; i < H_MAX_PROCS && !slot; i++)
-        if (c->procs[i].pid == 0)
+    for (size_t i = 0; i < H_MAX_PROCS && !slot; i++) /* one slot per name: one log each */
+        if (c->procs[i].pid == 0 &&
+            (c->procs[i].name[0] == '\0' || strcmp(c->procs[i].name, name) == 0))
             slot = &c->procs[i];
     if (slot == NULL)
         return -1;
@@ -181,18 +182,41 @@ static int rm_one(const char *path, const struct stat *st, int type, struct FTW 
     return remove(path);
 }
 
-void h_cluster_free(struct cluster *c)
+/* Prints and counts the sanitizer reports in one process's log. */
+static int h_sanitizer_reports(struct cluster *c, const char *name)
 {
+    char path[512], line[4096];
+    FILE *f = fopen(h_log_path(c, name, path, sizeof path), "r");
+    int n = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (strstr(line, "ERROR: AddressSanitizer") || strstr(line, "ERROR: LeakSanitizer") ||
+            strstr(line, "runtime error:")) {
+            fprintf(stderr, "harness: %s: %s", name, line);
+            n++;
+        }
+    }
+    if (f)
+        fclose(f);
+    return n;
+}
+
+int h_cluster_free(struct cluster *c)
+{
+    int reports = 0;
     for (size_t i = 0; i < H_MAX_PROCS; i++) {
         if (c->procs[i].pid > 0) {
             kill(c->procs[i].pid, SIGCONT); /* a stopped process cannot exit */
             proc_stop(c->procs[i].pid, 3000);
         }
         c->procs[i].pid = 0;
+        if (c->procs[i].name[0])
+            reports += h_sanitizer_reports(c, c->procs[i].name);
+        c->procs[i].name[0] = '\0';
     }
     shm_remove(c->state);
     if (c->dir[0])
         nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    return reports;
 }
 
 cJSON *h_status(struct cluster *c)
@@ -221,6 +245,15 @@ const char *h_server_state(const cJSON *status, const char *name)
             return st->valuestring;
     }
     return "gone";
+}
+
+const char *h_state(struct cluster *c, const char *name)
+{
+    static char state[32];
+    cJSON *st = h_status(c);
+    snprintf(state, sizeof state, "%s", st ? h_server_state(st, name) : "error");
+    cJSON_Delete(st);
+    return state;
 }
 
 long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)

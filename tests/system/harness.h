@@ -18,8 +18,8 @@
 #define H_MAX_PROCS 16
 
 struct h_proc {
-    char name[32];
-    pid_t pid;
+    char name[32]; /* also names its log, which a restart appends to */
+    pid_t pid;     /* 0 once reaped */
 };
 
 struct cluster {
@@ -35,8 +35,9 @@ struct cluster {
  * servers (NULL-terminated), plus "rogue" under the foreign CA. 0 or -1. */
 int h_cluster_init(struct cluster *c, const char *const *servers);
 
-/* Stops every process this cluster started, removes its folder and state. */
-void h_cluster_free(struct cluster *c);
+/* Stops every process this cluster started, removes its folder and state.
+ * Returns how many of its logs hold a sanitizer report (printed first). */
+int h_cluster_free(struct cluster *c);
 
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
 pid_t h_balancer(struct cluster *c);
@@ -54,6 +55,10 @@ cJSON *h_status(struct cluster *c);
 
 /* The state of server name in a status document ("gone" if absent). */
 const char *h_server_state(const cJSON *status, const char *name);
+
+/* The state of server name now, from a fresh status ("gone" if absent,
+ * "error" if status failed). Valid until the next call. */
+const char *h_state(struct cluster *c, const char *name);
 
 /* Waits until server name is in state want. Returns ms waited, -1 on timeout. */
 long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
