@@ -38,9 +38,9 @@
 #include "gj_kern.h"
 
 enum {
-    GJ_NB = 256,   /* panel width cap: the multiply's depth */
+    GJ_NB = 192,   /* panel width cap: the multiply's depth */
     GJ_NCB = 240,  /* columns of B per work item: nb×NCB doubles fill half of L2 */
-    GJ_LEAF = 16,  /* panel width done by the unblocked kernel */
+    GJ_LEAF = 32,  /* panel width done by the unblocked kernel */
     GJ_RB = 256,   /* rows of A·X formed at once by the residual */
     GJ_ALIGN = 64, /* one cache line, one zmm */
 };
