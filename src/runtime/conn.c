@@ -204,24 +204,32 @@ static void conn_maybe_free(conn_t *c)
         conn_free(c);
 }
 
-/* Stops everything; the socket shutdown completes a pending recv. */
+/*
+ * Stops everything. A send in flight may not have reached the kernel yet
+ * (submissions wait for the loop) and may carry the alert that tells the
+ * peer why its handshake failed: shutting the socket down now would fail
+ * it with -EPIPE. Its cancellation is queued behind it instead, so it
+ * still goes out if the socket takes it at once, and close() in conn_free
+ * ends the stream. Without a send the shutdown tells the peer at once.
+ */
 static void conn_shutdown(conn_t *c, int reason)
 {
     if (c->state == CS_CLOSED)
         return;
     c->state = CS_CLOSED;
     c->reason = reason;
-    if (c->fd >= 0)
+    if (c->fd >= 0 && !c->send_busy)
         shutdown(c->fd, SHUT_RDWR);
     if (c->connect_busy)
         ring_cancel(c->ring, &c->connect_op);
     if (c->recv_busy)
         ring_cancel(c->ring, &c->recv_op);
+    if (c->send_busy)
+        ring_cancel(c->ring, &c->send_op);
     if (c->file_busy)
         ring_cancel(c->ring, &c->file_op);
     if (c->timer_busy)
         ring_cancel(c->ring, &c->timer.op);
-    /* A send in flight completes on its own after the shutdown. */
 }
 
 static void conn_enter(conn_t *c)
