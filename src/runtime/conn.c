@@ -65,6 +65,7 @@ struct conn {
     struct ring_timer timer;
     bool connect_busy, recv_busy, send_busy, file_busy, timer_busy;
     bool paused;          /* conn_pause(): no on_data until resumed */
+    bool close_on_open;   /* conn_close() came before on_open */
     bool above_high;      /* queue exceeded CONN_HIGH_WATER: on_drain owed */
     unsigned dispatching; /* our handlers on the stack */
     uint32_t idle_ms;
@@ -98,6 +99,7 @@ static void conn_arm_recv(conn_t *c);
 static void conn_flush(conn_t *c);
 static void conn_pump_file(conn_t *c);
 static void conn_arm_timer(conn_t *c);
+static void conn_close_open(conn_t *c);
 
 /* ---- chunks and queues ---- */
 
@@ -282,7 +284,7 @@ static int conn_queue(conn_t *c, const uint8_t *data, size_t len)
 
 static void conn_flush(conn_t *c)
 {
-    if (c->send_busy || c->state == CS_CLOSED)
+    if (c->send_busy || c->state == CS_CLOSED || c->state == CS_CONNECTING)
         return;
     struct chunk *k = c->out.head;
     while (k && k->off == k->len && k != c->out.tail) { /* only the tail may be empty */
@@ -337,10 +339,12 @@ out:
 
 /* ---- file streaming ---- */
 
+/* Only once open: before that a TLS session cannot encrypt. */
 static void conn_pump_file(conn_t *c)
 {
     struct file_stream *f = &c->file;
-    if (!f->active || c->file_busy || c->state == CS_CLOSED || c->out.bytes >= CONN_HIGH_WATER)
+    bool open = c->state == CS_OPEN || c->state == CS_CLOSING;
+    if (!f->active || !open || c->file_busy || c->out.bytes >= CONN_HIGH_WATER)
         return;
     if (f->chunk == NULL && (f->chunk = chunk_get(c)) == NULL) {
         conn_shutdown(c, -ENOMEM);
@@ -399,7 +403,7 @@ out:
 
 int conn_send_file(conn_t *c, int fd, uint64_t off, uint64_t len, void (*done)(conn_t *c, int err))
 {
-    if (c->state >= CS_CLOSING)
+    if (c->state >= CS_CLOSING || c->close_on_open)
         return -EPIPE;
     if (c->file.active)
         return -EBUSY;
@@ -480,6 +484,8 @@ static void conn_open(conn_t *c)
     if (c->h->on_open)
         c->h->on_open(c);
     conn_pump_file(c);
+    if (c->close_on_open && c->state == CS_OPEN)
+        conn_close_open(c);
 }
 
 /* The peer finished sending: answer what is queued, then close. */
@@ -803,7 +809,7 @@ void conn_listener_close(conn_listener_t *l)
 
 int conn_write(conn_t *c, const void *data, size_t len)
 {
-    if (c->state >= CS_CLOSING)
+    if (c->state >= CS_CLOSING || c->close_on_open)
         return -EPIPE;
     if (c->file.active)
         return -EBUSY;
@@ -821,14 +827,14 @@ size_t conn_queued(const conn_t *c)
     return c->out.bytes;
 }
 
-void conn_close(conn_t *c)
+/* Output written before open waits in `early` (TLS) or `out` (plain). */
+static bool conn_wrote_early(const conn_t *c)
 {
-    if (c->state >= CS_CLOSING)
-        return;
-    if (c->state != CS_OPEN) { /* nothing to say to a half-made connection */
-        conn_shutdown(c, 0);
-        return;
-    }
+    return c->file.active || (c->tls ? c->early.bytes : c->out.bytes) > 0;
+}
+
+static void conn_close_open(conn_t *c)
+{
     c->state = CS_CLOSING;
     if (c->tls) {
         tls_close(c->tls);
@@ -839,6 +845,18 @@ void conn_close(conn_t *c)
     }
     conn_flush(c);
     conn_check_finish(c);
+}
+
+void conn_close(conn_t *c)
+{
+    if (c->state >= CS_CLOSING || c->close_on_open)
+        return;
+    if (c->state == CS_OPEN)
+        conn_close_open(c);
+    else if (conn_wrote_early(c)) /* what was written goes first */
+        c->close_on_open = true;
+    else /* nothing to say to a half-made connection */
+        conn_shutdown(c, 0);
 }
 
 void conn_abort(conn_t *c, int reason)
