@@ -38,11 +38,12 @@
 #include "gj_kern.h"
 
 enum {
-    GJ_NB = 192,   /* panel width cap: the multiply's depth */
-    GJ_NCB = 240,  /* columns of B per work item: nb×NCB doubles fill half of L2 */
-    GJ_LEAF = 32,  /* panel width done by the unblocked kernel */
-    GJ_RB = 256,   /* rows of A·X formed at once by the residual */
-    GJ_ALIGN = 64, /* one cache line, one zmm */
+    GJ_NB = 192,      /* panel width cap: the multiply's depth */
+    GJ_NCB = 240,     /* columns of B per block: nb×NCB doubles fill half of L2 */
+    GJ_NCB_PAR = 120, /* columns per work item with several lanes: finer balance */
+    GJ_LEAF = 32,     /* panel width done by the unblocked kernel */
+    GJ_RB = 256,      /* rows of A·X formed at once by the residual */
+    GJ_ALIGN = 64,    /* one cache line, one zmm */
 };
 
 /* Scratch for inverting matrices up to ncap on lanes lanes; one block. */
@@ -73,6 +74,7 @@ struct gj_run {
     size_t c0, c1;  /* the pivot block K = [c0, c1) */
     size_t c2;      /* the look-ahead panel is [c1, c2); empty at the end */
     int cur;        /* wp[cur] holds K packed */
+    size_t ncb;     /* columns per work item */
     size_t nleft;   /* work items of columns [0, c0) */
     size_t nwork;   /* work items of this step */
     atomic_size_t next;
@@ -402,11 +404,11 @@ static void update_item(struct gj_run *r, unsigned lane, size_t w)
 {
     size_t j0, j1;
     if (w < r->nleft) {
-        j0 = w * GJ_NCB;
-        j1 = min_sz(j0 + GJ_NCB, r->c0);
+        j0 = w * r->ncb;
+        j1 = min_sz(j0 + r->ncb, r->c0);
     } else {
-        j0 = r->c2 + (w - r->nleft) * GJ_NCB;
-        j1 = min_sz(j0 + GJ_NCB, r->n);
+        j0 = r->c2 + (w - r->nleft) * r->ncb;
+        j1 = min_sz(j0 + r->ncb, r->n);
     }
     update_block(r, lane, r->c0, r->c1, r->ws->wp[r->cur], j0, j1);
 }
@@ -472,6 +474,8 @@ static int invert_blocked(struct gj_run *r)
 {
     size_t n = r->n;
     r->nb = panel_width(n);
+    /* Splitting the columns differently changes no column's arithmetic. */
+    r->ncb = r->pool != NULL && r->lanes > 1 ? GJ_NCB_PAR : GJ_NCB;
     r->cur = 0;
     atomic_store(&r->bad, 0);
     if (factor(r, 0, 0, min_sz(r->nb, n)) < 0)
@@ -480,8 +484,8 @@ static int invert_blocked(struct gj_run *r)
     for (r->c0 = 0; r->c0 < n; r->c0 = r->c1, r->cur = !r->cur) {
         r->c1 = min_sz(r->c0 + r->nb, n);
         r->c2 = min_sz(r->c1 + r->nb, n);
-        r->nleft = (r->c0 + GJ_NCB - 1) / GJ_NCB;
-        r->nwork = (r->c2 > r->c1) + r->nleft + (n - r->c2 + GJ_NCB - 1) / GJ_NCB;
+        r->nleft = (r->c0 + r->ncb - 1) / r->ncb;
+        r->nwork = (r->c2 > r->c1) + r->nleft + (n - r->c2 + r->ncb - 1) / r->ncb;
         run_step(r, step_lane);
         if (atomic_load(&r->bad))
             return GJ_SINGULAR;
