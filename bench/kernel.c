@@ -20,6 +20,7 @@
  * is not charged for LAPACKE's per-call allocation. Row-major data is handed
  * to the column-major routines as is: that inverts Aᵀ, whose inverse is A⁻¹
  * transposed, i.e. A⁻¹ in row-major order, so no transposition is timed.
+ * Before each multithreaded sample the bench sleeps 150 ms (see settle()).
  * Residuals (‖I − A·X‖₁/(n‖A‖₁‖X‖₁ε), convoy's code for both) are of one
  * inversion, or the largest over the first items of a batch.
  *
@@ -58,6 +59,18 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/*
+ * OpenBLAS's threads spin for a while (about 2^28 cycles) after a call
+ * before they sleep, and would steal the second core from whatever runs next.
+ * Before each multithreaded sample, either side's, let them go to sleep.
+ */
+static void settle(unsigned threads)
+{
+    struct timespec ts = {0, 150 * 1000 * 1000};
+    if (threads > 1)
+        nanosleep(&ts, NULL);
 }
 
 static int cmp_double(const void *x, const void *y)
@@ -167,8 +180,10 @@ static void inverse_row(struct bench *b, size_t n, unsigned threads)
     size_t inner = n >= 256 ? 1 : (size_t)(1.0e7 / ((double)n * n * n)) + 1;
     for (int r = 0; r < reps; r++) {
         tc[r] = to[r] = 0.0;
+        settle(threads);
         for (size_t i = 0; i < inner; i++)
             tc[r] += time_convoy(b, x, a, n, threads);
+        settle(threads);
         for (size_t i = 0; i < inner; i++)
             to[r] += time_openblas(x, a, n, ipiv);
     }
@@ -285,7 +300,9 @@ static void batch_row(struct bench *b, size_t count, size_t n, unsigned threads)
     time_convoy_batch(b, x, a, it, count, n, threads);
     time_openblas_batch(x, a, count, n, threads);
     for (int r = 0; r < b->reps; r++) {
+        settle(threads);
         tc[r] = time_convoy_batch(b, x, a, it, count, n, threads);
+        settle(threads);
         to[r] = time_openblas_batch(x, a, count, n, threads);
     }
     double mc = (double)count / median(tc, b->reps), mo = (double)count / median(to, b->reps);
