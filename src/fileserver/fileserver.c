@@ -76,6 +76,7 @@ static void fs_load(void *arg, struct reg_load *l)
 static void fs_hello(void *arg, struct reg_hello *h)
 {
     struct fileserver *fs = arg;
+    h->name = fs->o->name; /* the balancer checks it against the certificate */
     h->addr = fs->o->http;
     h->weight = fs->o->weight;
     h->capacity = fs->o->capacity;
