@@ -430,16 +430,19 @@ static int conn_keep(conn_t *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-/* Offers bytes to on_data; keeps what it leaves. */
+/* Offers bytes to on_data; keeps what it leaves. While paused it keeps
+ * them all: a plain receive in flight at conn_pause() still completes. */
 static void conn_deliver(conn_t *c, const uint8_t *data, size_t len)
 {
-    if (c->in_len > 0 && len > 0) {
+    if ((c->in_len > 0 || c->paused) && len > 0) {
         int rc = conn_keep(c, data, len);
         if (rc < 0) {
             conn_shutdown(c, rc);
             return;
         }
     }
+    if (c->paused)
+        return;
     if (c->in_len > 0) {
         data = c->in;
         len = c->in_len;
