@@ -232,6 +232,14 @@ static void conn_shutdown(conn_t *c, int reason)
         ring_cancel(c->ring, &c->file_op);
     if (c->timer_busy)
         ring_cancel(c->ring, &c->timer.op);
+    /* Called from outside our handlers (conn_abort on a paused connection)
+     * with nothing in flight, no completion would come to free it: make
+     * one, so that on_close still runs from the loop, never from inside
+     * the caller's conn_abort(). */
+    if (c->dispatching == 0 && conn_idle_ops(c)) {
+        c->timer_busy = true;
+        ring_timer_arm(c->ring, &c->timer, 0);
+    }
 }
 
 static void conn_enter(conn_t *c)
