@@ -1,10 +1,13 @@
 /*
  * cli — the subcommands of build/convoy. Each takes the arguments after the
- * program name (argv[0] is the subcommand) and returns the exit status.
+ * program name (argv[0] is the subcommand) and returns the exit status:
+ * 0 on success, 1 when the work failed, 2 on a usage error.
  */
 #ifndef CONVOY_CLI_H
 #define CONVOY_CLI_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 int cmd_balancer(int argc, char **argv);
@@ -13,16 +16,57 @@ int cmd_status(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
-/* Shared argument helpers; each prints "convoy CMD: …" on error. */
+/* A subcommand's options, declared once: cli_parse() reads them and prints
+ * the help from them. */
+enum cli_kind {
+    CLI_STR,   /* dst: const char ** */
+    CLI_U32,   /* dst: uint32_t *, in [min, max] */
+    CLI_FLAG,  /* dst: bool *, no argument */
+    CLI_LEVEL, /* --log-level: applied at once, dst unused */
+};
 
-/* Parses val as an integer in [min, max] for option opt. 0 or -1. */
-int cli_u32(const char *cmd, const char *opt, const char *val, uint32_t min, uint32_t max,
-            uint32_t *out);
+struct cli_opt {
+    const char *name; /* long option, without "--" */
+    enum cli_kind kind;
+    void *dst;
+    const char *arg;  /* the argument's name in the help: "DIR" */
+    const char *help; /* one line */
+    bool required;
+    uint32_t min, max;
+};
 
-/* Applies --log-level VAL. 0 or -1. */
-int cli_log_level(const char *cmd, const char *val);
+/* Table rows. */
+#define CLI_OPT_STR(name, dst, arg, help, required)                                                \
+    {                                                                                              \
+        name, CLI_STR, dst, arg, help, required, 0, 0                                              \
+    }
+#define CLI_OPT_U32(name, dst, arg, help, min, max)                                                \
+    {                                                                                              \
+        name, CLI_U32, dst, arg, help, false, min, max                                             \
+    }
+#define CLI_OPT_FLAG(name, dst, help)                                                              \
+    {                                                                                              \
+        name, CLI_FLAG, dst, NULL, help, false, 0, 0                                               \
+    }
+#define CLI_OPT_LOG_LEVEL                                                                          \
+    {                                                                                              \
+        "log-level", CLI_LEVEL, NULL, "LEVEL", "debug, info, warn or error (default info)", false, \
+            0, 0                                                                                   \
+    }
 
-/* Reports a missing required option. Returns -1. */
-int cli_missing(const char *cmd, const char *opt);
+struct cli_cmd {
+    const char *name;     /* "balancer" */
+    const char *synopsis; /* what follows "usage: convoy balancer" */
+    const char *about;    /* a paragraph */
+    const struct cli_opt *opts;
+    size_t nopts;
+};
+
+/*
+ * Parses argv against cmd's options (plus --help). Returns -1 when the
+ * command should run, else the exit status to return at once: 0 after
+ * --help, 2 after a usage error (explained on stderr).
+ */
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv);
 
 #endif

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -44,15 +43,6 @@ struct demo {
     pid_t fs[NSERVERS];
     uint64_t t0;
 };
-
-static const char usage[] =
-    "usage: convoy demo [--keep]\n"
-    "\n"
-    "Starts a balancer and three file servers on 127.0.0.1 in a temporary\n"
-    "workspace, shows the server table, kills one server (SIGKILL), stops one\n"
-    "(SIGTERM), restarts it, then stops everything and removes the workspace.\n"
-    "\n"
-    "  --keep   keep the workspace (PKI, data, logs) afterwards\n";
 
 static void say(const struct demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -174,7 +164,6 @@ static void show_table(struct demo *d)
     char *argv[] = {"status", "--state", d->state, NULL};
     printf("\n  $ convoy status --state %s\n", d->state);
     fflush(stdout);
-    optind = 0; /* getopt starts afresh for the subcommand */
     cmd_status(3, argv);
     putchar('\n');
 }
@@ -267,18 +256,19 @@ static int demo_ports(struct demo *d)
 
 int cmd_demo(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"keep", no_argument, NULL, 'k'}, {"help", no_argument, NULL, 'h'}, {0, 0, 0, 0}};
     bool keep = false;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        if (ch == 'k') {
-            keep = true;
-        } else {
-            fputs(usage, ch == 'h' ? stdout : stderr);
-            return ch == 'h' ? 0 : 2;
-        }
-    }
+    const struct cli_opt opts[] = {
+        CLI_OPT_FLAG("keep", &keep, "keep the workspace (PKI, data, logs) afterwards"),
+    };
+    const struct cli_cmd cmd = {
+        "demo", "[--keep]",
+        "Starts a balancer and three file servers on 127.0.0.1 in a temporary\n"
+        "workspace, shows the server table, kills one server (SIGKILL), stops one\n"
+        "(SIGTERM), restarts it, then stops everything and removes the workspace.",
+        opts, sizeof opts / sizeof opts[0]};
+    int parsed = cli_parse(&cmd, argc, argv);
+    if (parsed >= 0)
+        return parsed;
     struct demo d = {.t0 = ring_now_ms(), .exe = proc_self_exe()};
     snprintf(d.dir, sizeof d.dir, "%s/convoy-demo-XXXXXX",
              getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");

@@ -11,20 +11,9 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char usage[] =
-    "usage: convoy status [--state NAME] [--json]\n"
-    "\n"
-    "Prints the balancer's servers: name, address, state (up, draining, down),\n"
-    "weight, active transfers, load and heartbeat age.\n"
-    "\n"
-    "  --state NAME   the balancer's state name (its --state, else its --name;\n"
-    "                 default: balancer)\n"
-    "  --json         one JSON object: {\"servers\": [{\"name\": …, \"state\": …}, …]}\n";
 
 struct snapshot {
     struct bal_shared s; /* a copy taken under the lock */
@@ -119,41 +108,28 @@ static void print_table(const struct snapshot *snap)
 
 int cmd_status(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"state", required_argument, NULL, 's'},
-        {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},
-        {0, 0, 0, 0},
-    };
     const char *state = "balancer";
     bool json = false;
-    int ch;
-    while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (ch) {
-        case 's':
-            state = optarg;
-            break;
-        case 'j':
-            json = true;
-            break;
-        case 'h':
-            fputs(usage, stdout);
-            return 0;
-        default:
-            fputs(usage, stderr);
-            return 2;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "convoy status: unexpected argument '%s'\n", argv[optind]);
-        return 2;
-    }
+    const struct cli_opt opts[] = {
+        CLI_OPT_STR("state", &state, "NAME",
+                    "the balancer's --state (else its --name; default: balancer)", false),
+        CLI_OPT_FLAG("json", &json, "one JSON object: {\"servers\": [{\"name\": ...}, ...]}"),
+    };
+    const struct cli_cmd cmd = {
+        "status", "[--state NAME] [--json]",
+        "Prints the balancer's servers from its shared memory on this host: name,\n"
+        "address, state (up, draining, down), weight, active transfers, load and\n"
+        "heartbeat age.",
+        opts, sizeof opts / sizeof opts[0]};
+    int rc = cli_parse(&cmd, argc, argv);
+    if (rc >= 0)
+        return rc;
     struct snapshot *snap = calloc(1, sizeof *snap);
     if (snap == NULL || take_snapshot(state, snap) < 0) {
         free(snap);
         return 1;
     }
-    int rc = 0;
+    rc = 0;
     if (json)
         rc = print_json(snap);
     else
