@@ -83,8 +83,9 @@ static void run_posts(ring_t *r)
     pthread_mutex_lock(&r->post_mu);
     struct post *list = r->posts;
     r->posts = NULL;
-    if (r->stop_requested)
+    if (r->stop_requested) /* consumed, so that a later ring_run runs */
         r->stopping = true;
+    r->stop_requested = false;
     pthread_mutex_unlock(&r->post_mu);
     struct post *fifo = NULL; /* run in the order they were posted */
     while (list) {
@@ -213,7 +214,6 @@ int ring_post(ring_t *r, void (*fn)(void *arg), void *arg)
     pthread_mutex_lock(&r->post_mu);
     p->next = r->posts;
     r->posts = p;
-    r->stop_requested = false; /* a post after a stop asks for another round */
     pthread_mutex_unlock(&r->post_mu);
     wake(r);
     return 0;
