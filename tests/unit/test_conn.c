@@ -1,0 +1,743 @@
+/*
+ * conn: connections through a real ring on loopback, one process playing
+ * both ends. Each test builds a scene (a ring, a listener on 127.0.0.1:0
+ * and one client), runs the ring until both ends have called on_close, and
+ * then asserts on what the callbacks recorded. A watchdog timer fails a
+ * scene that does not finish, so no test can hang, and a short drain after
+ * every scene lets cancelled operations complete so that nothing leaks.
+ *
+ * PKI: "home" is the cluster (balancer, fs1, fs2), "away" a foreign CA, and
+ * "rogue" trusts home's CA but presents away's fs1 certificate, so that the
+ * server, not the client, is the one that rejects the handshake.
+ *
+ * Bulk payloads follow a pattern in which every aligned 32-bit word is
+ * different, so a lost, repeated or reordered chunk shows as a bad byte.
+ */
+#include "convoy/conn.h"
+#include "convoy/log.h"
+#include "convoy/pki.h"
+
+#include <CUnit/CUnit.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define WATCHDOG_MS 5000
+#define DRAIN_MS    20
+#define FILE_SIZE   (32u << 20)
+#define BULK_SIZE   (1u << 20)
+#define PAUSE_EVERY (128u * 1024) /* the pausing reader stops after this many bytes */
+#define RESUME_MS   5
+#define TLS_SLACK   1024u /* record headers and tags around one 64 KiB chunk */
+#define CHUNK_MAX   (64u * 1024)
+#define PING        "ping from fs1"
+
+struct side {
+    conn_t *c; /* NULL once closed */
+    int opens, closes, reason;
+    char peer[64];     /* conn_peer_name() in on_open, "" when NULL */
+    uint64_t got, bad; /* bytes received, and those off the pattern */
+    char msg[64];      /* small messages received */
+    size_t msg_len;
+    uint64_t t_open, t_close;
+};
+
+struct scene {
+    ring_t *ring;
+    conn_listener_t *l;
+    struct ring_timer watchdog, drain;
+    struct ring_timer pause, resume, kill; /* the scene's own events */
+    bool watchdog_busy, timed_out;
+    int closes, closes_wanted;
+    struct side srv, cli;
+    int file_fd;
+    int done_calls, done_err;
+    size_t max_queued; /* the server's conn_queued(), sampled */
+    size_t max_offer;  /* the longest on_data offer */
+    bool paused;       /* the reader called conn_pause() and waits */
+    bool pause_later;  /* pause from a timer, not from on_data */
+    bool pause_armed;  /* that timer is set */
+    uint64_t next_pause;
+    int pauses, paused_offers;
+};
+
+static struct scene sc;
+static char base[64], home[128], away[128], rogue[128], big_path[128];
+static char err[512];
+static uint8_t *bulk;
+static tls_ctx_t *srv_tls;   /* balancer, requires client certificates */
+static tls_ctx_t *cli_tls;   /* fs1 */
+static tls_ctx_t *rogue_tls; /* fs1 certified by the away CA */
+static tls_ctx_t *anon_tls;  /* no certificate */
+
+static uint8_t pattern(uint64_t i)
+{
+    uint32_t w = (uint32_t)(i / 4) * 2654435761u;
+    return (uint8_t)(w >> (8 * (i % 4)));
+}
+
+/* ---- suite setup ---- */
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static int copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+    char src[256], dst[256], buf[4096];
+    snprintf(src, sizeof src, "%s/%s", from_dir, name);
+    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
+    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
+    size_t n;
+    int rc = in != NULL && out != NULL ? 0 : -1;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
+        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
+    if (in != NULL)
+        fclose(in);
+    if (out != NULL && fclose(out) != 0)
+        rc = -1;
+    return rc;
+}
+
+static int make_pkis(void)
+{
+    snprintf(home, sizeof home, "%s/home", base);
+    snprintf(away, sizeof away, "%s/away", base);
+    snprintf(rogue, sizeof rogue, "%s/rogue", base);
+    if (pki_init(home, err, sizeof err) || pki_init(away, err, sizeof err) ||
+        mkdir(rogue, 0700) != 0)
+        return -1;
+    if (pki_issue(home, "balancer", NULL, 0, NULL, 0, err, sizeof err) ||
+        pki_issue(home, "fs1", NULL, 0, NULL, 0, err, sizeof err) ||
+        pki_issue(away, "fs1", NULL, 0, NULL, 0, err, sizeof err))
+        return -1;
+    return copy_file(home, rogue, "ca.crt") || copy_file(away, rogue, "fs1.crt") ||
+                   copy_file(away, rogue, "fs1.key")
+               ? -1
+               : 0;
+}
+
+/* The bulk buffer holds the pattern's first BULK_SIZE bytes, the big file
+ * its first FILE_SIZE bytes. */
+static int make_payloads(void)
+{
+    if ((bulk = malloc(BULK_SIZE)) == NULL)
+        return -1;
+    for (uint64_t i = 0; i < BULK_SIZE; i++)
+        bulk[i] = pattern(i);
+    snprintf(big_path, sizeof big_path, "%s/big.bin", base);
+    FILE *f = fopen(big_path, "w");
+    if (f == NULL)
+        return -1;
+    uint8_t buf[64 * 1024];
+    int rc = 0;
+    for (uint64_t off = 0; rc == 0 && off < FILE_SIZE; off += sizeof buf) {
+        for (size_t i = 0; i < sizeof buf; i++)
+            buf[i] = pattern(off + i);
+        rc = fwrite(buf, 1, sizeof buf, f) == sizeof buf ? 0 : -1;
+    }
+    return fclose(f) != 0 ? -1 : rc;
+}
+
+static int suite_init(void)
+{
+    snprintf(base, sizeof base, "/tmp/convoy-conn-XXXXXX");
+    if (mkdtemp(base) == NULL || make_pkis() != 0 || make_payloads() != 0)
+        return -1;
+    log_set_level(LOG_WARN); /* expected timeouts and handshake failures */
+    return tls_ctx_new(&srv_tls, TLS_SERVER, home, "balancer", true, err, sizeof err) ||
+           tls_ctx_new(&cli_tls, TLS_CLIENT, home, "fs1", false, err, sizeof err) ||
+           tls_ctx_new(&rogue_tls, TLS_CLIENT, rogue, "fs1", false, err, sizeof err) ||
+           tls_ctx_new(&anon_tls, TLS_CLIENT, home, NULL, false, err, sizeof err);
+}
+
+static int suite_clean(void)
+{
+    tls_ctx_t **all[] = {&srv_tls, &cli_tls, &rogue_tls, &anon_tls};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        tls_ctx_free(*all[i]);
+        *all[i] = NULL;
+    }
+    free(bulk);
+    bulk = NULL;
+    log_set_level(LOG_INFO);
+    return base[0] ? nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
+}
+
+/* ---- recording callbacks ---- */
+
+static void record_open(conn_t *c)
+{
+    struct side *s = conn_udata(c);
+    const char *name = conn_peer_name(c);
+    s->opens++;
+    s->t_open = ring_now_ms();
+    snprintf(s->peer, sizeof s->peer, "%s", name ? name : "");
+}
+
+static void record_close(conn_t *c, int reason)
+{
+    struct side *s = conn_udata(c);
+    s->closes++;
+    s->reason = reason;
+    s->t_close = ring_now_ms();
+    s->c = NULL;
+    if (++sc.closes == sc.closes_wanted)
+        ring_stop(sc.ring);
+}
+
+static void record_msg(struct side *s, const uint8_t *data, size_t len)
+{
+    size_t room = sizeof s->msg - 1 - s->msg_len;
+    size_t n = len < room ? len : room;
+    memcpy(s->msg + s->msg_len, data, n);
+    s->msg_len += n;
+    s->msg[s->msg_len] = '\0';
+}
+
+/* Checks bytes against the pattern, and samples the server's queue. */
+static void check_bytes(struct side *s, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        s->bad += data[i] != pattern(s->got + i);
+    s->got += len;
+    if (len > sc.max_offer)
+        sc.max_offer = len;
+    if (sc.srv.c != NULL && conn_queued(sc.srv.c) > sc.max_queued)
+        sc.max_queued = conn_queued(sc.srv.c);
+}
+
+static ssize_t check_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    check_bytes(conn_udata(c), data, len);
+    return (ssize_t)len;
+}
+
+static void sample_drain(conn_t *c)
+{
+    if (conn_queued(c) > sc.max_queued)
+        sc.max_queued = conn_queued(c);
+}
+
+/* Answers every message with itself. */
+static ssize_t echo_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    record_msg(conn_udata(c), data, len);
+    CU_ASSERT_EQUAL(conn_write(c, data, len), 0);
+    return (ssize_t)len;
+}
+
+static void ping_open(conn_t *c)
+{
+    record_open(c);
+    CU_ASSERT_EQUAL(conn_write(c, PING, strlen(PING)), 0);
+}
+
+static ssize_t ping_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    struct side *s = conn_udata(c);
+    record_msg(s, data, len);
+    if (s->msg_len >= strlen(PING))
+        conn_close(c);
+    return (ssize_t)len;
+}
+
+static void bulk_open(conn_t *c)
+{
+    record_open(c);
+    CU_ASSERT_EQUAL(conn_write(c, bulk, BULK_SIZE), 0);
+    conn_close(c);
+}
+
+static void file_done(conn_t *c, int err_)
+{
+    sc.done_calls++;
+    sc.done_err = err_;
+    sample_drain(c);
+    conn_close(c);
+}
+
+static void file_open(conn_t *c)
+{
+    record_open(c);
+    CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, FILE_SIZE, file_done), 0);
+}
+
+static void resume_fired(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)op, (void)res, (void)flags;
+    sc.paused = false;
+    if (sc.srv.c != NULL)
+        conn_resume(sc.srv.c);
+}
+
+static void pause_now(conn_t *c)
+{
+    sc.paused = true;
+    sc.pauses++;
+    conn_pause(c);
+    ring_timer_arm(sc.ring, &sc.resume, RESUME_MS);
+}
+
+/* Pausing from outside on_data finds a receive in flight. */
+static void pause_fired(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)op, (void)res, (void)flags;
+    sc.pause_armed = false;
+    if (sc.srv.c != NULL)
+        pause_now(sc.srv.c);
+}
+
+/* A slow reader: stops every PAUSE_EVERY bytes and resumes a little later. */
+static ssize_t pausing_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    if (sc.paused)
+        sc.paused_offers++;
+    check_bytes(conn_udata(c), data, len);
+    if (sc.srv.got >= sc.next_pause && !sc.paused && !sc.pause_armed) {
+        sc.next_pause += PAUSE_EVERY;
+        if (sc.pause_later) {
+            sc.pause_armed = true;
+            ring_timer_arm(sc.ring, &sc.pause, 0);
+        } else {
+            pause_now(c);
+        }
+    }
+    return (ssize_t)len;
+}
+
+/* Pauses at once, so that nothing is in flight, and is aborted later. */
+static void pause_open(conn_t *c)
+{
+    record_open(c);
+    conn_pause(c);
+    ring_timer_arm(sc.ring, &sc.kill, 10);
+}
+
+static void kill_fired(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)op, (void)res, (void)flags;
+    if (sc.srv.c != NULL)
+        conn_abort(sc.srv.c, -ECONNABORTED);
+}
+
+/* Never consumes: the connection must give up at CONN_IN_MAX. */
+static ssize_t hoard_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    (void)c, (void)data;
+    if (len > sc.max_offer)
+        sc.max_offer = len;
+    return 0;
+}
+
+static const struct conn_handlers h_echo = {record_open, echo_data, NULL, record_close};
+static const struct conn_handlers h_ping = {ping_open, ping_data, NULL, record_close};
+static const struct conn_handlers h_check = {record_open, check_data, sample_drain, record_close};
+static const struct conn_handlers h_bulk = {bulk_open, check_data, NULL, record_close};
+static const struct conn_handlers h_file = {file_open, check_data, sample_drain, record_close};
+static const struct conn_handlers h_pausing = {record_open, pausing_data, NULL, record_close};
+static const struct conn_handlers h_paused = {pause_open, check_data, NULL, record_close};
+static const struct conn_handlers h_hoard = {record_open, hoard_data, NULL, record_close};
+
+/* ---- scenes ---- */
+
+static void watchdog_fired(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)op, (void)flags;
+    sc.watchdog_busy = false;
+    if (res != -ETIME)
+        return;
+    sc.timed_out = true;
+    if (sc.srv.c != NULL)
+        conn_abort(sc.srv.c, -ETIME);
+    if (sc.cli.c != NULL)
+        conn_abort(sc.cli.c, -ETIME);
+    ring_stop(sc.ring);
+}
+
+static void drain_fired(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)op, (void)res, (void)flags;
+    ring_stop(sc.ring);
+}
+
+static void on_accept(conn_t *c, void *arg)
+{
+    (void)arg;
+    sc.srv.c = c;
+    conn_set_udata(c, &sc.srv);
+}
+
+/* A ring and a listener on 127.0.0.1:0 with the server's side of a scene. */
+static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
+{
+    memset(&sc, 0, sizeof sc);
+    sc.file_fd = -1;
+    sc.closes_wanted = 2;
+    sc.watchdog.op.cb = watchdog_fired;
+    sc.drain.op.cb = drain_fired;
+    sc.pause.op.cb = pause_fired;
+    sc.resume.op.cb = resume_fired;
+    sc.kill.op.cb = kill_fired;
+    CU_ASSERT_EQUAL_FATAL(ring_create(&sc.ring, 64), 0);
+    struct net_addr any;
+    CU_ASSERT_EQUAL_FATAL(net_addr_parse("127.0.0.1:0", &any), 0);
+    struct conn_opts o = {.tls = tls};
+    CU_ASSERT_EQUAL_FATAL(conn_listen(&sc.l, sc.ring, &any, &o, h, on_accept, NULL), 0);
+}
+
+static void scene_connect_to(const struct net_addr *to, tls_ctx_t *tls, const char *expect,
+                             uint32_t idle_ms, const struct conn_handlers *h)
+{
+    struct conn_opts o = {.tls = tls, .expect_peer = expect, .idle_ms = idle_ms};
+    CU_ASSERT_EQUAL_FATAL(conn_connect(&sc.cli.c, sc.ring, to, &o, h, &sc.cli), 0);
+}
+
+static void scene_connect(tls_ctx_t *tls, const char *expect, uint32_t idle_ms,
+                          const struct conn_handlers *h)
+{
+    scene_connect_to(conn_listener_addr(sc.l), tls, expect, idle_ms, h);
+}
+
+/* Runs until closes_wanted connections have closed, or the watchdog. */
+static void scene_run(void)
+{
+    sc.watchdog_busy = true;
+    ring_timer_arm(sc.ring, &sc.watchdog, WATCHDOG_MS);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    CU_ASSERT_FALSE(sc.timed_out);
+}
+
+/* Closes the listener and lets every cancelled operation complete. */
+static void scene_end(void)
+{
+    conn_listener_close(sc.l);
+    if (sc.watchdog_busy)
+        ring_cancel(sc.ring, &sc.watchdog.op);
+    ring_timer_arm(sc.ring, &sc.drain, DRAIN_MS);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    ring_destroy(sc.ring);
+    if (sc.file_fd >= 0)
+        close(sc.file_fd);
+}
+
+/* ---- handshakes ---- */
+
+static void test_mutual_tls(void)
+{
+    scene_begin(srv_tls, &h_echo);
+    scene_connect(cli_tls, "balancer", 0, &h_ping);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.opens, 1);
+    CU_ASSERT_EQUAL(sc.cli.opens, 1);
+    CU_ASSERT_STRING_EQUAL(sc.srv.peer, "fs1");
+    CU_ASSERT_STRING_EQUAL(sc.cli.peer, "balancer");
+    CU_ASSERT_STRING_EQUAL(sc.srv.msg, PING);
+    CU_ASSERT_STRING_EQUAL(sc.cli.msg, PING);
+    CU_ASSERT_EQUAL(sc.srv.closes, 1);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+static void test_foreign_client_cert(void)
+{
+    scene_begin(srv_tls, &h_echo);
+    scene_connect(rogue_tls, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.opens, 0);
+    CU_ASSERT_EQUAL(sc.srv.closes, 1);
+    CU_ASSERT_EQUAL(sc.srv.reason, TLS_EVERIFY);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    /* TLS 1.3: the client finished first; the server's alert tells it. */
+    CU_ASSERT(sc.cli.reason < 0);
+    scene_end();
+}
+
+static void test_no_client_cert(void)
+{
+    scene_begin(srv_tls, &h_echo);
+    scene_connect(anon_tls, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.opens, 0);
+    CU_ASSERT_EQUAL(sc.srv.closes, 1);
+    CU_ASSERT_EQUAL(sc.srv.reason, TLS_ENOCERT);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    CU_ASSERT(sc.cli.reason < 0);
+    scene_end();
+}
+
+static void test_expect_peer_mismatch(void)
+{
+    scene_begin(srv_tls, &h_echo);
+    scene_connect(cli_tls, "fs2", 0, &h_ping);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.opens, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, TLS_EVERIFY);
+    CU_ASSERT_EQUAL(sc.srv.opens, 0);
+    CU_ASSERT(sc.srv.reason < 0);
+    CU_ASSERT_EQUAL(sc.srv.msg_len, 0); /* the ping never left */
+    scene_end();
+}
+
+/* ---- streaming ---- */
+
+static void stream_file(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_file);
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.cli.got, FILE_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    CU_ASSERT(sc.max_queued > 0);
+    CU_ASSERT(sc.max_queued <= CONN_HIGH_WATER + CHUNK_MAX + TLS_SLACK);
+    scene_end();
+}
+
+static void test_file_tls(void)
+{
+    stream_file(srv_tls, cli_tls);
+}
+
+static void test_file_plain(void)
+{
+    stream_file(NULL, NULL);
+}
+
+/* ---- input backpressure ---- */
+
+static void pause_resume(tls_ctx_t *srv, tls_ctx_t *cli, bool later)
+{
+    scene_begin(srv, &h_pausing);
+    sc.next_pause = PAUSE_EVERY;
+    sc.pause_later = later;
+    scene_connect(cli, NULL, 0, &h_bulk);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    CU_ASSERT(sc.pauses >= (int)(BULK_SIZE / PAUSE_EVERY) - 1);
+    CU_ASSERT_EQUAL(sc.paused_offers, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+static void test_pause_tls(void)
+{
+    pause_resume(srv_tls, cli_tls, false);
+}
+
+static void test_pause_plain(void)
+{
+    pause_resume(NULL, NULL, false);
+}
+
+static void test_pause_later_tls(void)
+{
+    pause_resume(srv_tls, cli_tls, true);
+}
+
+static void test_pause_later_plain(void)
+{
+    pause_resume(NULL, NULL, true);
+}
+
+/* A paused connection has no operation in flight to finish its closing. */
+static void test_abort_paused(void)
+{
+    scene_begin(NULL, &h_paused);
+    scene_connect(NULL, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.closes, 1);
+    CU_ASSERT_EQUAL(sc.srv.reason, -ECONNABORTED);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+/* ---- limits and timeouts ---- */
+
+static void test_idle_timeout(void)
+{
+    scene_begin(srv_tls, &h_check);
+    scene_connect(cli_tls, NULL, 100, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.opens, 1);
+    CU_ASSERT_EQUAL(sc.cli.reason, -ETIMEDOUT);
+    uint64_t idle = sc.cli.t_close - sc.cli.t_open;
+    CU_ASSERT(idle >= 80 && idle <= 2000);
+    CU_ASSERT_EQUAL(sc.srv.closes, 1);
+    scene_end();
+}
+
+static void hoard(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_hoard);
+    scene_connect(cli, NULL, 0, &h_bulk);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.reason, -EMSGSIZE);
+    CU_ASSERT(sc.max_offer > 0 && sc.max_offer <= CONN_IN_MAX);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    scene_end();
+}
+
+static void test_in_max_tls(void)
+{
+    hoard(srv_tls, cli_tls);
+}
+
+static void test_in_max_plain(void)
+{
+    hoard(NULL, NULL);
+}
+
+/* ---- closing ---- */
+
+/* The server writes 1 MiB and closes at once; the client gets it all. */
+static void close_after_write(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_bulk);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    scene_end();
+}
+
+static void test_close_after_write_tls(void)
+{
+    close_after_write(srv_tls, cli_tls);
+}
+
+static void test_close_after_write_plain(void)
+{
+    close_after_write(NULL, NULL);
+}
+
+/* Written and closed before the connection is even open: the bytes wait
+ * for it, and the close waits for them. */
+static void close_before_open(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_check);
+    scene_connect(cli, NULL, 0, &h_check);
+    CU_ASSERT_EQUAL(conn_write(sc.cli.c, bulk, BULK_SIZE), 0);
+    conn_close(sc.cli.c);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+static void test_close_before_open_tls(void)
+{
+    close_before_open(srv_tls, cli_tls);
+}
+
+static void test_close_before_open_plain(void)
+{
+    close_before_open(NULL, NULL);
+}
+
+/* A stream started before the handshake ends waits for it. */
+static void test_file_before_open(void)
+{
+    scene_begin(srv_tls, &h_check);
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    scene_connect(cli_tls, NULL, 0, &h_check);
+    CU_ASSERT_EQUAL(conn_send_file(sc.cli.c, sc.file_fd, 0, BULK_SIZE, file_done), 0);
+    CU_ASSERT_EQUAL(conn_write(sc.cli.c, "x", 1), -EBUSY);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+/* A port with a bound socket that does not listen refuses connections, and
+ * nobody else can take it meanwhile. */
+static void test_refused(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    struct net_addr to;
+    CU_ASSERT_EQUAL_FATAL(net_addr_parse("127.0.0.1:0", &to), 0);
+    CU_ASSERT_EQUAL_FATAL(bind(fd, (struct sockaddr *)&to.ss, to.len), 0);
+    CU_ASSERT_EQUAL_FATAL(net_local_addr(fd, &to), 0);
+    scene_begin(srv_tls, &h_check);
+    sc.closes_wanted = 1;
+    scene_connect_to(&to, cli_tls, NULL, 0, &h_ping);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.opens, 0);
+    CU_ASSERT_EQUAL(sc.cli.closes, 1);
+    CU_ASSERT_EQUAL(sc.cli.reason, -ECONNREFUSED);
+    scene_end();
+    close(fd);
+}
+
+/* ---- the ring ---- */
+
+static void note_post(void *arg)
+{
+    *(bool *)arg = true;
+}
+
+/* A post that follows a stop runs, and the stop still stops. */
+static void test_stop_then_post(void)
+{
+    bool ran = false;
+    scene_begin(NULL, &h_check);
+    ring_stop(sc.ring);
+    CU_ASSERT_EQUAL(ring_post(sc.ring, note_post, &ran), 0);
+    scene_run();
+    CU_ASSERT_TRUE(ran);
+    scene_end();
+}
+
+void suite_conn(void)
+{
+    CU_pSuite s = CU_add_suite("conn", suite_init, suite_clean);
+    CU_add_test(s, "mutual TLS, peer names, echo", test_mutual_tls);
+    CU_add_test(s, "client cert from another CA", test_foreign_client_cert);
+    CU_add_test(s, "client without cert", test_no_client_cert);
+    CU_add_test(s, "server is not the expected peer", test_expect_peer_mismatch);
+    CU_add_test(s, "32 MiB file over TLS", test_file_tls);
+    CU_add_test(s, "32 MiB file over TCP", test_file_plain);
+    CU_add_test(s, "pause and resume, TLS", test_pause_tls);
+    CU_add_test(s, "pause and resume, TCP", test_pause_plain);
+    CU_add_test(s, "pause from outside on_data, TLS", test_pause_later_tls);
+    CU_add_test(s, "pause from outside on_data, TCP", test_pause_later_plain);
+    CU_add_test(s, "abort a paused connection", test_abort_paused);
+    CU_add_test(s, "idle timeout", test_idle_timeout);
+    CU_add_test(s, "unconsumed input over CONN_IN_MAX, TLS", test_in_max_tls);
+    CU_add_test(s, "unconsumed input over CONN_IN_MAX, TCP", test_in_max_plain);
+    CU_add_test(s, "close after write, TLS", test_close_after_write_tls);
+    CU_add_test(s, "close after write, TCP", test_close_after_write_plain);
+    CU_add_test(s, "write and close before open, TLS", test_close_before_open_tls);
+    CU_add_test(s, "write and close before open, TCP", test_close_before_open_plain);
+    CU_add_test(s, "send a file before open, TLS", test_file_before_open);
+    CU_add_test(s, "connection refused", test_refused);
+    CU_add_test(s, "ring_stop, then ring_post", test_stop_then_post);
+}
