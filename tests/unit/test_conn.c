@@ -58,6 +58,8 @@ struct scene {
     struct side srv, cli;
     int file_fd;
     int done_calls, done_err;
+    uint64_t written; /* by the writer that waits for on_drain */
+    int drains;
     size_t max_queued; /* the server's conn_queued(), sampled */
     size_t max_offer;  /* the longest on_data offer */
     bool paused;       /* the reader called conn_pause() and waits */
@@ -271,6 +273,32 @@ static void file_open(conn_t *c)
     CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, FILE_SIZE, file_done), 0);
 }
 
+/* Writes pieces until the queue is above the high-water mark, and goes on
+ * from on_drain, as a protocol streams a body. */
+static void writer_pump(conn_t *c)
+{
+    while (sc.written < BULK_SIZE && conn_queued(c) <= CONN_HIGH_WATER) {
+        CU_ASSERT_EQUAL(conn_write(c, bulk + sc.written, CHUNK_MAX), 0);
+        sc.written += CHUNK_MAX;
+        sample_drain(c);
+    }
+    if (sc.written == BULK_SIZE)
+        conn_close(c);
+}
+
+static void writer_open(conn_t *c)
+{
+    record_open(c);
+    writer_pump(c);
+}
+
+static void writer_drain(conn_t *c)
+{
+    sc.drains++;
+    CU_ASSERT(conn_queued(c) < CONN_LOW_WATER);
+    writer_pump(c);
+}
+
 static void resume_fired(struct ring_op *op, int res, uint32_t flags)
 {
     (void)op, (void)res, (void)flags;
@@ -345,6 +373,7 @@ static const struct conn_handlers h_bulk = {bulk_open, check_data, NULL, record_
 static const struct conn_handlers h_file = {file_open, check_data, sample_drain, record_close};
 static const struct conn_handlers h_pausing = {record_open, pausing_data, NULL, record_close};
 static const struct conn_handlers h_paused = {pause_open, check_data, NULL, record_close};
+static const struct conn_handlers h_writer = {writer_open, check_data, writer_drain, record_close};
 static const struct conn_handlers h_hoard = {record_open, hoard_data, NULL, record_close};
 
 /* ---- scenes ---- */
@@ -517,6 +546,29 @@ static void test_file_tls(void)
 static void test_file_plain(void)
 {
     stream_file(NULL, NULL);
+}
+
+static void write_on_drain(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_writer);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT(sc.drains >= 1);
+    CU_ASSERT_EQUAL(sc.cli.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    CU_ASSERT(sc.max_queued <= CONN_HIGH_WATER + CHUNK_MAX + TLS_SLACK);
+    scene_end();
+}
+
+static void test_drain_tls(void)
+{
+    write_on_drain(srv_tls, cli_tls);
+}
+
+static void test_drain_plain(void)
+{
+    write_on_drain(NULL, NULL);
 }
 
 /* ---- input backpressure ---- */
@@ -725,6 +777,8 @@ void suite_conn(void)
     CU_add_test(s, "server is not the expected peer", test_expect_peer_mismatch);
     CU_add_test(s, "32 MiB file over TLS", test_file_tls);
     CU_add_test(s, "32 MiB file over TCP", test_file_plain);
+    CU_add_test(s, "write until on_drain, TLS", test_drain_tls);
+    CU_add_test(s, "write until on_drain, TCP", test_drain_plain);
     CU_add_test(s, "pause and resume, TLS", test_pause_tls);
     CU_add_test(s, "pause and resume, TCP", test_pause_plain);
     CU_add_test(s, "pause from outside on_data, TLS", test_pause_later_tls);
