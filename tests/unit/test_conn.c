@@ -6,7 +6,7 @@
  * scene that does not finish, so no test can hang, and a short drain after
  * every scene lets cancelled operations complete so that nothing leaks.
  *
- * PKI: "home" is the cluster (balancer, fs1, fs2), "away" a foreign CA, and
+ * PKI: "home" is the cluster (balancer, fs1), "away" a foreign CA, and
  * "rogue" trusts home's CA but presents away's fs1 certificate, so that the
  * server, not the client, is the one that rejects the handshake.
  *
@@ -18,7 +18,6 @@
 #include "convoy/pki.h"
 
 #include <CUnit/CUnit.h>
-#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -34,8 +33,8 @@
 #define BULK_SIZE   (1u << 20)
 #define PAUSE_EVERY (128u * 1024) /* the pausing reader stops after this many bytes */
 #define RESUME_MS   5
-#define TLS_SLACK   1024u /* record headers and tags around one 64 KiB chunk */
-#define CHUNK_MAX   (64u * 1024)
+#define TLS_SLACK   1024u        /* record headers and tags around one 64 KiB chunk */
+#define CHUNK_MAX   (64u * 1024) /* conn.c queues and reads files in chunks of this */
 #define PING        "ping from fs1"
 
 struct side {
