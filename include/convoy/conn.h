@@ -40,8 +40,10 @@ struct conn_handlers {
     /* The output queue fell below CONN_LOW_WATER after exceeding
      * CONN_HIGH_WATER. May be NULL. */
     void (*on_drain)(conn_t *c);
-    /* Closed: reason 0 when either side closed cleanly, else -errno, TLS_E*
-     * or on_data's negative value. Called exactly once, for every connection
+    /* Closed: reason 0 when either side closed cleanly (with TLS, the peer's
+     * close_notify came first), -ECONNRESET when a TLS stream just ended,
+     * else -errno, TLS_E* or on_data's negative value (-EINVAL if on_data
+     * claimed more bytes than it was offered). Called exactly once, for every connection
      * (also one whose handshake failed); the connection is freed after it. */
     void (*on_close)(conn_t *c, int reason);
 };

@@ -456,8 +456,8 @@ static void conn_deliver(conn_t *c, const uint8_t *data, size_t len)
         len = c->in_len;
     }
     ssize_t n = c->h->on_data(c, data, len);
-    if (n < 0) {
-        conn_shutdown(c, (int)n);
+    if (n < 0 || (size_t)n > len) { /* more than offered is a caller's bug: stop */
+        conn_shutdown(c, n < 0 ? (int)n : -EINVAL);
         return;
     }
     size_t left = len - (size_t)n;
@@ -556,6 +556,8 @@ static void handle_recv(struct ring_op *op, int res, uint32_t flags)
     if (c->state == CS_CLOSED)
         goto out;
     if (res <= 0) {
+        if (res == 0 && c->tls && c->state == CS_OPEN && c->reason == 0)
+            c->reason = -ECONNRESET; /* TCP ended without close_notify: truncated */
         if (res == 0)
             conn_peer_eof(c);
         else if (res != -EINTR && res != -EAGAIN)
@@ -798,7 +800,12 @@ int conn_listen(conn_listener_t **out, ring_t *r, const struct net_addr *addr,
     l->on_accept = on_accept;
     l->arg = arg;
     l->accept_op.cb = handle_accept;
-    net_local_addr(fd, &l->addr);
+    int rc = net_local_addr(fd, &l->addr);
+    if (rc < 0) {
+        close(fd);
+        free(l);
+        return rc;
+    }
     ring_accept(r, &l->accept_op, fd);
     *out = l;
     return 0;
