@@ -35,8 +35,10 @@ struct bal_opts {
 };
 
 /* Copies the state of the balancer whose state name is `state` (on this
- * host) under its lock. 0, -ENOENT when there is none, -EPROTO when its
- * layout differs, or -errno. */
+ * host) under its lock. When that balancer is not running (it crashed, or
+ * was stopped), every server in the copy reads down: what the segment says
+ * of them was true only while a balancer watched. 0, -ENOENT when there is
+ * no such state, -EPROTO when its layout differs, or -errno. */
 int bal_read_state(const char *state, struct bal_shared *out);
 
 /* Whether the balancer recorded in s is a live process. */

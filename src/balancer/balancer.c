@@ -431,6 +431,8 @@ int bal_read_state(const char *state, struct bal_shared *out)
         shm_unlock(shm);
     }
     shm_close(shm);
+    if (rc == 0 && !bal_running(out))
+        reg_restart(&out->reg, ring_now_ms()); /* nobody watches them: none is known up */
     return rc;
 }
 
