@@ -1,7 +1,8 @@
 /* harness — real convoy processes on loopback for the system suites. */
 #include "harness.h"
 
-#include "convoy/pki.h"
+#include "../common/fixture.h"
+
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/net.h"
@@ -9,7 +10,6 @@
 #include "convoy/tls.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -27,42 +27,11 @@ static const char *convoy_bin(void)
     return b && *b ? b : "build/convoy";
 }
 
-static int issue_all(const char *pki, const char *const *names)
-{
-    char err[512];
-    const char *ip[] = {"127.0.0.1"};
-    if (pki_init(pki, err, sizeof err) < 0)
-        goto fail;
-    for (size_t i = 0; names[i]; i++)
-        if (pki_issue(pki, names[i], ip, 1, NULL, 0, err, sizeof err) < 0)
-            goto fail;
-    return 0;
-fail:
-    fprintf(stderr, "harness: pki %s: %s\n", pki, err);
-    return -1;
-}
-
-static int h_copy_file(const char *from, const char *to)
-{
-    FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
-    char buf[8192];
-    size_t n;
-    int rc = in && out ? 0 : -1;
-    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
-    if (in)
-        fclose(in);
-    if (out && fclose(out) != 0)
-        rc = -1;
-    return rc;
-}
-
 int h_cluster_init(struct cluster *c, const char *const *servers)
 {
     static unsigned seq;
     memset(c, 0, sizeof *c);
-    snprintf(c->dir, sizeof c->dir, "/tmp/convoy-test-XXXXXX");
-    if (mkdtemp(c->dir) == NULL)
+    if (fx_tmpdir(c->dir, sizeof c->dir) < 0)
         return -1;
     snprintf(c->pki, sizeof c->pki, "%s/pki", c->dir);
     snprintf(c->foreign_pki, sizeof c->foreign_pki, "%s/foreign", c->dir);
@@ -75,15 +44,15 @@ int h_cluster_init(struct cluster *c, const char *const *servers)
     size_t n = 1;
     for (size_t i = 0; servers[i] && n < H_MAX_PROCS + 1; i++)
         names[n++] = servers[i];
-    const char *rogue[] = {"rogue", NULL};
-    if (issue_all(c->pki, names) < 0 || issue_all(c->foreign_pki, rogue) < 0)
-        return -1;
+    static const char *const rogue[] = {"rogue", NULL};
+    char away[320];
+    snprintf(away, sizeof away, "%s/away", c->dir);
     /* The rogue trusts the cluster's CA, so that the refusal tested is the
      * balancer's, not the rogue's own. */
-    char from[400], to[400];
-    snprintf(from, sizeof from, "%s/ca.crt", c->pki);
-    snprintf(to, sizeof to, "%s/ca.crt", c->foreign_pki);
-    return h_copy_file(from, to);
+    return fx_pki(c->pki, names) || fx_pki(away, rogue) ||
+                   fx_rogue(c->foreign_pki, c->pki, away, "rogue")
+               ? -1
+               : 0;
 }
 
 static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
@@ -174,14 +143,6 @@ int h_signal(struct cluster *c, pid_t pid, int sig, bool wait)
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static int rm_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
-{
-    (void)st;
-    (void)type;
-    (void)ftw;
-    return remove(path);
-}
-
 /* Prints and counts the sanitizer reports in one process's log. */
 static int h_sanitizer_reports(struct cluster *c, const char *name)
 {
@@ -214,8 +175,7 @@ int h_cluster_free(struct cluster *c)
         c->procs[i].name[0] = '\0';
     }
     shm_remove(c->state);
-    if (c->dir[0])
-        nftw(c->dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    fx_rmtree(c->dir);
     return reports;
 }
 

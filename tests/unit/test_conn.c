@@ -16,11 +16,11 @@
 #include "convoy/conn.h"
 #include "convoy/log.h"
 #include "convoy/pki.h"
+#include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,45 +85,14 @@ static uint8_t pattern(uint64_t i)
 
 /* ---- suite setup ---- */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int copy_file(const char *from_dir, const char *to_dir, const char *name)
-{
-    char src[256], dst[256], buf[4096];
-    snprintf(src, sizeof src, "%s/%s", from_dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
-    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
-    size_t n;
-    int rc = in != NULL && out != NULL ? 0 : -1;
-    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
-    if (in != NULL)
-        fclose(in);
-    if (out != NULL && fclose(out) != 0)
-        rc = -1;
-    return rc;
-}
-
 static int make_pkis(void)
 {
+    static const char *const names[] = {"balancer", "fs1", NULL};
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(away, sizeof away, "%s/away", base);
     snprintf(rogue, sizeof rogue, "%s/rogue", base);
-    if (pki_init(home, err, sizeof err) || pki_init(away, err, sizeof err) ||
-        mkdir(rogue, 0700) != 0)
-        return -1;
-    if (pki_issue(home, "balancer", NULL, 0, NULL, 0, err, sizeof err) ||
-        pki_issue(home, "fs1", NULL, 0, NULL, 0, err, sizeof err) ||
-        pki_issue(away, "fs1", NULL, 0, NULL, 0, err, sizeof err))
-        return -1;
-    return copy_file(home, rogue, "ca.crt") || copy_file(away, rogue, "fs1.crt") ||
-                   copy_file(away, rogue, "fs1.key")
-               ? -1
-               : 0;
+    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ? -1
+                                                                                            : 0;
 }
 
 /* The bulk buffer holds the pattern's first BULK_SIZE bytes, the big file
@@ -150,8 +119,7 @@ static int make_payloads(void)
 
 static int suite_init(void)
 {
-    snprintf(base, sizeof base, "/tmp/convoy-conn-XXXXXX");
-    if (mkdtemp(base) == NULL || make_pkis() != 0 || make_payloads() != 0)
+    if (fx_tmpdir(base, sizeof base) != 0 || make_pkis() != 0 || make_payloads() != 0)
         return -1;
     log_set_level(LOG_WARN); /* expected timeouts and handshake failures */
     return tls_ctx_new(&srv_tls, TLS_SERVER, home, "balancer", true, err, sizeof err) ||
@@ -170,7 +138,8 @@ static int suite_clean(void)
     free(bulk);
     bulk = NULL;
     log_set_level(LOG_INFO);
-    return base[0] ? nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
+    fx_rmtree(base);
+    return 0;
 }
 
 /* ---- recording callbacks ---- */

@@ -5,11 +5,11 @@
  * with words a user can act on.
  */
 #include "convoy/pki.h"
+#include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,16 +24,9 @@ static char base[64]; /* the suite's mkdtemp directory */
 static char dir[128]; /* its PKI, made by suite init */
 static char err[512];
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 static int suite_init(void)
 {
-    snprintf(base, sizeof base, "/tmp/convoy-pki-XXXXXX");
-    if (mkdtemp(base) == NULL)
+    if (fx_tmpdir(base, sizeof base) != 0)
         return -1;
     snprintf(dir, sizeof dir, "%s/pki", base);
     return pki_init(dir, err, sizeof err);
@@ -41,7 +34,8 @@ static int suite_init(void)
 
 static int suite_clean(void)
 {
-    return nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+    fx_rmtree(base);
+    return 0;
 }
 
 static char *path_of(const char *name)

@@ -8,9 +8,9 @@
  */
 #include "convoy/pki.h"
 #include "convoy/tls.h"
+#include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,53 +32,19 @@ static tls_ctx_t *cli_fs1;     /* fs1, home CA */
 static tls_ctx_t *cli_anon;    /* no certificate */
 static tls_ctx_t *cli_rogue;   /* trusts home, presents away's fs1 */
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-static int copy_file(const char *from_dir, const char *to_dir, const char *name)
-{
-    char src[256], dst[256], buf[4096];
-    snprintf(src, sizeof src, "%s/%s", from_dir, name);
-    snprintf(dst, sizeof dst, "%s/%s", to_dir, name);
-    FILE *in = fopen(src, "r"), *out = fopen(dst, "w");
-    size_t n;
-    int rc = in != NULL && out != NULL ? 0 : -1;
-    while (rc == 0 && (n = fread(buf, 1, sizeof buf, in)) > 0)
-        rc = fwrite(buf, 1, n, out) == n ? 0 : -1;
-    if (in != NULL)
-        fclose(in);
-    if (out != NULL && fclose(out) != 0)
-        rc = -1;
-    return rc;
-}
-
 static int make_pkis(void)
 {
+    static const char *const names[] = {"balancer", "fs1", "fs2", NULL};
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(away, sizeof away, "%s/away", base);
     snprintf(rogue, sizeof rogue, "%s/rogue", base);
-    if (pki_init(home, err, sizeof err) || pki_init(away, err, sizeof err) ||
-        mkdir(rogue, 0700) != 0)
-        return -1;
-    const char *names[] = {"balancer", "fs1", "fs2"};
-    for (size_t i = 0; i < 3; i++) {
-        if (pki_issue(home, names[i], NULL, 0, NULL, 0, err, sizeof err) ||
-            pki_issue(away, names[i], NULL, 0, NULL, 0, err, sizeof err))
-            return -1;
-    }
-    return copy_file(home, rogue, "ca.crt") || copy_file(away, rogue, "fs1.crt") ||
-                   copy_file(away, rogue, "fs1.key")
-               ? -1
-               : 0;
+    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ? -1
+                                                                                            : 0;
 }
 
 static int suite_init(void)
 {
-    snprintf(base, sizeof base, "/tmp/convoy-tls-XXXXXX");
-    if (mkdtemp(base) == NULL || make_pkis() != 0)
+    if (fx_tmpdir(base, sizeof base) != 0 || make_pkis() != 0)
         return -1;
     return tls_ctx_new(&srv, TLS_SERVER, home, "balancer", true, err, sizeof err) ||
            tls_ctx_new(&srv_fs2, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
@@ -95,7 +61,8 @@ static int suite_clean(void)
         tls_ctx_free(*all[i]);
         *all[i] = NULL;
     }
-    return base[0] ? nftw(base, rm_entry, 8, FTW_DEPTH | FTW_PHYS) : 0;
+    fx_rmtree(base);
+    return 0;
 }
 
 /* Moves every pending ciphertext byte from one session to the other. */

@@ -1,0 +1,27 @@
+/*
+ * fixture — temporary folders and PKIs shared by the unit and system tests.
+ */
+#ifndef CONVOY_TESTS_FIXTURE_H
+#define CONVOY_TESTS_FIXTURE_H
+
+#include <stddef.h>
+
+/* Makes a fresh /tmp/convoy-test-XXXXXX, its path in buf. 0 or -1. */
+int fx_tmpdir(char *buf, size_t len);
+
+/* Removes dir and everything under it (symbolic links are not followed). */
+void fx_rmtree(const char *dir);
+
+/* Copies the file `from` to `to`. 0 or -1. */
+int fx_copy(const char *from, const char *to);
+
+/* A CA in dir and, for each name of the NULL-terminated list, a certificate
+ * with the IP address 127.0.0.1. 0, or -1 with the reason on stderr. */
+int fx_pki(const char *dir, const char *const *names);
+
+/* Makes the PKI folder `rogue` of a peer that trusts home's CA but holds
+ * name's certificate and key from the other CA's folder `away`: a peer
+ * whose certificate the cluster must refuse. 0 or -1. */
+int fx_rogue(const char *rogue, const char *home, const char *away, const char *name);
+
+#endif
