@@ -260,6 +260,20 @@ static void conn_check_finish(conn_t *c)
         conn_shutdown(c, c->reason);
 }
 
+/*
+ * Every completion of a connection's own operations comes through here: it
+ * marks the operation done, runs its step unless the connection is closed
+ * already, and frees the connection if that was the last thing it awaited.
+ */
+static void conn_complete(conn_t *c, bool *busy, void (*step)(conn_t *c, int res), int res)
+{
+    conn_enter(c);
+    *busy = false;
+    if (c->state != CS_CLOSED)
+        step(c, res);
+    conn_leave(c);
+}
+
 /* ---- output ---- */
 
 static int conn_take_tls_out(conn_t *c)
@@ -319,17 +333,11 @@ static void conn_sent(conn_t *c, size_t n)
     }
 }
 
-static void handle_send(struct ring_op *op, int res, uint32_t flags)
+static void conn_step_send(conn_t *c, int res)
 {
-    (void)flags;
-    conn_t *c = container_of(op, conn_t, send_op);
-    conn_enter(c);
-    c->send_busy = false;
-    if (c->state == CS_CLOSED)
-        goto out;
     if (res < 0) {
         conn_shutdown(c, res);
-        goto out;
+        return;
     }
     conn_touch(c);
     conn_sent(c, (size_t)res);
@@ -341,8 +349,13 @@ static void handle_send(struct ring_op *op, int res, uint32_t flags)
             c->h->on_drain(c);
     }
     conn_check_finish(c);
-out:
-    conn_leave(c);
+}
+
+static void handle_send(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    conn_t *c = container_of(op, conn_t, send_op);
+    conn_complete(c, &c->send_busy, conn_step_send, res);
 }
 
 /* ---- file streaming ---- */
@@ -377,18 +390,12 @@ static void file_finish(conn_t *c, int err)
         conn_shutdown(c, err);
 }
 
-static void handle_file(struct ring_op *op, int res, uint32_t flags)
+static void conn_step_file(conn_t *c, int res)
 {
-    (void)flags;
-    conn_t *c = container_of(op, conn_t, file_op);
     struct file_stream *f = &c->file;
-    conn_enter(c);
-    c->file_busy = false;
-    if (c->state == CS_CLOSED)
-        goto out;
     if (res <= 0) {
         file_finish(c, res < 0 ? res : -EIO); /* 0: the file shrank under us */
-        goto out;
+        return;
     }
     f->off += (uint64_t)res;
     f->left -= (uint64_t)res;
@@ -405,8 +412,13 @@ static void handle_file(struct ring_op *op, int res, uint32_t flags)
         file_finish(c, rc);
     conn_flush(c);
     conn_pump_file(c);
-out:
-    conn_leave(c);
+}
+
+static void handle_file(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    conn_t *c = container_of(op, conn_t, file_op);
+    conn_complete(c, &c->file_busy, conn_step_file, res);
 }
 
 int conn_send_file(conn_t *c, int fd, uint64_t off, uint64_t len, void (*done)(conn_t *c, int err))
@@ -547,14 +559,8 @@ static void conn_pull_tls(conn_t *c)
         conn_flush(c);
 }
 
-static void handle_recv(struct ring_op *op, int res, uint32_t flags)
+static void conn_step_recv(conn_t *c, int res)
 {
-    (void)flags;
-    conn_t *c = container_of(op, conn_t, recv_op);
-    conn_enter(c);
-    c->recv_busy = false;
-    if (c->state == CS_CLOSED)
-        goto out;
     if (res <= 0) {
         if (res == 0 && c->tls && c->state == CS_OPEN && c->reason == 0)
             c->reason = -ECONNRESET; /* TCP ended without close_notify: truncated */
@@ -563,7 +569,7 @@ static void handle_recv(struct ring_op *op, int res, uint32_t flags)
         else if (res != -EINTR && res != -EAGAIN)
             conn_shutdown(c, res);
         conn_arm_recv(c);
-        goto out;
+        return;
     }
     conn_touch(c);
     if (c->tls == NULL) {
@@ -577,8 +583,13 @@ static void handle_recv(struct ring_op *op, int res, uint32_t flags)
             conn_pull_tls(c);
     }
     conn_arm_recv(c);
-out:
-    conn_leave(c);
+}
+
+static void handle_recv(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    conn_t *c = container_of(op, conn_t, recv_op);
+    conn_complete(c, &c->recv_busy, conn_step_recv, res);
 }
 
 static void conn_arm_recv(conn_t *c)
@@ -610,24 +621,24 @@ void conn_resume(conn_t *c)
 
 /* ---- timers ---- */
 
+/* Expired, or cancelled to be re-armed earlier: either way, look again. */
+static void conn_step_timer(conn_t *c, int res)
+{
+    (void)res;
+    uint64_t now = ring_now_ms();
+    if ((c->deadline && now >= c->deadline) || (c->idle_ms && now - c->last_active >= c->idle_ms)) {
+        log_info("conn", "event=timeout peer=%s", c->peer);
+        conn_shutdown(c, -ETIMEDOUT);
+    } else {
+        conn_arm_timer(c);
+    }
+}
+
 static void handle_timer(struct ring_op *op, int res, uint32_t flags)
 {
     (void)flags;
-    (void)res;
     conn_t *c = container_of(op, conn_t, timer.op);
-    conn_enter(c);
-    c->timer_busy = false;
-    if (c->state != CS_CLOSED) {
-        uint64_t now = ring_now_ms();
-        if ((c->deadline && now >= c->deadline) ||
-            (c->idle_ms && now - c->last_active >= c->idle_ms)) {
-            log_info("conn", "event=timeout peer=%s", c->peer);
-            conn_shutdown(c, -ETIMEDOUT);
-        } else {
-            conn_arm_timer(c);
-        }
-    }
-    conn_leave(c);
+    conn_complete(c, &c->timer_busy, conn_step_timer, res);
 }
 
 static void conn_arm_timer(conn_t *c)
@@ -686,17 +697,11 @@ static void conn_start(conn_t *c, const struct conn_opts *o)
     conn_arm_timer(c);
 }
 
-static void handle_connect(struct ring_op *op, int res, uint32_t flags)
+static void conn_step_connect(conn_t *c, int res)
 {
-    (void)flags;
-    conn_t *c = container_of(op, conn_t, connect_op);
-    conn_enter(c);
-    c->connect_busy = false;
-    if (c->state == CS_CLOSED)
-        goto out;
     if (res < 0) {
         conn_shutdown(c, res);
-        goto out;
+        return;
     }
     conn_touch(c);
     if (c->tls) {
@@ -706,8 +711,13 @@ static void handle_connect(struct ring_op *op, int res, uint32_t flags)
         conn_open(c);
     }
     conn_arm_recv(c);
-out:
-    conn_leave(c);
+}
+
+static void handle_connect(struct ring_op *op, int res, uint32_t flags)
+{
+    (void)flags;
+    conn_t *c = container_of(op, conn_t, connect_op);
+    conn_complete(c, &c->connect_busy, conn_step_connect, res);
 }
 
 int conn_connect(conn_t **out, ring_t *r, const struct net_addr *addr, const struct conn_opts *o,
