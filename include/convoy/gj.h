@@ -20,7 +20,7 @@
 #include "convoy/pool.h"
 
 #define GJ_N_MAX_DEFAULT 16384 /* n above this (or opts.n_max) is invalid */
-#define GJ_SMALL_N       16    /* n up to this skips the blocked machinery */
+#define GJ_SMALL_N       32    /* n up to this skips the blocked machinery */
 #define GJ_LANES_MAX     64    /* parallel lanes used for one inversion */
 
 /* Outcome of one matrix. */

@@ -54,7 +54,10 @@ struct gj_ws {
     double *colsum;           /* ncap: column sums for 1-norms */
     double *wp[2];            /* packed panels, current and look-ahead */
     double *wr;               /* packed half panels inside the recursion */
-    double *leafp;            /* ncap × GJ_LEAF: a leaf panel, contiguous */
+    double *leafp;            /* GJ_LEAF × ncap: a leaf panel, transposed */
+    int64_t *live;            /* ncap: lanes of the leaf that may pivot */
+    size_t *at;               /* ncap: leaf row -> lane it is copied from */
+    size_t *pos;              /* ncap: leaf lane -> row it is copied to */
     double *rblk;             /* GJ_RB × ncap: rows of A·X */
     double *orig;             /* ncap²: A kept for the residual, or NULL */
     double *bp[GJ_LANES_MAX]; /* per lane: packed B block */
@@ -199,6 +202,12 @@ static size_t rows_padded(size_t n)
     return round_up(n, GJ_MR_MAX);
 }
 
+/* Lanes of a transposed column: n rounded up to every vector width. */
+static size_t lanes_padded(size_t n)
+{
+    return round_up(n, GJ_LANE_ALIGN);
+}
+
 /*
  * Lays the buffers out in one block (or, with base NULL, only measures it).
  * Every buffer starts on a cache line.
@@ -218,7 +227,10 @@ static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, 
     CARVE(wp[0], np * nb);
     CARVE(wp[1], np * nb);
     CARVE(wr, np * nb);
-    CARVE(leafp, n * GJ_LEAF);
+    CARVE(leafp, lanes_padded(n) * GJ_LEAF);
+    CARVE(live, lanes_padded(n));
+    CARVE(at, n);
+    CARVE(pos, n);
     CARVE(rblk, (size_t)GJ_RB * n);
     for (unsigned l = 0; l < lanes; l++)
         CARVE(bp[l], (size_t)nb * GJ_NCB);
@@ -353,17 +365,57 @@ static void update_cols(struct gj_run *r, unsigned lane, size_t k0, size_t k1, c
         update_block(r, lane, k0, k1, wpk, j0, min_sz(j0 + GJ_NCB, j1));
 }
 
-/* Unblocked kernel on columns [k0, k1) through a contiguous copy. */
+/* m[c·ld + i] = a[i·lda + c] for w columns of h rows; lanes h..ld-1 zeroed. */
+static void transpose_in(const double *a, size_t lda, size_t h, size_t w, double *m, size_t ld)
+{
+    for (size_t i = 0; i < h; i++)
+        for (size_t c = 0; c < w; c++)
+            m[c * ld + i] = a[i * lda + c];
+    for (size_t c = 0; c < w; c++)
+        memset(m + c * ld + h, 0, (ld - h) * sizeof(double));
+}
+
+/*
+ * The leaf pivoted on lanes lane[0..w) without moving rows. Row k0+j must
+ * end holding lane[j]: piv gets the interchanges that take there, in
+ * order, and ws->at the lane each row is copied back from.
+ */
+static void order_rows(struct gj_ws *ws, size_t n, size_t k0, size_t w, const size_t *lane,
+                       size_t *piv)
+{
+    size_t *at = ws->at, *pos = ws->pos;
+    for (size_t i = 0; i < n; i++)
+        at[i] = pos[i] = i;
+    for (size_t j = 0; j < w; j++) {
+        size_t row = k0 + j, from = pos[lane[j]], moved = at[row];
+        piv[j] = from;
+        at[from] = moved;
+        pos[moved] = from;
+        at[row] = lane[j];
+        pos[lane[j]] = row;
+    }
+}
+
+/*
+ * Unblocked kernel on columns [k0, k1): the panel is copied transposed, so
+ * that each column is a run of vectors, factored with pivots among rows k0
+ * and below, and copied back with its rows in pivot order.
+ */
 static int factor_leaf(struct gj_run *r, size_t k0, size_t k1)
 {
-    size_t n = r->n, w = k1 - k0;
-    double *p = r->ws->leafp;
-    for (size_t i = 0; i < n; i++)
-        memcpy(p + i * w, r->a + i * n + k0, w * sizeof(double));
-    if (r->k->leaf(p, n, w, k0, r->ws->piv + k0, r->tol) < 0)
+    struct gj_ws *ws = r->ws;
+    size_t n = r->n, w = k1 - k0, ld = lanes_padded(n);
+    size_t lane[GJ_LEAF];
+    double *m = ws->leafp;
+    transpose_in(r->a + k0, n, n, w, m, ld);
+    for (size_t l = 0; l < ld; l++)
+        ws->live[l] = l >= k0 && l < n ? -1 : 0;
+    if (r->k->leaf(m, ld, w, ws->live, lane, r->tol) < 0)
         return -1;
+    order_rows(ws, n, k0, w, lane, ws->piv + k0);
     for (size_t i = 0; i < n; i++)
-        memcpy(r->a + i * n + k0, p + i * w, w * sizeof(double));
+        for (size_t c = 0; c < w; c++)
+            r->a[i * n + k0 + c] = m[c * ld + ws->at[i]];
     return 0;
 }
 
@@ -495,14 +547,6 @@ static int invert_blocked(struct gj_run *r)
     return GJ_OK;
 }
 
-static int invert_small(struct gj_run *r)
-{
-    if (r->k->leaf(r->a, r->n, r->n, 0, r->ws->piv, r->tol) < 0)
-        return GJ_SINGULAR;
-    unswap_rows(r, 0, r->n);
-    return GJ_OK;
-}
-
 /* ---- norms and the residual --------------------------------------------- */
 
 /* ‖a‖₁ (largest column sum), or NaN when a holds a NaN or an infinity. */
@@ -585,6 +629,17 @@ static bool shape_ok(const double *a, size_t n, const struct gj_opts *o)
     return a != NULL && n != 0 && n <= n_limit(o);
 }
 
+/* The blocked path: checks the input, then inverts a on the given lanes. */
+static int invert_large(struct gj_ws *ws, double *a, size_t n, pool_t *pool, unsigned lanes)
+{
+    struct gj_run r = {.k = kern(), .ws = ws, .a = a, .n = n, .pool = pool, .lanes = lanes};
+    double na = norm1(a, n, ws->colsum);
+    if (isnan(na))
+        return GJ_INVALID;
+    r.tol = (double)n * DBL_EPSILON * na;
+    return invert_blocked(&r);
+}
+
 /*
  * Inverts a (shape already checked) with workspace ws on the given lanes.
  * Returns a gj_status; *resid gets the residual or NaN.
@@ -592,15 +647,10 @@ static bool shape_ok(const double *a, size_t n, const struct gj_opts *o)
 static int invert_one(struct gj_ws *ws, double *a, size_t n, pool_t *pool, unsigned lanes,
                       bool want_resid, double *resid)
 {
-    struct gj_run r = {.k = kern(), .ws = ws, .a = a, .n = n, .pool = pool, .lanes = lanes};
     *resid = NAN;
-    double na = norm1(a, n, ws->colsum);
-    if (isnan(na))
-        return GJ_INVALID;
-    r.tol = (double)n * DBL_EPSILON * na;
     if (want_resid)
         memcpy(ws->orig, a, n * n * sizeof(double));
-    int st = n <= GJ_SMALL_N ? invert_small(&r) : invert_blocked(&r);
+    int st = n <= GJ_SMALL_N ? kern()->small(a, n) : invert_large(ws, a, n, pool, lanes);
     if (st == GJ_OK && want_resid)
         *resid = residual_ws(ws, ws->orig, a, n);
     return st;

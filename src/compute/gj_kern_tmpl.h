@@ -12,7 +12,9 @@
  * of B and broadcasts GJ_MR values of A per step: with 24 accumulators there
  * are enough independent FMA chains to cover the FMA latency on two pipes.
  */
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "gj_kern.h"
@@ -61,93 +63,299 @@ static void tile(size_t k, const double *restrict ap, const double *restrict bp,
             vec_store(c + i * ldc + v * GJ_VW, vec_load(c + i * ldc + v * GJ_VW) + acc[i][v]);
 }
 
-/* y -= f·x over w doubles. */
-static inline void row_axpy(double *restrict y, const double *restrict x, double f, size_t w)
+/* Lane masks and shuffles (all ones or zero per lane), same width as gj_vec. */
+typedef int64_t gj_ivec __attribute__((vector_size(GJ_VW * sizeof(double)), aligned(8), may_alias));
+
+#if GJ_VW == 8
+#define GJ_IOTA                                                                                    \
+    {                                                                                              \
+        0, 1, 2, 3, 4, 5, 6, 7                                                                     \
+    }
+#define GJ_SWAP4                                                                                   \
+    {                                                                                              \
+        4, 5, 6, 7, 0, 1, 2, 3                                                                     \
+    }
+#define GJ_SWAP2                                                                                   \
+    {                                                                                              \
+        2, 3, 0, 1, 6, 7, 4, 5                                                                     \
+    }
+#define GJ_SWAP1                                                                                   \
+    {                                                                                              \
+        1, 0, 3, 2, 5, 4, 7, 6                                                                     \
+    }
+#elif GJ_VW == 4
+#define GJ_IOTA                                                                                    \
+    {                                                                                              \
+        0, 1, 2, 3                                                                                 \
+    }
+#define GJ_SWAP2                                                                                   \
+    {                                                                                              \
+        2, 3, 0, 1                                                                                 \
+    }
+#define GJ_SWAP1                                                                                   \
+    {                                                                                              \
+        1, 0, 3, 2                                                                                 \
+    }
+#elif GJ_VW == 2
+#define GJ_IOTA                                                                                    \
+    {                                                                                              \
+        0, 1                                                                                       \
+    }
+#define GJ_SWAP1                                                                                   \
+    {                                                                                              \
+        1, 0                                                                                       \
+    }
+#else
+#error "GJ_VW must be 2, 4 or 8"
+#endif
+
+static inline gj_ivec sel(gj_ivec m, gj_ivec a, gj_ivec b)
 {
-    size_t j = 0;
-    for (; j + GJ_VW <= w; j += GJ_VW)
-        vec_store(y + j, vec_load(y + j) - f * vec_load(x + j));
-    for (; j < w; j++)
-        y[j] -= f * x[j];
+    return (a & m) | (b & ~m);
 }
 
-static inline void row_scale(double *x, double f, size_t w)
+/* Lane-wise signed maximum; the includer may name a single instruction. */
+static inline gj_ivec imax(gj_ivec a, gj_ivec b)
 {
-    size_t j = 0;
-    for (; j + GJ_VW <= w; j += GJ_VW)
-        vec_store(x + j, f * vec_load(x + j));
-    for (; j < w; j++)
-        x[j] *= f;
+#ifdef GJ_IMAX
+    return GJ_IMAX(a, b);
+#else
+    return sel(a > b, a, b);
+#endif
 }
 
-static inline void row_swap(double *restrict x, double *restrict y, size_t w)
+static inline gj_vec splat(double x)
 {
-    size_t j = 0;
-    for (; j + GJ_VW <= w; j += GJ_VW) {
-        gj_vec t = vec_load(x + j);
-        vec_store(x + j, vec_load(y + j));
-        vec_store(y + j, t);
-    }
-    for (; j < w; j++) {
-        double t = x[j];
-        x[j] = y[j];
-        y[j] = t;
-    }
-}
-
-/* The row in [from, nrows) whose column-j entry is largest in magnitude. */
-static size_t pivot_row(const double *p, size_t nrows, size_t w, size_t j, size_t from)
-{
-    size_t best = from;
-    double big = fabs(p[from * w + j]);
-    for (size_t i = from + 1; i < nrows; i++) {
-        double v = fabs(p[i * w + j]);
-        if (v > big) {
-            big = v;
-            best = i;
-        }
-    }
-    return best;
+    return (gj_vec){0} + x;
 }
 
 /*
- * One Gauss-Jordan step on column j, pivot row r: the pivot row is divided
- * by the pivot and every other row loses its multiple of it; column j itself
- * becomes the matching column of the inverse (1/pivot on the pivot row,
- * -a[i][j]/pivot elsewhere), which is what makes the method in place.
+ * Pivot search by integer keys: a finite |x| orders like its bit pattern,
+ * so key = (bits of |x| with the low lbits cleared) | (2^lbits − 1 − lane)
+ * makes one integer maximum pick the largest magnitude (to 52 − lbits
+ * bits of mantissa, far finer than stability needs) and, among equals, the
+ * lowest lane, with no branch on the data. Dead lanes get key 0. The
+ * butterfly leaves the best key in every lane.
  */
-static void eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
+static inline gj_ivec key_max_all(gj_ivec k)
 {
-    double *pr = p + r * w;
-    double inv = 1.0 / pr[j];
-    /* Column j is written after each row's vector update, not before: a
-     * scalar store followed by a wide load of the same row cannot be
-     * store-forwarded and stalls. */
-    row_scale(pr, inv, w);
-    pr[j] = inv;
-    for (size_t i = 0; i < nrows; i++) {
-        double *row = p + i * w;
-        double f = row[j];
-        if (i == r || f == 0.0)
+#ifdef GJ_SWAP4
+    k = imax(k, __builtin_shuffle(k, (gj_ivec)GJ_SWAP4));
+#endif
+#ifdef GJ_SWAP2
+    k = imax(k, __builtin_shuffle(k, (gj_ivec)GJ_SWAP2));
+#endif
+    return imax(k, __builtin_shuffle(k, (gj_ivec)GJ_SWAP1));
+}
+
+/* The pivot lane of column x (nv vectors), live lanes lv, 2^lbits ≥ lanes. */
+static inline size_t pivot_lane(const double *x, const gj_ivec *lv, size_t nv, unsigned lbits)
+{
+    int64_t low = ((int64_t)1 << lbits) - 1;
+    gj_ivec best = {0}, tag = low - (gj_ivec)GJ_IOTA;
+    for (size_t v = 0; v < nv; v++, tag -= GJ_VW) {
+        gj_ivec mag = (gj_ivec)vec_load(x + v * GJ_VW) & INT64_MAX;
+        best = imax(best, ((mag & ~low) | tag) & lv[v]);
+    }
+    return (size_t)(low - (key_max_all(best)[0] & low));
+}
+
+/* All ones but in lane r, for vector v of a column. */
+static inline gj_ivec keep_mask(size_t v, size_t r)
+{
+    return (gj_ivec)GJ_IOTA + (int64_t)(v * GJ_VW) != (int64_t)r;
+}
+
+/* Columns of up to this many vectors are "short": held in registers. */
+#define GJ_NV_REG 4
+
+/* Every column but j (nv vectors, short) loses h·t, lane r zeroed first. */
+static inline __attribute__((always_inline)) void update_short(double *m, size_t ld, size_t w,
+                                                               size_t nv, size_t j, size_t r,
+                                                               const gj_vec *h, const gj_ivec *keep,
+                                                               gj_vec inv)
+{
+    for (size_t c = 0; c < w; c++) {
+        double *x = m + c * ld;
+        if (c == j)
             continue;
-        row_axpy(row, pr, f, w);
-        row[j] = -f * inv;
+        gj_vec t = splat(x[r]) * inv;
+#pragma GCC unroll 4
+        for (size_t v = 0; v < nv; v++) {
+            gj_vec y = (gj_vec)((gj_ivec)vec_load(x + v * GJ_VW) & keep[v]);
+            vec_store(x + v * GJ_VW, y - h[v] * t);
+        }
     }
 }
 
-static int leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol)
+/* The same for long columns: lane r is overwritten with t afterwards. */
+static void update_long(double *m, size_t ld, size_t w, size_t nv, size_t j, size_t r,
+                        const double *h, gj_vec inv)
 {
+    size_t rv = r / GJ_VW;
+    gj_ivec keep = keep_mask(rv, r);
+    for (size_t c = 0; c < w; c++) {
+        double *x = m + c * ld;
+        if (c == j)
+            continue;
+        gj_vec t = splat(x[r]) * inv;
+        for (size_t v = 0; v < nv; v++)
+            vec_store(x + v * GJ_VW, vec_load(x + v * GJ_VW) - vec_load(h + v * GJ_VW) * t);
+        vec_store(x + rv * GJ_VW, (gj_vec)sel(keep, (gj_ivec)vec_load(x + rv * GJ_VW), (gj_ivec)t));
+    }
+}
+
+/*
+ * One Gauss-Jordan step in the transposed layout (see the leaf's contract):
+ * column j pivots on lane r, inv = 1/pivot in every lane. Let h be column
+ * j with lane r set to −1. With t = c[r]·inv, every other column c becomes
+ * (c with lane r zeroed) − h·t, and column j becomes 0 − h·inv. That is
+ * the same arithmetic, operation for operation, as scaling the pivot row
+ * and subtracting its multiples from the other rows: the zeroed lane comes
+ * out as exactly t, and "0 −" keeps a zero a positive zero.
+ */
+static inline __attribute__((always_inline)) void step(double *m, size_t nv, size_t w, size_t j,
+                                                       size_t r, gj_vec inv)
+{
+    size_t ld = nv * GJ_VW, rv = r / GJ_VW;
+    double *hp = m + j * ld;
+    gj_vec h[GJ_NV_REG], minus1 = splat(-1.0);
+    gj_ivec keep[GJ_NV_REG];
+    if (nv <= GJ_NV_REG) {
+#pragma GCC unroll 4
+        for (size_t v = 0; v < nv; v++) {
+            keep[v] = keep_mask(v, r);
+            h[v] = (gj_vec)sel(keep[v], (gj_ivec)vec_load(hp + v * GJ_VW), (gj_ivec)minus1);
+        }
+        update_short(m, ld, w, nv, j, r, h, keep, inv);
+#pragma GCC unroll 4
+        for (size_t v = 0; v < nv; v++)
+            vec_store(hp + v * GJ_VW, 0.0 - h[v] * inv);
+        return;
+    }
+    vec_store(hp + rv * GJ_VW,
+              (gj_vec)sel(keep_mask(rv, r), (gj_ivec)vec_load(hp + rv * GJ_VW), (gj_ivec)minus1));
+    update_long(m, ld, w, nv, j, r, hp, inv);
+    for (size_t v = 0; v < nv; v++)
+        vec_store(hp + v * GJ_VW, 0.0 - vec_load(hp + v * GJ_VW) * inv);
+}
+
+/*
+ * 1/x[r] in every lane. A column of one vector divides all its lanes while
+ * the pivot search runs, and then only picks one: the division is off the
+ * step's critical path (same quotient, division is correctly rounded).
+ */
+static inline gj_vec inverse_of(const double *x, size_t nv, size_t r, gj_vec rec)
+{
+    if (nv == 1)
+        return __builtin_shuffle(rec, (gj_ivec){0} + (int64_t)r);
+    return splat(1.0 / x[r]);
+}
+
+/*
+ * The leaf with live lanes lv (nv vectors); see the table's contract.
+ * Inlined with nv constant for short columns, so that lv stays in
+ * registers and the loops over vectors unroll.
+ */
+static inline __attribute__((always_inline)) int leaf_nv(double *m, size_t nv, size_t w,
+                                                         gj_ivec *lv, size_t *lane, double tol)
+{
+    size_t ld = nv * GJ_VW;
+    unsigned lbits = 64 - (unsigned)__builtin_clzll((ld - 1) | 1);
     for (size_t j = 0; j < w; j++) {
-        size_t r = r0 + j;
-        size_t best = pivot_row(p, nrows, w, j, r);
-        if (!(fabs(p[best * w + j]) > tol))
+        double *x = m + j * ld;
+        gj_vec rec = splat(1.0);
+        if (nv == 1)
+            rec /= vec_load(x);
+        size_t r = pivot_lane(x, lv, nv, lbits);
+        if (!(fabs(x[r]) > tol))
             return -1;
-        piv[j] = best;
-        if (best != r)
-            row_swap(p + best * w, p + r * w, w);
-        eliminate(p, nrows, w, j, r);
+        /* A vector update: a scalar store and then a wide load of the same
+         * mask could not be forwarded. */
+        lv[r / GJ_VW] &= keep_mask(r / GJ_VW, r);
+        lane[j] = r;
+        step(m, nv, w, j, r, inverse_of(x, nv, r, rec));
     }
     return 0;
+}
+
+#define LEAF_SHORT(nv)                                                                             \
+    static int leaf_##nv(double *m, size_t w, int64_t *live, size_t *lane, double tol)             \
+    {                                                                                              \
+        gj_ivec lv[nv];                                                                            \
+        memcpy(lv, live, sizeof lv);                                                               \
+        return leaf_nv(m, nv, w, lv, lane, tol);                                                   \
+    }
+LEAF_SHORT(1)
+LEAF_SHORT(2)
+LEAF_SHORT(3)
+LEAF_SHORT(4)
+#undef LEAF_SHORT
+
+static int leaf(double *m, size_t ld, size_t w, int64_t *live, size_t *lane, double tol)
+{
+    switch (ld / GJ_VW) {
+    case 1:
+        return leaf_1(m, w, live, lane, tol);
+    case 2:
+        return leaf_2(m, w, live, lane, tol);
+    case 3:
+        return leaf_3(m, w, live, lane, tol);
+    case 4:
+        return leaf_4(m, w, live, lane, tol);
+    default:
+        return leaf_nv(m, ld / GJ_VW, w, (gj_ivec *)live, lane, tol);
+    }
+}
+
+/*
+ * ‖A‖₁ of the padded copy m (n rows of nv vectors): the largest lane of the
+ * column sums. NaN or Inf anywhere makes it NaN or Inf.
+ */
+static double copy_norm(const double *m, size_t n, size_t nv)
+{
+    gj_vec sum[GJ_SMALL_N / GJ_VW] = {0};
+    for (size_t i = 0; i < n; i++)
+        for (size_t v = 0; v < nv; v++)
+            sum[v] += (gj_vec)((gj_ivec)vec_load(m + (i * nv + v) * GJ_VW) & INT64_MAX);
+    double big = 0.0;
+    for (size_t v = 0; v < nv; v++)
+        for (size_t l = 0; l < GJ_VW; l++)
+            big = sum[v][l] > big || isnan(sum[v][l]) ? sum[v][l] : big;
+    return big;
+}
+
+/*
+ * The small path (see the table's contract). The rows of A, copied with a
+ * padded stride, are the columns of Aᵀ, so the leaf inverts Aᵀ with
+ * partial pivoting (A with column pivoting), and the columns of (Aᵀ)⁻¹ are
+ * the rows of A⁻¹. Pivoting on lanes without moving them leaves that
+ * result permuted on both sides: row lane[j] of A⁻¹ is row j of the copy
+ * read in lane order.
+ */
+static int small(double *a, size_t n)
+{
+    size_t nv = (n + GJ_VW - 1) / GJ_VW, ld = nv * GJ_VW;
+    double m[GJ_SMALL_N * GJ_SMALL_N] __attribute__((aligned(64)));
+    int64_t live[GJ_SMALL_N];
+    size_t lane[GJ_SMALL_N];
+    for (size_t i = 0; i < n; i++) {
+        vec_store(m + i * ld + ld - GJ_VW, splat(0.0));
+        memcpy(m + i * ld, a + i * n, n * sizeof(double));
+    }
+    double norm = copy_norm(m, n, nv);
+    if (!isfinite(norm))
+        return GJ_INVALID;
+    for (size_t l = 0; l < ld; l++)
+        live[l] = l < n ? -1 : 0;
+    if (leaf(m, ld, n, live, lane, (double)n * DBL_EPSILON * norm) < 0)
+        return GJ_SINGULAR;
+    for (size_t j = 0; j < n; j++) {
+        double *out = a + lane[j] * n;
+        for (size_t i = 0; i < n; i++)
+            out[i] = m[j * ld + lane[i]];
+    }
+    return GJ_OK;
 }
 
 const struct gj_kern GJ_TABLE = {
@@ -156,4 +364,5 @@ const struct gj_kern GJ_TABLE = {
     .nr = GJ_NR,
     .tile = tile,
     .leaf = leaf,
+    .small = small,
 };
