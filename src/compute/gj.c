@@ -54,10 +54,7 @@ struct gj_ws {
     double *colsum;           /* ncap: column sums for 1-norms */
     double *wp[2];            /* packed panels, current and look-ahead */
     double *wr;               /* packed half panels inside the recursion */
-    double *leafp;            /* GJ_LEAF × ncap: a leaf panel, transposed */
-    int64_t *live;            /* ncap: lanes of the leaf that may pivot */
-    size_t *at;               /* ncap: leaf row -> lane it is copied from */
-    size_t *pos;              /* ncap: leaf lane -> row it is copied to */
+    double *leafp;            /* ncap × GJ_LEAF: a leaf panel, contiguous */
     double *rblk;             /* GJ_RB × ncap: rows of A·X */
     double *orig;             /* ncap²: A kept for the residual, or NULL */
     double *bp[GJ_LANES_MAX]; /* per lane: packed B block */
@@ -202,12 +199,6 @@ static size_t rows_padded(size_t n)
     return round_up(n, GJ_MR_MAX);
 }
 
-/* Lanes of a transposed column: n rounded up to every vector width. */
-static size_t lanes_padded(size_t n)
-{
-    return round_up(n, GJ_LANE_ALIGN);
-}
-
 /*
  * Lays the buffers out in one block (or, with base NULL, only measures it).
  * Every buffer starts on a cache line.
@@ -227,10 +218,7 @@ static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, 
     CARVE(wp[0], np * nb);
     CARVE(wp[1], np * nb);
     CARVE(wr, np * nb);
-    CARVE(leafp, lanes_padded(n) * GJ_LEAF);
-    CARVE(live, lanes_padded(n));
-    CARVE(at, n);
-    CARVE(pos, n);
+    CARVE(leafp, n * GJ_LEAF);
     CARVE(rblk, (size_t)GJ_RB * n);
     for (unsigned l = 0; l < lanes; l++)
         CARVE(bp[l], (size_t)nb * GJ_NCB);
@@ -365,57 +353,17 @@ static void update_cols(struct gj_run *r, unsigned lane, size_t k0, size_t k1, c
         update_block(r, lane, k0, k1, wpk, j0, min_sz(j0 + GJ_NCB, j1));
 }
 
-/* m[c·ld + i] = a[i·lda + c] for w columns of h rows; lanes h..ld-1 zeroed. */
-static void transpose_in(const double *a, size_t lda, size_t h, size_t w, double *m, size_t ld)
-{
-    for (size_t i = 0; i < h; i++)
-        for (size_t c = 0; c < w; c++)
-            m[c * ld + i] = a[i * lda + c];
-    for (size_t c = 0; c < w; c++)
-        memset(m + c * ld + h, 0, (ld - h) * sizeof(double));
-}
-
-/*
- * The leaf pivoted on lanes lane[0..w) without moving rows. Row k0+j must
- * end holding lane[j]: piv gets the interchanges that take there, in
- * order, and ws->at the lane each row is copied back from.
- */
-static void order_rows(struct gj_ws *ws, size_t n, size_t k0, size_t w, const size_t *lane,
-                       size_t *piv)
-{
-    size_t *at = ws->at, *pos = ws->pos;
-    for (size_t i = 0; i < n; i++)
-        at[i] = pos[i] = i;
-    for (size_t j = 0; j < w; j++) {
-        size_t row = k0 + j, from = pos[lane[j]], moved = at[row];
-        piv[j] = from;
-        at[from] = moved;
-        pos[moved] = from;
-        at[row] = lane[j];
-        pos[lane[j]] = row;
-    }
-}
-
-/*
- * Unblocked kernel on columns [k0, k1): the panel is copied transposed, so
- * that each column is a run of vectors, factored with pivots among rows k0
- * and below, and copied back with its rows in pivot order.
- */
+/* Unblocked kernel on columns [k0, k1) through a contiguous copy. */
 static int factor_leaf(struct gj_run *r, size_t k0, size_t k1)
 {
-    struct gj_ws *ws = r->ws;
-    size_t n = r->n, w = k1 - k0, ld = lanes_padded(n);
-    size_t lane[GJ_LEAF];
-    double *m = ws->leafp;
-    transpose_in(r->a + k0, n, n, w, m, ld);
-    for (size_t l = 0; l < ld; l++)
-        ws->live[l] = l >= k0 && l < n ? -1 : 0;
-    if (r->k->leaf(m, ld, w, ws->live, lane, r->tol) < 0)
-        return -1;
-    order_rows(ws, n, k0, w, lane, ws->piv + k0);
+    size_t n = r->n, w = k1 - k0;
+    double *p = r->ws->leafp;
     for (size_t i = 0; i < n; i++)
-        for (size_t c = 0; c < w; c++)
-            r->a[i * n + k0 + c] = m[c * ld + ws->at[i]];
+        memcpy(p + i * w, r->a + i * n + k0, w * sizeof(double));
+    if (r->k->leaf(p, n, w, k0, r->ws->piv + k0, r->tol) < 0)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        memcpy(r->a + i * n + k0, p + i * w, w * sizeof(double));
     return 0;
 }
 

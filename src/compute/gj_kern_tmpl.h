@@ -63,6 +63,95 @@ static void tile(size_t k, const double *restrict ap, const double *restrict bp,
             vec_store(c + i * ldc + v * GJ_VW, vec_load(c + i * ldc + v * GJ_VW) + acc[i][v]);
 }
 
+/* y -= f·x over w doubles. */
+static inline void row_axpy(double *restrict y, const double *restrict x, double f, size_t w)
+{
+    size_t j = 0;
+    for (; j + GJ_VW <= w; j += GJ_VW)
+        vec_store(y + j, vec_load(y + j) - f * vec_load(x + j));
+    for (; j < w; j++)
+        y[j] -= f * x[j];
+}
+
+static inline void row_scale(double *x, double f, size_t w)
+{
+    size_t j = 0;
+    for (; j + GJ_VW <= w; j += GJ_VW)
+        vec_store(x + j, f * vec_load(x + j));
+    for (; j < w; j++)
+        x[j] *= f;
+}
+
+static inline void row_swap(double *restrict x, double *restrict y, size_t w)
+{
+    size_t j = 0;
+    for (; j + GJ_VW <= w; j += GJ_VW) {
+        gj_vec t = vec_load(x + j);
+        vec_store(x + j, vec_load(y + j));
+        vec_store(y + j, t);
+    }
+    for (; j < w; j++) {
+        double t = x[j];
+        x[j] = y[j];
+        y[j] = t;
+    }
+}
+
+/* The row in [from, nrows) whose column-j entry is largest in magnitude. */
+static size_t pivot_row(const double *p, size_t nrows, size_t w, size_t j, size_t from)
+{
+    size_t best = from;
+    double big = fabs(p[from * w + j]);
+    for (size_t i = from + 1; i < nrows; i++) {
+        double v = fabs(p[i * w + j]);
+        if (v > big) {
+            big = v;
+            best = i;
+        }
+    }
+    return best;
+}
+
+/*
+ * One Gauss-Jordan step on column j, pivot row r: the pivot row is divided
+ * by the pivot and every other row loses its multiple of it; column j itself
+ * becomes the matching column of the inverse (1/pivot on the pivot row,
+ * -a[i][j]/pivot elsewhere), which is what makes the method in place.
+ */
+static void eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
+{
+    double *pr = p + r * w;
+    double inv = 1.0 / pr[j];
+    /* Column j is written after each row's vector update, not before: a
+     * scalar store followed by a wide load of the same row cannot be
+     * store-forwarded and stalls. */
+    row_scale(pr, inv, w);
+    pr[j] = inv;
+    for (size_t i = 0; i < nrows; i++) {
+        double *row = p + i * w;
+        double f = row[j];
+        if (i == r || f == 0.0)
+            continue;
+        row_axpy(row, pr, f, w);
+        row[j] = -f * inv;
+    }
+}
+
+static int leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol)
+{
+    for (size_t j = 0; j < w; j++) {
+        size_t r = r0 + j;
+        size_t best = pivot_row(p, nrows, w, j, r);
+        if (!(fabs(p[best * w + j]) > tol))
+            return -1;
+        piv[j] = best;
+        if (best != r)
+            row_swap(p + best * w, p + r * w, w);
+        eliminate(p, nrows, w, j, r);
+    }
+    return 0;
+}
+
 /* Lane masks and shuffles (all ones or zero per lane), same width as gj_vec. */
 typedef int64_t gj_ivec __attribute__((vector_size(GJ_VW * sizeof(double)), aligned(8), may_alias));
 
@@ -166,10 +255,10 @@ static inline gj_ivec keep_mask(size_t v, size_t r)
     return (gj_ivec)GJ_IOTA + (int64_t)(v * GJ_VW) != (int64_t)r;
 }
 
-/* Columns of up to this many vectors are "short": held in registers. */
-#define GJ_NV_REG 4
+/* Vectors in a column of the small path, at most. */
+#define GJ_NV_MAX (GJ_SMALL_N / GJ_VW)
 
-/* Every column but j (nv vectors, short) loses h·t, lane r zeroed first. */
+/* Every column but j (nv vectors) loses h·t, lane r zeroed first. */
 static inline __attribute__((always_inline)) void update_short(double *m, size_t ld, size_t w,
                                                                size_t nv, size_t j, size_t r,
                                                                const gj_vec *h, const gj_ivec *keep,
@@ -188,56 +277,31 @@ static inline __attribute__((always_inline)) void update_short(double *m, size_t
     }
 }
 
-/* The same for long columns: lane r is overwritten with t afterwards. */
-static void update_long(double *m, size_t ld, size_t w, size_t nv, size_t j, size_t r,
-                        const double *h, gj_vec inv)
-{
-    size_t rv = r / GJ_VW;
-    gj_ivec keep = keep_mask(rv, r);
-    for (size_t c = 0; c < w; c++) {
-        double *x = m + c * ld;
-        if (c == j)
-            continue;
-        gj_vec t = splat(x[r]) * inv;
-        for (size_t v = 0; v < nv; v++)
-            vec_store(x + v * GJ_VW, vec_load(x + v * GJ_VW) - vec_load(h + v * GJ_VW) * t);
-        vec_store(x + rv * GJ_VW, (gj_vec)sel(keep, (gj_ivec)vec_load(x + rv * GJ_VW), (gj_ivec)t));
-    }
-}
-
 /*
- * One Gauss-Jordan step in the transposed layout (see the leaf's contract):
- * column j pivots on lane r, inv = 1/pivot in every lane. Let h be column
- * j with lane r set to −1. With t = c[r]·inv, every other column c becomes
- * (c with lane r zeroed) − h·t, and column j becomes 0 − h·inv. That is
- * the same arithmetic, operation for operation, as scaling the pivot row
- * and subtracting its multiples from the other rows: the zeroed lane comes
- * out as exactly t, and "0 −" keeps a zero a positive zero.
+ * One Gauss-Jordan step in the transposed layout (see small_gj()): column
+ * j pivots on lane r, inv = 1/pivot in every lane. Let h be column j with
+ * lane r set to −1. With t = c[r]·inv, every other column c becomes (c
+ * with lane r zeroed) − h·t, and column j becomes 0 − h·inv. That is the
+ * same arithmetic, operation for operation, as scaling the pivot row and
+ * subtracting its multiples from the other rows: the zeroed lane comes out
+ * as exactly t, and "0 −" keeps a zero a positive zero.
  */
 static inline __attribute__((always_inline)) void step(double *m, size_t nv, size_t w, size_t j,
                                                        size_t r, gj_vec inv)
 {
-    size_t ld = nv * GJ_VW, rv = r / GJ_VW;
+    size_t ld = nv * GJ_VW;
     double *hp = m + j * ld;
-    gj_vec h[GJ_NV_REG], minus1 = splat(-1.0);
-    gj_ivec keep[GJ_NV_REG];
-    if (nv <= GJ_NV_REG) {
+    gj_vec h[GJ_NV_MAX];
+    gj_ivec keep[GJ_NV_MAX];
 #pragma GCC unroll 4
-        for (size_t v = 0; v < nv; v++) {
-            keep[v] = keep_mask(v, r);
-            h[v] = (gj_vec)sel(keep[v], (gj_ivec)vec_load(hp + v * GJ_VW), (gj_ivec)minus1);
-        }
-        update_short(m, ld, w, nv, j, r, h, keep, inv);
-#pragma GCC unroll 4
-        for (size_t v = 0; v < nv; v++)
-            vec_store(hp + v * GJ_VW, 0.0 - h[v] * inv);
-        return;
+    for (size_t v = 0; v < nv; v++) {
+        keep[v] = keep_mask(v, r);
+        h[v] = (gj_vec)sel(keep[v], (gj_ivec)vec_load(hp + v * GJ_VW), (gj_ivec)splat(-1.0));
     }
-    vec_store(hp + rv * GJ_VW,
-              (gj_vec)sel(keep_mask(rv, r), (gj_ivec)vec_load(hp + rv * GJ_VW), (gj_ivec)minus1));
-    update_long(m, ld, w, nv, j, r, hp, inv);
+    update_short(m, ld, w, nv, j, r, h, keep, inv);
+#pragma GCC unroll 4
     for (size_t v = 0; v < nv; v++)
-        vec_store(hp + v * GJ_VW, 0.0 - vec_load(hp + v * GJ_VW) * inv);
+        vec_store(hp + v * GJ_VW, 0.0 - h[v] * inv);
 }
 
 /*
@@ -253,12 +317,16 @@ static inline gj_vec inverse_of(const double *x, size_t nv, size_t r, gj_vec rec
 }
 
 /*
- * The leaf with live lanes lv (nv vectors); see the table's contract.
- * Inlined with nv constant for short columns, so that lv stays in
+ * Unblocked Gauss-Jordan on w columns stored transposed: column c is the
+ * nv vectors at m + c·nv·GJ_VW, one lane per row. Column j pivots on the
+ * live lane (lv all ones; zero for the others) of largest magnitude, the
+ * lowest on a tie, without moving any row: lane[j] gets it. Returns 0, or
+ * -1 when a pivot's magnitude is not above tol (m is then garbled).
+ * Inlined with nv constant for the common sizes, so that lv stays in
  * registers and the loops over vectors unroll.
  */
-static inline __attribute__((always_inline)) int leaf_nv(double *m, size_t nv, size_t w,
-                                                         gj_ivec *lv, size_t *lane, double tol)
+static inline __attribute__((always_inline)) int small_gj(double *m, size_t nv, size_t w,
+                                                          gj_ivec *lv, size_t *lane, double tol)
 {
     size_t ld = nv * GJ_VW;
     unsigned lbits = 64 - (unsigned)__builtin_clzll((ld - 1) | 1);
@@ -279,32 +347,33 @@ static inline __attribute__((always_inline)) int leaf_nv(double *m, size_t nv, s
     return 0;
 }
 
-#define LEAF_SHORT(nv)                                                                             \
-    static int leaf_##nv(double *m, size_t w, int64_t *live, size_t *lane, double tol)             \
+/* small_gj() with nv constant. */
+#define SMALL_GJ(nv)                                                                               \
+    static int small_gj_##nv(double *m, size_t w, const int64_t *live, size_t *lane, double tol)   \
     {                                                                                              \
         gj_ivec lv[nv];                                                                            \
         memcpy(lv, live, sizeof lv);                                                               \
-        return leaf_nv(m, nv, w, lv, lane, tol);                                                   \
+        return small_gj(m, nv, w, lv, lane, tol);                                                  \
     }
-LEAF_SHORT(1)
-LEAF_SHORT(2)
-LEAF_SHORT(3)
-LEAF_SHORT(4)
-#undef LEAF_SHORT
+SMALL_GJ(1)
+SMALL_GJ(2)
+SMALL_GJ(3)
+SMALL_GJ(4)
+#undef SMALL_GJ
 
-static int leaf(double *m, size_t ld, size_t w, int64_t *live, size_t *lane, double tol)
+static int small_gj_any(double *m, size_t nv, size_t w, int64_t *live, size_t *lane, double tol)
 {
-    switch (ld / GJ_VW) {
+    switch (nv) {
     case 1:
-        return leaf_1(m, w, live, lane, tol);
+        return small_gj_1(m, w, live, lane, tol);
     case 2:
-        return leaf_2(m, w, live, lane, tol);
+        return small_gj_2(m, w, live, lane, tol);
     case 3:
-        return leaf_3(m, w, live, lane, tol);
+        return small_gj_3(m, w, live, lane, tol);
     case 4:
-        return leaf_4(m, w, live, lane, tol);
+        return small_gj_4(m, w, live, lane, tol);
     default:
-        return leaf_nv(m, ld / GJ_VW, w, (gj_ivec *)live, lane, tol);
+        return small_gj(m, nv, w, (gj_ivec *)live, lane, tol);
     }
 }
 
@@ -327,7 +396,7 @@ static double copy_norm(const double *m, size_t n, size_t nv)
 
 /*
  * The small path (see the table's contract). The rows of A, copied with a
- * padded stride, are the columns of Aᵀ, so the leaf inverts Aᵀ with
+ * padded stride, are the columns of Aᵀ, so small_gj() inverts Aᵀ with
  * partial pivoting (A with column pivoting), and the columns of (Aᵀ)⁻¹ are
  * the rows of A⁻¹. Pivoting on lanes without moving them leaves that
  * result permuted on both sides: row lane[j] of A⁻¹ is row j of the copy
@@ -348,7 +417,7 @@ static int small(double *a, size_t n)
         return GJ_INVALID;
     for (size_t l = 0; l < ld; l++)
         live[l] = l < n ? -1 : 0;
-    if (leaf(m, ld, n, live, lane, (double)n * DBL_EPSILON * norm) < 0)
+    if (small_gj_any(m, nv, n, live, lane, (double)n * DBL_EPSILON * norm) < 0)
         return GJ_SINGULAR;
     for (size_t j = 0; j < n; j++) {
         double *out = a + lane[j] * n;
