@@ -317,63 +317,53 @@ static inline gj_vec inverse_of(const double *x, size_t nv, size_t r, gj_vec rec
 }
 
 /*
- * Unblocked Gauss-Jordan on w columns stored transposed: column c is the
- * nv vectors at m + c·nv·GJ_VW, one lane per row. Column j pivots on the
- * live lane (lv all ones; zero for the others) of largest magnitude, the
+ * Unblocked Gauss-Jordan on n columns of n rows stored transposed: column c
+ * is the nv vectors at m + c·nv·GJ_VW, one lane per row, lanes n and up
+ * zero. Column j pivots on the lane not yet used of largest magnitude, the
  * lowest on a tie, without moving any row: lane[j] gets it. Returns 0, or
  * -1 when a pivot's magnitude is not above tol (m is then garbled).
- * Inlined with nv constant for the common sizes, so that lv stays in
- * registers and the loops over vectors unroll.
+ * Inlined with nv constant for the common sizes, so that the mask of
+ * unused lanes stays in registers and the loops over vectors unroll.
  */
-static inline __attribute__((always_inline)) int small_gj(double *m, size_t nv, size_t w,
-                                                          gj_ivec *lv, size_t *lane, double tol)
+static inline __attribute__((always_inline)) int small_gj(double *m, size_t nv, size_t n,
+                                                          size_t *lane, double tol)
 {
     size_t ld = nv * GJ_VW;
     unsigned lbits = 64 - (unsigned)__builtin_clzll((ld - 1) | 1);
-    for (size_t j = 0; j < w; j++) {
+    gj_ivec live[GJ_NV_MAX];
+#pragma GCC unroll 4
+    for (size_t v = 0; v < nv; v++)
+        live[v] = (gj_ivec)GJ_IOTA + (int64_t)(v * GJ_VW) < (int64_t)n;
+    for (size_t j = 0; j < n; j++) {
         double *x = m + j * ld;
         gj_vec rec = splat(1.0);
         if (nv == 1)
             rec /= vec_load(x);
-        size_t r = pivot_lane(x, lv, nv, lbits);
+        size_t r = pivot_lane(x, live, nv, lbits);
         if (!(fabs(x[r]) > tol))
             return -1;
         /* A vector update: a scalar store and then a wide load of the same
          * mask could not be forwarded. */
-        lv[r / GJ_VW] &= keep_mask(r / GJ_VW, r);
+        live[r / GJ_VW] &= keep_mask(r / GJ_VW, r);
         lane[j] = r;
-        step(m, nv, w, j, r, inverse_of(x, nv, r, rec));
+        step(m, nv, n, j, r, inverse_of(x, nv, r, rec));
     }
     return 0;
 }
 
-/* small_gj() with nv constant. */
-#define SMALL_GJ(nv)                                                                               \
-    static int small_gj_##nv(double *m, size_t w, const int64_t *live, size_t *lane, double tol)   \
-    {                                                                                              \
-        gj_ivec lv[nv];                                                                            \
-        memcpy(lv, live, sizeof lv);                                                               \
-        return small_gj(m, nv, w, lv, lane, tol);                                                  \
-    }
-SMALL_GJ(1)
-SMALL_GJ(2)
-SMALL_GJ(3)
-SMALL_GJ(4)
-#undef SMALL_GJ
-
-static int small_gj_any(double *m, size_t nv, size_t w, int64_t *live, size_t *lane, double tol)
+static int small_gj_any(double *m, size_t nv, size_t n, size_t *lane, double tol)
 {
     switch (nv) {
     case 1:
-        return small_gj_1(m, w, live, lane, tol);
+        return small_gj(m, 1, n, lane, tol);
     case 2:
-        return small_gj_2(m, w, live, lane, tol);
+        return small_gj(m, 2, n, lane, tol);
     case 3:
-        return small_gj_3(m, w, live, lane, tol);
+        return small_gj(m, 3, n, lane, tol);
     case 4:
-        return small_gj_4(m, w, live, lane, tol);
+        return small_gj(m, 4, n, lane, tol);
     default:
-        return small_gj(m, nv, w, (gj_ivec *)live, lane, tol);
+        return small_gj(m, nv, n, lane, tol);
     }
 }
 
@@ -394,6 +384,19 @@ static double copy_norm(const double *m, size_t n, size_t nv)
     return big;
 }
 
+/* n doubles from src to dst, zeros after them up to a whole vector. */
+static inline void copy_row(double *dst, const double *src, size_t n)
+{
+    size_t j = 0;
+    for (; j + GJ_VW <= n; j += GJ_VW)
+        vec_store(dst + j, vec_load(src + j));
+    if (j == n)
+        return;
+    vec_store(dst + j, splat(0.0));
+    for (; j < n; j++)
+        dst[j] = src[j];
+}
+
 /*
  * The small path (see the table's contract). The rows of A, copied with a
  * padded stride, are the columns of Aᵀ, so small_gj() inverts Aᵀ with
@@ -406,19 +409,22 @@ static int small(double *a, size_t n)
 {
     size_t nv = (n + GJ_VW - 1) / GJ_VW, ld = nv * GJ_VW;
     double m[GJ_SMALL_N * GJ_SMALL_N] __attribute__((aligned(64)));
-    int64_t live[GJ_SMALL_N];
     size_t lane[GJ_SMALL_N];
-    for (size_t i = 0; i < n; i++) {
-        vec_store(m + i * ld + ld - GJ_VW, splat(0.0));
-        memcpy(m + i * ld, a + i * n, n * sizeof(double));
-    }
+    for (size_t i = 0; i < n; i++)
+        copy_row(m + i * ld, a + i * n, n);
     double norm = copy_norm(m, n, nv);
     if (!isfinite(norm))
         return GJ_INVALID;
-    for (size_t l = 0; l < ld; l++)
-        live[l] = l < n ? -1 : 0;
-    if (small_gj_any(m, nv, n, live, lane, (double)n * DBL_EPSILON * norm) < 0)
+    if (small_gj_any(m, nv, n, lane, (double)n * DBL_EPSILON * norm) < 0)
         return GJ_SINGULAR;
+    if (n == GJ_VW) {
+        gj_ivec perm;
+        for (size_t i = 0; i < n; i++)
+            perm[i] = (int64_t)lane[i];
+        for (size_t j = 0; j < n; j++)
+            vec_store(a + lane[j] * n, __builtin_shuffle(vec_load(m + j * ld), perm));
+        return GJ_OK;
+    }
     for (size_t j = 0; j < n; j++) {
         double *out = a + lane[j] * n;
         for (size_t i = 0; i < n; i++)

@@ -131,8 +131,8 @@ static void test_large(void)
 /* A random permutation: a pivot search at every step; the inverse is exactly Pᵀ. */
 static void test_permutation(void)
 {
-    static const size_t sizes[] = {9, 16, 61, 333};
-    for (size_t s = 0; s < 4; s++) {
+    static const size_t sizes[] = {5, 9, 16, 32, 61, 333};
+    for (size_t s = 0; s < 6; s++) {
         size_t n = sizes[s];
         size_t *perm = malloc(n * sizeof(size_t));
         double *a = calloc(n * n, sizeof(double));
@@ -316,6 +316,67 @@ static void test_dispatch(void)
     CU_ASSERT_EQUAL(gj_set_isa((enum gj_isa)99), -EINVAL);
 }
 
+/* Inverts a copy of a on every instruction set; each agrees with the first to rounding. */
+static void invert_every_isa(const double *a, size_t n)
+{
+    static const enum gj_isa isas[] = {GJ_ISA_C, GJ_ISA_AVX2, GJ_ISA_AVX512};
+    double *ref = NULL;
+    for (size_t i = 0; i < 3; i++) {
+        if (gj_set_isa(isas[i]) != 0)
+            continue;
+        double *x = invert_checked(a, n, NULL), scale;
+        if (ref == NULL) {
+            ref = x;
+            continue;
+        }
+        CU_ASSERT(max_abs_diff(x, ref, n * n, &scale) <= 1e-11 * scale);
+        free(x);
+    }
+    free(ref);
+}
+
+/* Every instruction set reports a singular a; the small path leaves it as it was. */
+static void singular_every_isa(const double *a, size_t n)
+{
+    static const enum gj_isa isas[] = {GJ_ISA_C, GJ_ISA_AVX2, GJ_ISA_AVX512};
+    for (size_t i = 0; i < 3; i++) {
+        if (gj_set_isa(isas[i]) != 0)
+            continue;
+        double *x = copy_of(a, n);
+        CU_ASSERT_EQUAL(gj_invert(x, n, NULL, NULL), GJ_SINGULAR);
+        CU_ASSERT(n > GJ_SMALL_N || memcmp(x, a, n * n * sizeof(double)) == 0);
+        free(x);
+    }
+}
+
+/*
+ * The small path (n ≤ GJ_SMALL_N: one vector per column up to three or
+ * more, partial last vectors) on every instruction set: random and
+ * zero-diagonal inputs (a pivot search at every step), a duplicated row
+ * and a zero column (singular), and the first blocked size.
+ */
+static void test_small_sizes(void)
+{
+    for (size_t n = 1; n <= GJ_SMALL_N + 1; n++) {
+        double *a = random_matrix(n);
+        invert_every_isa(a, n);
+        for (size_t i = 0; i < n && n > 1; i++)
+            a[i * n + i] = 0.0;
+        if (n > 1) {
+            invert_every_isa(a, n);
+            memcpy(a + (n - 1) * n, a, n * sizeof(double));
+            singular_every_isa(a, n);
+        }
+        free(a);
+        a = random_matrix(n);
+        for (size_t i = 0; i < n; i++)
+            a[i * n + n / 2] = 0.0;
+        singular_every_isa(a, n);
+        free(a);
+    }
+    CU_ASSERT_EQUAL(gj_set_isa(GJ_ISA_AUTO), 0);
+}
+
 /* Lanes change who does a column block, never its arithmetic. */
 static void test_threads_equal(void)
 {
@@ -391,6 +452,7 @@ void suite_gj(void)
     CU_add_test(s, "zero row, duplicated column, rank n-1 are singular", test_singular);
     CU_add_test(s, "NaN, Inf, n = 0, n > n_max are invalid", test_invalid);
     CU_add_test(s, "c, avx2 and avx512 agree", test_dispatch);
+    CU_add_test(s, "n = 1..33 on every instruction set, pivoting, singular", test_small_sizes);
     CU_add_test(s, "lanes give bit-identical results", test_threads_equal);
     CU_add_test(s, "batch with bad items", test_batch);
 }
