@@ -51,6 +51,7 @@ struct gj_ws {
     size_t ncap;
     unsigned lanes;
     size_t *piv;              /* ncap: pivot row of each step */
+    size_t *src;              /* ncap: column order that undoes the interchanges */
     double *colsum;           /* ncap: column sums for 1-norms */
     double *wp[2];            /* packed panels, current and look-ahead */
     double *wr;               /* packed half panels inside the recursion */
@@ -214,6 +215,7 @@ static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, 
         off += round_up((count) * sizeof(*ws->field), GJ_ALIGN);                                   \
     } while (0)
     CARVE(piv, n);
+    CARVE(src, n);
     CARVE(colsum, n);
     CARVE(wp[0], np * nb);
     CARVE(wp[1], np * nb);
@@ -439,27 +441,43 @@ static void run_step(struct gj_run *r, void (*fn)(void *, size_t))
     (void)pool_parallel(r->pool, lanes, fn, r);
 }
 
-/* Undoes the column interchanges on rows [i0, i1), last step first. */
-static void unswap_rows(struct gj_run *r, size_t i0, size_t i1)
+/*
+ * The column order that undoing the interchanges, last step first, gives:
+ * row[c] takes row[src[c]]. Computed once, so that each row is one gather
+ * instead of n dependent swaps.
+ */
+static void unswap_order(struct gj_run *r)
 {
     const size_t *piv = r->ws->piv;
-    for (size_t i = i0; i < i1; i++) {
-        double *row = r->a + i * r->n;
-        for (size_t c = r->n; c-- > 0;) {
-            double v = row[c];
-            row[c] = row[piv[c]];
-            row[piv[c]] = v;
-        }
+    size_t *src = r->ws->src;
+    for (size_t c = 0; c < r->n; c++)
+        src[c] = c;
+    for (size_t c = r->n; c-- > 0;) {
+        size_t v = src[c];
+        src[c] = src[piv[c]];
+        src[piv[c]] = v;
     }
 }
 
+/* Undoes the column interchanges on rows [i0, i1), through tmp (n doubles). */
+static void unswap_rows(struct gj_run *r, size_t i0, size_t i1, double *tmp)
+{
+    const size_t *src = r->ws->src;
+    for (size_t i = i0; i < i1; i++) {
+        double *row = r->a + i * r->n;
+        for (size_t c = 0; c < r->n; c++)
+            tmp[c] = row[src[c]];
+        memcpy(row, tmp, r->n * sizeof(double));
+    }
+}
+
+/* The lane's packed B block is idle by now and holds at least n doubles. */
 static void unswap_lane(void *arg, size_t lane)
 {
     struct gj_run *r = arg;
     size_t w;
-    (void)lane;
     while ((w = atomic_fetch_add(&r->next, 1)) < r->nwork)
-        unswap_rows(r, w * GJ_RB, min_sz((w + 1) * GJ_RB, r->n));
+        unswap_rows(r, w * GJ_RB, min_sz((w + 1) * GJ_RB, r->n), r->ws->bp[lane]);
 }
 
 /* The panel width for order n: depends on n only, so lanes agree bit for bit. */
@@ -490,6 +508,7 @@ static int invert_blocked(struct gj_run *r)
         if (atomic_load(&r->bad))
             return GJ_SINGULAR;
     }
+    unswap_order(r);
     r->nwork = (n + GJ_RB - 1) / GJ_RB;
     run_step(r, unswap_lane);
     return GJ_OK;
@@ -500,10 +519,7 @@ static int invert_blocked(struct gj_run *r)
 /* ‖a‖₁ (largest column sum), or NaN when a holds a NaN or an infinity. */
 static double norm1(const double *a, size_t n, double *colsum)
 {
-    memset(colsum, 0, n * sizeof(double));
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < n; j++)
-            colsum[j] += fabs(a[i * n + j]);
+    kern()->col_sums(a, n, colsum);
     double big = 0.0;
     for (size_t j = 0; j < n; j++) {
         if (!isfinite(colsum[j]))

@@ -3,8 +3,9 @@
  *
  * Each instruction set contributes one table: a register-tile matrix
  * multiply over packed panels (the BLIS micro-kernel), the unblocked
- * Gauss-Jordan leaf that factors a narrow panel, and the whole inversion
- * of a small matrix. The code of all three is written once, in gj_kern_tmpl.h, with GCC vector
+ * Gauss-Jordan leaf that factors a narrow panel, the whole inversion of a
+ * small matrix, and the column sums behind every 1-norm. The code is
+ * written once, in gj_kern_tmpl.h, with GCC vector
  * types; each gj_kern_<isa>.c instantiates it with its vector width and
  * tile shape and is compiled with that instruction set's flags.
  */
@@ -36,6 +37,8 @@ struct gj_kern {
      * pivot's magnitude is not above tol (the panel is then garbled).
      */
     int (*leaf)(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol);
+    /* colsum[j] = Σ_i |a[i·n + j]| for the n×n row-major a. */
+    void (*col_sums)(const double *a, size_t n, double *colsum);
     /*
      * Inverts the n×n row-major a in place, 1 ≤ n ≤ GJ_SMALL_N, without
      * blocking, on a copy on the stack. Returns GJ_OK, GJ_SINGULAR (a pivot

@@ -152,6 +152,26 @@ static int leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, doubl
     return 0;
 }
 
+static inline gj_vec vec_abs(gj_vec x)
+{
+    typedef int64_t bits __attribute__((vector_size(sizeof(gj_vec))));
+    return (gj_vec)((bits)x & INT64_MAX);
+}
+
+/* See the table. */
+static void col_sums(const double *a, size_t n, double *colsum)
+{
+    memset(colsum, 0, n * sizeof(double));
+    for (size_t i = 0; i < n; i++) {
+        const double *row = a + i * n;
+        size_t j = 0;
+        for (; j + GJ_VW <= n; j += GJ_VW)
+            vec_store(colsum + j, vec_load(colsum + j) + vec_abs(vec_load(row + j)));
+        for (; j < n; j++)
+            colsum[j] += fabs(row[j]);
+    }
+}
+
 /* Lane masks and shuffles (all ones or zero per lane), same width as gj_vec. */
 typedef int64_t gj_ivec __attribute__((vector_size(GJ_VW * sizeof(double)), aligned(8), may_alias));
 
@@ -440,4 +460,5 @@ const struct gj_kern GJ_TABLE = {
     .tile = tile,
     .leaf = leaf,
     .small = small,
+    .col_sums = col_sums,
 };
