@@ -70,7 +70,7 @@ $(BUILD)/system_tests: $(SYS_OBJ) $(BUILD)/libconvoy.a
 	$(CC) -o $@ $(SYS_OBJ) $(BUILD)/libconvoy.a $(CUNIT_LIBS) $(LDLIBS_ALL)
 
 test: deps
-	@sh scripts/deps.sh clang-format:clang-format
+	@sh scripts/deps.sh clang-format:clang-format iproute2:/usr/sbin/ip
 	@$(MAKE) --no-print-directory WERROR=-Werror binaries
 	@$(MAKE) --no-print-directory check-format
 	@sh tests/run.sh $(BUILD)

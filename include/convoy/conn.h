@@ -113,6 +113,11 @@ void conn_set_udata(conn_t *c, void *udata);
 void *conn_udata(const conn_t *c);
 ring_t *conn_ring(const conn_t *c);
 
+/* A close reason (on_close's) in words: "closed", "shutting down" (the
+ * -ESHUTDOWN owners abort with when they stop), "peer certificate
+ * rejected", strerror() text… */
+const char *conn_reason_str(int reason);
+
 /* The verified peer certificate's common name, or NULL (plain, or not yet). */
 const char *conn_peer_name(const conn_t *c);
 

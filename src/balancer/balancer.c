@@ -219,8 +219,7 @@ static void session_close(conn_t *c, int reason)
     if (s == NULL)
         return;
     if (s->id != 0 && !s->gone && bal_event(s, REG_EV_DISCONNECT, NULL) == REG_DOWN)
-        log_info("balancer", "event=down name=%s reason=\"%s\"", s->name,
-                 reason ? (reason <= TLS_EOF ? "tls" : strerror(-reason)) : "closed");
+        log_info("balancer", "event=down name=%s reason=\"%s\"", s->name, conn_reason_str(reason));
     struct bal_thread *t = s->t;
     if (s->prev)
         s->prev->next = s->next;

@@ -212,9 +212,7 @@ static void mbrc_closed(conn_t *c, int reason)
         return;
     }
     log_info("member", "event=disconnected balancer=%s reason=\"%s\"", m->addr,
-             reason == 0         ? "closed"
-             : reason <= TLS_EOF ? "tls"
-                                 : strerror(-reason));
+             conn_reason_str(reason));
     m->state = MBRC_DISCONNECTED;
     mbrc_schedule_retry(m);
 }

@@ -912,6 +912,26 @@ const char *conn_peer_name(const conn_t *c)
     return c->tls && tls_handshake_done(c->tls) ? tls_peer_name(c->tls) : NULL;
 }
 
+const char *conn_reason_str(int reason)
+{
+    switch (reason) {
+    case 0:
+        return "closed";
+    case -ESHUTDOWN:
+        return "shutting down";
+    case TLS_EOF:
+        return "TLS closed";
+    case TLS_EPROTO:
+        return "TLS protocol error";
+    case TLS_EVERIFY:
+        return "peer certificate rejected";
+    case TLS_ENOCERT:
+        return "peer sent no certificate";
+    default:
+        return reason < 0 && reason > -4096 ? strerror(-reason) : "unknown";
+    }
+}
+
 const char *conn_peer_addr(const conn_t *c)
 {
     return c->peer;

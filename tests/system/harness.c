@@ -97,13 +97,25 @@ pid_t h_balancer(struct cluster *c)
     return h_spawn(c, "balancer", argv);
 }
 
-pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)
+pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
+                      const char *http)
 {
-    char http[32], root[512];
-    snprintf(http, sizeof http, "127.0.0.1:%d", proc_free_port());
+    char port[32], root[512], bin[512];
+    if (http == NULL) {
+        snprintf(port, sizeof port, "127.0.0.1:%d", proc_free_port());
+        http = port;
+    }
     snprintf(root, sizeof root, "%s/data", c->dir);
     mkdir(root, 0755); /* shared by every server: they are identical */
-    char *argv[] = {(char *)convoy_bin(),
+    /* Inside a namespace the binary is run by `ip netns exec`, which wants
+     * an absolute path. */
+    if (realpath(convoy_bin(), bin) == NULL)
+        return -1;
+    char *argv[] = {"/usr/sbin/ip",
+                    "netns",
+                    "exec",
+                    (char *)netns,
+                    bin,
                     "fileserver",
                     "--pki",
                     (char *)pki,
@@ -114,11 +126,16 @@ pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)
                     "--balancer",
                     c->control,
                     "--http",
-                    http,
+                    (char *)http,
                     "--retry-max-ms",
                     "300",
                     NULL};
-    return h_spawn(c, name, argv);
+    return h_spawn(c, name, netns ? argv : argv + 4);
+}
+
+pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)
+{
+    return h_fileserver_in(c, name, pki, NULL, NULL);
 }
 
 static struct h_proc *h_find(struct cluster *c, pid_t pid)
@@ -175,7 +192,8 @@ int h_cluster_free(struct cluster *c)
         c->procs[i].name[0] = '\0';
     }
     shm_remove(c->state);
-    fx_rmtree(c->dir);
+    if (!getenv("CONVOY_KEEP_TEST_DIRS"))
+        fx_rmtree(c->dir);
     return reports;
 }
 

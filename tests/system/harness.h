@@ -36,7 +36,9 @@ struct cluster {
 int h_cluster_init(struct cluster *c, const char *const *servers);
 
 /* Stops every process this cluster started, removes its folder and state.
- * Returns how many of its logs hold a sanitizer report (printed first). */
+ * Returns how many of its logs hold a sanitizer report (printed first).
+ * With CONVOY_KEEP_TEST_DIRS set in the environment the folder stays, for
+ * reading the daemons' logs after a failure. */
 int h_cluster_free(struct cluster *c);
 
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
@@ -45,6 +47,11 @@ pid_t h_balancer(struct cluster *c);
 /* Starts file server `name` using certificates from pki (c->pki or
  * c->foreign_pki), announcing a fresh loopback HTTP port. pid or -1. */
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);
+
+/* The same, run inside network namespace netns (NULL: this one) and
+ * announcing http (NULL: a free loopback port). */
+pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
+                      const char *http);
 
 /* Signals a process this cluster started and, if wait, reaps it and
  * returns its exit status (-1 if it did not exit within 5 s). */

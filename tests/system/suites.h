@@ -1,2 +1,3 @@
 /* Every system suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(membership)
+SUITE(network)
