@@ -256,21 +256,23 @@ static void ws_free(struct gj_ws *ws)
 
 /* ---- packing and the multiply ------------------------------------------- */
 
-/* rows×k block of a (row stride lda) into mr-row slivers, zero-padded. */
+/*
+ * rows×k block of a (row stride lda) into mr-row slivers, zero-padded. The
+ * inner loop walks mr rows side by side, so that each store fills the
+ * sliver in order while every row is read front to back.
+ */
 static void pack_a(const struct gj_kern *k, size_t rows, size_t kk, const double *a, size_t lda,
                    double *dst)
 {
     size_t mr = k->mr;
     for (size_t i0 = 0; i0 < rows; i0 += mr, dst += mr * kk) {
         size_t h = min_sz(mr, rows - i0);
-        for (size_t i = 0; i < h; i++) {
-            const double *src = a + (i0 + i) * lda;
-            for (size_t p = 0; p < kk; p++)
-                dst[p * mr + i] = src[p];
-        }
-        for (size_t i = h; i < mr; i++)
-            for (size_t p = 0; p < kk; p++)
-                dst[p * mr + i] = 0.0;
+        const double *src = a + i0 * lda;
+        if (h < mr)
+            memset(dst, 0, mr * kk * sizeof(double));
+        for (size_t p = 0; p < kk; p++)
+            for (size_t i = 0; i < h; i++)
+                dst[p * mr + i] = src[i * lda + p];
     }
 }
 
