@@ -38,12 +38,12 @@
 #include "gj_kern.h"
 
 enum {
-    GJ_NB = 192,      /* panel width cap: the multiply's depth */
-    GJ_NCB = 240,     /* columns of B per block: nb×NCB doubles fill half of L2 */
-    GJ_NCB_PAR = 120, /* columns per work item with several lanes: finer balance */
-    GJ_LEAF = 32,     /* panel width done by the unblocked kernel */
-    GJ_RB = 256,      /* rows of A·X formed at once by the residual */
-    GJ_ALIGN = 64,    /* one cache line, one zmm */
+    GJ_NB = 192,     /* panel width cap: the multiply's depth */
+    GJ_NCB = 240,    /* columns of B per block: nb×NCB doubles fill half of L2 */
+    GJ_NCB_MIN = 48, /* smallest work item, the last ones of a step */
+    GJ_LEAF = 32,    /* panel width done by the unblocked kernel */
+    GJ_RB = 256,     /* rows of A·X formed at once by the residual */
+    GJ_ALIGN = 64,   /* one cache line, one zmm */
 };
 
 /* Scratch for inverting matrices up to ncap on lanes lanes; one block. */
@@ -68,18 +68,18 @@ struct gj_run {
     struct gj_ws *ws;
     double *a;
     size_t n;
-    size_t nb;      /* panel width */
-    double tol;     /* pivots at or below it are singular */
-    pool_t *pool;   /* NULL: one lane */
-    unsigned lanes; /* lanes to run a step on */
-    size_t c0, c1;  /* the pivot block K = [c0, c1) */
-    size_t c2;      /* the look-ahead panel is [c1, c2); empty at the end */
-    int cur;        /* wp[cur] holds K packed */
-    size_t ncb;     /* columns per work item */
-    size_t nleft;   /* work items of columns [0, c0) */
-    size_t nwork;   /* work items of this step */
-    atomic_size_t next;
-    atomic_int bad; /* a look-ahead panel was singular */
+    size_t nb;          /* panel width */
+    double tol;         /* pivots at or below it are singular */
+    pool_t *pool;       /* NULL: one lane */
+    unsigned lanes;     /* lanes to run a step on */
+    size_t c0, c1;      /* the pivot block K = [c0, c1) */
+    size_t c2;          /* the look-ahead panel is [c1, c2); empty at the end */
+    int cur;            /* wp[cur] holds K packed */
+    size_t span;        /* columns this step updates: [0, c0), then [c2, n) */
+    size_t nwork;       /* work items of this step, at most */
+    atomic_size_t next; /* columns of the span claimed (unswap: items) */
+    atomic_int ahead;   /* the look-ahead panel is not claimed yet */
+    atomic_int bad;     /* a look-ahead panel was singular */
 };
 
 static _Atomic(const struct gj_kern *) active;
@@ -403,31 +403,51 @@ static void look_ahead(struct gj_run *r, unsigned lane)
     pack_panel(r, r->c1, r->c2, r->ws->wp[!r->cur]);
 }
 
-/* Work item w (≥ 1 with look-ahead): a column block left or right of K. */
-static void update_item(struct gj_run *r, unsigned lane, size_t w)
+/*
+ * Claims the next columns [*v0, *v1) of the span: a share of what is left
+ * (rem / 2·lanes, within [GJ_NCB_MIN, GJ_NCB], in whole tiles), so that
+ * items are wide while there is much to do and narrow as the step ends,
+ * and the lanes, the look-ahead one included, finish together. Returns
+ * false when nothing is left.
+ */
+static bool claim(struct gj_run *r, size_t *v0, size_t *v1)
 {
-    size_t j0, j1;
-    if (w < r->nleft) {
-        j0 = w * r->ncb;
-        j1 = min_sz(j0 + r->ncb, r->c0);
-    } else {
-        j0 = r->c2 + (w - r->nleft) * r->ncb;
-        j1 = min_sz(j0 + r->ncb, r->n);
+    size_t cur = atomic_load(&r->next);
+    for (;;) {
+        if (cur >= r->span)
+            return false;
+        size_t rem = r->span - cur, len = rem / (2 * (size_t)r->lanes);
+        len = len < GJ_NCB_MIN ? GJ_NCB_MIN : len > GJ_NCB ? GJ_NCB : len / GJ_NR_MAX * GJ_NR_MAX;
+        len = min_sz(len, rem);
+        if (atomic_compare_exchange_weak(&r->next, &cur, cur + len)) {
+            *v0 = cur;
+            *v1 = cur + len;
+            return true;
+        }
     }
-    update_block(r, lane, r->c0, r->c1, r->ws->wp[r->cur], j0, j1);
 }
 
+/* Updates span columns [v0, v1): those left of K, then those right of the look-ahead panel. */
+static void update_span(struct gj_run *r, unsigned lane, size_t v0, size_t v1)
+{
+    const double *wpk = r->ws->wp[r->cur];
+    if (v0 < r->c0)
+        update_cols(r, lane, r->c0, r->c1, wpk, v0, min_sz(v1, r->c0));
+    if (v1 > r->c0) {
+        size_t from = v0 > r->c0 ? v0 - r->c0 : 0;
+        update_cols(r, lane, r->c0, r->c1, wpk, r->c2 + from, r->c2 + (v1 - r->c0));
+    }
+}
+
+/* Whoever comes first takes the look-ahead; then all claim columns. */
 static void step_lane(void *arg, size_t lane)
 {
     struct gj_run *r = arg;
-    bool ahead = r->c2 > r->c1;
-    size_t w;
-    while ((w = atomic_fetch_add(&r->next, 1)) < r->nwork) {
-        if (ahead && w == 0)
-            look_ahead(r, (unsigned)lane);
-        else
-            update_item(r, (unsigned)lane, w - ahead);
-    }
+    size_t v0, v1;
+    if (atomic_exchange(&r->ahead, 0))
+        look_ahead(r, (unsigned)lane);
+    while (claim(r, &v0, &v1))
+        update_span(r, (unsigned)lane, v0, v1);
 }
 
 /* Runs nwork items of step_lane on the lanes. */
@@ -494,8 +514,6 @@ static int invert_blocked(struct gj_run *r)
 {
     size_t n = r->n;
     r->nb = panel_width(n);
-    /* Splitting the columns differently changes no column's arithmetic. */
-    r->ncb = r->pool != NULL && r->lanes > 1 ? GJ_NCB_PAR : GJ_NCB;
     r->cur = 0;
     atomic_store(&r->bad, 0);
     if (factor(r, 0, 0, min_sz(r->nb, n)) < 0)
@@ -504,8 +522,10 @@ static int invert_blocked(struct gj_run *r)
     for (r->c0 = 0; r->c0 < n; r->c0 = r->c1, r->cur = !r->cur) {
         r->c1 = min_sz(r->c0 + r->nb, n);
         r->c2 = min_sz(r->c1 + r->nb, n);
-        r->nleft = (r->c0 + r->ncb - 1) / r->ncb;
-        r->nwork = (r->c2 > r->c1) + r->nleft + (n - r->c2 + r->ncb - 1) / r->ncb;
+        /* Splitting the columns differently changes no column's arithmetic. */
+        r->span = r->c0 + (n - r->c2);
+        atomic_store(&r->ahead, r->c2 > r->c1);
+        r->nwork = (r->c2 > r->c1) + (r->span + GJ_NCB_MIN - 1) / GJ_NCB_MIN;
         run_step(r, step_lane);
         if (atomic_load(&r->bad))
             return GJ_SINGULAR;
