@@ -276,18 +276,24 @@ static void pack_a(const struct gj_kern *k, size_t rows, size_t kk, const double
     }
 }
 
-/* kk×cols block of b (row stride ldb) into nr-column slivers, zero-padded. */
-static void pack_b(const struct gj_kern *k, size_t kk, size_t cols, const double *b, size_t ldb,
-                   double *dst)
+/* Row p (of kk) of a packed B block: cols values of src into its nr-column slivers, zero-padded. */
+static void pack_b_row(const struct gj_kern *k, size_t p, size_t kk, size_t cols, const double *src,
+                       double *dst)
 {
     size_t nr = k->nr;
     for (size_t j0 = 0; j0 < cols; j0 += nr, dst += nr * kk) {
         size_t w = min_sz(nr, cols - j0);
-        for (size_t p = 0; p < kk; p++) {
-            memcpy(dst + p * nr, b + p * ldb + j0, w * sizeof(double));
-            memset(dst + p * nr + w, 0, (nr - w) * sizeof(double));
-        }
+        memcpy(dst + p * nr, src + j0, w * sizeof(double));
+        memset(dst + p * nr + w, 0, (nr - w) * sizeof(double));
     }
+}
+
+/* kk×cols block of b (row stride ldb) into nr-column slivers, zero-padded. */
+static void pack_b(const struct gj_kern *k, size_t kk, size_t cols, const double *b, size_t ldb,
+                   double *dst)
+{
+    for (size_t p = 0; p < kk; p++)
+        pack_b_row(k, p, kk, cols, b + p * ldb, dst);
 }
 
 /* c (rows×cols, row stride ldc) += packed A (rows×kk) · packed B (kk×cols). */
@@ -332,20 +338,16 @@ static void update_block(struct gj_run *r, unsigned lane, size_t k0, size_t k1, 
     double *a = r->a;
     size_t n = r->n, w = j1 - j0, kk = k1 - k0;
     const size_t *piv = r->ws->piv;
-    for (size_t t = k0; t < k1; t++) {
-        if (piv[t] == t)
-            continue;
-        double *x = a + t * n + j0, *y = a + piv[t] * n + j0;
-        for (size_t j = 0; j < w; j++) {
-            double v = x[j];
-            x[j] = y[j];
-            y[j] = v;
-        }
-    }
     double *bp = r->ws->bp[lane];
-    pack_b(r->k, kk, w, a + k0 * n + j0, n, bp);
-    for (size_t t = k0; t < k1; t++)
-        memset(a + t * n + j0, 0, w * sizeof(double));
+    /* One pass per pivot row: the interchange (row t is final once its own
+     * is done, later ones only touch rows below it), packing and zeroing. */
+    for (size_t t = k0; t < k1; t++) {
+        double *x = a + t * n + j0, *y = a + piv[t] * n + j0;
+        pack_b_row(r->k, t - k0, kk, w, y, bp);
+        if (y != x)
+            memcpy(y, x, w * sizeof(double));
+        memset(x, 0, w * sizeof(double));
+    }
     gemm_packed(r->k, n, w, kk, wpk, bp, a + j0, n);
 }
 
