@@ -123,11 +123,15 @@ static size_t pivot_row(const double *p, size_t nrows, size_t w, size_t j, size_
  * by the pivot and every other row loses its multiple of it; column j itself
  * becomes the matching column of the inverse (1/pivot on the pivot row,
  * -a[i][j]/pivot elsewhere), which is what makes the method in place.
+ * Returns the pivot row for column j+1 (the largest |a[i][j+1]| of rows
+ * below r, the first on a tie), found in the same pass while each row is
+ * at hand, instead of in a second walk down the panel; 0 if j+1 = w.
  */
-static void eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
+static size_t eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
 {
     double *pr = p + r * w;
-    double inv = 1.0 / pr[j];
+    double inv = 1.0 / pr[j], big = -1.0;
+    size_t next = j + 1 < w ? r + 1 : 0;
     /* Column j is written after each row's vector update, not before: a
      * scalar store followed by a wide load of the same row cannot be
      * store-forwarded and stalls. */
@@ -136,24 +140,29 @@ static void eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
     for (size_t i = 0; i < nrows; i++) {
         double *row = p + i * w;
         double f = row[j];
-        if (i == r || f == 0.0)
-            continue;
-        row_axpy(row, pr, f, w);
-        row[j] = -f * inv;
+        if (i != r && f != 0.0) {
+            row_axpy(row, pr, f, w);
+            row[j] = -f * inv;
+        }
+        if (i > r && j + 1 < w && fabs(row[j + 1]) > big) {
+            big = fabs(row[j + 1]);
+            next = i;
+        }
     }
+    return next;
 }
 
 static int leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol)
 {
+    size_t best = pivot_row(p, nrows, w, 0, r0);
     for (size_t j = 0; j < w; j++) {
         size_t r = r0 + j;
-        size_t best = pivot_row(p, nrows, w, j, r);
         if (!(fabs(p[best * w + j]) > tol))
             return -1;
         piv[j] = best;
         if (best != r)
             row_swap(p + best * w, p + r * w, w);
-        eliminate(p, nrows, w, j, r);
+        best = eliminate(p, nrows, w, j, r);
     }
     return 0;
 }
