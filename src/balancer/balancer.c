@@ -34,14 +34,13 @@ struct balancer;
 /* One I/O thread. */
 struct bal_thread {
     struct balancer *b;
-    unsigned idx;
-    ring_t *ring;
-    conn_listener_t *listener;
-    struct ring_timer sweep;
+    ring_t *ring;              /* this thread's loop */
+    conn_listener_t *listener; /* its own socket on the control port */
+    struct ring_timer sweep;   /* the silence sweep */
     bool sweep_armed;
-    bool stopping;
+    bool stopping;            /* shutdown posted: no new work */
     struct session *sessions; /* this thread's control connections */
-    pthread_t tid;
+    pthread_t tid;            /* 0 for the main thread */
 };
 
 /* One file server's control connection. */
@@ -58,10 +57,10 @@ struct session {
 
 struct balancer {
     const struct bal_opts *o;
-    tls_ctx_t *tls;
-    shm_t *shm;
-    struct bal_shared *shared;
-    struct net_addr control;
+    tls_ctx_t *tls;            /* server context, client certificates required */
+    shm_t *shm;                /* the state segment */
+    struct bal_shared *shared; /* its data: change only under shm_lock */
+    struct net_addr control;   /* with the real port once the first thread bound it */
     unsigned nthreads;
     struct bal_thread *threads;
 };
@@ -327,10 +326,9 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-static int thread_init(struct balancer *b, struct bal_thread *t, unsigned idx)
+static int thread_init(struct balancer *b, struct bal_thread *t)
 {
     t->b = b;
-    t->idx = idx;
     int rc = ring_create(&t->ring, 256);
     if (rc < 0) {
         log_error("balancer", "event=io_uring_unavailable err=\"%s\" hint=\"%s\"", strerror(-rc),
@@ -391,7 +389,7 @@ static void bal_release_state(struct balancer *b)
 static int bal_start_threads(struct balancer *b)
 {
     for (unsigned i = 0; i < b->nthreads; i++) {
-        int rc = thread_init(b, &b->threads[i], i);
+        int rc = thread_init(b, &b->threads[i]);
         if (rc < 0)
             return rc;
     }
