@@ -1,6 +1,7 @@
 /*
  * convoy demo: a balancer and three file servers on 127.0.0.1, put through
- * the failures users meet — a server killed, one stopped, one restarted —
+ * the failures users meet — a server killed, one stopped and restarted, the
+ * balancer itself killed and restarted —
  * with each step reported in plain words and timed. It checks what it
  * shows: a step that does not happen in time fails the demo (exit 1) and
  * keeps the workspace with every process's log.
@@ -212,6 +213,17 @@ static int demo_script(struct demo *d)
     if ((ms = wait_for(d, all + 2, 1, "up")) < 0)
         return -1;
     say(d, "fs3 rejoined and is up after %ld ms", ms);
+
+    static const char *const live[] = {"fs1", "fs3"};
+    say(d, "killing the balancer with SIGKILL; its table stays in shared memory");
+    kill(d->bal, SIGKILL);
+    proc_wait(d->bal, 5000, &(int){0});
+    if ((d->bal = start_balancer(d)) < 0)
+        return -1;
+    say(d, "restarted the balancer (pid %d); the servers reconnect by themselves", d->bal);
+    if ((ms = wait_for(d, live, 2, "up")) < 0)
+        return -1;
+    say(d, "fs1 and fs3 are up again after %ld ms; fs2, still dead, is kept as down", ms);
     show_table(d);
     return 0;
 }
@@ -264,7 +276,8 @@ int cmd_demo(int argc, char **argv)
         "demo", "[--keep]",
         "Starts a balancer and three file servers on 127.0.0.1 in a temporary\n"
         "workspace, shows the server table, kills one server (SIGKILL), stops one\n"
-        "(SIGTERM), restarts it, then stops everything and removes the workspace.",
+        "(SIGTERM) and restarts it, kills and restarts the balancer, then stops\n"
+        "everything and removes the workspace.",
         opts, sizeof opts / sizeof opts[0]};
     int parsed = cli_parse(&cmd, argc, argv);
     if (parsed >= 0)
@@ -291,6 +304,6 @@ int cmd_demo(int argc, char **argv)
     demo_teardown(&d, keep || rc < 0);
     if (rc == 0)
         say(&d, "demo complete: killed server marked down, stopped server drained and left, "
-                "restarted server rejoined");
+                "restarted server rejoined, restarted balancer recovered its servers");
     return rc < 0 ? 1 : 0;
 }
