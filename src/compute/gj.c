@@ -62,6 +62,16 @@ struct gj_ws {
     void *mem;
 };
 
+/*
+ * A lane's share of a step's columns, [front, back) in span coordinates
+ * (front in the low half of the word, back in the high half): its owner
+ * claims from the front, other lanes steal from the back. One cache line.
+ */
+struct gj_share {
+    _Atomic uint64_t fb;
+    char pad[GJ_ALIGN - sizeof(uint64_t)];
+};
+
 /* One inversion in progress, and the parallel step it is in. */
 struct gj_run {
     const struct gj_kern *k;
@@ -76,10 +86,12 @@ struct gj_run {
     size_t c2;          /* the look-ahead panel is [c1, c2); empty at the end */
     int cur;            /* wp[cur] holds K packed */
     size_t span;        /* columns this step updates: [0, c0), then [c2, n) */
+    unsigned nshare;    /* lanes the span is shared out to */
     size_t nwork;       /* work items of this step, at most */
     atomic_size_t next; /* columns of the span claimed (unswap: items) */
     atomic_int ahead;   /* the look-ahead panel is not claimed yet */
     atomic_int bad;     /* a look-ahead panel was singular */
+    struct gj_share share[GJ_LANES_MAX];
 };
 
 static _Atomic(const struct gj_kern *) active;
@@ -405,28 +417,65 @@ static void look_ahead(struct gj_run *r, unsigned lane)
     pack_panel(r, r->c1, r->c2, r->ws->wp[!r->cur]);
 }
 
-/*
- * Claims the next columns [*v0, *v1) of the span: a share of what is left
- * (rem / 2·lanes, within [GJ_NCB_MIN, GJ_NCB], in whole tiles), so that
- * items are wide while there is much to do and narrow as the step ends,
- * and the lanes, the look-ahead one included, finish together. Returns
- * false when nothing is left.
- */
-static bool claim(struct gj_run *r, size_t *v0, size_t *v1)
+/* Position of column j in the span (columns of K and the look-ahead panel removed). */
+static size_t span_pos(const struct gj_run *r, size_t j)
 {
-    size_t cur = atomic_load(&r->next);
-    for (;;) {
-        if (cur >= r->span)
-            return false;
-        size_t rem = r->span - cur, len = rem / (2 * (size_t)r->lanes);
-        len = len < GJ_NCB_MIN ? GJ_NCB_MIN : len > GJ_NCB ? GJ_NCB : len / GJ_NR_MAX * GJ_NR_MAX;
-        len = min_sz(len, rem);
-        if (atomic_compare_exchange_weak(&r->next, &cur, cur + len)) {
-            *v0 = cur;
-            *v1 = cur + len;
-            return true;
-        }
+    return j <= r->c0 ? j : j < r->c2 ? r->c0 : j - (r->c2 - r->c0);
+}
+
+/*
+ * Shares the span out: lane l owns the columns of [l·n/L, (l+1)·n/L), the
+ * same ones at every step, so that they stay in that lane's caches (two
+ * vCPUs need not share a last-level cache); stealing evens out the rest.
+ */
+static void share_span(struct gj_run *r, unsigned lanes)
+{
+    r->nshare = lanes;
+    for (unsigned l = 0; l < lanes; l++) {
+        size_t lo = span_pos(r, round_up(r->n * l / lanes, GJ_NR_MAX));
+        size_t hi =
+            l + 1 == lanes ? r->span : span_pos(r, round_up(r->n * (l + 1) / lanes, GJ_NR_MAX));
+        atomic_store(&r->share[l].fb, (uint64_t)hi << 32 | lo);
     }
+}
+
+/* Columns to take from a share of rem: a part, in whole tiles, within [GJ_NCB_MIN, GJ_NCB]. */
+static size_t chunk(size_t rem)
+{
+    size_t len = rem / 4;
+    len = len < GJ_NCB_MIN ? GJ_NCB_MIN : len > GJ_NCB ? GJ_NCB : len / GJ_NR_MAX * GJ_NR_MAX;
+    return min_sz(len, rem);
+}
+
+/* Takes columns from the front (own share) or the back (another's) of share l. */
+static bool take(struct gj_share *sh, bool front, size_t *v0, size_t *v1)
+{
+    uint64_t fb = atomic_load(&sh->fb);
+    for (;;) {
+        size_t f = (uint32_t)fb, b = fb >> 32;
+        if (f >= b)
+            return false;
+        size_t len = chunk(b - f);
+        *v0 = front ? f : b - len;
+        *v1 = *v0 + len;
+        uint64_t nfb = front ? (uint64_t)b << 32 | (f + len) : (uint64_t)(b - len) << 32 | f;
+        if (atomic_compare_exchange_weak(&sh->fb, &fb, nfb))
+            return true;
+    }
+}
+
+/*
+ * Claims the next columns [*v0, *v1) for lane: from its own share while it
+ * lasts, then from the others'. Returns false when nothing is left.
+ */
+static bool claim(struct gj_run *r, unsigned lane, size_t *v0, size_t *v1)
+{
+    for (unsigned k = 0; k < r->nshare; k++) {
+        unsigned l = (lane + k) % r->nshare;
+        if (take(&r->share[l], k == 0, v0, v1))
+            return true;
+    }
+    return false;
 }
 
 /* Updates span columns [v0, v1): those left of K, then those right of the look-ahead panel. */
@@ -448,7 +497,7 @@ static void step_lane(void *arg, size_t lane)
     size_t v0, v1;
     if (atomic_exchange(&r->ahead, 0))
         look_ahead(r, (unsigned)lane);
-    while (claim(r, &v0, &v1))
+    while (claim(r, (unsigned)lane, &v0, &v1))
         update_span(r, (unsigned)lane, v0, v1);
 }
 
@@ -457,7 +506,10 @@ static void run_step(struct gj_run *r, void (*fn)(void *, size_t))
 {
     atomic_store(&r->next, 0);
     unsigned lanes = (unsigned)min_sz(r->lanes, r->nwork);
-    if (r->pool == NULL || lanes <= 1) {
+    if (r->pool == NULL)
+        lanes = 1;
+    share_span(r, lanes);
+    if (lanes <= 1) {
         fn(r, 0);
         return;
     }
