@@ -26,7 +26,8 @@
 /* Outcome of one matrix. */
 enum gj_status {
     GJ_OK = 0,
-    GJ_SINGULAR, /* a pivot at or below n·ε·‖A‖₁ (or zero): the matrix is left garbled */
+    GJ_SINGULAR, /* a pivot at or below n·ε·‖A‖₁ (or zero): the matrix is left garbled
+                    (untouched when n ≤ GJ_SMALL_N) */
     GJ_INVALID,  /* n = 0, n > n_max, NULL, or NaN/Inf in the input: left untouched */
 };
 

@@ -18,11 +18,16 @@
  * The multiply is BLIS-shaped: the panel A[:, K] is packed once into
  * mr-row slivers, each lane packs the nb×NCB block of B it updates, and a
  * register tile (gj_kern.h) runs over sliver pairs, A's sliver staying in L1
- * and B's block in L2. With several lanes, work item 0 of each step is the
- * next panel: its columns are updated first and it is factored and packed
- * while the other lanes update the rest (look-ahead). Every column block's
- * arithmetic is the same whichever lane does it, so results do not depend
- * on the lane count.
+ * and B's block in L2. With several lanes, the first lane of each step takes
+ * the next panel: its columns are updated first and it is factored and
+ * packed while the other lanes update the rest (look-ahead). The rest is
+ * shared out by owner (each lane keeps the same columns at every step, so
+ * they stay in its caches) with stealing from the back of a share. Every
+ * column block's arithmetic is the same whichever lane does it, so results
+ * do not depend on the lane count.
+ *
+ * Matrices up to GJ_SMALL_N skip all of this: the kernel table's small path
+ * inverts them on a stack copy (gj_kern_tmpl.h).
  */
 #include "convoy/gj.h"
 
