@@ -144,9 +144,10 @@ static size_t eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
             row_axpy(row, pr, f, w);
             row[j] = -f * inv;
         }
-        if (i > r && j + 1 < w && fabs(row[j + 1]) > big) {
-            big = fabs(row[j + 1]);
-            next = i;
+        if (i > r && j + 1 < w) {
+            double v = fabs(row[j + 1]);
+            next = v > big ? i : next;
+            big = v > big ? v : big;
         }
     }
     return next;
