@@ -8,9 +8,15 @@
  * a*b+c contracts to FMA where the target has it, so the same lines give an
  * 8×24 AVX-512 tile, a 4×12 AVX2 tile and a 4×6 SSE2 (or scalar) tile.
  *
+ * The includer may also define GJ_IMAX(a, b), a lane-wise int64 maximum in
+ * one instruction, which generic vectors cannot express.
+ *
  * The tile keeps GJ_MR·GJ_NV accumulators in registers, loads GJ_NV vectors
  * of B and broadcasts GJ_MR values of A per step: with 24 accumulators there
  * are enough independent FMA chains to cover the FMA latency on two pipes.
+ * The row leaf factors the panels of the blocked path; small() inverts a
+ * whole matrix of up to GJ_SMALL_N on the stack (see docs/kernel.md, "Small
+ * matrices").
  */
 #include <float.h>
 #include <math.h>
