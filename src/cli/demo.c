@@ -169,9 +169,10 @@ static void show_table(struct demo *d)
     putchar('\n');
 }
 
-static int demo_script(struct demo *d)
+static const char *const all[] = {"fs1", "fs2", "fs3"};
+
+static int step_start(struct demo *d)
 {
-    static const char *const all[] = {"fs1", "fs2", "fs3"};
     if ((d->bal = start_balancer(d)) < 0)
         return -1;
     say(d, "started the balancer (pid %d), control address %s (mutual TLS)", d->bal, d->control);
@@ -185,18 +186,28 @@ static int demo_script(struct demo *d)
         return -1;
     say(d, "all three servers are up, %ld ms after starting", ms);
     show_table(d);
+    return 0;
+}
 
+static int step_kill_server(struct demo *d)
+{
     say(d, "killing fs2 with SIGKILL: no goodbye, its connection just drops");
     kill(d->fs[1], SIGKILL);
     proc_wait(d->fs[1], 5000, &(int){0});
     d->fs[1] = 0;
-    if ((ms = wait_for(d, all + 1, 1, "down")) < 0)
+    long ms = wait_for(d, all + 1, 1, "down");
+    if (ms < 0)
         return -1;
     say(d, "fs2 is marked down after %ld ms; new transfers will avoid it", ms);
+    return 0;
+}
 
+static int step_stop_and_restart_server(struct demo *d)
+{
     say(d, "stopping fs3 with SIGTERM: it sends DRAIN, waits for its transfers, sends BYE");
     kill(d->fs[2], SIGTERM);
-    if ((ms = wait_for(d, all + 2, 1, "gone")) < 0)
+    long ms = wait_for(d, all + 2, 1, "gone");
+    if (ms < 0)
         return -1;
     int status = -1;
     proc_wait(d->fs[2], 5000, &status);
@@ -206,14 +217,17 @@ static int demo_script(struct demo *d)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return -1;
     show_table(d);
-
     if ((d->fs[2] = start_server(d, 2)) < 0)
         return -1;
     say(d, "restarted fs3 (pid %d)", d->fs[2]);
     if ((ms = wait_for(d, all + 2, 1, "up")) < 0)
         return -1;
     say(d, "fs3 rejoined and is up after %ld ms", ms);
+    return 0;
+}
 
+static int step_restart_balancer(struct demo *d)
+{
     static const char *const live[] = {"fs1", "fs3"};
     say(d, "killing the balancer with SIGKILL; its table stays in shared memory");
     kill(d->bal, SIGKILL);
@@ -221,10 +235,19 @@ static int demo_script(struct demo *d)
     if ((d->bal = start_balancer(d)) < 0)
         return -1;
     say(d, "restarted the balancer (pid %d); the servers reconnect by themselves", d->bal);
-    if ((ms = wait_for(d, live, 2, "up")) < 0)
+    long ms = wait_for(d, live, 2, "up");
+    if (ms < 0)
         return -1;
     say(d, "fs1 and fs3 are up again after %ld ms; fs2, still dead, is kept as down", ms);
     show_table(d);
+    return 0;
+}
+
+static int demo_script(struct demo *d)
+{
+    if (step_start(d) < 0 || step_kill_server(d) < 0 || step_stop_and_restart_server(d) < 0 ||
+        step_restart_balancer(d) < 0)
+        return -1;
     return 0;
 }
 
