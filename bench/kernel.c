@@ -24,7 +24,8 @@
  * Residuals (‖I − A·X‖₁/(n‖A‖₁‖X‖₁ε), convoy's code for both) are of one
  * inversion, or the largest over the first items of a batch.
  *
- * Options: -q (quick: fewer sizes and repetitions, for a smoke test).
+ * Options: -q (quick: fewer sizes and repetitions, for a smoke test), -b
+ * (the batch rows only).
  */
 #include <cblas.h>
 #include <lapacke.h>
@@ -337,6 +338,7 @@ int main(int argc, char **argv)
     static const size_t batches[][2] = {{100000, 8}, {20000, 32}, {2000, 128}};
     struct bench b = {.reps = 7};
     bool quick = argc > 1 && strcmp(argv[1], "-q") == 0;
+    bool batch_only = argc > 1 && strcmp(argv[1], "-b") == 0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     b.cpus = cpus > 1 ? (unsigned)cpus : 1;
     if (quick)
@@ -349,12 +351,14 @@ int main(int argc, char **argv)
     size_t top = quick ? 512 : 2048;
     for (unsigned all = 0; all <= (b.cpus > 1); all++) {
         unsigned t = all ? b.cpus : 1;
-        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && sizes[i] <= top; i++) {
+        for (size_t i = 0; !batch_only && i < sizeof sizes / sizeof sizes[0] && sizes[i] <= top;
+             i++) {
             double gf = dgemm_row(&b, sizes[i], t);
             if (sizes[i] == top)
                 b.ceiling[all] = gf;
         }
-        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0] && sizes[i] <= top; i++)
+        for (size_t i = 0; !batch_only && i < sizeof sizes / sizeof sizes[0] && sizes[i] <= top;
+             i++)
             inverse_row(&b, sizes[i], t);
         for (size_t i = 0; i < 3; i++)
             batch_row(&b, quick ? batches[i][0] / 20 : batches[i][0], batches[i][1], t);

@@ -21,6 +21,7 @@
 
 #define GJ_N_MAX_DEFAULT 16384 /* n above this (or opts.n_max) is invalid */
 #define GJ_SMALL_N       32    /* n up to this skips the blocked machinery */
+#define GJ_GROUP_N_MAX   192   /* a batch's n up to this is inverted in groups */
 #define GJ_LANES_MAX     64    /* parallel lanes used for one inversion */
 
 /* Outcome of one matrix. */
@@ -80,10 +81,14 @@ struct gj_item {
 
 /*
  * Inverts count independent matrices in place, items split across the lanes
- * of opts->pool (one item is one lane's work). Workspace is allocated once
- * per lane, sized for the largest item, never per item. A bad item only sets
- * its own status. Returns the number of ok items, or -ENOMEM (then no item
- * was touched).
+ * of opts->pool (one item is one lane's work). Items with GJ_SMALL_N < n ≤
+ * GJ_GROUP_N_MAX are inverted a vector's worth at a time (8 with AVX-512), one matrix
+ * per vector lane, grouped with items of the same n near them; a singular
+ * one is left untouched, and no result depends on its group-mates or on the
+ * lane count, bit for bit (it may differ from gj_invert()'s in the last
+ * bits). Workspace is allocated once per lane, sized for the largest item,
+ * never per item. A bad item only sets its own status. Returns the number
+ * of ok items, or -ENOMEM (then no item was touched).
  */
 int gj_invert_batch(struct gj_item *items, size_t count, const struct gj_opts *opts);
 

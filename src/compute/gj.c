@@ -27,7 +27,9 @@
  * do not depend on the lane count.
  *
  * Matrices up to GJ_SMALL_N skip all of this: the kernel table's small path
- * inverts them on a stack copy (gj_kern_tmpl.h).
+ * inverts them on a stack copy (gj_kern_tmpl.h). In a batch, items of one
+ * order up to GJ_GROUP_N_MAX go through the grouped kernel instead, a
+ * vector's worth at a time, one matrix per lane (gj_group_tmpl.h).
  */
 #include "convoy/gj.h"
 
@@ -62,7 +64,9 @@ struct gj_ws {
     double *wr;               /* packed half panels inside the recursion */
     double *leafp;            /* ncap × GJ_LEAF: a leaf panel, contiguous */
     double *rblk;             /* GJ_RB × ncap: rows of A·X */
-    double *orig;             /* ncap²: A kept for the residual, or NULL */
+    double *orig;             /* ncap²: A kept for the residual (only then) */
+    double *gorig;            /* vw × gcap²: a group's inputs, likewise */
+    void *grp;                /* the grouped kernel's workspace for gcap, or NULL */
     double *bp[GJ_LANES_MAX]; /* per lane: packed B block */
     void *mem;
 };
@@ -219,10 +223,13 @@ static size_t rows_padded(size_t n)
 
 /*
  * Lays the buffers out in one block (or, with base NULL, only measures it).
- * Every buffer starts on a cache line.
+ * Every buffer starts on a cache line. gcap: the largest order the grouped
+ * kernel will see (0: none).
  */
-static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, bool resid)
+static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, bool resid,
+                        size_t gcap)
 {
+    const struct gj_kern *k = kern();
     size_t nb = min_sz(GJ_NB, round_up(n, GJ_LEAF));
     size_t np = rows_padded(n);
     size_t off = 0;
@@ -241,24 +248,30 @@ static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, 
     CARVE(rblk, (size_t)GJ_RB * n);
     for (unsigned l = 0; l < lanes; l++)
         CARVE(bp[l], (size_t)nb * GJ_NCB);
-    if (resid)
-        CARVE(orig, n * n);
-    else
-        ws->orig = NULL;
+    CARVE(orig, resid ? n * n : 0);
+    CARVE(gorig, resid ? k->vw * gcap * gcap : 0);
+    ws->grp = NULL;
+    if (gcap > 0) {
+        ws->grp = base ? (void *)(base + off) : NULL;
+        off += k->group_size(gcap);
+    }
 #undef CARVE
     return off;
 }
 
-/* Returns 0, or -ENOMEM (also when n² doubles would not fit a size_t). */
-static int ws_init(struct gj_ws *ws, size_t n, unsigned lanes, bool resid)
+/*
+ * Returns 0, or -ENOMEM (also when n² doubles would not fit a size_t).
+ * gcap ≤ GJ_GROUP_N_MAX: see ws_layout().
+ */
+static int ws_init(struct gj_ws *ws, size_t n, unsigned lanes, bool resid, size_t gcap)
 {
     if (n == 0 || n > SIZE_MAX / 4 / sizeof(double) / n)
         return -ENOMEM;
-    size_t size = ws_layout(ws, NULL, n, lanes, resid);
+    size_t size = ws_layout(ws, NULL, n, lanes, resid, gcap);
     void *mem = NULL;
     if (posix_memalign(&mem, GJ_ALIGN, size) != 0)
         return -ENOMEM;
-    ws_layout(ws, mem, n, lanes, resid);
+    ws_layout(ws, mem, n, lanes, resid, gcap);
     ws->mem = mem;
     ws->ncap = n;
     ws->lanes = lanes;
@@ -655,7 +668,7 @@ static double residual_ws(struct gj_ws *ws, const double *a, const double *x, si
 double gj_residual(const double *a, const double *x, size_t n)
 {
     struct gj_ws ws;
-    if (ws_init(&ws, n, 1, false) < 0)
+    if (ws_init(&ws, n, 1, false, 0) < 0)
         return -ENOMEM;
     double res = residual_ws(&ws, a, x, n);
     ws_free(&ws);
@@ -719,7 +732,7 @@ int gj_invert(double *a, size_t n, const struct gj_opts *opts, double *resid)
     bool want = opts != NULL && opts->residual && resid != NULL;
     unsigned lanes = lanes_of(opts);
     struct gj_ws ws;
-    int rc = ws_init(&ws, n, lanes, want);
+    int rc = ws_init(&ws, n, lanes, want, 0);
     if (rc < 0)
         return rc;
     rc = invert_one(&ws, a, n, opts != NULL ? opts->pool : NULL, lanes, want, res);
@@ -729,9 +742,10 @@ int gj_invert(double *a, size_t n, const struct gj_opts *opts, double *resid)
 
 /* A batch in progress: lanes claim chunks of items. */
 struct gj_batch {
+    const struct gj_kern *k;
     struct gj_item *items;
     size_t count;
-    size_t chunk;
+    size_t chunk; /* at most 64: a chunk's grouped items fit one mask */
     const struct gj_opts *opts;
     struct gj_ws *ws; /* one per lane */
     atomic_size_t next;
@@ -751,24 +765,88 @@ static void batch_item(struct gj_batch *b, struct gj_ws *ws, struct gj_item *it)
         atomic_fetch_add(&b->ok, 1);
 }
 
+/*
+ * Whether the grouped kernel inverts it. Every item of such an order
+ * goes through it, whoever its group-mates are (they do not change its
+ * result), so results do not depend on the lanes or the chunks.
+ */
+static bool grouped(const struct gj_item *it, const struct gj_opts *o)
+{
+    return shape_ok(it->a, it->n, o) && it->n > GJ_SMALL_N && it->n <= GJ_GROUP_N_MAX;
+}
+
+/* Inverts cnt (≤ vw) items of order n through the grouped kernel. */
+static void batch_group(struct gj_batch *b, struct gj_ws *ws, struct gj_item *const *grp,
+                        unsigned cnt, size_t n)
+{
+    double *a[GJ_VW_MAX] = {0};
+    int st[GJ_VW_MAX];
+    bool want = b->opts != NULL && b->opts->residual;
+    for (unsigned l = 0; l < cnt; l++) {
+        a[l] = grp[l]->a;
+        if (want)
+            memcpy(ws->gorig + l * n * n, a[l], n * n * sizeof(double));
+    }
+    b->k->group(a, n, ws->grp, st);
+    for (unsigned l = 0; l < cnt; l++) {
+        struct gj_item *it = grp[l];
+        it->status = st[l];
+        it->resid = NAN;
+        if (st[l] != GJ_OK)
+            continue;
+        atomic_fetch_add(&b->ok, 1);
+        if (want)
+            it->resid = residual_ws(ws, ws->gorig + l * n * n, it->a, n);
+    }
+}
+
+/*
+ * Items [i0, i1): those the grouped kernel takes in groups of one order (in
+ * item order), the others one by one.
+ */
+static void batch_chunk(struct gj_batch *b, struct gj_ws *ws, size_t i0, size_t i1)
+{
+    struct gj_item *items = b->items;
+    uint64_t done = 0;
+    for (size_t i = i0; i < i1; i++) {
+        if (done >> (i - i0) & 1)
+            continue;
+        if (!grouped(&items[i], b->opts)) {
+            batch_item(b, ws, &items[i]);
+            continue;
+        }
+        struct gj_item *grp[GJ_VW_MAX];
+        unsigned cnt = 0;
+        for (size_t j = i; j < i1 && cnt < b->k->vw; j++) {
+            if (done >> (j - i0) & 1 || !grouped(&items[j], b->opts) || items[j].n != items[i].n)
+                continue;
+            grp[cnt++] = &items[j];
+            done |= 1ull << (j - i0);
+        }
+        batch_group(b, ws, grp, cnt, items[i].n);
+    }
+}
+
 static void batch_lane(void *arg, size_t lane)
 {
     struct gj_batch *b = arg;
     size_t i0;
-    while ((i0 = atomic_fetch_add(&b->next, b->chunk)) < b->count) {
-        size_t i1 = min_sz(i0 + b->chunk, b->count);
-        for (size_t i = i0; i < i1; i++)
-            batch_item(b, &b->ws[lane], &b->items[i]);
-    }
+    while ((i0 = atomic_fetch_add(&b->next, b->chunk)) < b->count)
+        batch_chunk(b, &b->ws[lane], i0, min_sz(i0 + b->chunk, b->count));
 }
 
-/* The largest valid order in the batch (0: none). */
-static size_t batch_ncap(const struct gj_item *items, size_t count, const struct gj_opts *o)
+/* The largest valid order in the batch, and the largest grouped one (0: none). */
+static size_t batch_ncap(const struct gj_item *items, size_t count, const struct gj_opts *o,
+                         size_t *gcap)
 {
     size_t cap = 0;
-    for (size_t i = 0; i < count; i++)
+    *gcap = 0;
+    for (size_t i = 0; i < count; i++) {
         if (shape_ok(items[i].a, items[i].n, o) && items[i].n > cap)
             cap = items[i].n;
+        if (grouped(&items[i], o) && items[i].n > *gcap)
+            *gcap = items[i].n;
+    }
     return cap;
 }
 
@@ -776,16 +854,16 @@ int gj_invert_batch(struct gj_item *items, size_t count, const struct gj_opts *o
 {
     struct gj_ws ws[GJ_LANES_MAX];
     unsigned lanes = lanes_of(opts), made = 0;
-    size_t cap = batch_ncap(items, count, opts);
+    size_t gcap, cap = batch_ncap(items, count, opts, &gcap);
     bool want = opts != NULL && opts->residual;
     int rc = -ENOMEM;
     if (lanes > count)
         lanes = count == 0 ? 1 : (unsigned)count;
     for (; cap > 0 && made < lanes; made++)
-        if (ws_init(&ws[made], cap, 1, want) < 0)
+        if (ws_init(&ws[made], cap, 1, want, gcap) < 0)
             goto fail;
-    struct gj_batch b = {.items = items, .count = count, .opts = opts, .ws = ws};
-    b.chunk = min_sz(64, count / (lanes * 32u) + 1);
+    struct gj_batch b = {.k = kern(), .items = items, .count = count, .opts = opts, .ws = ws};
+    b.chunk = round_up(min_sz(64, count / (lanes * 32u) + 1), GJ_VW_MAX); /* whole groups */
     atomic_init(&b.next, 0);
     atomic_init(&b.ok, 0);
     if (lanes > 1)

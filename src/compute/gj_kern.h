@@ -4,7 +4,8 @@
  * Each instruction set contributes one table: a register-tile matrix
  * multiply over packed panels (the BLIS micro-kernel), the unblocked
  * Gauss-Jordan leaf that factors a narrow panel, the whole inversion of a
- * small matrix, and the column sums behind every 1-norm. The code is
+ * small matrix, the column sums behind every 1-norm, and the grouped
+ * inversion of one vector's worth of matrices of a batch (gj_group_tmpl.h). The code is
  * written once, in gj_kern_tmpl.h, with GCC vector
  * types; each gj_kern_<isa>.c instantiates it with its vector width and
  * tile shape and is compiled with that instruction set's flags.
@@ -18,6 +19,7 @@
 
 #define GJ_MR_MAX 8  /* largest register tile, rows */
 #define GJ_NR_MAX 24 /* largest register tile, columns */
+#define GJ_VW_MAX 8  /* largest group of the grouped kernel */
 
 struct gj_kern {
     enum gj_isa isa;
@@ -46,6 +48,17 @@ struct gj_kern {
      * GJ_OK.
      */
     int (*small)(double *a, size_t n);
+    unsigned vw; /* matrices in a group: doubles per vector */
+    /* Bytes of workspace group() needs for order n (a multiple of 64). */
+    size_t (*group_size)(size_t n);
+    /*
+     * Inverts the vw n×n row-major matrices a[0..vw-1] together,
+     * GJ_SMALL_N < n ≤ GJ_GROUP_N_MAX, in ws (group_size(n) bytes, 64-byte
+     * aligned); a[l] NULL is an empty lane. st[l] gets GJ_OK (a[l] now holds
+     * its inverse), GJ_SINGULAR or GJ_INVALID (NaN or Inf; a[l] untouched
+     * either way). Each result is independent of the other lanes, bit for bit.
+     */
+    void (*group)(double *const *a, size_t n, void *ws, int *st);
 };
 
 extern const struct gj_kern gj_kern_c;

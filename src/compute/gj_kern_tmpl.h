@@ -9,7 +9,8 @@
  * 8×24 AVX-512 tile, a 4×12 AVX2 tile and a 4×6 SSE2 (or scalar) tile.
  *
  * The includer may also define GJ_IMAX(a, b), a lane-wise int64 maximum in
- * one instruction, which generic vectors cannot express.
+ * one instruction, and GJ_GATHER(base, idx), a vector of base[idx[l]],
+ * which generic vectors cannot express.
  *
  * The tile keeps GJ_MR·GJ_NV accumulators in registers, loads GJ_NV vectors
  * of B and broadcasts GJ_MR values of A per step: with 24 accumulators there
@@ -20,6 +21,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -475,6 +477,8 @@ static int small(double *a, size_t n)
     return GJ_OK;
 }
 
+#include "gj_group_tmpl.h"
+
 const struct gj_kern GJ_TABLE = {
     .isa = GJ_ISA,
     .mr = GJ_MR,
@@ -483,4 +487,7 @@ const struct gj_kern GJ_TABLE = {
     .leaf = leaf,
     .small = small,
     .col_sums = col_sums,
+    .vw = GJ_VW,
+    .group_size = group_size,
+    .group = group,
 };

@@ -129,30 +129,45 @@ static void test_large(void)
 }
 
 /* A random permutation: a pivot search at every step; the inverse is exactly Pᵀ. */
+static double *permutation_matrix(size_t n)
+{
+    size_t *perm = malloc(n * sizeof(size_t));
+    double *a = calloc(n * n, sizeof(double));
+    CU_ASSERT_FATAL(perm != NULL && a != NULL);
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)((rnd() + 1.0) / 2.0 * (double)(i + 1)) % (i + 1);
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t i = 0; i < n; i++)
+        a[i * n + perm[i]] = 1.0;
+    free(perm);
+    return a;
+}
+
+/* Whether x is exactly the transpose of a. */
+static bool is_transpose(const double *x, const double *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < n; j++)
+            if (x[j * n + i] != a[i * n + j])
+                return false;
+    return true;
+}
+
 static void test_permutation(void)
 {
     static const size_t sizes[] = {5, 9, 16, 32, 61, 333};
     for (size_t s = 0; s < 6; s++) {
         size_t n = sizes[s];
-        size_t *perm = malloc(n * sizeof(size_t));
-        double *a = calloc(n * n, sizeof(double));
-        CU_ASSERT_FATAL(perm != NULL && a != NULL);
-        for (size_t i = 0; i < n; i++)
-            perm[i] = i;
-        for (size_t i = n; i-- > 1;) {
-            size_t j = (size_t)((rnd() + 1.0) / 2.0 * (double)(i + 1)) % (i + 1);
-            size_t t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
-        }
-        for (size_t i = 0; i < n; i++)
-            a[i * n + perm[i]] = 1.0;
+        double *a = permutation_matrix(n);
         double *x = invert_checked(a, n, NULL);
-        for (size_t i = 0; i < n; i++)
-            CU_ASSERT_EQUAL(x[perm[i] * n + i], 1.0);
+        CU_ASSERT(is_transpose(x, a, n));
         free(x);
         free(a);
-        free(perm);
     }
 }
 
@@ -437,6 +452,167 @@ static void test_batch(void)
     pool_destroy(pool);
 }
 
+/*
+ * A batch for the grouped kernel: orders it takes (and one above), mixed so
+ * that groups form across the list, partial groups, and bad items inside
+ * the groups. Item i's kind is i % 9.
+ */
+enum { GB_COUNT = 44 };
+enum gb_kind {
+    GB_RANDOM,
+    GB_PERM,
+    GB_ZERO_DIAG,
+    GB_ZERO_ROW,
+    GB_RANDOM2,
+    GB_NAN,
+    GB_DUP_ROW,
+    GB_INF
+};
+
+static const size_t gb_sizes[] = {33, 40, 64, 97, 128, 192, 193};
+
+static enum gb_kind gb_kind(size_t i)
+{
+    return (enum gb_kind)(i % 9 % 8);
+}
+
+static size_t gb_order(size_t i)
+{
+    return i < 16 ? 128 : gb_sizes[i * 5 % 7];
+}
+
+static enum gj_status gb_want(size_t i)
+{
+    switch (gb_kind(i)) {
+    case GB_ZERO_ROW:
+    case GB_DUP_ROW:
+        return GJ_SINGULAR;
+    case GB_NAN:
+    case GB_INF:
+        return GJ_INVALID;
+    default:
+        return GJ_OK;
+    }
+}
+
+static double *gb_matrix(size_t i)
+{
+    size_t n = gb_order(i);
+    double *a = gb_kind(i) == GB_PERM ? permutation_matrix(n) : random_matrix(n);
+    switch (gb_kind(i)) {
+    case GB_ZERO_DIAG:
+        for (size_t r = 0; r < n; r++)
+            a[r * n + r] = 0.0;
+        break;
+    case GB_ZERO_ROW:
+        memset(a + n / 3 * n, 0, n * sizeof(double));
+        break;
+    case GB_NAN:
+        a[n * n / 2] = NAN;
+        break;
+    case GB_DUP_ROW:
+        memcpy(a + (n - 1) * n, a + 2 * n, n * sizeof(double));
+        break;
+    case GB_INF:
+        a[n * n - 1] = -INFINITY;
+        break;
+    default:
+        break;
+    }
+    return a;
+}
+
+/* Runs items [first, first + count) as a batch (on fresh copies) with opts. */
+static struct gj_item *gb_run(double *const *orig, size_t first, size_t count,
+                              const struct gj_opts *o)
+{
+    struct gj_item *it = calloc(count, sizeof *it);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(it);
+    int ok = 0;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = gb_order(first + i);
+        it[i] = (struct gj_item){.a = copy_of(orig[first + i], n), .n = n};
+        ok += gb_want(first + i) == GJ_OK;
+    }
+    CU_ASSERT_EQUAL(gj_invert_batch(it, count, o), ok);
+    return it;
+}
+
+static void gb_free(struct gj_item *it, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        free(it[i].a);
+    free(it);
+}
+
+/* Statuses, residuals, exact permutation inverses, bad items untouched. */
+static void gb_check(double *const *orig, const struct gj_item *it)
+{
+    for (size_t i = 0; i < GB_COUNT; i++) {
+        size_t n = gb_order(i);
+        CU_ASSERT_EQUAL(it[i].status, gb_want(i));
+        if (gb_want(i) != GJ_OK) {
+            CU_ASSERT(isnan(it[i].resid));
+            /* The blocked path may leave a singular matrix garbled. */
+            if (n <= GJ_GROUP_N_MAX || gb_want(i) == GJ_INVALID)
+                CU_ASSERT_EQUAL(memcmp(it[i].a, orig[i], n * n * sizeof(double)), 0);
+            continue;
+        }
+        CU_ASSERT(it[i].resid < RESID_MAX);
+        CU_ASSERT(gj_residual(orig[i], it[i].a, n) == it[i].resid);
+        if (gb_kind(i) == GB_PERM)
+            CU_ASSERT(is_transpose(it[i].a, orig[i], n));
+    }
+}
+
+/* Whether two runs gave the same bits for every item. */
+static bool gb_same(const struct gj_item *x, const struct gj_item *y, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        size_t n = x[i].n;
+        if (n != y[i].n || memcmp(x[i].a, y[i].a, n * n * sizeof(double)) != 0)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * On every instruction set: the grouped batch is right, and each item's
+ * bits depend neither on the lane count nor on its group-mates (each item
+ * alone in a batch of one gives the same).
+ */
+static void test_batch_grouped(void)
+{
+    static const enum gj_isa isas[] = {GJ_ISA_C, GJ_ISA_AVX2, GJ_ISA_AVX512};
+    double *orig[GB_COUNT];
+    pool_t *pool;
+    CU_ASSERT_EQUAL_FATAL(pool_create(&pool, 2, 16), 0);
+    for (size_t i = 0; i < GB_COUNT; i++)
+        orig[i] = gb_matrix(i);
+    for (size_t s = 0; s < 3; s++) {
+        if (gj_set_isa(isas[s]) != 0)
+            continue;
+        struct gj_opts o = {.pool = pool, .threads = 1, .residual = 1};
+        struct gj_item *one = gb_run(orig, 0, GB_COUNT, &o);
+        gb_check(orig, one);
+        for (o.threads = 2; o.threads <= 3; o.threads++) {
+            struct gj_item *x = gb_run(orig, 0, GB_COUNT, &o);
+            CU_ASSERT(gb_same(x, one, GB_COUNT));
+            gb_free(x, GB_COUNT);
+        }
+        for (size_t i = 0; i < GB_COUNT; i += 3) {
+            struct gj_item *x = gb_run(orig, i, 1, NULL);
+            CU_ASSERT(gb_same(x, one + i, 1));
+            gb_free(x, 1);
+        }
+        gb_free(one, GB_COUNT);
+    }
+    CU_ASSERT_EQUAL(gj_set_isa(GJ_ISA_AUTO), 0);
+    for (size_t i = 0; i < GB_COUNT; i++)
+        free(orig[i]);
+    pool_destroy(pool);
+}
+
 void suite_gj(void)
 {
     CU_pSuite s = CU_add_suite("gj", NULL, NULL);
@@ -455,4 +631,8 @@ void suite_gj(void)
     CU_add_test(s, "n = 1..33 on every instruction set, pivoting, singular", test_small_sizes);
     CU_add_test(s, "lanes give bit-identical results", test_threads_equal);
     CU_add_test(s, "batch with bad items", test_batch);
+    CU_add_test(s,
+                "grouped batches: every isa, bad items in groups, bits independent of "
+                "lanes and group-mates",
+                test_batch_grouped);
 }
