@@ -257,16 +257,20 @@ static gj_ivec grp_step(struct group *g, size_t k0, size_t k1, size_t j, gj_ivec
     return next;
 }
 
-/* B (kk × w, GJ_GNC-column slivers) = the panel's pivot rows of columns [j0, j0 + w). */
+/*
+ * B (kk × w, GJ_GNC-column slivers) = the panel's pivot rows of columns
+ * [j0, j0 + w), each row walked front to back so that the lines the
+ * gathers need come in order, lane by lane.
+ */
 static void grp_pack(struct group *g, size_t k0, size_t kk, size_t j0, size_t w)
 {
-    gj_vec *dst = g->bp;
-    for (size_t c0 = 0; c0 < w; c0 += GJ_GNC) {
-        size_t nc = w - c0 < GJ_GNC ? w - c0 : GJ_GNC;
-        for (size_t k = 0; k < kk; k++) {
-            gj_ivec off = row_offsets(g, g->piv[k0 + k]) + (int64_t)((j0 + c0) * GJ_VW);
+    for (size_t k = 0; k < kk; k++) {
+        gj_ivec off = row_offsets(g, g->piv[k0 + k]) + (int64_t)(j0 * GJ_VW);
+        for (size_t c0 = 0; c0 < w; c0 += GJ_GNC) {
+            size_t nc = w - c0 < GJ_GNC ? w - c0 : GJ_GNC;
+            gj_vec *dst = g->bp + c0 * kk + k * nc;
             for (size_t c = 0; c < nc; c++)
-                *dst++ = gather(g->m, off + (int64_t)(c * GJ_VW));
+                dst[c] = gather(g->m, off + (int64_t)((c0 + c) * GJ_VW));
         }
     }
 }
