@@ -28,7 +28,7 @@
 enum gj_status {
     GJ_OK = 0,
     GJ_SINGULAR, /* a pivot at or below n·ε·‖A‖₁ (or zero): the matrix is left garbled
-                    (untouched when n ≤ GJ_SMALL_N) */
+                    (untouched when n ≤ GJ_SMALL_N, or in a batch n ≤ GJ_GROUP_N_MAX) */
     GJ_INVALID,  /* n = 0, n > n_max, NULL, or NaN/Inf in the input: left untouched */
 };
 
