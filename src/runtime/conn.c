@@ -74,6 +74,7 @@ struct conn {
     uint64_t timer_at;    /* when the armed timer fires */
     uint8_t *in;          /* unconsumed plaintext */
     size_t in_len;
+    size_t in_cap;       /* grows with need, up to CONN_IN_MAX */
     struct outq out;     /* bytes for the socket (ciphertext with TLS) */
     struct outq early;   /* plaintext written before the handshake ended */
     struct chunk *spare; /* one sent chunk kept for reuse */
@@ -343,6 +344,10 @@ static void conn_step_send(conn_t *c, int res)
     conn_sent(c, (size_t)res);
     conn_flush(c);
     conn_pump_file(c);
+    if (c->out.head == NULL && !c->file.active) { /* idle: hold no output memory */
+        free(c->spare);
+        c->spare = NULL;
+    }
     if (c->above_high && c->out.bytes < CONN_LOW_WATER) {
         c->above_high = false;
         if (!c->file.active && c->state == CS_OPEN && c->h->on_drain)
@@ -443,8 +448,16 @@ static int conn_keep(conn_t *c, const uint8_t *data, size_t len)
 {
     if (len > CONN_IN_MAX - c->in_len)
         return -EMSGSIZE;
-    if (c->in == NULL && (c->in = malloc(CONN_IN_MAX)) == NULL)
-        return -ENOMEM;
+    size_t need = c->in_len + len;
+    if (need > c->in_cap) { /* most leftovers are a partial header: start small */
+        size_t cap = c->in_cap ? c->in_cap * 2 : 4096;
+        cap = cap < need ? need : cap > CONN_IN_MAX ? CONN_IN_MAX : cap;
+        uint8_t *in = realloc(c->in, cap);
+        if (in == NULL)
+            return -ENOMEM;
+        c->in = in;
+        c->in_cap = cap;
+    }
     memmove(c->in + c->in_len, data, len);
     c->in_len += len;
     return 0;
@@ -476,6 +489,11 @@ static void conn_deliver(conn_t *c, const uint8_t *data, size_t len)
     if (data == c->in) {
         memmove(c->in, c->in + n, left);
         c->in_len = left;
+        if (left == 0 && c->in_cap > 16384) { /* a big message passed: give it back */
+            free(c->in);
+            c->in = NULL;
+            c->in_cap = 0;
+        }
     } else if (left > 0) {
         int rc = conn_keep(c, data + n, left);
         if (rc < 0)
