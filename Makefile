@@ -28,7 +28,7 @@ LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 SYS_OBJ  := $(SYS_SRC:%.c=$(BUILD)/obj/%.o)
-SOURCES  := $(wildcard include/convoy/*.h src/*/*.c tests/*/*.c tests/*/*.h bench/*.c)
+SOURCES  := $(wildcard include/convoy/*.h src/*/*.c src/*/*.h tests/*/*.c tests/*/*.h bench/*.c)
 
 .PHONY: all deps binaries test test-run asan demo format check-format clean bench fuzz
 .DEFAULT_GOAL := all
