@@ -31,19 +31,20 @@ enum {
 
 /* One group in progress: views into the caller's workspace. */
 struct group {
-    size_t n, np, ld;   /* order, rows padded, row stride in vectors */
-    double *m;          /* np × ld vectors: the interleaved matrices */
-    gj_ivec *piv;       /* n: the row each lane pivoted on at step k */
-    gj_ivec *used;      /* np: all ones in the lanes where row i has pivoted */
-    gj_ivec *keep;      /* np: zero in the lanes where row i is a pivot row of the panel */
-    gj_vec *bp;         /* GJ_GNB × n: a panel's pivot rows, gathered and packed */
-    gj_vec *colsum;     /* n: column sums for the 1-norms */
-    double *ident;      /* 2n: row i of the identity is ident + n − i (empty lanes) */
-    uint32_t *rk;       /* GJ_VW × n: lane l's pivot row of step k */
-    uint32_t *jinv;     /* GJ_VW × n: the step that pivoted on row i in lane l */
-    double *rows;       /* GJ_VW × n: one row of the group, lane by lane */
-    gj_vec tol;         /* pivots at or below it are singular */
-    gj_ivec bad, inval; /* lanes found singular; lanes with NaN or Inf */
+    size_t n, np, ld;    /* order, rows padded, row stride in vectors */
+    double *m;           /* np × ld vectors: the interleaved matrices */
+    gj_ivec *piv;        /* n: the row each lane pivoted on at step k */
+    gj_ivec *used;       /* np: all ones in the lanes where row i has pivoted */
+    gj_ivec *keep;       /* np: zero in the lanes where row i is a pivot row of the panel */
+    gj_vec *bp;          /* GJ_GNB × n: a panel's pivot rows, gathered and packed */
+    gj_vec *colsum;      /* n: column sums for the 1-norms */
+    double *ident;       /* 2n: row i of the identity is ident + n − i (empty lanes) */
+    const gj_vec **prow; /* GJ_GNB × GJ_VW: a panel's pivot rows, lane by lane */
+    uint32_t *rk;        /* GJ_VW × n: lane l's pivot row of step k */
+    uint32_t *jinv;      /* GJ_VW × n: the step that pivoted on row i in lane l */
+    double *rows;        /* GJ_VW × n: one row of the group, lane by lane */
+    gj_vec tol;          /* pivots at or below it are singular */
+    gj_ivec bad, inval;  /* lanes found singular; lanes with NaN or Inf */
 };
 
 static inline size_t grp_round(size_t x, size_t m)
@@ -70,6 +71,7 @@ static size_t grp_carve(struct group *g, char *base, size_t n)
     GCARVE(bp, (size_t)GJ_GNB * n);
     GCARVE(colsum, n);
     GCARVE(ident, 2 * n);
+    GCARVE(prow, (size_t)GJ_GNB * GJ_VW);
     GCARVE(rk, GJ_VW * n);
     GCARVE(jinv, GJ_VW * n);
     GCARVE(rows, GJ_VW * n);
@@ -86,25 +88,6 @@ static size_t group_size(size_t n)
 static inline gj_vec *gv(const struct group *g, size_t i, size_t c)
 {
     return (gj_vec *)(g->m + (i * g->ld + c) * GJ_VW);
-}
-
-/* Lane l of the result is base[idx[l]]. */
-static inline gj_vec gather(const double *base, gj_ivec idx)
-{
-#ifdef GJ_GATHER
-    return GJ_GATHER(base, idx);
-#else
-    gj_vec v;
-    for (int l = 0; l < GJ_VW; l++)
-        v[l] = base[idx[l]];
-    return v;
-#endif
-}
-
-/* Element offsets of row r[l], column 0, lane l. */
-static inline gj_ivec row_offsets(const struct group *g, gj_ivec r)
-{
-    return r * (int64_t)(g->ld * GJ_VW) + (gj_ivec)GJ_IOTA;
 }
 
 /* One butterfly stage's lane choice: lanes of a (from) and b (from + GJ_VW). */
@@ -183,22 +166,63 @@ static void grp_load(struct group *g, double *const *a)
         g->used[i] = (gj_ivec){0} - (int64_t)(i >= n);
 }
 
-/*
- * Lane-wise: the row not pivoted on yet whose column-j entry is largest in
- * magnitude (the first on a tie), and that magnitude in *mag.
- */
-static gj_ivec grp_pivots(const struct group *g, size_t j, gj_vec *mag)
+/* Lanes p with p & h set: all ones there. */
+static inline gj_ivec hi_lanes(int h)
 {
-    gj_vec best = splat(-1.0);
-    gj_ivec r = {0};
-    for (size_t i = 0; i < g->n; i++) {
-        gj_vec v = vec_abs(*gv(g, i, j));
-        gj_ivec gt = (v > best) & ~g->used[i];
-        best = (gj_vec)sel(gt, (gj_ivec)v, (gj_ivec)best);
-        r = sel(gt, (gj_ivec){0} + (int64_t)i, r);
-    }
-    *mag = best;
-    return r;
+    gj_ivec m;
+    for (int p = 0; p < GJ_VW; p++)
+        m[p] = (p & h) ? -1 : 0;
+    return m;
+}
+
+/*
+ * Lane l of the result is lane l of row[l][c]: a whole-vector load per lane
+ * and a tree of blends, ~2.5 cycles on Zen 5 where a hardware gather of
+ * the same eight values takes ~9.
+ */
+static inline __attribute__((always_inline)) gj_vec diag(const gj_vec *const *row, size_t c)
+{
+    gj_ivec x[GJ_VW];
+#pragma GCC unroll 8
+    for (int l = 0; l < GJ_VW; l++)
+        x[l] = (gj_ivec)row[l][c];
+#pragma GCC unroll 3
+    for (int h = 1; h < GJ_VW; h *= 2)
+#pragma GCC unroll 8
+        for (int i = 0; i < GJ_VW; i += 2 * h)
+            x[i] = sel(hi_lanes(h), x[i + h], x[i]);
+    return (gj_vec)x[0];
+}
+
+/*
+ * Pivot search by integer keys, as in small() of gj_kern_tmpl.h: a finite
+ * |x| orders like its bit pattern, so (|x| with the low byte replaced by
+ * 255 − i) picks the largest magnitude, to 44 bits of mantissa, and among
+ * equals the first row, with one integer maximum per row and no compare
+ * in the loop-carried chain. Rows already pivoted on get key 0, below any
+ * other (every key of a row not pivoted on has 255 − i > 0).
+ */
+#define GRP_TAG 0xff
+
+_Static_assert(GJ_GROUP_N_MAX <= GRP_TAG, "row numbers fit a pivot key's tag");
+
+static inline gj_ivec grp_key(gj_vec x, gj_ivec used, size_t i)
+{
+    return (((gj_ivec)vec_abs(x) & ~(int64_t)GRP_TAG) | (int64_t)(GRP_TAG - i)) & ~used;
+}
+
+static inline gj_ivec grp_key_row(gj_ivec key)
+{
+    return GRP_TAG - (key & GRP_TAG);
+}
+
+/* Lane-wise: the row not pivoted on yet whose column-j entry is largest. */
+static gj_ivec grp_pivots(const struct group *g, size_t j)
+{
+    gj_ivec best = {0};
+    for (size_t i = 0; i < g->n; i++)
+        best = imax(best, grp_key(*gv(g, i, j), g->used[i], i));
+    return grp_key_row(best);
 }
 
 /*
@@ -219,58 +243,81 @@ static inline __attribute__((always_inline)) void grp_row(gj_vec *row, size_t w,
 }
 
 /*
- * One Gauss-Jordan step on column j of the panel [k0, k1), pivoting on
- * rows r (magnitudes *mag), as gj_kern_tmpl.h's eliminate() with rows as
- * vectors. Returns the pivot rows of column j + 1 (and their magnitudes in
- * *mag), found in the same pass; anything if j + 1 = k1.
+ * The elimination of one step over all rows, with the pivot rows of the
+ * next column found in the same pass (w and jj constants where it counts,
+ * so that the row's loop unrolls without a branch).
  */
-static gj_ivec grp_step(struct group *g, size_t k0, size_t k1, size_t j, gj_ivec r, gj_vec *mag)
+static inline __attribute__((always_inline)) gj_ivec grp_elim(struct group *g, size_t k0, size_t w,
+                                                              size_t jj, gj_ivec r, const gj_vec *p)
+{
+    size_t n = g->n, ld = g->ld;
+    const gj_ivec *used = g->used;
+    gj_vec *row = gv(g, 0, k0);
+    gj_ivec best = {0};
+    for (size_t i = 0; i < n; i++, row += ld) {
+        grp_row(row, w, jj, r != (int64_t)i, p);
+        if (jj + 1 < w)
+            best = imax(best, grp_key(row[jj + 1], used[i], i));
+    }
+    return grp_key_row(best);
+}
+
+/*
+ * One Gauss-Jordan step on column j of the panel [k0, k1), pivoting on
+ * rows r, as gj_kern_tmpl.h's eliminate() with rows as vectors. Returns
+ * the pivot rows of column j + 1; anything if j + 1 = k1.
+ */
+static gj_ivec grp_step(struct group *g, size_t k0, size_t k1, size_t j, gj_ivec r)
 {
     size_t w = k1 - k0, jj = j - k0;
-    gj_vec p[GJ_GLEAF] = {0}, best = splat(-1.0);
-    gj_ivec next = {0};
-    g->bad |= ~(*mag > g->tol);
+    gj_vec p[GJ_GLEAF] = {0};
     g->piv[j] = r;
     for (int l = 0; l < GJ_VW; l++)
         g->used[r[l]][l] = -1;
-    gj_ivec off = row_offsets(g, r);
+    const gj_vec *rows[GJ_VW];
+    for (int l = 0; l < GJ_VW; l++)
+        rows[l] = gv(g, (size_t)r[l], k0);
     for (size_t c = 0; c < w; c++)
-        p[c] = gather(g->m, off + (int64_t)((k0 + c) * GJ_VW));
+        p[c] = diag(rows, c);
+    g->bad |= ~(vec_abs(p[jj]) > g->tol);
     gj_vec inv = 1.0 / p[jj];
     for (size_t c = 0; c < w; c++)
         p[c] *= inv;
     p[jj] = inv;
-    for (size_t i = 0; i < g->n; i++) {
-        gj_vec *row = gv(g, i, k0);
-        gj_ivec keep = r != (int64_t)i;
-        if (w == GJ_GLEAF)
-            grp_row(row, GJ_GLEAF, jj, keep, p);
-        else
-            grp_row(row, w, jj, keep, p);
-        if (jj + 1 < w) {
-            gj_ivec gt = (vec_abs(row[jj + 1]) > best) & ~g->used[i];
-            best = (gj_vec)sel(gt, (gj_ivec)vec_abs(row[jj + 1]), (gj_ivec)best);
-            next = sel(gt, (gj_ivec){0} + (int64_t)i, next);
+    _Static_assert(GJ_GLEAF == 4, "one case per column of a leaf");
+    if (w == GJ_GLEAF)
+        switch (jj) {
+        case 0:
+            return grp_elim(g, k0, GJ_GLEAF, 0, r, p);
+        case 1:
+            return grp_elim(g, k0, GJ_GLEAF, 1, r, p);
+        case 2:
+            return grp_elim(g, k0, GJ_GLEAF, 2, r, p);
+        default:
+            return grp_elim(g, k0, GJ_GLEAF, 3, r, p);
         }
-    }
-    *mag = best;
-    return next;
+    return grp_elim(g, k0, w, jj, r, p);
 }
 
 /*
  * B (kk × w, GJ_GNC-column slivers) = the panel's pivot rows of columns
- * [j0, j0 + w), each row walked front to back so that the lines the
- * gathers need come in order, lane by lane.
+ * [j0, j0 + w), lane by lane. Each line of the group holds one column of
+ * a row for every lane, and each lane wants it at a different k: walking
+ * a column down all kk rows before the next reads each line into L1 once,
+ * where going along the rows would come back for it once per lane.
  */
 static void grp_pack(struct group *g, size_t k0, size_t kk, size_t j0, size_t w)
 {
-    for (size_t k = 0; k < kk; k++) {
-        gj_ivec off = row_offsets(g, g->piv[k0 + k]) + (int64_t)(j0 * GJ_VW);
-        for (size_t c0 = 0; c0 < w; c0 += GJ_GNC) {
-            size_t nc = w - c0 < GJ_GNC ? w - c0 : GJ_GNC;
-            gj_vec *dst = g->bp + c0 * kk + k * nc;
-            for (size_t c = 0; c < nc; c++)
-                dst[c] = gather(g->m, off + (int64_t)((c0 + c) * GJ_VW));
+    const gj_vec **rows = g->prow;
+    for (size_t k = 0; k < kk; k++)
+        for (int l = 0; l < GJ_VW; l++)
+            rows[k * GJ_VW + l] = gv(g, (size_t)g->piv[k0 + k][l], j0);
+    for (size_t c0 = 0; c0 < w; c0 += GJ_GNC) {
+        size_t nc = w - c0 < GJ_GNC ? w - c0 : GJ_GNC;
+        for (size_t c = c0; c < c0 + nc; c++) {
+            gj_vec *dst = g->bp + c0 * kk + c - c0;
+            for (size_t k = 0; k < kk; k++)
+                dst[k * nc] = diag(rows + k * GJ_VW, c);
         }
     }
 }
@@ -375,10 +422,9 @@ static void grp_update(struct group *g, size_t k0, size_t k1, size_t j0, size_t 
 static void grp_factor(struct group *g, size_t k0, size_t k1)
 {
     if (k1 - k0 <= GJ_GLEAF) {
-        gj_vec mag;
-        gj_ivec r = grp_pivots(g, k0, &mag);
+        gj_ivec r = grp_pivots(g, k0);
         for (size_t j = k0; j < k1; j++)
-            r = grp_step(g, k0, k1, j, r, &mag);
+            r = grp_step(g, k0, k1, j, r);
         return;
     }
     size_t m = k0 + grp_round((k1 - k0) / 2, GJ_GLEAF);

@@ -8,7 +8,5 @@
 #define GJ_NV    3
 #define GJ_ISA   GJ_ISA_AVX2
 #define GJ_TABLE gj_kern_avx2
-#include <immintrin.h>
-#define GJ_GATHER(base, i) ((gj_vec)_mm256_i64gather_pd((base), (__m256i)(i), 8))
 #include "gj_kern_tmpl.h"
 #endif

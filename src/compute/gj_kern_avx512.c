@@ -10,7 +10,6 @@
 #define GJ_ISA   GJ_ISA_AVX512
 #define GJ_TABLE gj_kern_avx512
 #include <immintrin.h>
-#define GJ_IMAX(a, b)      ((gj_ivec)_mm512_max_epi64((__m512i)(a), (__m512i)(b)))
-#define GJ_GATHER(base, i) ((gj_vec)_mm512_i64gather_pd((__m512i)(i), (base), 8))
+#define GJ_IMAX(a, b) ((gj_ivec)_mm512_max_epi64((__m512i)(a), (__m512i)(b)))
 #include "gj_kern_tmpl.h"
 #endif

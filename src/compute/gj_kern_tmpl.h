@@ -9,8 +9,7 @@
  * 8×24 AVX-512 tile, a 4×12 AVX2 tile and a 4×6 SSE2 (or scalar) tile.
  *
  * The includer may also define GJ_IMAX(a, b), a lane-wise int64 maximum in
- * one instruction, and GJ_GATHER(base, idx), a vector of base[idx[l]],
- * which generic vectors cannot express.
+ * one instruction, which generic vectors cannot express.
  *
  * The tile keeps GJ_MR·GJ_NV accumulators in registers, loads GJ_NV vectors
  * of B and broadcasts GJ_MR values of A per step: with 24 accumulators there
