@@ -286,26 +286,6 @@ static void ws_free(struct gj_ws *ws)
 
 /* ---- packing and the multiply ------------------------------------------- */
 
-/*
- * rows×k block of a (row stride lda) into mr-row slivers, zero-padded. The
- * inner loop walks mr rows side by side, so that each store fills the
- * sliver in order while every row is read front to back.
- */
-static void pack_a(const struct gj_kern *k, size_t rows, size_t kk, const double *a, size_t lda,
-                   double *dst)
-{
-    size_t mr = k->mr;
-    for (size_t i0 = 0; i0 < rows; i0 += mr, dst += mr * kk) {
-        size_t h = min_sz(mr, rows - i0);
-        const double *src = a + i0 * lda;
-        if (h < mr)
-            memset(dst, 0, mr * kk * sizeof(double));
-        for (size_t p = 0; p < kk; p++)
-            for (size_t i = 0; i < h; i++)
-                dst[p * mr + i] = src[i * lda + p];
-    }
-}
-
 /* Row p (of kk) of a packed B block: cols values of src into its nr-column slivers, zero-padded. */
 static void pack_b_row(const struct gj_kern *k, size_t p, size_t kk, size_t cols, const double *src,
                        double *dst)
@@ -354,7 +334,7 @@ static void gemm_packed(const struct gj_kern *k, size_t rows, size_t cols, size_
 
 static void pack_panel(struct gj_run *r, size_t k0, size_t k1, double *dst)
 {
-    pack_a(r->k, r->n, k1 - k0, r->a + k0, r->n, dst);
+    r->k->pack_a(r->n, k1 - k0, r->a + k0, r->n, dst);
 }
 
 /*
@@ -639,7 +619,7 @@ static void product_rows(const struct gj_kern *k, struct gj_ws *ws, const double
     memset(ws->rblk, 0, h * n * sizeof(double));
     for (size_t p0 = 0; p0 < n; p0 += kb) {
         size_t kk = min_sz(kb, n - p0);
-        pack_a(k, h, kk, a + i0 * n + p0, n, ws->wp[0]);
+        k->pack_a(h, kk, a + i0 * n + p0, n, ws->wp[0]);
         for (size_t j0 = 0; j0 < n; j0 += GJ_NCB) {
             size_t w = min_sz(GJ_NCB, n - j0);
             pack_b(k, kk, w, x + p0 * n + j0, n, ws->bp[0]);

@@ -90,30 +90,6 @@ static inline gj_vec *gv(const struct group *g, size_t i, size_t c)
     return (gj_vec *)(g->m + (i * g->ld + c) * GJ_VW);
 }
 
-/* One butterfly stage's lane choice: lanes of a (from) and b (from + GJ_VW). */
-static inline gj_ivec tr_mask(int h, bool hi)
-{
-    gj_ivec m;
-    for (int p = 0; p < GJ_VW; p++)
-        m[p] = (p & h) ? GJ_VW + p - (hi ? 0 : h) : p + (hi ? h : 0);
-    return m;
-}
-
-/* Transposes the GJ_VW × GJ_VW block x in log2(GJ_VW) butterfly stages. */
-static inline __attribute__((always_inline)) void transpose(gj_vec *x)
-{
-#pragma GCC unroll 3
-    for (int h = 1; h < GJ_VW; h *= 2)
-#pragma GCC unroll 8
-        for (int i = 0; i < GJ_VW; i++) {
-            if (i & h)
-                continue;
-            gj_vec lo = __builtin_shuffle(x[i], x[i + h], tr_mask(h, false));
-            x[i + h] = __builtin_shuffle(x[i], x[i + h], tr_mask(h, true));
-            x[i] = lo;
-        }
-}
-
 /* Row i of lane l's input: its matrix, or the identity for an empty lane. */
 static inline const double *src_row(const struct group *g, double *const *a, int l, size_t i)
 {

@@ -33,6 +33,11 @@ struct gj_kern {
      */
     void (*tile)(size_t k, const double *ap, const double *bp, double *c, size_t ldc);
     /*
+     * The rows×k block of a (row stride lda) into mr-row slivers for tile(),
+     * each mr×k, column by column, the last one zero-padded.
+     */
+    void (*pack_a)(size_t rows, size_t k, const double *a, size_t lda, double *dst);
+    /*
      * Unblocked Gauss-Jordan on an nrows×w panel stored contiguously (row
      * stride w): column j pivots on a row chosen among rows r0+j..nrows-1,
      * swapped within the panel; piv[j] gets that row. Returns 0, or -1 when a

@@ -476,6 +476,67 @@ static int small(double *a, size_t n)
     return GJ_OK;
 }
 
+/* One butterfly stage's lane choice: lanes of a (from) and b (from + GJ_VW). */
+static inline gj_ivec tr_mask(int h, bool hi)
+{
+    gj_ivec m;
+    for (int p = 0; p < GJ_VW; p++)
+        m[p] = (p & h) ? GJ_VW + p - (hi ? 0 : h) : p + (hi ? h : 0);
+    return m;
+}
+
+/* Transposes the GJ_VW × GJ_VW block x in log2(GJ_VW) butterfly stages. */
+static inline __attribute__((always_inline)) void transpose(gj_vec *x)
+{
+#pragma GCC unroll 3
+    for (int h = 1; h < GJ_VW; h *= 2)
+#pragma GCC unroll 8
+        for (int i = 0; i < GJ_VW; i++) {
+            if (i & h)
+                continue;
+            gj_vec lo = __builtin_shuffle(x[i], x[i + h], tr_mask(h, false));
+            x[i + h] = __builtin_shuffle(x[i], x[i + h], tr_mask(h, true));
+            x[i] = lo;
+        }
+}
+
+/*
+ * See the table. With one vector per tile row (GJ_MR = GJ_VW), each
+ * GJ_VW × GJ_VW block is GJ_VW loads, a transposition in registers and
+ * GJ_VW stores, where element by element it was a load and a store each.
+ */
+static void pack_a(size_t rows, size_t kk, const double *a, size_t lda, double *dst)
+{
+    for (size_t i0 = 0; i0 < rows; i0 += GJ_MR, dst += GJ_MR * kk) {
+        const double *src = a + i0 * lda;
+        size_t p = 0;
+        if (rows - i0 < GJ_MR) {
+            size_t h = rows - i0;
+            memset(dst, 0, GJ_MR * kk * sizeof(double));
+            for (; p < kk; p++)
+                for (size_t i = 0; i < h; i++)
+                    dst[p * GJ_MR + i] = src[i * lda + p];
+            continue;
+        }
+#if GJ_MR == GJ_VW
+        for (; p + GJ_VW <= kk; p += GJ_VW) {
+            gj_vec x[GJ_VW];
+#pragma GCC unroll 8
+            for (int i = 0; i < GJ_VW; i++)
+                x[i] = vec_load(src + i * lda + p);
+            transpose(x);
+#pragma GCC unroll 8
+            for (int c = 0; c < GJ_VW; c++)
+                vec_store(dst + (p + c) * GJ_MR, x[c]);
+        }
+#endif
+        for (; p < kk; p++)
+#pragma GCC unroll 8
+            for (size_t i = 0; i < GJ_MR; i++)
+                dst[p * GJ_MR + i] = src[i * lda + p];
+    }
+}
+
 #include "gj_group_tmpl.h"
 
 const struct gj_kern GJ_TABLE = {
@@ -483,6 +544,7 @@ const struct gj_kern GJ_TABLE = {
     .mr = GJ_MR,
     .nr = GJ_NR,
     .tile = tile,
+    .pack_a = pack_a,
     .leaf = leaf,
     .small = small,
     .col_sums = col_sums,
