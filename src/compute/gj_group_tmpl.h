@@ -22,7 +22,9 @@
  */
 
 #define GJ_GMR (GJ_MR / 2) /* grouped tile rows */
-#define GJ_GNC (2 * GJ_NV) /* grouped tile columns (vectors) */
+#ifndef GJ_GNC
+#define GJ_GNC (2 * GJ_NV) /* grouped tile columns (vectors); the includer may choose */
+#endif
 
 enum {
     GJ_GNB = 64,  /* panel width */

@@ -11,5 +11,8 @@
 #define GJ_TABLE gj_kern_avx512
 #include <immintrin.h>
 #define GJ_IMAX(a, b) ((gj_ivec)_mm512_max_epi64((__m512i)(a), (__m512i)(b)))
+/* Grouped tiles of 4 × 4: panels and their halves are multiples of 4 columns
+ * wide, so no sliver is left narrow (4 × 6 left one of 2 or 4 in each). */
+#define GJ_GNC 4
 #include "gj_kern_tmpl.h"
 #endif
