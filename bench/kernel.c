@@ -12,6 +12,8 @@
  *          convoy_resid=… openblas_resid=… dgemm_frac=…
  *   kernel batch=COUNTxN threads=T convoy_mps=… openblas_mps=… ratio=…
  *          convoy_resid=… openblas_resid=…
+ *   kernel speedup n=N threads=T convoy_1t_gflops=… convoy_gflops=…
+ *          speedup=… openblas_1t_gflops=… openblas_gflops=… openblas_speedup=…
  *
  * GF/s is 2n³/t for both. dgemm_frac is convoy's GF/s over OpenBLAS DGEMM's
  * at n = 2048 with the same threads, the ceiling of any inversion. The
@@ -21,11 +23,16 @@
  * to the column-major routines as is: that inverts Aᵀ, whose inverse is A⁻¹
  * transposed, i.e. A⁻¹ in row-major order, so no transposition is timed.
  * Before each multithreaded sample the bench sleeps 150 ms (see settle()).
+ * The speedup row times each library on one thread and on all of them in
+ * alternation, back to back, and gives the median of the pairs' ratios:
+ * the 1- and 2-thread rows are measured tens of seconds apart, often in
+ * different moods of a shared host; OpenBLAS's own speed-up, measured the
+ * same way just after, shows what the host allowed (docs/benchmarks.md).
  * Residuals (‖I − A·X‖₁/(n‖A‖₁‖X‖₁ε), convoy's code for both) are of one
  * inversion, or the largest over the first items of a batch.
  *
  * Options: -q (quick: fewer sizes and repetitions, for a smoke test), -b
- * (the batch rows only).
+ * (the batch rows only), -s (the speedup row only).
  */
 #include <cblas.h>
 #include <lapacke.h>
@@ -203,6 +210,48 @@ static void inverse_row(struct bench *b, size_t n, unsigned threads)
     free(a);
 }
 
+/*
+ * Speed-up from one thread to all at order n, each library alternating
+ * between the two back to back. A 2-thread OpenBLAS call leaves its
+ * threads spinning; they sit on the other core, which the 1-thread call
+ * that follows does not use.
+ */
+static void speedup_row(struct bench *b, size_t n)
+{
+    double *a = xmalloc(n * n * sizeof(double)), *x = xmalloc(n * n * sizeof(double));
+    lapack_int *ipiv = xmalloc(n * sizeof(lapack_int));
+    double c1[REPS_MAX], c2[REPS_MAX], o1[REPS_MAX], o2[REPS_MAX], c_ratio[REPS_MAX],
+        o_ratio[REPS_MAX];
+    int reps = b->reps;
+    unsigned all = b->cpus;
+    fill_random(a, n * n, n);
+    time_convoy(b, x, a, n, all);
+    for (int r = 0; r < reps; r++) {
+        c1[r] = time_convoy(b, x, a, n, 1);
+        c2[r] = time_convoy(b, x, a, n, all);
+        c_ratio[r] = c1[r] / c2[r];
+    }
+    openblas_set_num_threads((int)all);
+    time_openblas(x, a, n, ipiv);
+    for (int r = 0; r < reps; r++) {
+        openblas_set_num_threads(1);
+        o1[r] = time_openblas(x, a, n, ipiv);
+        openblas_set_num_threads((int)all);
+        o2[r] = time_openblas(x, a, n, ipiv);
+        o_ratio[r] = o1[r] / o2[r];
+    }
+    double flop = 2.0 * (double)n * (double)n * (double)n;
+    printf("kernel speedup n=%zu threads=%u convoy_1t_gflops=%.1f convoy_gflops=%.1f speedup=%.2f "
+           "openblas_1t_gflops=%.1f openblas_gflops=%.1f openblas_speedup=%.2f\n",
+           n, all, flop / median(c1, reps) / 1e9, flop / median(c2, reps) / 1e9,
+           median(c_ratio, reps), flop / median(o1, reps) / 1e9, flop / median(o2, reps) / 1e9,
+           median(o_ratio, reps));
+    fflush(stdout);
+    free(ipiv);
+    free(x);
+    free(a);
+}
+
 /* ---- batches ------------------------------------------------------------ */
 
 /* One thread's share of the OpenBLAS batch reference. */
@@ -339,6 +388,7 @@ int main(int argc, char **argv)
     struct bench b = {.reps = 7};
     bool quick = argc > 1 && strcmp(argv[1], "-q") == 0;
     bool batch_only = argc > 1 && strcmp(argv[1], "-b") == 0;
+    bool speedup_only = argc > 1 && strcmp(argv[1], "-s") == 0;
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     b.cpus = cpus > 1 ? (unsigned)cpus : 1;
     if (quick)
@@ -349,7 +399,7 @@ int main(int argc, char **argv)
     }
     print_config(&b);
     size_t top = quick ? 512 : 2048;
-    for (unsigned all = 0; all <= (b.cpus > 1); all++) {
+    for (unsigned all = 0; !speedup_only && all <= (b.cpus > 1); all++) {
         unsigned t = all ? b.cpus : 1;
         for (size_t i = 0; !batch_only && i < sizeof sizes / sizeof sizes[0] && sizes[i] <= top;
              i++) {
@@ -363,6 +413,8 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < 3; i++)
             batch_row(&b, quick ? batches[i][0] / 20 : batches[i][0], batches[i][1], t);
     }
+    if (b.cpus > 1 && !batch_only)
+        speedup_row(&b, top);
     pool_destroy(b.pool);
     return 0;
 }
