@@ -509,17 +509,11 @@ static void pack_a(size_t rows, size_t kk, const double *a, size_t lda, double *
 {
     for (size_t i0 = 0; i0 < rows; i0 += GJ_MR, dst += GJ_MR * kk) {
         const double *src = a + i0 * lda;
-        size_t p = 0;
-        if (rows - i0 < GJ_MR) {
-            size_t h = rows - i0;
+        size_t p = 0, h = rows - i0 < GJ_MR ? rows - i0 : GJ_MR;
+        if (h < GJ_MR)
             memset(dst, 0, GJ_MR * kk * sizeof(double));
-            for (; p < kk; p++)
-                for (size_t i = 0; i < h; i++)
-                    dst[p * GJ_MR + i] = src[i * lda + p];
-            continue;
-        }
 #if GJ_MR == GJ_VW
-        for (; p + GJ_VW <= kk; p += GJ_VW) {
+        for (; h == GJ_MR && p + GJ_VW <= kk; p += GJ_VW) {
             gj_vec x[GJ_VW];
 #pragma GCC unroll 8
             for (int i = 0; i < GJ_VW; i++)
@@ -531,8 +525,7 @@ static void pack_a(size_t rows, size_t kk, const double *a, size_t lda, double *
         }
 #endif
         for (; p < kk; p++)
-#pragma GCC unroll 8
-            for (size_t i = 0; i < GJ_MR; i++)
+            for (size_t i = 0; i < h; i++)
                 dst[p * GJ_MR + i] = src[i * lda + p];
     }
 }
