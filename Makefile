@@ -3,7 +3,8 @@
 # `make` first installs missing Debian packages (scripts/deps.sh), then builds
 # in a second make so that pkg-config is only asked once it can answer.
 # `make test` rebuilds with -Werror and runs every CUnit suite and system test.
-# `make asan` runs the same suite built with ASan + UBSan in build-asan/.
+# `make asan` runs the same suite built with ASan + UBSan in build-asan/,
+# `make tsan` with ThreadSanitizer in build-tsan/.
 
 BUILD   ?= build
 ifeq ($(origin CC),default)
@@ -30,7 +31,7 @@ UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
 SYS_OBJ  := $(SYS_SRC:%.c=$(BUILD)/obj/%.o)
 SOURCES  := $(wildcard include/convoy/*.h src/*/*.c src/*/*.h tests/*/*.c tests/*/*.h bench/*.c)
 
-.PHONY: all deps binaries test test-run asan demo format check-format clean bench fuzz
+.PHONY: all deps binaries test test-run asan tsan demo format check-format clean bench fuzz
 .DEFAULT_GOAL := all
 
 all: deps
@@ -81,6 +82,11 @@ asan: deps
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    sh tests/run.sh build-asan
 
+tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 \
+	    SAN='-fsanitize=thread -fno-omit-frame-pointer' binaries
+	@TSAN_OPTIONS=halt_on_error=1 sh tests/run.sh build-tsan
+
 demo: all
 	@$(BUILD)/convoy demo
 
@@ -92,7 +98,7 @@ check-format:
 	    { echo "check-format: run 'make format'" >&2; exit 1; }
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-tsan build-fuzz
 
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk

@@ -168,7 +168,7 @@ static int h_sanitizer_reports(struct cluster *c, const char *name)
     int n = 0;
     while (f && fgets(line, sizeof line, f)) {
         if (strstr(line, "ERROR: AddressSanitizer") || strstr(line, "ERROR: LeakSanitizer") ||
-            strstr(line, "runtime error:")) {
+            strstr(line, "WARNING: ThreadSanitizer") || strstr(line, "runtime error:")) {
             fprintf(stderr, "harness: %s: %s", name, line);
             n++;
         }
