@@ -67,7 +67,9 @@ struct gj_opts {
  * defaults). When opts->residual is set and resid is not NULL, *resid gets
  * ‖I − A·A⁻¹‖₁ / (n ‖A‖₁ ‖A⁻¹‖₁ ε) for an ok result (NaN otherwise).
  * Returns GJ_OK, GJ_SINGULAR or GJ_INVALID, or -ENOMEM (a is then untouched).
- * The result does not depend on the number of lanes, bit for bit.
+ * The result does not depend on the number of lanes, bit for bit. A large
+ * workspace (4 to 64 MiB: n from about 600 to 9000) is kept by the calling
+ * thread for its next call and unmapped when the thread exits.
  */
 int gj_invert(double *a, size_t n, const struct gj_opts *opts, double *resid);
 

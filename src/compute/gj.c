@@ -36,6 +36,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -46,12 +47,13 @@
 #include "gj_kern.h"
 
 enum {
-    GJ_NB = 192,     /* panel width cap: the multiply's depth */
-    GJ_NCB = 240,    /* columns of B per block: nb×NCB doubles fill half of L2 */
-    GJ_NCB_MIN = 48, /* smallest work item, the last ones of a step */
-    GJ_LEAF = 32,    /* panel width done by the unblocked kernel */
-    GJ_RB = 256,     /* rows of A·X formed at once by the residual */
-    GJ_ALIGN = 64,   /* one cache line, one zmm */
+    GJ_NB = 192,       /* panel width cap: the multiply's depth */
+    GJ_NCB = 240,      /* columns of B per block: nb×NCB doubles fill half of L2 */
+    GJ_NCB_MIN = 48,   /* smallest work item, the last ones of a step */
+    GJ_LEAF = 32,      /* panel width done by the unblocked kernel */
+    GJ_RB = 256,       /* rows of A·X formed at once by the residual */
+    GJ_NORM_PARTS = 8, /* row blocks of the 1-norm: work items of the start */
+    GJ_ALIGN = 64,     /* one cache line, one zmm */
 };
 
 /* Scratch for inverting matrices up to ncap on lanes lanes; one block. */
@@ -64,7 +66,7 @@ struct gj_ws {
     double *wp[2];            /* packed panels, current and look-ahead */
     double *wr;               /* packed half panels inside the recursion */
     double *leafp;            /* ncap × GJ_LEAF: a leaf panel, contiguous */
-    double *rblk;             /* GJ_RB × ncap: rows of A·X */
+    double *rblk;             /* GJ_RB × ncap: rows of A·X; the 1-norm's partial sums */
     double *orig;             /* ncap²: A kept for the residual (only then) */
     double *gorig;            /* vw × gcap²: a group's inputs, likewise */
     void *grp;                /* the grouped kernel's workspace for gcap, or NULL */
@@ -101,7 +103,8 @@ struct gj_run {
     size_t nwork;       /* work items of this step, at most */
     atomic_size_t next; /* columns of the span claimed (unswap: items) */
     atomic_int ahead;   /* the look-ahead panel is not claimed yet */
-    atomic_int bad;     /* a look-ahead panel was singular */
+    atomic_int bad;     /* a panel was singular */
+    double pmin;        /* smallest pivot magnitude so far */
     struct gj_share share[GJ_LANES_MAX];
 };
 
@@ -271,8 +274,47 @@ static size_t ws_layout(struct gj_ws *ws, char *base, size_t n, unsigned lanes, 
 #define GJ_WS_HUGE   (4u << 20)
 #define GJ_HUGE_PAGE (2u << 20)
 
+/*
+ * Each thread keeps its last mapped workspace (up to GJ_WS_KEEP) for its
+ * next call. Inverting order 2048 again and again otherwise maps 10 MiB
+ * and takes its page faults on every call: a millisecond of zeroing, and
+ * on two lanes whichever touches a page first pays for it, which on these
+ * hosts sometimes costs the second vCPU 5 ms in the first step. Freed at
+ * thread exit.
+ */
+#define GJ_WS_KEEP (64u << 20)
+
+struct ws_kept {
+    void *mem;
+    size_t len; /* 0: none */
+};
+
+static _Thread_local struct ws_kept kept;
+static pthread_key_t kept_key; /* its destructor unmaps a thread's kept one */
+static bool kept_key_ok;
+static pthread_once_t kept_once = PTHREAD_ONCE_INIT;
+
+static void kept_free(void *arg)
+{
+    struct ws_kept *k = arg;
+    if (k->len > 0)
+        munmap(k->mem, k->len);
+    k->len = 0;
+}
+
+static void kept_key_init(void)
+{
+    kept_key_ok = pthread_key_create(&kept_key, kept_free) == 0;
+}
+
 static void *ws_map(size_t size, size_t *mapped)
 {
+    if (kept.len >= size) {
+        *mapped = kept.len;
+        kept.len = 0;
+        return kept.mem;
+    }
+
     size_t len = (size + GJ_HUGE_PAGE - 1) / GJ_HUGE_PAGE * GJ_HUGE_PAGE + GJ_HUGE_PAGE;
     char *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -313,10 +355,24 @@ static int ws_init(struct gj_ws *ws, size_t n, unsigned lanes, bool resid, size_
     return 0;
 }
 
+/* Keeps the mapping mem (len bytes) for the thread's next call, or unmaps it. */
+static void ws_unmap(void *mem, size_t len)
+{
+    pthread_once(&kept_once, kept_key_init);
+    if (len > GJ_WS_KEEP || len <= kept.len || !kept_key_ok ||
+        pthread_setspecific(kept_key, &kept) != 0) {
+        munmap(mem, len);
+        return;
+    }
+    if (kept.len > 0)
+        munmap(kept.mem, kept.len); /* the larger one stays */
+    kept = (struct ws_kept){mem, len};
+}
+
 static void ws_free(struct gj_ws *ws)
 {
     if (ws->mapped > 0)
-        munmap(ws->mem, ws->mapped);
+        ws_unmap(ws->mem, ws->mapped);
     else
         free(ws->mem);
     ws->mem = NULL;
@@ -414,8 +470,10 @@ static int factor_leaf(struct gj_run *r, size_t k0, size_t k1)
     double *p = r->ws->leafp;
     for (size_t i = 0; i < n; i++)
         memcpy(p + i * w, r->a + i * n + k0, w * sizeof(double));
-    if (r->k->leaf(p, n, w, k0, r->ws->piv + k0, r->tol) < 0)
+    double mag = r->k->leaf(p, n, w, k0, r->ws->piv + k0, r->tol);
+    if (!(mag > r->tol))
         return -1;
+    r->pmin = mag < r->pmin ? mag : r->pmin;
     for (size_t i = 0; i < n; i++)
         memcpy(r->a + i * n + k0, p + i * w, w * sizeof(double));
     return 0;
@@ -483,8 +541,13 @@ static size_t chunk(size_t rem)
     return min_sz(len, rem);
 }
 
-/* Takes columns from the front (own share) or the back (another's) of share l. */
-static bool take(struct gj_share *sh, bool front, size_t *v0, size_t *v1)
+/*
+ * Takes columns from the front (own share) or the back (another's) of share
+ * l, not across span position cut: there the span jumps over the panels,
+ * and a piece on each side that is not whole tiles would cost a partial
+ * tile per sliver.
+ */
+static bool take(struct gj_share *sh, bool front, size_t cut, size_t *v0, size_t *v1)
 {
     uint64_t fb = atomic_load(&sh->fb);
     for (;;) {
@@ -492,6 +555,10 @@ static bool take(struct gj_share *sh, bool front, size_t *v0, size_t *v1)
         if (f >= b)
             return false;
         size_t len = chunk(b - f);
+        if (front && f < cut && cut < f + len)
+            len = cut - f;
+        else if (!front && b - len < cut && cut < b)
+            len = b - cut;
         *v0 = front ? f : b - len;
         *v1 = *v0 + len;
         uint64_t nfb = front ? (uint64_t)b << 32 | (f + len) : (uint64_t)(b - len) << 32 | f;
@@ -508,7 +575,7 @@ static bool claim(struct gj_run *r, unsigned lane, size_t *v0, size_t *v1)
 {
     for (unsigned k = 0; k < r->nshare; k++) {
         unsigned l = (lane + k) % r->nshare;
-        if (take(&r->share[l], k == 0, v0, v1))
+        if (take(&r->share[l], k == 0, r->c0, v0, v1))
             return true;
     }
     return false;
@@ -537,14 +604,17 @@ static void step_lane(void *arg, size_t lane)
         update_span(r, (unsigned)lane, v0, v1);
 }
 
-/* Runs nwork items of step_lane on the lanes. */
+/* The lanes a step of nwork items runs on. */
+static unsigned step_lanes(const struct gj_run *r)
+{
+    return r->pool == NULL ? 1 : (unsigned)min_sz(r->lanes, r->nwork);
+}
+
+/* Runs fn on the step's lanes; they take its nwork items. */
 static void run_step(struct gj_run *r, void (*fn)(void *, size_t))
 {
     atomic_store(&r->next, 0);
-    unsigned lanes = (unsigned)min_sz(r->lanes, r->nwork);
-    if (r->pool == NULL)
-        lanes = 1;
-    share_span(r, lanes);
+    unsigned lanes = step_lanes(r);
     if (lanes <= 1) {
         fn(r, 0);
         return;
@@ -600,22 +670,165 @@ static size_t panel_width(size_t n)
     return round_up((n + 3) / 4, GJ_LEAF);
 }
 
+/*
+ * Where the panel starting at c0 ends. The short panel, when nb does not
+ * divide n, comes first: the first panel is factored before any lane has
+ * anything else to do, so a narrow one shortens the serial start; every
+ * later one is factored under the update of the step before. The work
+ * over all panels is the same either way.
+ */
+static size_t panel_end(const struct gj_run *r, size_t c0)
+{
+    if (c0 >= r->n)
+        return r->n;
+    if (c0 == 0)
+        return r->n - (r->n - 1) / r->nb * r->nb;
+    return c0 + r->nb;
+}
+
+/* The largest of n column sums, or NaN when one is not finite. */
+static double col_max(const double *colsum, size_t n)
+{
+    double big = 0.0;
+    for (size_t j = 0; j < n; j++) {
+        if (!isfinite(colsum[j]))
+            return NAN;
+        big = colsum[j] > big ? colsum[j] : big;
+    }
+    return big;
+}
+
+/* ‖a‖₁ (largest column sum), or NaN when a holds a NaN or an infinity. */
+static double norm1(const double *a, size_t n, double *colsum)
+{
+    kern()->col_sums(a, n, n, n, colsum);
+    return col_max(colsum, n);
+}
+
+/*
+ * Column sums of row block p of the matrix into row p of rblk: those of
+ * the first panel (c1 columns) from panel, row stride ldp (the matrix, or
+ * the copy kept while the panel is factored), the others from the matrix.
+ */
+static void norm_part(struct gj_run *r, size_t p, const double *panel, size_t ldp)
+{
+    size_t n = r->n, c1 = panel_end(r, 0);
+    size_t i0 = n * p / GJ_NORM_PARTS, i1 = n * (p + 1) / GJ_NORM_PARTS;
+    double *sum = r->ws->rblk + p * n;
+    if (panel == r->a) {
+        r->k->col_sums(r->a + i0 * n, i1 - i0, n, n, sum); /* whole rows: one stream */
+        return;
+    }
+    r->k->col_sums(panel + i0 * ldp, i1 - i0, c1, ldp, sum);
+    r->k->col_sums(r->a + i0 * n + c1, i1 - i0, n - c1, n, sum + c1);
+}
+
+/*
+ * ‖A‖₁ from the parts, added in order: the same sums on any lanes. NaN
+ * when A holds NaN or Inf.
+ */
+static double norm_sum(struct gj_run *r)
+{
+    size_t n = r->n;
+    double *sum = r->ws->colsum;
+    const double *part = r->ws->rblk;
+    memcpy(sum, part, n * sizeof(double));
+    for (size_t p = 1; p < GJ_NORM_PARTS; p++)
+        for (size_t j = 0; j < n; j++)
+            sum[j] += part[p * n + j];
+    return col_max(sum, n);
+}
+
+/* Factors the first panel and packs it into wp[0]; 0, or -1 when singular. */
+static int first_panel(struct gj_run *r, unsigned lane)
+{
+    size_t c1 = panel_end(r, 0);
+    if (factor(r, lane, 0, c1) < 0)
+        return -1;
+    pack_panel(r, 0, c1, r->ws->wp[0]);
+    return 0;
+}
+
+/*
+ * Item 0 of the start is the first panel, the others the parts of the
+ * 1-norm, which read the panel's columns from the copy in wp[1]: the
+ * matrix's are being factored meanwhile.
+ */
+static void start_lane(void *arg, size_t lane)
+{
+    struct gj_run *r = arg;
+    size_t w;
+    while ((w = atomic_fetch_add(&r->next, 1)) < r->nwork) {
+        if (w == 0 && first_panel(r, (unsigned)lane) < 0)
+            atomic_store(&r->bad, 1);
+        else if (w > 0)
+            norm_part(r, w - 1, r->ws->wp[1], panel_end(r, 0));
+    }
+}
+
+/* Copies columns [0, c) of the matrix into buf (n×c), or back. */
+static void keep_cols(struct gj_run *r, size_t c, double *buf, bool back)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        double *row = r->a + i * r->n;
+        memcpy(back ? row : buf + i * c, back ? buf + i * c : row, c * sizeof(double));
+    }
+}
+
+/*
+ * The 1-norm (the tolerance, and the check for NaN and Inf) and the first
+ * panel, which nothing else can start before. On one lane, in that order.
+ * On several, side by side: the norm streams through the whole matrix
+ * while the panel is factored in cache, in parts that the panel's lane
+ * joins when it is done (a second vCPU woken from idle can run slowly for
+ * milliseconds). The panel's columns are first copied to wp[1], idle until
+ * the first look-ahead: the norm reads them there, and an input found to
+ * hold NaN or Inf is given back untouched. The panel refuses only zero
+ * pivots meanwhile; its smallest one is held to the tolerance afterwards.
+ */
+static int start(struct gj_run *r)
+{
+    size_t c1 = panel_end(r, 0);
+    r->nwork = 1 + GJ_NORM_PARTS;
+    r->pmin = INFINITY;
+    atomic_store(&r->bad, 0);
+    bool together = step_lanes(r) > 1;
+    if (together) {
+        keep_cols(r, c1, r->ws->wp[1], false);
+        r->tol = 0.0;
+        run_step(r, start_lane);
+    } else {
+        for (size_t p = 0; p < GJ_NORM_PARTS; p++)
+            norm_part(r, p, r->a, r->n);
+    }
+    double norm = norm_sum(r);
+    if (isnan(norm)) {
+        if (together)
+            keep_cols(r, c1, r->ws->wp[1], true);
+        return GJ_INVALID;
+    }
+    r->tol = (double)r->n * DBL_EPSILON * norm;
+    if (!together && first_panel(r, 0) < 0)
+        return GJ_SINGULAR;
+    return atomic_load(&r->bad) || !(r->pmin > r->tol) ? GJ_SINGULAR : GJ_OK;
+}
+
 static int invert_blocked(struct gj_run *r)
 {
     size_t n = r->n;
     r->nb = panel_width(n);
     r->cur = 0;
-    atomic_store(&r->bad, 0);
-    if (factor(r, 0, 0, min_sz(r->nb, n)) < 0)
-        return GJ_SINGULAR;
-    pack_panel(r, 0, min_sz(r->nb, n), r->ws->wp[0]);
+    int st = start(r);
+    if (st != GJ_OK)
+        return st;
     for (r->c0 = 0; r->c0 < n; r->c0 = r->c1, r->cur = !r->cur) {
-        r->c1 = min_sz(r->c0 + r->nb, n);
-        r->c2 = min_sz(r->c1 + r->nb, n);
+        r->c1 = panel_end(r, r->c0);
+        r->c2 = panel_end(r, r->c1);
         /* Splitting the columns differently changes no column's arithmetic. */
         r->span = r->c0 + (n - r->c2);
         atomic_store(&r->ahead, r->c2 > r->c1);
         r->nwork = (r->c2 > r->c1) + (r->span + GJ_NCB_MIN - 1) / GJ_NCB_MIN;
+        share_span(r, step_lanes(r));
         run_step(r, step_lane);
         if (atomic_load(&r->bad))
             return GJ_SINGULAR;
@@ -627,19 +840,6 @@ static int invert_blocked(struct gj_run *r)
 }
 
 /* ---- norms and the residual --------------------------------------------- */
-
-/* ‖a‖₁ (largest column sum), or NaN when a holds a NaN or an infinity. */
-static double norm1(const double *a, size_t n, double *colsum)
-{
-    kern()->col_sums(a, n, colsum);
-    double big = 0.0;
-    for (size_t j = 0; j < n; j++) {
-        if (!isfinite(colsum[j]))
-            return NAN;
-        big = colsum[j] > big ? colsum[j] : big;
-    }
-    return big;
-}
 
 /* Adds |δ − r| of rows [i0, i0+h) of R = A·X (in rblk) to colsum. */
 static void add_identity_error(const double *rblk, size_t i0, size_t h, size_t n, double *colsum)
@@ -709,10 +909,6 @@ static bool shape_ok(const double *a, size_t n, const struct gj_opts *o)
 static int invert_large(struct gj_ws *ws, double *a, size_t n, pool_t *pool, unsigned lanes)
 {
     struct gj_run r = {.k = kern(), .ws = ws, .a = a, .n = n, .pool = pool, .lanes = lanes};
-    double na = norm1(a, n, ws->colsum);
-    if (isnan(na))
-        return GJ_INVALID;
-    r.tol = (double)n * DBL_EPSILON * na;
     return invert_blocked(&r);
 }
 

@@ -40,12 +40,16 @@ struct gj_kern {
     /*
      * Unblocked Gauss-Jordan on an nrows×w panel stored contiguously (row
      * stride w): column j pivots on a row chosen among rows r0+j..nrows-1,
-     * swapped within the panel; piv[j] gets that row. Returns 0, or -1 when a
-     * pivot's magnitude is not above tol (the panel is then garbled).
+     * swapped within the panel; piv[j] gets that row. Returns the smallest
+     * pivot magnitude, or stops at the first one not above tol (or NaN) and
+     * returns it, the panel then garbled.
      */
-    int (*leaf)(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol);
-    /* colsum[j] = Σ_i |a[i·n + j]| for the n×n row-major a. */
-    void (*col_sums)(const double *a, size_t n, double *colsum);
+    double (*leaf)(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol);
+    /*
+     * colsum[j] = Σ_i |a[i·lda + j]| over the rows×cols block a, in row
+     * order: a column's sum does not depend on the block it is taken in.
+     */
+    void (*col_sums)(const double *a, size_t rows, size_t cols, size_t lda, double *colsum);
     /*
      * Inverts the n×n row-major a in place, 1 ≤ n ≤ GJ_SMALL_N, without
      * blocking, on a copy on the stack. Returns GJ_OK, GJ_SINGULAR (a pivot

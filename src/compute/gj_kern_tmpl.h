@@ -160,19 +160,22 @@ static size_t eliminate(double *p, size_t nrows, size_t w, size_t j, size_t r)
     return next;
 }
 
-static int leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol)
+static double leaf(double *p, size_t nrows, size_t w, size_t r0, size_t *piv, double tol)
 {
     size_t best = pivot_row(p, nrows, w, 0, r0);
+    double small = INFINITY;
     for (size_t j = 0; j < w; j++) {
         size_t r = r0 + j;
-        if (!(fabs(p[best * w + j]) > tol))
-            return -1;
+        double mag = fabs(p[best * w + j]);
+        if (!(mag > tol))
+            return mag;
+        small = mag < small ? mag : small;
         piv[j] = best;
         if (best != r)
             row_swap(p + best * w, p + r * w, w);
         best = eliminate(p, nrows, w, j, r);
     }
-    return 0;
+    return small;
 }
 
 static inline gj_vec vec_abs(gj_vec x)
@@ -182,15 +185,15 @@ static inline gj_vec vec_abs(gj_vec x)
 }
 
 /* See the table. */
-static void col_sums(const double *a, size_t n, double *colsum)
+static void col_sums(const double *a, size_t rows, size_t cols, size_t lda, double *colsum)
 {
-    memset(colsum, 0, n * sizeof(double));
-    for (size_t i = 0; i < n; i++) {
-        const double *row = a + i * n;
+    memset(colsum, 0, cols * sizeof(double));
+    for (size_t i = 0; i < rows; i++) {
+        const double *row = a + i * lda;
         size_t j = 0;
-        for (; j + GJ_VW <= n; j += GJ_VW)
+        for (; j + GJ_VW <= cols; j += GJ_VW)
             vec_store(colsum + j, vec_load(colsum + j) + vec_abs(vec_load(row + j)));
-        for (; j < n; j++)
+        for (; j < cols; j++)
             colsum[j] += fabs(row[j]);
     }
 }

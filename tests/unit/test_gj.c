@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -240,12 +241,24 @@ static void test_hilbert(void)
     }
 }
 
-static void expect_singular(double *a, size_t n)
+/* On one lane, and on two (which check the first panel's pivots late). */
+static void expect_singular(const double *a, size_t n)
 {
-    CU_ASSERT_EQUAL(gj_invert(a, n, NULL, NULL), GJ_SINGULAR);
+    pool_t *pool;
+    CU_ASSERT_EQUAL_FATAL(pool_create(&pool, 2, 16), 0);
+    for (unsigned lanes = 1; lanes <= 2; lanes++) {
+        struct gj_opts o = {.pool = pool, .threads = lanes};
+        double *x = copy_of(a, n);
+        CU_ASSERT_EQUAL(gj_invert(x, n, &o, NULL), GJ_SINGULAR);
+        free(x);
+    }
+    pool_destroy(pool);
 }
 
-/* Zero row, duplicated column, rank n−1: on the small and the blocked path. */
+/*
+ * Zero row, duplicated column, rank n−1, a first column far below the
+ * tolerance but not zero: on the small and the blocked path.
+ */
 static void test_singular(void)
 {
     static const size_t sizes[] = {8, 64, 300};
@@ -268,6 +281,11 @@ static void test_singular(void)
             a[(n - 1) * n + j] = a[j] + a[n + j];
         expect_singular(a, n);
         free(a);
+        a = random_matrix(n);
+        for (size_t i = 0; i < n; i++)
+            a[i * n] *= 1e-20;
+        expect_singular(a, n);
+        free(a);
     }
 }
 
@@ -282,10 +300,20 @@ static void test_invalid(void)
     CU_ASSERT(isnan(a[4]) && a[0] == 1.0); /* untouched */
     a[4] = -INFINITY;
     CU_ASSERT_EQUAL(gj_invert(a, 3, NULL, NULL), GJ_INVALID);
-    double *big = random_matrix(200);
-    big[200 * 200 - 1] = INFINITY;
-    CU_ASSERT_EQUAL(gj_invert(big, 200, NULL, NULL), GJ_INVALID);
-    free(big);
+    /* The blocked path on one lane and on two, where the first panel is
+     * factored before the check for NaN ends: still given back untouched. */
+    pool_t *pool;
+    CU_ASSERT_EQUAL_FATAL(pool_create(&pool, 2, 16), 0);
+    for (unsigned lanes = 1; lanes <= 2; lanes++) {
+        struct gj_opts o = {.pool = pool, .threads = lanes};
+        double *big = random_matrix(300), *orig = copy_of(big, 300);
+        big[300 * 300 - 1] = orig[300 * 300 - 1] = lanes == 1 ? INFINITY : NAN;
+        CU_ASSERT_EQUAL(gj_invert(big, 300, &o, NULL), GJ_INVALID);
+        CU_ASSERT_EQUAL(memcmp(big, orig, 300 * 300 * sizeof(double)), 0);
+        free(big);
+        free(orig);
+    }
+    pool_destroy(pool);
 }
 
 static double max_abs_diff(const double *x, const double *y, size_t len, double *scale)
@@ -412,6 +440,48 @@ static void test_threads_equal(void)
         free(a);
     }
     pool_destroy(pool);
+}
+
+struct fresh {
+    const double *a;
+    size_t n;
+    double *x; /* out: its inverse, or NULL */
+};
+
+static void *invert_fresh(void *arg)
+{
+    struct fresh *f = arg;
+    f->x = malloc(f->n * f->n * sizeof(double));
+    if (f->x == NULL)
+        return NULL;
+    memcpy(f->x, f->a, f->n * f->n * sizeof(double));
+    if (gj_invert(f->x, f->n, NULL, NULL) != GJ_OK) {
+        free(f->x);
+        f->x = NULL;
+    }
+    return NULL;
+}
+
+/*
+ * A thread keeps a large workspace for its next call: one left by a larger
+ * inversion, full of its data, gives the same bits as a new thread's.
+ */
+static void test_kept_workspace(void)
+{
+    double *big = random_matrix(900), *a = random_matrix(650);
+    struct fresh f = {.a = a, .n = 650};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, invert_fresh, &f), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f.x);
+    CU_ASSERT_EQUAL(gj_invert(big, 900, NULL, NULL), GJ_OK);
+    double *x = copy_of(a, 650);
+    CU_ASSERT_EQUAL(gj_invert(x, 650, NULL, NULL), GJ_OK);
+    CU_ASSERT_EQUAL(memcmp(x, f.x, 650 * 650 * sizeof(double)), 0);
+    free(x);
+    free(f.x);
+    free(a);
+    free(big);
 }
 
 /* Mixed sizes and bad items: each gets its own status, the rest are inverted. */
@@ -630,6 +700,7 @@ void suite_gj(void)
     CU_add_test(s, "c, avx2 and avx512 agree", test_dispatch);
     CU_add_test(s, "n = 1..33 on every instruction set, pivoting, singular", test_small_sizes);
     CU_add_test(s, "lanes give bit-identical results", test_threads_equal);
+    CU_add_test(s, "a kept workspace gives the same bits as a fresh one", test_kept_workspace);
     CU_add_test(s, "batch with bad items", test_batch);
     CU_add_test(s,
                 "grouped batches: every isa, bad items in groups, bits independent of "
