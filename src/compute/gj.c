@@ -98,7 +98,7 @@ struct gj_run {
     pool_t *pool;       /* NULL: one lane */
     unsigned lanes;     /* lanes to run a step on */
     size_t c0, c1;      /* the pivot block K = [c0, c1) */
-    size_t c2;          /* the look-ahead panel is [c1, c2); empty at the end */
+    size_t c2;          /* the look-ahead panel is [c1, c2) (last_step() has none) */
     int cur;            /* wp[cur] holds K packed */
     size_t span;        /* columns this step updates: [0, c0), then [c2, n) */
     unsigned nshare;    /* lanes the span is shared out to */
@@ -881,8 +881,8 @@ static int invert_blocked(struct gj_run *r)
         r->c2 = panel_end(r, r->c1);
         /* Splitting the columns differently changes no column's arithmetic. */
         r->span = r->c0 + (n - r->c2);
-        atomic_store(&r->ahead, r->c2 > r->c1);
-        r->nwork = (r->c2 > r->c1) + (r->span + GJ_NCB_MIN - 1) / GJ_NCB_MIN;
+        atomic_store(&r->ahead, 1);
+        r->nwork = 1 + (r->span + GJ_NCB_MIN - 1) / GJ_NCB_MIN;
         share_span(r, step_lanes(r));
         run_step(r, step_lane);
         if (atomic_load(&r->bad))
