@@ -37,10 +37,9 @@ struct bal_thread {
     ring_t *ring;              /* this thread's loop */
     conn_listener_t *listener; /* its own socket on the control port */
     struct ring_timer sweep;   /* the silence sweep */
-    bool sweep_armed;
-    bool stopping;            /* shutdown posted: no new work */
-    struct session *sessions; /* this thread's control connections */
-    pthread_t tid;            /* 0 for the main thread */
+    bool stopping;             /* shutdown posted: no new work */
+    struct session *sessions;  /* this thread's control connections */
+    pthread_t tid;             /* 0 for the main thread */
 };
 
 /* One file server's control connection. */
@@ -208,7 +207,7 @@ static void session_open(conn_t *c)
 
 static void thread_maybe_stop(struct bal_thread *t)
 {
-    if (t->stopping && t->sessions == NULL && !t->sweep_armed)
+    if (t->stopping && t->sessions == NULL)
         ring_stop(t->ring);
 }
 
@@ -262,16 +261,9 @@ static void session_accept(conn_t *c, void *arg)
 
 static void sweep_arm(struct bal_thread *t);
 
-static void handle_sweep(struct ring_op *op, int res, uint32_t flags)
+static void handle_sweep(struct ring_timer *timer)
 {
-    (void)res;
-    (void)flags;
-    struct bal_thread *t = container_of(op, struct bal_thread, sweep.op);
-    t->sweep_armed = false;
-    if (t->stopping) {
-        thread_maybe_stop(t);
-        return;
-    }
+    struct bal_thread *t = container_of(timer, struct bal_thread, sweep);
     uint64_t now = ring_now_ms();
     for (struct session *s = t->sessions; s; s = s->next) {
         if (s->id == 0 || s->gone || now - s->last_seen <= t->b->o->dead_after_ms)
@@ -288,9 +280,7 @@ static void handle_sweep(struct ring_op *op, int res, uint32_t flags)
 static void sweep_arm(struct bal_thread *t)
 {
     uint32_t every = t->b->o->dead_after_ms / 4;
-    t->sweep.op.cb = handle_sweep;
-    t->sweep_armed = true;
-    ring_timer_arm(t->ring, &t->sweep, every < 50 ? 50 : every);
+    ring_timer_start(t->ring, &t->sweep, every < 50 ? 50 : every, handle_sweep);
 }
 
 /* ---- threads and shutdown ---- */
@@ -306,8 +296,7 @@ static void thread_shutdown(void *arg)
     t->listener = NULL;
     for (struct session *s = t->sessions; s; s = s->next)
         conn_abort(s->c, -ESHUTDOWN);
-    if (t->sweep_armed)
-        ring_cancel(t->ring, &t->sweep.op);
+    ring_timer_stop(t->ring, &t->sweep);
     thread_maybe_stop(t);
 }
 
