@@ -24,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WATCHDOG_MS 5000
@@ -486,7 +489,8 @@ static void on_accept(conn_t *c, void *arg)
 }
 
 /* A ring and a listener on 127.0.0.1:0 with the server's side of a scene. */
-static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
+static void scene_listen(const struct conn_opts *o, const struct conn_handlers *h,
+                         void (*accept)(conn_t *c, void *arg))
 {
     memset(&sc, 0, sizeof sc);
     sc.file_fd = -1;
@@ -494,8 +498,13 @@ static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
     CU_ASSERT_EQUAL_FATAL(ring_create(&sc.ring, 64), 0);
     struct net_addr any;
     CU_ASSERT_EQUAL_FATAL(net_addr_parse("127.0.0.1:0", &any), 0);
+    CU_ASSERT_EQUAL_FATAL(conn_listen(&sc.l, sc.ring, &any, o, h, accept, NULL), 0);
+}
+
+static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
+{
     struct conn_opts o = {.tls = tls};
-    CU_ASSERT_EQUAL_FATAL(conn_listen(&sc.l, sc.ring, &any, &o, h, on_accept, NULL), 0);
+    scene_listen(&o, h, on_accept);
 }
 
 static void scene_connect_to(const struct net_addr *to, tls_ctx_t *tls, const char *expect,
@@ -946,6 +955,254 @@ static void test_half_close(void)
     scene_end();
 }
 
+/* ---- many connections ---- */
+
+#define CROWD 8
+
+static int crowd_fd[CROWD];
+static int crowd_accepted, crowd_evicted, crowd_other;
+
+/* The first two clients prove themselves; the rest stay untrusted. */
+static void crowd_accept(conn_t *c, void *arg)
+{
+    (void)arg;
+    if (crowd_accepted++ < 2)
+        conn_trust(c);
+}
+
+static void crowd_close(conn_t *c, int reason)
+{
+    (void)c;
+    if (reason == -EUSERS)
+        crowd_evicted++;
+    else
+        crowd_other++;
+    if (crowd_evicted == CROWD - 4)
+        ring_stop(sc.ring);
+}
+
+static ssize_t crowd_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    (void)c, (void)data;
+    return (ssize_t)len;
+}
+
+static const struct conn_handlers h_crowd = {.on_data = crowd_data, .on_close = crowd_close};
+
+static int crowd_connect(int i)
+{
+    const struct net_addr *a = conn_listener_addr(sc.l);
+    crowd_fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return crowd_fd[i] >= 0 && connect(crowd_fd[i], (const struct sockaddr *)&a->ss, a->len) == 0
+               ? 0
+               : -1;
+}
+
+/* Four at most: each newcomer past four evicts the oldest untrusted one,
+ * never one that proved itself. */
+static void test_evict_untrusted(void)
+{
+    struct conn_opts o = {.max_conns = 4};
+    scene_listen(&o, &h_crowd, crowd_accept);
+    crowd_accepted = crowd_evicted = crowd_other = 0;
+    for (int i = 0; i < CROWD; i++)
+        CU_ASSERT_EQUAL_FATAL(crowd_connect(i), 0);
+    scene_run();
+    CU_ASSERT_EQUAL(crowd_accepted, CROWD);
+    CU_ASSERT_EQUAL(crowd_evicted, CROWD - 4);
+    CU_ASSERT_EQUAL(crowd_other, 0);
+    CU_ASSERT_EQUAL(conn_listener_count(sc.l), 4);
+    /* The trusted two (the first two clients) are still served. */
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(send(crowd_fd[i], "x", 1, MSG_NOSIGNAL), 1);
+    for (int i = 0; i < CROWD; i++)
+        close(crowd_fd[i]);
+    scene_end();
+}
+
+/* Out of descriptors, the listener pauses instead of spinning on EMFILE,
+ * and accepts again once descriptors are back. */
+static void stop_after(struct ring_timer *t)
+{
+    (void)t;
+    ring_stop(sc.ring);
+}
+
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_accept_emfile(void)
+{
+    struct conn_opts o = {0};
+    scene_listen(&o, &h_crowd, crowd_accept);
+    crowd_accepted = crowd_evicted = crowd_other = 0;
+    for (int i = 0; i < CROWD; i++)
+        CU_ASSERT_EQUAL_FATAL(crowd_connect(i), 0);
+    struct rlimit old, low;
+    CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0); /* the lowest free descriptor: every one above is free too */
+    CU_ASSERT_FATAL(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe + 2; /* room for two clients */
+    CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+    double cpu0 = thread_cpu_ms();
+    ring_timer_start(sc.ring, &sc.later, 300, stop_after);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    double cpu = thread_cpu_ms() - cpu0;
+    CU_ASSERT_EQUAL(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CU_ASSERT(crowd_accepted <= 2);
+    CU_ASSERT(cpu < 100.0); /* a spinning accept burns the whole 300 ms */
+    if (cpu >= 100.0)
+        fprintf(stderr, "accept with EMFILE used %.0f ms of CPU in 300 ms\n", cpu);
+    ring_timer_start(sc.ring, &sc.later, 2000, stop_after);
+    for (int waited = 0; crowd_accepted < CROWD && waited < 40; waited++) {
+        ring_timer_start(sc.ring, &sc.later, 50, stop_after);
+        ring_run(sc.ring);
+    }
+    CU_ASSERT_EQUAL(crowd_accepted, CROWD);
+    for (int i = 0; i < CROWD; i++)
+        close(crowd_fd[i]);
+    scene_end();
+}
+
+/* ---- handles ---- */
+
+static void ref_open(conn_t *c)
+{
+    record_open(c);
+    struct side *s = conn_udata(c);
+    if (s == &sc.srv)
+        sc.abort_at = conn_ref(c);
+}
+
+static void ref_close(conn_t *c, int reason)
+{
+    struct side *s = conn_udata(c);
+    if (s == &sc.srv) {
+        CU_ASSERT_PTR_EQUAL(conn_get(sc.abort_at), c); /* alive until on_close returns */
+    }
+    record_close(c, reason);
+}
+
+static const struct conn_handlers h_ref = {
+    .on_open = ref_open, .on_data = ping_data, .on_close = ref_close};
+
+/* A ref finds its connection while it lives and nothing after. */
+static void test_conn_ref(void)
+{
+    scene_begin(NULL, &h_ref);
+    scene_connect(NULL, NULL, 0, &h_ping);
+    scene_run();
+    CU_ASSERT(sc.abort_at != 0);
+    CU_ASSERT_PTR_NULL(conn_get(sc.abort_at));
+    CU_ASSERT_PTR_NULL(conn_get(0));
+    CU_ASSERT_PTR_NULL(conn_get(sc.abort_at + (1ull << 32)));
+    scene_end();
+}
+
+/* ---- zero-copy sends ---- */
+
+static void buf_done(conn_t *c, void *arg, int err_)
+{
+    (void)arg;
+    if (sc.in_call)
+        sc.inside_calls++;
+    sc.done_calls++;
+    sc.done_err = err_;
+    conn_close(c);
+}
+
+/* A small write, the caller's buffer, and another write: in that order. */
+static void buf_open(conn_t *c)
+{
+    record_open(c);
+    sc.in_call = true;
+    CU_ASSERT_EQUAL(conn_write(c, bulk, 1000), 0);
+    CU_ASSERT_EQUAL(conn_send_buf(c, bulk + 1000, BULK_SIZE - 2000, buf_done, NULL), 0);
+    CU_ASSERT_EQUAL(conn_write(c, bulk + BULK_SIZE - 1000, 1000), 0);
+    CU_ASSERT(conn_queued(c) >= BULK_SIZE - 1000);
+    sc.in_call = false;
+}
+
+static const struct conn_handlers h_buf = {
+    .on_open = buf_open, .on_data = check_data, .on_close = record_close};
+
+static void send_buf(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_buf);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.inside_calls, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+static void test_send_buf_tls(void)
+{
+    send_buf(srv_tls, cli_tls);
+}
+
+static void test_send_buf_plain(void)
+{
+    send_buf(NULL, NULL);
+}
+
+/* ---- ring timers ---- */
+
+#define NTIMERS 3000
+
+static struct ring_timer timers[NTIMERS];
+static uint64_t fired_at[NTIMERS];
+static int nfired, order_bad;
+static uint64_t last_due;
+
+static void timer_fired(struct ring_timer *t)
+{
+    size_t i = (size_t)(t - timers);
+    fired_at[i] = ring_now_ms();
+    if (t->at < last_due)
+        order_bad++;
+    last_due = t->at;
+    if (++nfired == NTIMERS - NTIMERS / 3)
+        ring_stop(sc.ring);
+}
+
+/* Thousands of timers fire in order of expiry, stopped ones never, and a
+ * restarted one at its new time. */
+static void test_timer_heap(void)
+{
+    scene_begin(NULL, &h_check);
+    nfired = order_bad = 0;
+    last_due = 0;
+    memset(fired_at, 0, sizeof fired_at);
+    uint32_t x = 12345;
+    for (int i = 0; i < NTIMERS; i++) {
+        x = x * 1103515245u + 12345u;
+        ring_timer_start(sc.ring, &timers[i], (x >> 16) % 60, timer_fired);
+    }
+    for (int i = 0; i < NTIMERS; i += 3)
+        ring_timer_stop(sc.ring, &timers[i]);
+    ring_timer_start(sc.ring, &timers[1], 80, timer_fired); /* moved later */
+    uint64_t t0 = ring_now_ms();
+    ring_timer_start(sc.ring, &sc.watchdog, WATCHDOG_MS, watchdog_fired);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    CU_ASSERT_EQUAL(nfired, NTIMERS - NTIMERS / 3);
+    CU_ASSERT_EQUAL(order_bad, 0);
+    for (int i = 0; i < NTIMERS; i += 3)
+        CU_ASSERT_EQUAL(fired_at[i], 0);
+    CU_ASSERT(fired_at[1] >= t0 + 80);
+    scene_end();
+}
+
 /* ---- the ring ---- */
 
 static void note_post(void *arg)
@@ -999,4 +1256,10 @@ void suite_conn(void)
     CU_add_test(s, "peer quits mid-file: done once, before on_close, TCP", test_file_aborted_plain);
     CU_add_test(s, "empty file region: done from the loop", test_file_empty);
     CU_add_test(s, "half-close: answer after the peer's FIN", test_half_close);
+    CU_add_test(s, "at the cap, the oldest untrusted is evicted", test_evict_untrusted);
+    CU_add_test(s, "out of descriptors: accept pauses, then resumes", test_accept_emfile);
+    CU_add_test(s, "conn_ref finds a live connection only", test_conn_ref);
+    CU_add_test(s, "write, caller's buffer, write: in order, TLS", test_send_buf_tls);
+    CU_add_test(s, "write, caller's buffer, write: in order, TCP", test_send_buf_plain);
+    CU_add_test(s, "3,000 ring timers: order, stop, restart", test_timer_heap);
 }
