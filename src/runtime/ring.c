@@ -28,6 +28,7 @@
 #include "convoy/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
