@@ -45,6 +45,13 @@ struct ring_timer {
     struct __kernel_timespec ts; /* relative expiry */
 };
 
+/*
+ * Creates a loop with room for `entries` submissions at once. Returns 0, or
+ * -errno; -ENOSYS/-EPERM mean io_uring is unavailable on this kernel (or
+ * disabled by kernel.io_uring_disabled) and the caller should say so.
+ */
+int ring_create(ring_t **out, unsigned entries);
+
 /* Sizes of a ring; 0 in any field picks its default. */
 struct ring_opts {
     unsigned entries;    /* SQ: submissions queued before one is forced (256; at most 32768) */
@@ -53,18 +60,14 @@ struct ring_opts {
 };
 
 /*
- * Creates a loop sized by o (NULL: every default). Size the CQ for the
+ * As ring_create(), with every size chosen (o NULL: every default;
+ * ring_create() is this with {.entries = entries}). Size the CQ for the
  * operations that may complete at once (about two per open connection):
  * completions beyond it wait in a kernel list and are delivered late, never
- * lost, unless the kernel cannot allocate that list's entries. Returns 0,
- * -EINVAL (a size out of range, or cq_entries < entries), or -errno;
- * -ENOSYS/-EPERM mean io_uring is unavailable on this kernel (or disabled
- * by kernel.io_uring_disabled) and the caller should say so.
+ * lost, unless the kernel cannot allocate that list's entries. -EINVAL for a
+ * size out of range or cq_entries < entries.
  */
 int ring_create_opts(ring_t **out, const struct ring_opts *o);
-
-/* ring_create_opts() with {.entries = entries} and the other defaults. */
-int ring_create(ring_t **out, unsigned entries);
 
 /* Frees the loop. Operations still in flight are abandoned: owners must have
  * finished or cancelled theirs. */
@@ -78,7 +81,9 @@ void ring_stop(ring_t *r);
 
 /*
  * Runs fn(arg) on the ring's thread, soon, in the order each thread posted.
- * Any thread; never allocates or blocks. The queue is bounded (post_slots):
+ * Any thread; never allocates or blocks. What arg points to (a result, a
+ * large buffer) belongs to fn once this returns 0; posts still queued when
+ * the ring is destroyed run then. The queue is bounded (post_slots):
  * returns 0, or -EAGAIN when it is full, and then nothing was queued. An I/O
  * thread keeps what it wanted to post and retries later; a pool worker may
  * call ring_post_wait() instead. Only the first post after the loop has
