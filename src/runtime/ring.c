@@ -247,8 +247,8 @@ int ring_create_opts(ring_t **out, const struct ring_opts *o)
     int rc = opts_resolve(&sizes);
     if (rc < 0)
         return rc;
-    ring_t *r =
-        aligned_alloc(_Alignof(ring_t), sizeof *r); /* the counters have lines of their own */
+    /* aligned: the producers' and the wake-up counters have cache lines of their own */
+    ring_t *r = aligned_alloc(_Alignof(ring_t), sizeof *r);
     if (r == NULL)
         return -ENOMEM;
     memset(r, 0, sizeof *r);
