@@ -322,10 +322,12 @@ void ring_destroy(ring_t *r)
     free(r);
 }
 
+/* Completions without an owner are ours: cancel requests, and the timeout
+ * liburing submits for a timed wait on kernels without EXT_ARG. */
 static void dispatch(struct io_uring_cqe *cqe)
 {
     struct ring_op *op = io_uring_cqe_get_data(cqe);
-    if (op != NULL)
+    if (op != NULL && cqe->user_data != LIBURING_UDATA_TIMEOUT)
         op->cb(op, cqe->res, cqe->flags);
 }
 
