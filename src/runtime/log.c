@@ -6,6 +6,10 @@
  * stderr is shared by threads and, in tests and the demo, by several
  * processes, and one write per line keeps lines whole. Escaping the whole
  * formatted text, not chosen arguments, means no call site can forget it.
+ *
+ * The rate limit keeps one counter per one-second window per call site:
+ * cheap enough to sit in an accept loop, and a flood from one site cannot
+ * hide the lines of another.
  */
 #include "convoy/log.h"
 
@@ -119,8 +123,10 @@ size_t log_escape(char *dst, size_t size, const char *src, size_t len)
     return o;
 }
 
-/* Formats, escapes and writes one line. */
-static void log_vwrite(enum log_level level, const char *mod, const char *fmt, va_list ap)
+/* Formats, escapes and writes one line; suppressed > 0 is appended as a
+ * field of its own. */
+static void log_vwrite(enum log_level level, const char *mod, uint64_t suppressed, const char *fmt,
+                       va_list ap)
 {
     char fields[2048], line[4096];
     struct timespec ts;
@@ -134,7 +140,11 @@ static void log_vwrite(enum log_level level, const char *mod, const char *fmt, v
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                      ts.tv_nsec / 1000000, log_level_str(level), mod);
     size_t len = n < 0 ? 0 : (size_t)n < sizeof line / 2 ? (size_t)n : sizeof line / 2;
-    len += log_escape(line + len, sizeof line - len - 1, fields, flen); /* room for '\n' */
+    /* Room kept for " suppressed=<20 digits>\n". */
+    len += log_escape(line + len, sizeof line - len - 34, fields, flen);
+    if (suppressed > 0)
+        len += (size_t)snprintf(line + len, sizeof line - len, " suppressed=%llu",
+                                (unsigned long long)suppressed);
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
     (void)w; /* nowhere left to report a failed log write */
@@ -147,6 +157,39 @@ void log_msg(enum log_level level, const char *mod, const char *fmt, ...)
         return;
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, mod, fmt, ap);
+    log_vwrite(level, mod, 0, fmt, ap);
+    va_end(ap);
+}
+
+bool log_limit_pass(struct log_limit *l, uint64_t now_ms, uint64_t *suppressed)
+{
+    uint64_t second = now_ms / 1000;
+    uint64_t seen = atomic_load_explicit(&l->second, memory_order_relaxed);
+    /* Only forward: a thread whose clock read is a moment old must not
+     * reopen a window that another has already moved past. */
+    if (seen < second && atomic_compare_exchange_strong(&l->second, &seen, second))
+        atomic_store_explicit(&l->lines, 0, memory_order_relaxed);
+    if (atomic_fetch_add_explicit(&l->lines, 1, memory_order_relaxed) >= LOG_LIMIT_PER_S) {
+        atomic_fetch_add_explicit(&l->suppressed, 1, memory_order_relaxed);
+        return false;
+    }
+    *suppressed = atomic_exchange_explicit(&l->suppressed, 0, memory_order_relaxed);
+    return true;
+}
+
+void log_msg_limited(struct log_limit *l, enum log_level level, const char *mod, const char *fmt,
+                     ...)
+{
+    if (level < min_level)
+        return;
+    struct timespec ts;
+    uint64_t suppressed;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a vDSO read, no system call */
+    if (!log_limit_pass(l, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+                        &suppressed))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, mod, suppressed, fmt, ap);
     va_end(ap);
 }

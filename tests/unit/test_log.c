@@ -1,8 +1,10 @@
-/* log: level names, and one key=value line per call whatever the fields hold. */
+/* log: level names, one key=value line per call whatever the fields hold,
+ * and a rate limit that bounds a flood and counts what it dropped. */
 #include "convoy/log.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +120,74 @@ static void test_escape(void)
     CU_ASSERT_STRING_EQUAL(small, "ab");
 }
 
+/* The window logic at chosen times: LOG_LIMIT_PER_S pass per second, the
+ * rest are counted and handed to the next line that passes. */
+static void test_limit_window(void)
+{
+    struct log_limit l = {0};
+    uint64_t sup = 99;
+    unsigned passed = 0;
+    for (int i = 0; i < 1000; i++)
+        passed += log_limit_pass(&l, 5000 + (uint64_t)i % 1000, &sup);
+    CU_ASSERT_EQUAL(passed, LOG_LIMIT_PER_S);
+    CU_ASSERT_EQUAL(sup, 0);
+    CU_ASSERT_TRUE(log_limit_pass(&l, 6000, &sup));
+    CU_ASSERT_EQUAL(sup, 1000 - LOG_LIMIT_PER_S);
+    CU_ASSERT_TRUE(log_limit_pass(&l, 6001, &sup));
+    CU_ASSERT_EQUAL(sup, 0);
+    /* A clock read from the window before does not reopen it. */
+    for (int i = 0; i < 100; i++)
+        log_limit_pass(&l, 6002, &sup);
+    CU_ASSERT_FALSE(log_limit_pass(&l, 5999, &sup));
+}
+
+static void flood_once(int i)
+{
+    log_warn_limited("unit", "event=accept_failed err=\"Too many open files\" i=%d", i);
+}
+
+enum { FLOOD_THREADS = 4, FLOOD_CALLS = 25000 };
+
+static void *flood(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < FLOOD_CALLS; i++)
+        flood_once(i);
+    return NULL;
+}
+
+/* 100,000 lines from one site in tight loops on four threads, as I/O
+ * threads out of descriptors would make them: a bounded log, and every
+ * dropped line is accounted for once the next window lets a line through. */
+static void test_limit_flood(void)
+{
+    pthread_t t[FLOOD_THREADS];
+    size_t len;
+    capture_start();
+    for (int i = 0; i < FLOOD_THREADS; i++)
+        CU_ASSERT_FATAL(pthread_create(&t[i], NULL, flood, NULL) == 0);
+    for (int i = 0; i < FLOOD_THREADS; i++)
+        pthread_join(t[i], NULL);
+    usleep(1100 * 1000); /* into the next window */
+    flood_once(-1);
+    char *buf = capture_end(&len);
+    size_t lines = count_lines(buf);
+    /* The loops may straddle a second boundary, racing threads may each
+     * slip one line past a window's reset, and the last line opens a
+     * window of its own. */
+    CU_ASSERT(lines >= 2 && lines <= 3 * LOG_LIMIT_PER_S + 1);
+    CU_ASSERT(len < 16 * 1024);
+    unsigned long long reported = 0;
+    for (const char *p = buf; (p = strstr(p, " suppressed=")) != NULL; p++)
+        reported += strtoull(p + strlen(" suppressed="), NULL, 10);
+    CU_ASSERT_EQUAL(reported + lines, FLOOD_THREADS * FLOOD_CALLS + 1);
+    const char *last = buf + len - 1;
+    while (last > buf && last[-1] != '\n')
+        last--;
+    CU_ASSERT_PTR_NOT_NULL(strstr(last, "i=-1 suppressed="));
+    free(buf);
+}
+
 void suite_log(void)
 {
     CU_pSuite s = CU_add_suite("log", NULL, NULL);
@@ -125,4 +195,6 @@ void suite_log(void)
     CU_add_test(s, "one key=value line", test_line_format);
     CU_add_test(s, "a peer's newline and ESC are escaped", test_fields_escaped);
     CU_add_test(s, "log_escape", test_escape);
+    CU_add_test(s, "rate limit window", test_limit_window);
+    CU_add_test(s, "a flood is bounded and counted", test_limit_flood);
 }
