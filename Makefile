@@ -20,6 +20,13 @@ WERROR  ?=
 SAN     ?=
 PKGS     = openssl libcjson liburing
 
+# The version `convoy --version` prints, defined here only: git describe in a
+# checkout, else VERSION_FALLBACK (a source tree without its history).
+VERSION_FALLBACK = 0.0-unknown
+ifeq ($(origin VERSION),undefined)
+VERSION := $(or $(shell git describe --always --dirty 2>/dev/null),$(VERSION_FALLBACK))
+endif
+
 CFLAGS_ALL = $(OPT) -g -Wall -Wextra $(WERROR) $(SAN) -std=gnu11 -D_GNU_SOURCE -pthread \
              -Iinclude $(shell pkg-config --cflags $(PKGS) cunit) $(CFLAGS)
 LDLIBS_ALL = $(SAN) -pthread $(shell pkg-config --libs $(PKGS)) -lm $(LDLIBS)
@@ -58,6 +65,13 @@ FORCE:
 # Micro-kernels for one instruction set live in files named after it.
 $(OBJ)/%_avx2.o: CFLAGS_ALL += -mavx2 -mfma
 $(OBJ)/%_avx512.o: CFLAGS_ALL += -mavx512f -mavx512vl -mavx512dq -mfma
+
+# Only main.c sees the version, so that a new one rebuilds one object.
+$(BUILD)/.version: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(OBJ)/src/cli/main.o: CFLAGS_ALL += -DCONVOY_VERSION='"$(VERSION)"'
+$(OBJ)/src/cli/main.o: $(BUILD)/.version
 
 $(OBJ)/%.o: %.c $(OBJ)/.flags
 	@mkdir -p $(dir $@)
