@@ -18,11 +18,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"balancer", cmd_balancer, "track file servers and direct clients to them"},
-    {"fileserver", cmd_fileserver, "serve files and report to a balancer"},
+    {"balancer", cmd_balancer, "track file servers: who is up, and their load"},
+    {"fileserver", cmd_fileserver, "join a balancer and report a folder and its load"},
     {"status", cmd_status, "show the balancer's server table on this host"},
     {"pki", cmd_pki, "create the cluster CA and issue certificates"},
-    {"demo", cmd_demo, "run a balancer and file servers on loopback and show failover"},
+    {"demo", cmd_demo, "run a balancer and file servers on loopback through failures"},
 };
 
 static void usage(FILE *out)

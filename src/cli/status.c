@@ -131,13 +131,26 @@ int cmd_status(int argc, char **argv)
     const struct cli_opt opts[] = {
         CLI_OPT_STR("state", &state, "NAME",
                     "the balancer's --state (else its --name; default: balancer)", false),
-        CLI_OPT_FLAG("json", &json, "one JSON object: {\"servers\": [{\"name\": ...}, ...]}"),
+        CLI_OPT_FLAG("json", &json, "one JSON object instead of the table (shape above)"),
     };
     const struct cli_cmd cmd = {
         "status", "[--state NAME] [--json]",
         "Prints the balancer's servers from its shared memory on this host: name,\n"
         "address, state (up, draining, down), weight, active transfers, load and\n"
-        "heartbeat age.",
+        "heartbeat age. Works while the balancer is stopped (its last recorded\n"
+        "state, every server down). Strings the servers sent are shown escaped as\n"
+        "in the logs (\\n, \\xHH), in the table and in the JSON.\n"
+        "\n"
+        "--json prints one object:\n"
+        "  \"balancer\": {\"running\": true|false, \"pid\": N (0 when not running),\n"
+        "               \"control\": \"HOST:PORT\" (its control address)}\n"
+        "  \"servers\": [one object per server, with\n"
+        "    \"name\", \"address\" (the HTTP HOST:PORT it announced),\n"
+        "    \"state\" (\"up\", \"draining\" or \"down\"), \"weight\", \"capacity\",\n"
+        "    \"active\" (transfers), \"bytes_per_s\", \"load1\" (load average),\n"
+        "    \"disk_free\" (bytes), \"files\", \"bytes\" (under its root),\n"
+        "    \"heartbeat_age_ms\" (since its last frame), \"state_age_ms\" (since\n"
+        "    its state changed)]",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc >= 0)
