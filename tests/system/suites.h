@@ -2,3 +2,4 @@
 SUITE(cli)
 SUITE(membership)
 SUITE(network)
+SUITE(flood)
