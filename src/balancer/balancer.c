@@ -457,9 +457,9 @@ int bal_run(const struct bal_opts *o)
     struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1};
     char err[512];
     int status = 1;
-    if (net_addr_parse(o->control, &b.control) < 0) {
-        log_error("balancer", "event=bad_option control=\"%s\" err=\"expected HOST:PORT\"",
-                  o->control);
+    if (net_addr_parse_err(o->control, NET_LISTEN, &b.control, err, sizeof err) < 0) {
+        log_error("balancer", "event=bad_option option=--control value=\"%s\" err=\"%s\"",
+                  o->control, err);
         return 2;
     }
     if (bal_limits(&b) < 0)
