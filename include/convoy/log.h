@@ -29,6 +29,10 @@ int log_level_parse(const char *s, enum log_level *out);
 
 const char *log_level_str(enum log_level level);
 
+/* Whether lines of this level are written: lets a caller skip work (a
+ * peer address lookup) that only a debug line would use. */
+bool log_enabled(enum log_level level);
+
 void log_msg(enum log_level level, const char *mod, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

@@ -109,10 +109,12 @@ struct conn {
     unsigned dispatching; /* our handlers on the stack */
     uint32_t idle_ms;
     uint32_t in_max;
-    uint32_t slot;        /* conn_ref table slot + 1, 0 without one */
-    uint64_t last_active; /* ring_now_ms() of the last traffic */
-    uint64_t deadline;    /* absolute ms, 0 = none */
-    uint8_t *in;          /* unconsumed plaintext */
+    uint32_t slot;                /* conn_ref table slot + 1, 0 without one */
+    uint64_t last_active;         /* ring_now_ms() of the last traffic */
+    uint64_t born;                /* ring_now_ms() when made */
+    uint64_t bytes_in, bytes_out; /* on the wire (ciphertext with TLS), for the log */
+    uint64_t deadline;            /* absolute ms, 0 = none */
+    uint8_t *in;                  /* unconsumed plaintext */
     size_t in_len;
     size_t in_cap;                  /* grows with need, up to in_max */
     struct outq out;                /* bytes for the socket (ciphertext with TLS) */
@@ -324,8 +326,19 @@ static void outq_free(struct outq *q)
     q->bytes = 0;
 }
 
+static void conn_log_close(conn_t *c)
+{
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    log_debug("conn", "event=closed peer=%s reason=\"%s\" in=%llu out=%llu open_ms=%llu",
+              c->fd >= 0 ? conn_peer_addr(c) : "-", conn_reason_str(c->reason),
+              (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+              (unsigned long long)(ring_now_ms() - c->born));
+}
+
 static void conn_free(conn_t *c)
 {
+    conn_log_close(c);
     conn_fail_sends(c);
     if (c->h->on_close)
         c->h->on_close(c, c->reason);
@@ -519,6 +532,7 @@ static void conn_step_send(conn_t *c, int res, uint32_t flags)
         return;
     }
     conn_touch(c);
+    c->bytes_out += (uint64_t)res;
     conn_sent(c, (size_t)res);
     conn_pump(c);
     conn_flush(c);
@@ -902,6 +916,10 @@ static void conn_open(conn_t *c)
         return;
     }
     conn_flush(c);
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=open peer=%s name=%s handshake_ms=%llu", conn_peer_addr(c),
+                  conn_peer_name(c) ? conn_peer_name(c) : "-",
+                  (unsigned long long)(ring_now_ms() - c->born));
     if (c->h->on_open)
         c->h->on_open(c);
     if (c->state != CS_OPEN)
@@ -956,8 +974,8 @@ static void conn_pull_tls(conn_t *c)
         conn_flush(c);
         if (rc < 0 || out < 0) {
             if (rc < 0)
-                log_info("conn", "event=handshake_failed peer=%s err=\"%s\"", conn_peer_addr(c),
-                         tls_errstr(c->tls));
+                log_info_limited("conn", "event=handshake_failed peer=%s err=\"%s\"",
+                                 conn_peer_addr(c), tls_errstr(c->tls));
             conn_shutdown(c, rc < 0 ? rc : out);
             return;
         }
@@ -987,6 +1005,7 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
         return;
     }
     conn_touch(c);
+    c->bytes_in += (uint64_t)res;
     const uint8_t *buf = ring_recv_buf(c->ring, flags);
     if (c->tls == NULL) {
         if (c->state == CS_OPEN)
@@ -1056,7 +1075,8 @@ static void handle_timer(struct ring_timer *t)
     conn_enter(c);
     uint64_t now = ring_now_ms();
     if ((c->deadline && now >= c->deadline) || (c->idle_ms && now - c->last_active >= c->idle_ms)) {
-        log_info("conn", "event=timeout peer=%s", conn_peer_addr(c));
+        log_info_limited("conn", "event=timeout peer=%s open_ms=%llu", conn_peer_addr(c),
+                         (unsigned long long)(now - c->born));
         conn_shutdown(c, -ETIMEDOUT);
     } else {
         conn_arm_timer(c);
@@ -1170,6 +1190,7 @@ static conn_t *conn_new(ring_t *r, int fd, const struct conn_opts *o, const stru
     c->send_op.cb = handle_send;
     c->file_op.cb = handle_file;
     conn_touch(c);
+    c->born = c->last_active;
     if (o->tls && tls_new(&c->tls, o->tls, o->expect_peer) < 0) {
         free(c);
         return NULL;
@@ -1238,7 +1259,8 @@ static bool listener_make_room(conn_listener_t *l)
     conn_t *victim = l->fresh.head;
     if (victim == NULL)
         return false;
-    log_debug("conn", "event=evicted peer=%s open=%u", conn_peer_addr(victim), l->count);
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=evicted peer=%s open=%u", conn_peer_addr(victim), l->count);
     conn_shutdown(victim, -EUSERS); /* leaves the listener's lists, so count drops */
     return true;
 }
@@ -1251,13 +1273,15 @@ static void listener_accept(conn_listener_t *l, int fd)
     }
     conn_t *c = conn_new(l->ring, fd, &l->opts, l->h);
     if (c == NULL) {
-        log_warn("conn", "event=accept_dropped err=\"%s\"", strerror(ENOMEM));
+        log_warn_limited("conn", "event=accept_dropped err=\"%s\"", strerror(ENOMEM));
         close(fd);
         return;
     }
     c->listener = l;
     list_append(&l->fresh, c);
     l->count++;
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=accepted peer=%s open=%u", conn_peer_addr(c), l->count);
     conn_enter(c);
     c->state = c->tls ? CS_HANDSHAKE : CS_OPEN;
     if (l->on_accept)
@@ -1330,7 +1354,7 @@ static void handle_accept(struct ring_op *op, int res, uint32_t flags)
             return; /* its last completion comes back here */
         }
     } else if (!l->closing && res != -ECANCELED && res != -EINTR) {
-        log_warn("conn", "event=accept_failed err=\"%s\"", strerror(-res));
+        log_warn_limited("conn", "event=accept_failed err=\"%s\"", strerror(-res));
     }
     if (more)
         return;

@@ -30,6 +30,11 @@ void log_set_level(enum log_level level)
     min_level = level;
 }
 
+bool log_enabled(enum log_level level)
+{
+    return level >= min_level;
+}
+
 const char *log_level_str(enum log_level level)
 {
     if ((unsigned)level >= sizeof level_names / sizeof level_names[0])
