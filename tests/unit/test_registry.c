@@ -104,7 +104,7 @@ static void test_restart_and_repair(void)
     struct reg_server *bad = (struct reg_server *)reg_find(table, "fs4");
     memset(bad->name, 'x', sizeof bad->name);
     size_t before = reg_snapshot(table, (struct reg_server[REG_SERVERS]){0}, REG_SERVERS);
-    CU_ASSERT_EQUAL(reg_repair(table), 1);
+    CU_ASSERT_EQUAL(reg_repair(table, NULL, NULL), 1);
     struct reg_server rows[REG_SERVERS];
     CU_ASSERT_EQUAL(reg_snapshot(table, rows, REG_SERVERS), before - 1);
     CU_ASSERT_STRING_EQUAL(state_of("fs5"), "down");
