@@ -183,22 +183,44 @@ static uint64_t table_bytes(const struct shm_dirent *d)
     return ((uint64_t)d->stride * d->capacity + SHM_PAGE - 1) & ~(uint64_t)(SHM_PAGE - 1);
 }
 
-/* Whether fd is this user's own regular file, closed to everyone else. */
-static int check_trust(int fd, char *why, size_t whylen)
+/* Whether st is this user's own regular file, closed to everyone else.
+ * 0, or -EPERM with the reason in why. */
+static int judge(const struct stat *st, char *why, size_t whylen)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode)) {
+    if (!S_ISREG(st->st_mode)) {
         snprintf(why, whylen, "not a regular file");
         return -EPERM;
     }
-    if (st.st_uid != geteuid() || (st.st_mode & 07777 & ~0600u) != 0) {
+    if (st->st_uid != geteuid() || (st->st_mode & 07777 & ~0600u) != 0) {
         snprintf(why, whylen, "owned by uid %u with mode %04o (want uid %u, mode 0600)",
-                 (unsigned)st.st_uid, (unsigned)(st.st_mode & 07777), (unsigned)geteuid());
+                 (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777), (unsigned)geteuid());
         return -EPERM;
     }
     return 0;
+}
+
+/*
+ * Opens path (never following a symlink, never waiting on a FIFO) if it is
+ * trusted. Returns the fd, -ENOENT, -EPERM with why set (not ours, open to
+ * others, not a file, or unreadable to us because another user's), or
+ * -errno.
+ */
+static int open_trusted(const char *path, int flags, char *why, size_t whylen)
+{
+    struct stat st;
+    int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if ((err == EACCES || err == ELOOP) && lstat(path, &st) == 0 && judge(&st, why, whylen) < 0)
+            return -EPERM;
+        return -err;
+    }
+    int rc = fstat(fd, &st) < 0 ? -errno : judge(&st, why, whylen);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
 }
 
 static const char *check_entry(const struct shm_dirent *d, uint64_t min_off, uint64_t length)
@@ -566,19 +588,21 @@ out:
 static int own_once(shm_t *s, const struct shm_table *t, size_t n, enum shm_origin *origin)
 {
     *origin = SHM_FRESH;
-    int fd = open(s->path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0)
-        return errno == ENOENT ? create_fresh(s, t, n) : -errno;
     char why[160];
+    int fd = open_trusted(s->path, O_RDWR, why, sizeof why);
+    if (fd == -ENOENT)
+        return create_fresh(s, t, n);
+    if (fd == -EPERM)
+        return move_aside(s, why);
+    if (fd < 0)
+        return fd;
     struct shm_hdr old;
-    int rc = check_trust(fd, why, sizeof why);
-    if (rc == 0 && flock(fd, LOCK_EX | LOCK_NB) < 0)
-        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+    int rc = flock(fd, LOCK_EX | LOCK_NB) < 0 ? (errno == EWOULDBLOCK ? -EBUSY : -errno) : 0;
     if (rc == 0 && !still_named(fd, s->path))
         rc = -ESTALE;
     if (rc == 0)
         rc = read_header(fd, &old, why, sizeof why);
-    if (rc == -EPERM || rc == -EPROTO)
+    if (rc == -EPROTO)
         rc = move_aside(s, why);
     if (rc == -EBUSY && read_header(fd, &old, why, sizeof why) == 0)
         log_error("shm", "event=busy name=%s owner_pid=%d", s->name, (int)old.owner);
@@ -649,17 +673,15 @@ int shm_attach(shm_t **out, const char *name)
         return rc;
     char why[160];
     struct shm_hdr h;
-    int fd = open(s->path, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    rc = check_trust(fd, why, sizeof why);
-    if (rc == 0)
+    int fd = open_trusted(s->path, O_RDONLY, why, sizeof why);
+    if (fd >= 0) {
         rc = read_header(fd, &h, why, sizeof why);
-    if (rc == 0)
-        rc = map(s, fd, h.length, PROT_READ);
-    close(fd);
+        if (rc == 0)
+            rc = map(s, fd, h.length, PROT_READ);
+        close(fd);
+    } else {
+        rc = fd;
+    }
     if (rc == -EPERM || rc == -EPROTO)
         log_error("shm", "event=refused name=%s path=%s reason=\"%s\"", name, s->path, why);
     if (rc < 0)

@@ -594,6 +594,37 @@ static void test_other_user(void)
     check_not_ours("uid", 65534, 0666);
 }
 
+/* Child, as uid 65534: another user's segment (root's, 0600) cannot be
+ * moved aside from a sticky /dev/shm; refused with -EPERM, left alone. */
+static int child_as_nobody(const char *name)
+{
+    if (setgid(65534) < 0 || setuid(65534) < 0)
+        return 10;
+    shm_t *s = NULL;
+    if (shm_attach(&s, name) != -EPERM)
+        return 11;
+    if (shm_own(&s, name, &RECS, 1, NULL) != -EPERM)
+        return 12;
+    return asides(name, false) == 0 ? 0 : 13;
+}
+
+static void test_other_user_cannot_move(void)
+{
+    if (geteuid() != 0)
+        return; /* only root can become another user */
+    const char *name = name_for("nobody");
+    shm_t *s = own(name, SHM_FRESH);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    put(s, 0, 3);
+    shm_close(s);
+    CU_ASSERT_EQUAL(exit_code(spawn(child_as_nobody, name)), 0);
+    s = own(name, SHM_CLEAN); /* still ours, untouched */
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    CU_ASSERT_EQUAL(get(s, 0), 3);
+    shm_close(s);
+    CU_ASSERT_EQUAL(shm_remove(name), 0);
+}
+
 static void test_wide_mode(void)
 {
     check_not_ours("mode", geteuid(), 0644);
@@ -658,6 +689,7 @@ void suite_shm(void)
     CU_add_test(s, "live owner: -EBUSY", test_live_owner_busy);
     CU_add_test(s, "tables added, carried, grown, changed", test_tables_grow);
     CU_add_test(s, "another user's segment moved aside", test_other_user);
+    CU_add_test(s, "another user's segment, not movable: -EPERM", test_other_user_cannot_move);
     CU_add_test(s, "segment open to others moved aside", test_wide_mode);
     CU_add_test(s, "damaged header moved aside", test_damaged_header);
     CU_add_test(s, "old mutex format with 0xff moved aside", test_old_mutex_format);
