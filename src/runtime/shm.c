@@ -389,9 +389,17 @@ static int plan(const struct shm_table *t, size_t n, const struct shm_hdr *old,
         rc = plan_add(dir, nt, length, &t[i]);
     for (uint32_t i = 0; old && i < old->ntables && rc == 0; i++) {
         const struct shm_dirent *o = &old->dir[i];
-        if (dir_find(dir, (uint32_t)n, o->id) == NULL)
-            rc = plan_add(dir, nt, length,
-                          &(struct shm_table){o->id, o->version, o->row_size, o->capacity});
+        if (dir_find(dir, (uint32_t)n, o->id) != NULL)
+            continue;
+        uint32_t was_nt = *nt;
+        uint64_t was_length = *length;
+        if (plan_add(dir, nt, length,
+                     &(struct shm_table){o->id, o->version, o->row_size, o->capacity}) == 0)
+            continue;
+        *nt = was_nt; /* no room: the declared tables come first */
+        *length = was_length;
+        log_warn("shm", "event=table_dropped table=%u reason=\"no room in the directory or size\"",
+                 o->id);
     }
     return rc;
 }
