@@ -10,6 +10,7 @@
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
 #include "convoy/net.h"
+#include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
 
@@ -118,6 +119,9 @@ int fs_run(const struct fs_opts *o)
     }
     if (fs_scan(&fs) < 0)
         return 1;
+    long nofile = proc_raise_nofile();
+    if (nofile < 0)
+        log_warn("fileserver", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
     if (tls_ctx_new(&mo.tls, TLS_CLIENT, o->pki, o->name, false, err, sizeof err) < 0) {
         log_error("fileserver", "event=tls_failed err=\"%s\"", err);
         return 1;

@@ -76,26 +76,35 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     return pid;
 }
 
+/* The balancer's command line, after `prefix` (a wrapper such as prlimit,
+ * NULL-terminated; NULL for none). */
+static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix)
+{
+    const char *args[] = {convoy_bin(),      "balancer", "--pki",          c->pki,
+                          "--name",          "balancer", "--control",      c->control,
+                          "--state",         c->state,   "--heartbeat-ms", "100",
+                          "--dead-after-ms", "500",      "--threads",      "2"};
+    char *argv[32];
+    size_t n = 0;
+    for (size_t i = 0; prefix && prefix[i] && n < 16; i++)
+        argv[n++] = (char *)prefix[i];
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return h_spawn(c, "balancer", argv);
+}
+
 pid_t h_balancer(struct cluster *c)
 {
-    char *argv[] = {(char *)convoy_bin(),
-                    "balancer",
-                    "--pki",
-                    c->pki,
-                    "--name",
-                    "balancer",
-                    "--control",
-                    c->control,
-                    "--state",
-                    c->state,
-                    "--heartbeat-ms",
-                    "100",
-                    "--dead-after-ms",
-                    "500",
-                    "--threads",
-                    "2",
-                    NULL};
-    return h_spawn(c, "balancer", argv);
+    return h_balancer_argv(c, NULL);
+}
+
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
+{
+    char limit[64];
+    snprintf(limit, sizeof limit, "--nofile=%u:%u", nofile, nofile);
+    const char *const prefix[] = {"/usr/bin/prlimit", limit, NULL};
+    return h_balancer_argv(c, prefix);
 }
 
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,

@@ -45,6 +45,10 @@ int h_cluster_free(struct cluster *c);
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
 pid_t h_balancer(struct cluster *c);
 
+/* The same with RLIMIT_NOFILE set to nofile (soft and hard), through
+ * prlimit(1). pid or -1. */
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile);
+
 /* Starts file server `name` using certificates from pki (c->pki or
  * c->foreign_pki), announcing a fresh loopback HTTP port. pid or -1. */
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);
