@@ -403,14 +403,15 @@ static bool bal_good_control(const char *c, size_t max)
 /*
  * Reads the segment's tables into out (zeroed first), validating every row:
  * a row that fails reg_repair or cannot be read whole is left out and
- * logged. Returns how many were left out, or -errno (tables missing).
+ * logged. Returns how many were left out, or -EPROTO when the segment
+ * lacks the balancer's tables (another version of them).
  */
 static int bal_load(shm_t *shm, const char *state, struct bal_shared *out)
 {
     memset(out, 0, sizeof *out);
     int cap = shm_capacity(shm, &BAL_META_TABLE);
     if (cap < 0 || (cap = shm_capacity(shm, &BAL_SERVER_TABLE)) < 0)
-        return cap;
+        return -EPROTO; /* the segment exists: its tables are not ours */
     struct bal_meta m;
     if (shm_get(shm, &BAL_META_TABLE, 0, &m, NULL) == 1 &&
         bal_good_control(m.control, sizeof m.control)) {
