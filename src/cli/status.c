@@ -17,13 +17,15 @@
 #include <string.h>
 
 struct snapshot {
-    struct bal_shared s; /* a copy taken under the lock */
+    struct bal_shared s; /* a validated copy, read without a lock */
     size_t n;
     struct reg_server rows[REG_SERVERS];
     bool running;
     uint64_t now;
 };
 
+/* Reads the state without waiting on the balancer: the segment has no lock
+ * to wait on, and a row being written is retried for about 1 ms at most. */
 static int take_snapshot(const char *state, struct snapshot *snap)
 {
     int rc = bal_read_state(state, &snap->s);
@@ -31,6 +33,16 @@ static int take_snapshot(const char *state, struct snapshot *snap)
         fprintf(stderr,
                 "convoy status: no balancer state '%s' on this host "
                 "(is a balancer running with --state %s?)\n",
+                state, state);
+    else if (rc == -EPERM)
+        fprintf(stderr,
+                "convoy status: state '%s' is not trusted: /dev/shm/convoy-%s belongs to "
+                "another user or is open to others (want this user, mode 0600)\n",
+                state, state);
+    else if (rc == -EPROTO)
+        fprintf(stderr,
+                "convoy status: state '%s' is damaged or from another convoy version "
+                "(a balancer started with --state %s moves it aside)\n",
                 state, state);
     else if (rc < 0)
         fprintf(stderr, "convoy status: state '%s': %s\n", state, strerror(-rc));
