@@ -8,7 +8,8 @@
  *
  * Identity: every daemon has DIR/ca.crt, DIR/NAME.crt and DIR/NAME.key made
  * by `convoy pki`. A peer is accepted only with a chain to that CA; the
- * common name of its certificate is its identity.
+ * common name of its certificate is its identity, and the certificate's role
+ * (balancer, fileserver, frontend, compute: see pki.h) is what it may act as.
  */
 #ifndef CONVOY_TLS_H
 #define CONVOY_TLS_H
@@ -44,12 +45,15 @@ void tls_ctx_free(tls_ctx_t *ctx);
 
 /*
  * A session on ctx, used by one thread at a time. expect_peer, when not
- * NULL, is the common name the peer's certificate must carry: it is checked
- * during the handshake, which fails with TLS_EVERIFY and "peer is 'fs2',
- * expected 'balancer'" (a server session with expect_peer requires a client
- * certificate even when its context does not). 0 or -ENOMEM.
+ * NULL, is the common name the peer's certificate must carry, and
+ * expect_role (a PKI_ROLE_*) the role: both are checked during the
+ * handshake, which fails with TLS_EVERIFY and "peer is 'fs2', expected
+ * 'balancer'", "peer 'fs1' has role 'fileserver', expected 'balancer'" or
+ * "peer 'fs1' has no role, expected 'balancer'" (a certificate issued
+ * without a role). A server session with either requires a client
+ * certificate even when its context does not. 0 or -ENOMEM.
  */
-int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer);
+int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer, const char *expect_role);
 void tls_free(tls_t *t);
 
 /* Ciphertext that arrived from the network; always takes all of it. 0 or -ENOMEM. */
@@ -88,6 +92,11 @@ size_t tls_out_take(tls_t *t, void *buf, size_t cap);
  * or NULL (no handshake yet, or a server that did not ask for one). Owned by
  * the session. */
 const char *tls_peer_name(const tls_t *t);
+
+/* Role of the verified peer certificate once the handshake is done (one of
+ * the PKI_ROLE_* strings), or NULL (no handshake yet, no certificate asked
+ * for, or a certificate without a valid role). Owned by the session. */
+const char *tls_peer_role(const tls_t *t);
 
 /* The last failure in words ("certificate verify failed: unable to get local issuer"). */
 const char *tls_errstr(const tls_t *t);

@@ -702,7 +702,7 @@ static conn_t *conn_new(ring_t *r, int fd, const struct conn_opts *o, const stru
     c->file_op.cb = handle_file;
     c->timer.op.cb = handle_timer;
     conn_touch(c);
-    if (o->tls && tls_new(&c->tls, o->tls, o->expect_peer) < 0) {
+    if (o->tls && tls_new(&c->tls, o->tls, o->expect_peer, o->expect_role) < 0) {
         free(c);
         return NULL;
     }
@@ -928,6 +928,11 @@ ring_t *conn_ring(const conn_t *c)
 const char *conn_peer_name(const conn_t *c)
 {
     return c->tls && tls_handshake_done(c->tls) ? tls_peer_name(c->tls) : NULL;
+}
+
+const char *conn_peer_role(const conn_t *c)
+{
+    return c->tls && tls_handshake_done(c->tls) ? tls_peer_role(c->tls) : NULL;
 }
 
 const char *conn_reason_str(int reason)

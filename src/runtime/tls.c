@@ -10,9 +10,12 @@
  *
  * Trust is the cluster CA only (pki_dir/ca.crt, never the system's default
  * paths). Names are not host names: servers are dialled by IP and a peer's
- * identity is its certificate's common name. When a session expects a
- * particular peer, the verify callback compares the CN on the leaf and fails
- * the handshake with a bad_certificate alert, so the peer learns it too.
+ * identity is its certificate's common name, and what it may act as is its
+ * role, the URI SAN "convoy:role:ROLE" that `convoy pki issue` writes. When
+ * a session expects a particular peer or role, the verify callback compares
+ * them on the leaf and fails the handshake with a bad_certificate alert, so
+ * the peer learns it too. A certificate without a role (issued before roles
+ * existed) has none and is refused wherever a role is expected.
  *
  * Errors: every SSL_* call starts from an empty thread-local error queue and
  * leaves it empty. A failure is mapped once to TLS_EVERIFY, TLS_ENOCERT or
@@ -27,6 +30,8 @@
  * session together, some 80% of what AES-128-GCM alone allows.
  */
 #include "convoy/tls.h"
+
+#include "convoy/pki.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -54,14 +59,16 @@ struct tls_ctx {
 
 struct tls {
     SSL *ssl;
-    BIO *in;                   /* network → OpenSSL, owned by ssl */
-    BIO *out;                  /* OpenSSL → network, owned by ssl */
-    char *expect_peer;         /* CN the peer must carry, or NULL */
-    int failed;                /* sticky TLS_E* once the session failed, else 0 */
-    bool done;                 /* handshake complete */
-    bool name_mismatch;        /* the verify callback refused the peer's CN */
-    char peer[TLS_CN_MAX + 1]; /* verified peer's CN, "" until known */
-    char err[TLS_ERR_MAX];     /* last failure in words */
+    BIO *in;                     /* network → OpenSSL, owned by ssl */
+    BIO *out;                    /* OpenSSL → network, owned by ssl */
+    char *expect_peer;           /* CN the peer must carry, or NULL */
+    char *expect_role;           /* role the peer must carry, or NULL */
+    int failed;                  /* sticky TLS_E* once the session failed, else 0 */
+    bool done;                   /* handshake complete */
+    bool name_mismatch;          /* the verify callback refused the peer's CN or role */
+    char peer[TLS_CN_MAX + 1];   /* verified peer's CN, "" until known */
+    char role[PKI_ROLE_MAX + 1]; /* verified peer's role, "" until known or if none */
+    char err[TLS_ERR_MAX];       /* last failure in words */
 };
 
 /* ---- helpers ---- */
@@ -101,6 +108,36 @@ static int tls_cert_cn(X509 *x, char *buf, size_t cap)
         subject != NULL ? X509_NAME_get_text_by_NID(subject, NID_commonName, buf, (int)cap) : -1;
     ERR_clear_error();
     if (n <= 0 || (size_t)n >= cap || strlen(buf) != (size_t)n) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
+/* The certificate's role from its one "convoy:role:ROLE" URI SAN into buf.
+ * Refuses (-1, buf "") a certificate without one, with two, and one naming
+ * a role that does not exist. */
+static int tls_cert_role(X509 *x, char *buf, size_t cap)
+{
+    GENERAL_NAMES *gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+    size_t plen = strlen(PKI_ROLE_URI);
+    int found = 0;
+    buf[0] = '\0';
+    for (int i = 0; gens != NULL && i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+        if (g->type != GEN_URI)
+            continue;
+        const char *uri = (const char *)ASN1_STRING_get0_data(g->d.uniformResourceIdentifier);
+        size_t len = (size_t)ASN1_STRING_length(g->d.uniformResourceIdentifier);
+        if (len <= plen || len - plen >= cap || strncmp(uri, PKI_ROLE_URI, plen) != 0)
+            continue;
+        memcpy(buf, uri + plen, len - plen);
+        buf[len - plen] = '\0';
+        found++;
+    }
+    GENERAL_NAMES_free(gens);
+    ERR_clear_error();
+    if (found != 1 || !pki_role_ok(buf)) {
         buf[0] = '\0';
         return -1;
     }
@@ -191,10 +228,34 @@ static int tls_load_identity(SSL_CTX *ssl, const char *dir, const char *name, ch
     return 0;
 }
 
+/* Checks the leaf's name and role against what the session expects: 0, or
+ * -1 with the reason in t->err. */
+static int tls_check_peer(tls_t *t, X509 *leaf)
+{
+    char cn[TLS_CN_MAX + 1], role[PKI_ROLE_MAX + 1];
+    tls_cert_cn(leaf, cn, sizeof cn);
+    tls_cert_role(leaf, role, sizeof role);
+    const char *who = cn[0] ? cn : "(no name)";
+    if (t->expect_peer != NULL && strcmp(cn, t->expect_peer) != 0) {
+        snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", who, t->expect_peer);
+        return -1;
+    }
+    if (t->expect_role != NULL && role[0] == '\0') {
+        snprintf(t->err, sizeof t->err, "peer '%s' has no role, expected '%s'", who,
+                 t->expect_role);
+        return -1;
+    }
+    if (t->expect_role != NULL && strcmp(role, t->expect_role) != 0) {
+        snprintf(t->err, sizeof t->err, "peer '%s' has role '%s', expected '%s'", who, role,
+                 t->expect_role);
+        return -1;
+    }
+    return 0;
+}
+
 /*
  * Runs after OpenSSL's own chain check for each certificate, leaf last
- * (depth 0). It only adds the name rule: with an expected peer, the leaf's
- * CN must equal it.
+ * (depth 0). It only adds the name and role rules of tls_check_peer.
  */
 static int tls_verify_cb(int preverify_ok, X509_STORE_CTX *xs)
 {
@@ -202,14 +263,8 @@ static int tls_verify_cb(int preverify_ok, X509_STORE_CTX *xs)
         return preverify_ok;
     SSL *ssl = X509_STORE_CTX_get_ex_data(xs, SSL_get_ex_data_X509_STORE_CTX_idx());
     tls_t *t = ssl != NULL ? SSL_get_app_data(ssl) : NULL;
-    if (t == NULL || t->expect_peer == NULL)
+    if (t == NULL || tls_check_peer(t, X509_STORE_CTX_get_current_cert(xs)) == 0)
         return 1;
-    char cn[TLS_CN_MAX + 1];
-    if (tls_cert_cn(X509_STORE_CTX_get_current_cert(xs), cn, sizeof cn) == 0 &&
-        strcmp(cn, t->expect_peer) == 0)
-        return 1;
-    snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", cn[0] ? cn : "(no name)",
-             t->expect_peer);
     t->name_mismatch = true;
     X509_STORE_CTX_set_error(xs, X509_V_ERR_APPLICATION_VERIFICATION);
     return 0;
@@ -274,7 +329,7 @@ void tls_ctx_free(tls_ctx_t *ctx)
 
 /* ---- sessions ---- */
 
-int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer)
+int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer, const char *expect_role)
 {
     ERR_clear_error();
     tls_t *t = calloc(1, sizeof *t);
@@ -285,8 +340,11 @@ int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer)
     t->out = BIO_new(BIO_s_mem());
     if (expect_peer != NULL)
         t->expect_peer = strdup(expect_peer);
+    if (expect_role != NULL)
+        t->expect_role = strdup(expect_role);
     if (t->ssl == NULL || t->in == NULL || t->out == NULL ||
-        (expect_peer != NULL && t->expect_peer == NULL)) {
+        (expect_peer != NULL && t->expect_peer == NULL) ||
+        (expect_role != NULL && t->expect_role == NULL)) {
         BIO_free(t->in);
         BIO_free(t->out);
         t->in = t->out = NULL;
@@ -299,9 +357,10 @@ int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer)
     BIO_set_mem_eof_return(t->out, -1);
     SSL_set_bio(t->ssl, t->in, t->out);
     SSL_set_app_data(t->ssl, t);
-    /* A server that expects a named peer must see its certificate, even on
-     * a context that does not require one from everybody. */
-    if (expect_peer != NULL && SSL_is_server(t->ssl))
+    /* A server that expects a named peer or a role must see its
+     * certificate, even on a context that does not require one from
+     * everybody. */
+    if ((expect_peer != NULL || expect_role != NULL) && SSL_is_server(t->ssl))
         SSL_set_verify(t->ssl, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, tls_verify_cb);
     if (SSL_is_server(t->ssl))
         SSL_set_accept_state(t->ssl);
@@ -317,6 +376,7 @@ void tls_free(tls_t *t)
         return;
     SSL_free(t->ssl); /* frees both BIOs */
     free(t->expect_peer);
+    free(t->expect_role);
     free(t);
 }
 
@@ -400,8 +460,10 @@ int tls_handshake(tls_t *t)
     ERR_clear_error();
     t->done = true;
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
-    if (peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK)
+    if (peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK) {
         tls_cert_cn(peer, t->peer, sizeof t->peer);
+        tls_cert_role(peer, t->role, sizeof t->role);
+    }
     return 1;
 }
 
@@ -483,6 +545,11 @@ size_t tls_out_take(tls_t *t, void *buf, size_t cap)
 const char *tls_peer_name(const tls_t *t)
 {
     return t->done && t->peer[0] != '\0' ? t->peer : NULL;
+}
+
+const char *tls_peer_role(const tls_t *t)
+{
+    return t->done && t->role[0] != '\0' ? t->role : NULL;
 }
 
 const char *tls_errstr(const tls_t *t)

@@ -4,7 +4,8 @@
  * two clusters with pki_init/pki_issue: "home", whose CA every context
  * trusts, and "away", a foreign CA. A "rogue" directory trusts home's CA but
  * holds away's certificate for fs1, so a peer can present a foreign
- * certificate while still accepting ours.
+ * certificate while still accepting ours. "old" is a file server whose
+ * certificate has no role, as convoy issued them before roles existed.
  */
 #include "convoy/pki.h"
 #include "convoy/tls.h"
@@ -31,15 +32,20 @@ static tls_ctx_t *srv_foreign; /* balancer certified by the away CA */
 static tls_ctx_t *cli_fs1;     /* fs1, home CA */
 static tls_ctx_t *cli_anon;    /* no certificate */
 static tls_ctx_t *cli_rogue;   /* trusts home, presents away's fs1 */
+static tls_ctx_t *cli_bal;     /* the balancer's certificate used to dial */
+static tls_ctx_t *cli_old;     /* old, a certificate without a role */
+static tls_ctx_t *srv_old;     /* old as a server */
 
 static int make_pkis(void)
 {
-    static const char *const names[] = {"balancer", "fs1", "fs2", NULL};
+    static const char *const names[] = {"balancer", "fs1", "fs2", "old", NULL};
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(away, sizeof away, "%s/away", base);
     snprintf(rogue, sizeof rogue, "%s/rogue", base);
-    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ? -1
-                                                                                            : 0;
+    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ||
+                   fx_strip_role(home, "old")
+               ? -1
+               : 0;
 }
 
 static int suite_init(void)
@@ -51,12 +57,16 @@ static int suite_init(void)
            tls_ctx_new(&srv_foreign, TLS_SERVER, away, "balancer", false, err, sizeof err) ||
            tls_ctx_new(&cli_fs1, TLS_CLIENT, home, "fs1", false, err, sizeof err) ||
            tls_ctx_new(&cli_anon, TLS_CLIENT, home, NULL, false, err, sizeof err) ||
-           tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err);
+           tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err) ||
+           tls_ctx_new(&cli_bal, TLS_CLIENT, home, "balancer", false, err, sizeof err) ||
+           tls_ctx_new(&cli_old, TLS_CLIENT, home, "old", false, err, sizeof err) ||
+           tls_ctx_new(&srv_old, TLS_SERVER, home, "old", false, err, sizeof err);
 }
 
 static int suite_clean(void)
 {
-    tls_ctx_t **all[] = {&srv, &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon, &cli_rogue};
+    tls_ctx_t **all[] = {&srv,       &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon,
+                         &cli_rogue, &cli_bal, &cli_old,     &srv_old};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tls_ctx_free(*all[i]);
         *all[i] = NULL;
@@ -81,12 +91,9 @@ struct pair {
 
 /* Runs both handshakes until each is done or failed; a few rounds are
  * plenty (TLS 1.3 needs one and a half round trips). */
-static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expects,
-                      tls_ctx_t *server, const char *server_expects)
+static void handshake_pair(struct pair *p)
 {
     p->crc = p->src = 0;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, client_expects), 0);
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, server_expects), 0);
     for (int round = 0; round < 8 && (p->crc == 0 || p->src == 0); round++) {
         if (p->crc == 0)
             p->crc = tls_handshake(p->c);
@@ -95,6 +102,24 @@ static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expe
             p->src = tls_handshake(p->s);
         shuttle(p->s, p->c);
     }
+}
+
+/* A pair whose sides expect the given peer roles (NULL: any). */
+static void handshake_roles(struct pair *p, tls_ctx_t *client, const char *client_expects,
+                            tls_ctx_t *server, const char *server_expects)
+{
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, NULL, client_expects), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL, server_expects), 0);
+    handshake_pair(p);
+}
+
+/* A pair whose sides expect the given peer names (NULL: any). */
+static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expects,
+                      tls_ctx_t *server, const char *server_expects)
+{
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, client_expects, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, server_expects, NULL), 0);
+    handshake_pair(p);
 }
 
 static void pair_free(struct pair *p)
@@ -206,6 +231,74 @@ static void test_server_expects_peer(void)
     pair_free(&p);
 }
 
+static void test_roles_known(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_BALANCER, srv, PKI_ROLE_FILESERVER);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(tls_peer_role(p.c) != NULL && strcmp(tls_peer_role(p.c), "balancer") == 0);
+    CU_ASSERT(tls_peer_role(p.s) != NULL && strcmp(tls_peer_role(p.s), "fileserver") == 0);
+    pair_free(&p);
+}
+
+/* A dialler that wants the balancer refuses a file server's certificate. */
+static void test_client_checks_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_BALANCER, srv_fs2, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
+                           "peer 'fs2' has role 'fileserver', expected 'balancer'");
+    CU_ASSERT_PTR_NULL(tls_peer_role(p.c));
+    CU_ASSERT(p.src < 0); /* the server got the alert */
+    pair_free(&p);
+}
+
+/* A server that wants a compute server refuses a file server, and asks for
+ * a certificate to check even on a context that requires none. */
+static void test_server_checks_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, NULL, srv_fs2, PKI_ROLE_COMPUTE);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer 'fs1' has role 'fileserver', expected 'compute'");
+    pair_free(&p);
+    handshake_roles(&p, cli_anon, NULL, srv_fs2, PKI_ROLE_FILESERVER);
+    CU_ASSERT_EQUAL(p.src, TLS_ENOCERT);
+    pair_free(&p);
+}
+
+/* A certificate from before roles is refused wherever a role is expected,
+ * in both directions, and still works where none is. */
+static void test_no_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_FILESERVER, srv_old, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer 'old' has no role, expected 'fileserver'");
+    pair_free(&p);
+    handshake_roles(&p, cli_old, NULL, srv, PKI_ROLE_FILESERVER);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer 'old' has no role, expected 'fileserver'");
+    pair_free(&p);
+    handshake_roles(&p, cli_old, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, 1);
+    CU_ASSERT(tls_peer_name(p.s) != NULL && strcmp(tls_peer_name(p.s), "old") == 0);
+    CU_ASSERT_PTR_NULL(tls_peer_role(p.s));
+    pair_free(&p);
+}
+
+/* The balancer's certificate has no clientAuth: it cannot dial as a member. */
+static void test_balancer_cannot_dial(void)
+{
+    struct pair p;
+    handshake(&p, cli_bal, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s),
+                           "certificate verify failed: unsuitable certificate purpose");
+    pair_free(&p);
+}
+
 static void test_big_payload(void)
 {
     unsigned char *data = malloc(BIG);
@@ -256,7 +349,7 @@ static void test_garbage(void)
 
     tls_t *s;
     const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_feed(s, http, sizeof http - 1), 0);
     CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
     CU_ASSERT_STRING_NOT_EQUAL(tls_errstr(s), "no error");
@@ -291,7 +384,7 @@ static void test_tls12_refused(void)
     size_t n = tls12_client_hello(hello, sizeof hello);
     CU_ASSERT_FATAL(n > 0);
     tls_t *s;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_feed(s, hello, n), 0);
     CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
     CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(s), "unsupported protocol"));
@@ -310,7 +403,7 @@ static void test_ctx_errors(void)
     CU_ASSERT_PTR_NULL(ctx);
 
     tls_t *c;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&c, cli_fs1, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&c, cli_fs1, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_write(c, "x", 1), TLS_EPROTO);
     CU_ASSERT_PTR_NULL(tls_peer_name(c));
     tls_free(c);
@@ -325,6 +418,11 @@ void suite_tls(void)
     CU_add_test(s, "server cert from another CA", test_server_cert_foreign_ca);
     CU_add_test(s, "expected peer name mismatch", test_expect_peer_mismatch);
     CU_add_test(s, "server names its peer", test_server_expects_peer);
+    CU_add_test(s, "peer roles known", test_roles_known);
+    CU_add_test(s, "client refuses a server's wrong role", test_client_checks_role);
+    CU_add_test(s, "server refuses a client's wrong role", test_server_checks_role);
+    CU_add_test(s, "certificate without a role", test_no_role);
+    CU_add_test(s, "balancer certificate cannot dial", test_balancer_cannot_dial);
     CU_add_test(s, "4 MiB both ways", test_big_payload);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
