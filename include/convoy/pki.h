@@ -43,4 +43,19 @@ int pki_init(const char *dir, char *err, size_t errlen);
 int pki_issue(const char *dir, const char *name, const char *role, const char *const *ips,
               size_t nips, const char *const *dns, size_t ndns, char *err, size_t errlen);
 
+/*
+ * The checks ssh makes before it trusts a key, for files a daemon loads from
+ * a PKI directory. pki_check_file: the open file fd (at path, for the
+ * message) must be a regular file owned by the caller's effective uid or
+ * root and not writable by group or others; a secret (a private key) must
+ * not be readable by them either. pki_check_dir: dir and every folder above
+ * it must be owned by the caller or root and not writable by group or others
+ * unless sticky (as /tmp is), so that nobody else can replace what is in it.
+ * Both return 0, or -EPERM (or -errno) with the reason in err, naming the
+ * file and the fix ("/x/fs1.key has mode 0644: group and others can read it
+ * (chmod 600 /x/fs1.key)"). No module prefix: the caller adds its own.
+ */
+int pki_check_file(int fd, const char *path, bool secret, char *err, size_t errlen);
+int pki_check_dir(const char *dir, char *err, size_t errlen);
+
 #endif

@@ -21,12 +21,19 @@
  * ca.key is moved with link(), which fails when the name exists, so two
  * concurrent `pki init` cannot both win; an issued NAME is moved with
  * rename(), because re-issuing a server's certificate is normal.
+ *
+ * Reading is as careful as writing: before a daemon (tls.c) or `pki issue`
+ * trusts a file, pki_check_file and pki_check_dir make ssh's StrictModes
+ * checks, so a key others can read, or one that sits in a folder where others
+ * could swap it, is refused with the file and the reason.
  */
 #include "convoy/pki.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -113,6 +120,93 @@ static int pki_ossl_fail(char *err, size_t errlen, const char *fmt, ...)
         ERR_error_string_n(code, reason, sizeof reason);
     ERR_clear_error();
     return pki_fail(err, errlen, -EIO, "%s: %s", what, reason);
+}
+
+static void pki_say(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The checks' messages carry no prefix: tls.c and pki.c add theirs. */
+static void pki_say(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Owned by us or by root: anyone else could change its mode or contents. */
+static bool pki_owner_ok(const struct stat *st)
+{
+    return st->st_uid == geteuid() || st->st_uid == 0;
+}
+
+int pki_check_file(int fd, const char *path, bool secret, char *err, size_t errlen)
+{
+    struct stat st;
+    mode_t others = secret ? 077 : 022;
+    if (fstat(fd, &st) != 0) {
+        int rc = -errno;
+        pki_say(err, errlen, "stat %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        pki_say(err, errlen, "%s is not a regular file", path);
+        return -EPERM;
+    }
+    if (!pki_owner_ok(&st)) {
+        pki_say(err, errlen, "%s is owned by uid %u, not by us (uid %u) or root", path,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st.st_mode & others) {
+        pki_say(err, errlen, "%s has mode %04o: group and others can %s it (chmod %s %s)", path,
+                (unsigned)(st.st_mode & 07777), secret ? "read" : "write", secret ? "600" : "644",
+                path);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* One folder of pki_check_dir's walk. */
+static int pki_check_one_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        int rc = -errno;
+        pki_say(err, errlen, "stat %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    if (!pki_owner_ok(&st)) {
+        pki_say(err, errlen, "folder %s is owned by uid %u, not by us (uid %u) or root", dir,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+        pki_say(err, errlen,
+                "folder %s has mode %04o: group or others could replace the files in it", dir,
+                (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
+int pki_check_dir(const char *dir, char *err, size_t errlen)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL) {
+        int rc = -errno;
+        pki_say(err, errlen, "%s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    /* From the folder itself up to "/"; realpath left no links to follow. */
+    for (;;) {
+        int rc = pki_check_one_dir(real, err, errlen);
+        char *slash = strrchr(real, '/');
+        if (rc != 0 || slash == NULL || (slash == real && real[1] == '\0'))
+            return rc;
+        slash[slash == real ? 1 : 0] = '\0';
+    }
 }
 
 static int pki_path(char *buf, size_t cap, const char *dir, const char *name, const char *ext)
@@ -365,11 +459,18 @@ static FILE *pki_open_ca(const char *dir, const char *ext, char *path, size_t ca
         return NULL;
     }
     FILE *f = fopen(path, "re");
+    char why[PKI_PATH_MAX + 128];
     if (f == NULL && errno == ENOENT)
         *rc = pki_fail(err, errlen, -ENOENT, "open %s: %s (run `convoy pki init --dir %s`)", path,
                        strerror(ENOENT), dir);
     else if (f == NULL)
         *rc = pki_fail(err, errlen, -errno, "open %s: %s", path, strerror(errno));
+    else if ((*rc = pki_check_file(fileno(f), path, strcmp(ext, ".key") == 0, why, sizeof why)))
+        pki_fail(err, errlen, *rc, "%s", why);
+    if (f != NULL && *rc != 0) {
+        fclose(f);
+        f = NULL;
+    }
     return f;
 }
 

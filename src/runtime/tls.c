@@ -146,10 +146,13 @@ static int tls_cert_role(X509 *x, char *buf, size_t cap)
 
 /* ---- contexts ---- */
 
-/* Opens dir/name.ext for PEM reading; "tls: load PATH: reason" on failure. */
+/* Opens dir/name.ext for PEM reading, once pki_check_file trusts it (a
+ * private key when ext is ".key"); "tls: load PATH: reason" or "tls: PATH
+ * has mode ..." on failure. */
 static int tls_open(FILE **f, const char *dir, const char *name, const char *ext, char *path,
                     char *err, size_t errlen)
 {
+    char why[TLS_PATH_MAX + 128];
     int n = snprintf(path, TLS_PATH_MAX, "%s/%s%s", dir, name, ext);
     if (n < 0 || n >= TLS_PATH_MAX) {
         tls_set_err(err, errlen, "tls: path too long: %s/%s%s", dir, name, ext);
@@ -161,7 +164,13 @@ static int tls_open(FILE **f, const char *dir, const char *name, const char *ext
         tls_set_err(err, errlen, "tls: load %s: %s", path, strerror(-rc));
         return rc;
     }
-    return 0;
+    int rc = pki_check_file(fileno(*f), path, strcmp(ext, ".key") == 0, why, sizeof why);
+    if (rc != 0) {
+        tls_set_err(err, errlen, "tls: %s", why);
+        fclose(*f);
+        *f = NULL;
+    }
+    return rc;
 }
 
 /* Trusts every certificate in dir/ca.crt, and nothing else. */
@@ -228,25 +237,28 @@ static int tls_load_identity(SSL_CTX *ssl, const char *dir, const char *name, ch
     return 0;
 }
 
-/* Checks the leaf's name and role against what the session expects: 0, or
- * -1 with the reason in t->err. */
+/* Checks the leaf's name and role against what the session expects, and
+ * that it has a name at all: 0, or -1 with the reason in t->err. */
 static int tls_check_peer(tls_t *t, X509 *leaf)
 {
     char cn[TLS_CN_MAX + 1], role[PKI_ROLE_MAX + 1];
-    tls_cert_cn(leaf, cn, sizeof cn);
+    if (tls_cert_cn(leaf, cn, sizeof cn) != 0) {
+        /* The CN is the peer's identity: without one there is nobody to
+         * name in logs or to match against a registry. */
+        snprintf(t->err, sizeof t->err, "peer certificate has no readable common name");
+        return -1;
+    }
     tls_cert_role(leaf, role, sizeof role);
-    const char *who = cn[0] ? cn : "(no name)";
     if (t->expect_peer != NULL && strcmp(cn, t->expect_peer) != 0) {
-        snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", who, t->expect_peer);
+        snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", cn, t->expect_peer);
         return -1;
     }
     if (t->expect_role != NULL && role[0] == '\0') {
-        snprintf(t->err, sizeof t->err, "peer '%s' has no role, expected '%s'", who,
-                 t->expect_role);
+        snprintf(t->err, sizeof t->err, "peer '%s' has no role, expected '%s'", cn, t->expect_role);
         return -1;
     }
     if (t->expect_role != NULL && strcmp(role, t->expect_role) != 0) {
-        snprintf(t->err, sizeof t->err, "peer '%s' has role '%s', expected '%s'", who, role,
+        snprintf(t->err, sizeof t->err, "peer '%s' has role '%s', expected '%s'", cn, role,
                  t->expect_role);
         return -1;
     }
@@ -293,7 +305,7 @@ static int tls_ctx_setup(SSL_CTX *ssl, enum tls_role role, bool require_client_c
 int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
                 bool require_client_cert, char *err, size_t errlen)
 {
-    char why[TLS_ERR_MAX];
+    char why[TLS_PATH_MAX + 128];
     int rc = -ENOMEM;
     ERR_clear_error();
     tls_ctx_t *ctx = calloc(1, sizeof *ctx);
@@ -308,6 +320,8 @@ int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const 
         goto fail;
     }
     rc = tls_load_ca(ctx->ssl, pki_dir, err, errlen);
+    if (rc == 0 && (rc = pki_check_dir(pki_dir, why, sizeof why)) != 0)
+        tls_set_err(err, errlen, "tls: %s", why);
     if (rc == 0 && name != NULL)
         rc = tls_load_identity(ctx->ssl, pki_dir, name, err, errlen);
     if (rc != 0)

@@ -94,7 +94,7 @@ int fx_rogue(const char *rogue, const char *home, const char *away, const char *
         const char *ext = i ? "key" : "crt";
         snprintf(from, sizeof from, "%s/%s.%s", away, name, ext);
         snprintf(to, sizeof to, "%s/%s.%s", rogue, name, ext);
-        if (fx_copy(from, to) < 0)
+        if (fx_copy(from, to) < 0 || chmod(to, i ? 0600 : 0644) != 0)
             return -1;
     }
     return 0;
@@ -127,7 +127,22 @@ static int fx_drop_uris(X509 *x)
     return ok ? 0 : -1;
 }
 
-int fx_strip_role(const char *dir, const char *name)
+/* The subject without its common name (an organisation instead, so that
+ * it is not empty). */
+static int fx_drop_cn(X509 *x)
+{
+    X509_NAME *subject = X509_get_subject_name(x);
+    int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+    X509_NAME_ENTRY *e = i >= 0 ? X509_NAME_delete_entry(subject, i) : NULL;
+    X509_NAME_ENTRY_free(e);
+    return e != NULL && X509_NAME_add_entry_by_NID(subject, NID_organizationName, MBSTRING_UTF8,
+                                                   (const unsigned char *)"convoy", -1, -1, 0)
+               ? 0
+               : -1;
+}
+
+/* Edits dir/name.crt with edit and signs it again with dir's CA. */
+static int fx_resign(const char *dir, const char *name, int (*edit)(X509 *x))
 {
     char path[512];
     snprintf(path, sizeof path, "%s/ca.key", dir);
@@ -137,10 +152,9 @@ int fx_strip_role(const char *dir, const char *name)
         fclose(f);
     snprintf(path, sizeof path, "%s/%s.crt", dir, name);
     X509 *x = fx_read_cert(path);
-    int rc =
-        cakey != NULL && x != NULL && fx_drop_uris(x) == 0 && X509_sign(x, cakey, EVP_sha256()) > 0
-            ? 0
-            : -1;
+    int rc = cakey != NULL && x != NULL && edit(x) == 0 && X509_sign(x, cakey, EVP_sha256()) > 0
+                 ? 0
+                 : -1;
     f = rc == 0 ? fopen(path, "w") : NULL;
     if (f == NULL || !PEM_write_X509(f, x))
         rc = -1;
@@ -149,4 +163,14 @@ int fx_strip_role(const char *dir, const char *name)
     X509_free(x);
     EVP_PKEY_free(cakey);
     return rc;
+}
+
+int fx_strip_role(const char *dir, const char *name)
+{
+    return fx_resign(dir, name, fx_drop_uris);
+}
+
+int fx_strip_cn(const char *dir, const char *name)
+{
+    return fx_resign(dir, name, fx_drop_cn);
 }

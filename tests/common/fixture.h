@@ -26,6 +26,10 @@ int fx_pki(const char *dir, const char *const *names);
  * issued it: a certificate every edge that expects a role must refuse. */
 int fx_strip_role(const char *dir, const char *name);
 
+/* Signs dir/name.crt again without a common name: a certificate whose
+ * holder has no identity, which every handshake that sees it must refuse. */
+int fx_strip_cn(const char *dir, const char *name);
+
 /* Makes the PKI folder `rogue` of a peer that trusts home's CA but holds
  * name's certificate and key from the other CA's folder `away`: a peer
  * whose certificate the cluster must refuse. 0 or -1. */

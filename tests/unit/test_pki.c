@@ -264,6 +264,17 @@ static void test_bad_names(void)
     CU_ASSERT_EQUAL(access(path_of("fs3.crt"), F_OK), -1);
 }
 
+/* pki issue refuses a CA key that others can read, as the daemons do. */
+static void test_ca_key_mode(void)
+{
+    CU_ASSERT_EQUAL_FATAL(chmod(path_of("ca.key"), 0644), 0);
+    CU_ASSERT_EQUAL(pki_issue(dir, "fs5", PKI_ROLE_FILESERVER, NULL, 0, NULL, 0, err, sizeof err),
+                    -EPERM);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "ca.key has mode 0644: group and others can read it"));
+    CU_ASSERT_EQUAL_FATAL(chmod(path_of("ca.key"), 0600), 0);
+    CU_ASSERT_EQUAL(access(path_of("fs5.crt"), F_OK), -1);
+}
+
 static void test_missing_ca(void)
 {
     char empty[128];
@@ -286,5 +297,6 @@ void suite_pki(void)
     CU_add_test(s, "bad role refused", test_bad_role);
     CU_add_test(s, "re-issue replaces atomically", test_reissue);
     CU_add_test(s, "bad names and addresses refused", test_bad_names);
+    CU_add_test(s, "CA key readable by others refused", test_ca_key_mode);
     CU_add_test(s, "missing CA named in the error", test_missing_ca);
 }

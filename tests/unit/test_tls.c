@@ -12,6 +12,7 @@
 #include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,15 +36,17 @@ static tls_ctx_t *cli_rogue;   /* trusts home, presents away's fs1 */
 static tls_ctx_t *cli_bal;     /* the balancer's certificate used to dial */
 static tls_ctx_t *cli_old;     /* old, a certificate without a role */
 static tls_ctx_t *srv_old;     /* old as a server */
+static tls_ctx_t *cli_nocn;    /* nocn, a certificate without a common name */
+static tls_ctx_t *srv_nocn;    /* nocn as a server */
 
 static int make_pkis(void)
 {
-    static const char *const names[] = {"balancer", "fs1", "fs2", "old", NULL};
+    static const char *const names[] = {"balancer", "fs1", "fs2", "old", "nocn", NULL};
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(away, sizeof away, "%s/away", base);
     snprintf(rogue, sizeof rogue, "%s/rogue", base);
     return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ||
-                   fx_strip_role(home, "old")
+                   fx_strip_role(home, "old") || fx_strip_cn(home, "nocn")
                ? -1
                : 0;
 }
@@ -60,13 +63,15 @@ static int suite_init(void)
            tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err) ||
            tls_ctx_new(&cli_bal, TLS_CLIENT, home, "balancer", false, err, sizeof err) ||
            tls_ctx_new(&cli_old, TLS_CLIENT, home, "old", false, err, sizeof err) ||
-           tls_ctx_new(&srv_old, TLS_SERVER, home, "old", false, err, sizeof err);
+           tls_ctx_new(&srv_old, TLS_SERVER, home, "old", false, err, sizeof err) ||
+           tls_ctx_new(&cli_nocn, TLS_CLIENT, home, "nocn", false, err, sizeof err) ||
+           tls_ctx_new(&srv_nocn, TLS_SERVER, home, "nocn", false, err, sizeof err);
 }
 
 static int suite_clean(void)
 {
-    tls_ctx_t **all[] = {&srv,       &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon,
-                         &cli_rogue, &cli_bal, &cli_old,     &srv_old};
+    tls_ctx_t **all[] = {&srv,     &srv_fs2, &srv_foreign, &cli_fs1,  &cli_anon, &cli_rogue,
+                         &cli_bal, &cli_old, &srv_old,     &cli_nocn, &srv_nocn};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tls_ctx_free(*all[i]);
         *all[i] = NULL;
@@ -299,6 +304,95 @@ static void test_balancer_cannot_dial(void)
     pair_free(&p);
 }
 
+/* A certificate without a common name names nobody: refused by a client,
+ * and by a server that asks for a certificate. */
+static void test_no_common_name(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv_nocn, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer certificate has no readable common name");
+    pair_free(&p);
+    handshake(&p, cli_nocn, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer certificate has no readable common name");
+    CU_ASSERT_PTR_NULL(tls_peer_name(p.s));
+    pair_free(&p);
+}
+
+/* Makes a server context for name from dir: 0 or the error, words in err. */
+static int try_ctx(const char *dir, const char *name)
+{
+    tls_ctx_t *ctx = NULL;
+    int rc = tls_ctx_new(&ctx, TLS_SERVER, dir, name, false, err, sizeof err);
+    tls_ctx_free(ctx);
+    return rc;
+}
+
+/* As ssh does: a key that others can read is refused, naming it. */
+static void test_key_mode(void)
+{
+    char key[256], want[700];
+    snprintf(key, sizeof key, "%s/fs2.key", home);
+    const mode_t modes[] = {0644, 0640, 0604, 0660};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        CU_ASSERT_EQUAL_FATAL(chmod(key, modes[i]), 0);
+        CU_ASSERT_EQUAL(try_ctx(home, "fs2"), -EPERM);
+    }
+    snprintf(want, sizeof want,
+             "tls: %s has mode 0660: group and others can read it (chmod 600 %s)", key, key);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL_FATAL(chmod(key, 0400), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(key, 0600), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), 0);
+    /* A certificate others may write is refused too: they could swap it. */
+    char crt[256];
+    snprintf(crt, sizeof crt, "%s/ca.crt", home);
+    CU_ASSERT_EQUAL_FATAL(chmod(crt, 0666), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), -EPERM);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "group and others can write it"));
+    CU_ASSERT_EQUAL_FATAL(chmod(crt, 0644), 0);
+}
+
+/* Copies home's CA and fs1's pair into dir (made with mode 0700). */
+static void copy_pki(const char *dir)
+{
+    static const char *const files[] = {"ca.crt", "fs1.crt", "fs1.key"};
+    char from[256], to[256];
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(from, sizeof from, "%s/%s", home, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        CU_ASSERT_EQUAL_FATAL(fx_copy(from, to), 0);
+        CU_ASSERT_EQUAL_FATAL(chmod(to, 0600), 0);
+    }
+}
+
+/* A folder others may write, the PKI's or one above it, is refused unless
+ * it is sticky (as /tmp is): there anyone could replace a key. */
+static void test_open_folder(void)
+{
+    char open[128], pki[160], want[400];
+    snprintf(open, sizeof open, "%s/open", base);
+    snprintf(pki, sizeof pki, "%s/pki", open);
+    CU_ASSERT_EQUAL_FATAL(mkdir(open, 0700), 0);
+    copy_pki(pki);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(pki, 0770), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), -EPERM);
+    snprintf(want, sizeof want,
+             "tls: folder %s has mode 0770: group or others could replace the files in it", pki);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL_FATAL(chmod(pki, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 0777), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), -EPERM);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, open));
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 01777), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 0700), 0);
+}
+
 static void test_big_payload(void)
 {
     unsigned char *data = malloc(BIG);
@@ -423,6 +517,9 @@ void suite_tls(void)
     CU_add_test(s, "server refuses a client's wrong role", test_server_checks_role);
     CU_add_test(s, "certificate without a role", test_no_role);
     CU_add_test(s, "balancer certificate cannot dial", test_balancer_cannot_dial);
+    CU_add_test(s, "certificate without a common name", test_no_common_name);
+    CU_add_test(s, "key readable by others refused", test_key_mode);
+    CU_add_test(s, "folder writable by others refused", test_open_folder);
     CU_add_test(s, "4 MiB both ways", test_big_payload);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
