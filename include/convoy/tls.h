@@ -98,6 +98,10 @@ const char *tls_peer_name(const tls_t *t);
  * for, or a certificate without a valid role). Owned by the session. */
 const char *tls_peer_role(const tls_t *t);
 
+/* The negotiated cipher suite once the handshake is done
+ * ("TLS_AES_128_GCM_SHA256"), or NULL. Static storage. */
+const char *tls_cipher(const tls_t *t);
+
 /* The last failure in words ("certificate verify failed: unable to get local issuer"). */
 const char *tls_errstr(const tls_t *t);
 

@@ -472,6 +472,46 @@ static size_t tls12_client_hello(unsigned char *buf, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* Moves what a bare OpenSSL client wrote to a session and back. */
+static void shuttle_raw(SSL *raw, tls_t *t)
+{
+    unsigned char buf[16384];
+    int n;
+    size_t m;
+    while ((n = BIO_read(SSL_get_wbio(raw), buf, sizeof buf)) > 0)
+        CU_ASSERT_EQUAL_FATAL(tls_feed(t, buf, (size_t)n), 0);
+    tls_handshake(t);
+    while ((m = tls_out_take(t, buf, sizeof buf)) > 0)
+        CU_ASSERT_EQUAL_FATAL(BIO_write(SSL_get_rbio(raw), buf, (int)m), (int)m);
+}
+
+/* The server's order wins: a client that lists AES-256-GCM and ChaCha20
+ * before AES-128-GCM still gets AES-128-GCM. */
+static void test_server_cipher_order(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    CU_ASSERT_FATAL(ctx != NULL);
+    CU_ASSERT_FATAL(SSL_CTX_set_ciphersuites(
+        ctx, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"));
+    SSL *raw = SSL_new(ctx);
+    CU_ASSERT_FATAL(raw != NULL);
+    SSL_set_bio(raw, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(raw);
+    tls_t *s;
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv_fs2, NULL, NULL), 0);
+    for (int round = 0; round < 4 && !tls_handshake_done(s); round++) {
+        SSL_do_handshake(raw);
+        shuttle_raw(raw, s);
+    }
+    CU_ASSERT(tls_handshake_done(s));
+    CU_ASSERT(tls_cipher(s) != NULL && strcmp(tls_cipher(s), "TLS_AES_128_GCM_SHA256") == 0);
+    CU_ASSERT_STRING_EQUAL(SSL_get_cipher_name(raw), "TLS_AES_128_GCM_SHA256");
+    tls_free(s);
+    SSL_free(raw);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+}
+
 static void test_tls12_refused(void)
 {
     unsigned char hello[4096];
@@ -523,6 +563,7 @@ void suite_tls(void)
     CU_add_test(s, "4 MiB both ways", test_big_payload);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
+    CU_add_test(s, "server's cipher order wins", test_server_cipher_order);
     CU_add_test(s, "TLS 1.2 refused", test_tls12_refused);
     CU_add_test(s, "context and misuse errors", test_ctx_errors);
 }
