@@ -44,6 +44,19 @@ int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const 
 void tls_ctx_free(tls_ctx_t *ctx);
 
 /*
+ * Session resumption with TLS 1.3 tickets, for client-facing listeners
+ * (HTTPS) and the clients that dial them; call before the context's first
+ * session. On a server context: stateless tickets (one per handshake,
+ * valid TLS_TICKET_SECS = 1 h), sealed with keys held in memory only and
+ * rotated hourly, so that a restart or an hour forgets them; resumption
+ * still makes a fresh (EC)DHE key exchange. On a client context: sessions
+ * keep the tickets they receive (tls_session_save). Refused (-EINVAL) on a
+ * server context that requires client certificates: control edges (mTLS)
+ * keep tickets off. 0 or -errno, reason in err.
+ */
+int tls_ctx_enable_tickets(tls_ctx_t *ctx, char *err, size_t errlen);
+
+/*
  * A session on ctx, used by one thread at a time. expect_peer, when not
  * NULL, is the common name the peer's certificate must carry, and
  * expect_role (a PKI_ROLE_*) the role: both are checked during the
@@ -97,6 +110,23 @@ const char *tls_peer_name(const tls_t *t);
  * the PKI_ROLE_* strings), or NULL (no handshake yet, no certificate asked
  * for, or a certificate without a valid role). Owned by the session. */
 const char *tls_peer_role(const tls_t *t);
+
+/*
+ * Client sessions on a context with tickets. tls_session_save: the newest
+ * ticket the server sent, serialised into buf: its length, 0 when none has
+ * come (tickets follow the handshake: they are taken in by tls_read), or
+ * -ENOSPC when cap is too small (8 KiB always does). The blob holds a
+ * resumption secret: keep it as private as a key, and in memory. Before the
+ * handshake, tls_session_offer offers a saved blob to the same server: 0,
+ * or -EINVAL (not a session, expired, or not a client before its
+ * handshake). A server that cannot open the ticket makes a full handshake.
+ * A resumed session still checks expect_peer and expect_role against the
+ * certificate the session was made with, and has the same peer name and
+ * role. tls_session_resumed: the handshake resumed a session.
+ */
+ssize_t tls_session_save(const tls_t *t, void *buf, size_t cap);
+int tls_session_offer(tls_t *t, const void *blob, size_t len);
+bool tls_session_resumed(const tls_t *t);
 
 /* The negotiated cipher suite once the handshake is done
  * ("TLS_AES_128_GCM_SHA256"), or NULL. Static storage. */

@@ -38,6 +38,9 @@ static tls_ctx_t *cli_old;     /* old, a certificate without a role */
 static tls_ctx_t *srv_old;     /* old as a server */
 static tls_ctx_t *cli_nocn;    /* nocn, a certificate without a common name */
 static tls_ctx_t *srv_nocn;    /* nocn as a server */
+static tls_ctx_t *srv_tix;     /* fs2 serving HTTPS, with session tickets */
+static tls_ctx_t *srv_tix2;    /* the same, another process: other ticket keys */
+static tls_ctx_t *cli_tix;     /* an HTTPS client that keeps tickets */
 
 static int make_pkis(void)
 {
@@ -65,13 +68,20 @@ static int suite_init(void)
            tls_ctx_new(&cli_old, TLS_CLIENT, home, "old", false, err, sizeof err) ||
            tls_ctx_new(&srv_old, TLS_SERVER, home, "old", false, err, sizeof err) ||
            tls_ctx_new(&cli_nocn, TLS_CLIENT, home, "nocn", false, err, sizeof err) ||
-           tls_ctx_new(&srv_nocn, TLS_SERVER, home, "nocn", false, err, sizeof err);
+           tls_ctx_new(&srv_nocn, TLS_SERVER, home, "nocn", false, err, sizeof err) ||
+           tls_ctx_new(&srv_tix, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
+           tls_ctx_enable_tickets(srv_tix, err, sizeof err) ||
+           tls_ctx_new(&srv_tix2, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
+           tls_ctx_enable_tickets(srv_tix2, err, sizeof err) ||
+           tls_ctx_new(&cli_tix, TLS_CLIENT, home, NULL, false, err, sizeof err) ||
+           tls_ctx_enable_tickets(cli_tix, err, sizeof err);
 }
 
 static int suite_clean(void)
 {
-    tls_ctx_t **all[] = {&srv,     &srv_fs2, &srv_foreign, &cli_fs1,  &cli_anon, &cli_rogue,
-                         &cli_bal, &cli_old, &srv_old,     &cli_nocn, &srv_nocn};
+    tls_ctx_t **all[] = {&srv,       &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon,
+                         &cli_rogue, &cli_bal, &cli_old,     &srv_old, &cli_nocn,
+                         &srv_nocn,  &srv_tix, &srv_tix2,    &cli_tix};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tls_ctx_free(*all[i]);
         *all[i] = NULL;
@@ -393,6 +403,78 @@ static void test_open_folder(void)
     CU_ASSERT_EQUAL_FATAL(chmod(open, 0700), 0);
 }
 
+/* A pair on cli_tix expecting a fileserver, offering blob (len 0: none);
+ * the client reads once so that the server's ticket is taken in. */
+static void handshake_offer(struct pair *p, tls_ctx_t *server, const char *role,
+                            const unsigned char *blob, size_t len)
+{
+    unsigned char buf[16];
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, cli_tix, NULL, role), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL, NULL), 0);
+    if (len > 0)
+        CU_ASSERT_EQUAL(tls_session_offer(p->c, blob, len), 0);
+    handshake_pair(p);
+    if (p->crc == 1)
+        CU_ASSERT_EQUAL(tls_read(p->c, buf, sizeof buf), 0);
+}
+
+/* The second handshake resumes from the first one's ticket, and knows the
+ * server by the same name and role. */
+static void test_resume(void)
+{
+    unsigned char blob[8192];
+    struct pair p;
+    handshake_offer(&p, srv_tix, PKI_ROLE_FILESERVER, NULL, 0);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(!tls_session_resumed(p.c));
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, 16), -ENOSPC);
+    ssize_t n = tls_session_save(p.c, blob, sizeof blob);
+    CU_ASSERT_FATAL(n > 0);
+    pair_free(&p);
+
+    handshake_offer(&p, srv_tix, PKI_ROLE_FILESERVER, blob, (size_t)n);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(tls_session_resumed(p.c) && tls_session_resumed(p.s));
+    CU_ASSERT(tls_peer_name(p.c) != NULL && strcmp(tls_peer_name(p.c), "fs2") == 0);
+    CU_ASSERT(tls_peer_role(p.c) != NULL && strcmp(tls_peer_role(p.c), "fileserver") == 0);
+    transfer(p.c, p.s, (const unsigned char *)"GET /", 5);
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, sizeof blob), n); /* still good: kept */
+    pair_free(&p);
+
+    /* Resuming is no way around the role check. */
+    handshake_offer(&p, srv_tix, PKI_ROLE_BALANCER, blob, (size_t)n);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
+                           "peer 'fs2' has role 'fileserver', expected 'balancer'");
+    pair_free(&p);
+
+    /* Another server's keys cannot open the ticket: a full handshake. */
+    handshake_offer(&p, srv_tix2, PKI_ROLE_FILESERVER, blob, (size_t)n);
+    CU_ASSERT(p.crc == 1 && p.src == 1);
+    CU_ASSERT(!tls_session_resumed(p.c) && !tls_session_resumed(p.s));
+    pair_free(&p);
+}
+
+/* Control edges keep tickets off: none are offered, none can be enabled. */
+static void test_no_tickets_on_control(void)
+{
+    unsigned char blob[8192], buf[16];
+    tls_ctx_t *ctx = NULL;
+    CU_ASSERT_EQUAL(tls_ctx_new(&ctx, TLS_SERVER, home, "balancer", true, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(tls_ctx_enable_tickets(ctx, err, sizeof err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "client certificates"));
+    tls_ctx_free(ctx);
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(tls_read(p.c, buf, sizeof buf), 0);
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, sizeof blob), 0);
+    CU_ASSERT_EQUAL(tls_session_offer(p.c, "junk", 4), -EINVAL); /* and too late */
+    pair_free(&p);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p.c, cli_tix, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(tls_session_offer(p.c, "junk", 4), -EINVAL);
+    tls_free(p.c);
+}
+
 static void test_big_payload(void)
 {
     unsigned char *data = malloc(BIG);
@@ -560,6 +642,8 @@ void suite_tls(void)
     CU_add_test(s, "certificate without a common name", test_no_common_name);
     CU_add_test(s, "key readable by others refused", test_key_mode);
     CU_add_test(s, "folder writable by others refused", test_open_folder);
+    CU_add_test(s, "session resumed from a ticket", test_resume);
+    CU_add_test(s, "no tickets on control edges", test_no_tickets_on_control);
     CU_add_test(s, "4 MiB both ways", test_big_payload);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
