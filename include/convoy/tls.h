@@ -97,9 +97,24 @@ int tls_write(tls_t *t, const void *buf, size_t len);
 void tls_close(tls_t *t);
 
 /* Ciphertext waiting for the network, and taking it out (up to cap bytes;
- * returns the count, 0 when none). */
+ * returns the count, 0 when none). The queue frees its memory as it is
+ * taken: an idle session holds none. */
 size_t tls_out_pending(const tls_t *t);
 size_t tls_out_take(tls_t *t, void *buf, size_t cap);
+
+/*
+ * Ciphertext straight to the caller: from now on every record goes to
+ * fn(arg, data, len) as OpenSSL makes it, from inside tls_handshake,
+ * tls_read, tls_write or tls_close, instead of into the queue that
+ * tls_out_take drains (which then stays empty). fn must take all len bytes
+ * (copy them: data is OpenSSL's buffer) and return 0, or a negative value to
+ * fail the session (the call that made the bytes then returns TLS_EPROTO,
+ * "output refused: ..."). Whatever was queued before is passed to fn first;
+ * fn NULL goes back to the queue. Returns 0, or fn's failure while passing
+ * the queued bytes (what remains stays queued).
+ */
+typedef int tls_output_fn(void *arg, const void *data, size_t len);
+int tls_set_output(tls_t *t, tls_output_fn *fn, void *arg);
 
 /* Common name of the verified peer certificate once the handshake is done,
  * or NULL (no handshake yet, or a server that did not ask for one). Owned by
