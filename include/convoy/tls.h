@@ -129,8 +129,9 @@ const char *tls_peer_role(const tls_t *t);
 /*
  * Client sessions on a context with tickets. tls_session_save: the newest
  * ticket the server sent, serialised into buf: its length, 0 when none has
- * come (tickets follow the handshake: they are taken in by tls_read), or
- * -ENOSPC when cap is too small (8 KiB always does). The blob holds a
+ * come (tickets follow the handshake: they are taken in by tls_read),
+ * -ENOSPC when cap is too small, or -E2BIG past the 8 KiB that
+ * tls_session_offer takes (a buffer of 8 KiB always does). The blob holds a
  * resumption secret: keep it as private as a key, and in memory. Before the
  * handshake, tls_session_offer offers a saved blob to the same server: 0,
  * or -EINVAL (not a session, expired, or not a client before its

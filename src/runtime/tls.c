@@ -428,17 +428,18 @@ static int tls_ticket_key_new(struct tls_ticket_key *k, time_t now)
  * twice that. Called with ticket_lock held. */
 static int tls_ticket_rotate(tls_ctx_t *ctx, time_t now)
 {
+    if (ctx->keys[0].born == 0 || now - ctx->keys[0].born >= TLS_TICKET_SECS) {
+        struct tls_ticket_key fresh;
+        if (tls_ticket_key_new(&fresh, now) != 0)
+            return -1;
+        ctx->keys[1] = ctx->keys[0];
+        ctx->keys[0] = fresh;
+        OPENSSL_cleanse(&fresh, sizeof fresh);
+    }
+    /* A key sealed for at most TLS_TICKET_SECS from its birth, so
+     * everything it sealed has expired two periods after it. */
     if (ctx->keys[1].born != 0 && now - ctx->keys[1].born >= 2 * TLS_TICKET_SECS)
         OPENSSL_cleanse(&ctx->keys[1], sizeof ctx->keys[1]);
-    if (ctx->keys[0].born != 0 && now - ctx->keys[0].born < TLS_TICKET_SECS)
-        return 0;
-    struct tls_ticket_key fresh;
-    if (tls_ticket_key_new(&fresh, now) != 0)
-        return -1;
-    if (ctx->keys[0].born != 0)
-        ctx->keys[1] = ctx->keys[0];
-    ctx->keys[0] = fresh;
-    OPENSSL_cleanse(&fresh, sizeof fresh);
     return 0;
 }
 
@@ -930,6 +931,8 @@ ssize_t tls_session_save(const tls_t *t, void *buf, size_t cap)
         ERR_clear_error();
         return -ENOMEM;
     }
+    if (n > TLS_SESSION_MAX)
+        return -E2BIG; /* tls_session_offer would refuse it */
     if ((size_t)n > cap)
         return -ENOSPC;
     unsigned char *p = buf;
