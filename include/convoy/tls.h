@@ -36,8 +36,10 @@ enum tls_role { TLS_SERVER, TLS_CLIENT };
  * require_client_cert asks for and checks a client certificate (mutual TLS
  * on control edges); a client always checks the server's chain; host names
  * are never checked. Returns 0, or -errno / -EPROTO with the reason in err
- * ("tls: load /x/fs1.crt: No such file or directory"). After creation a
- * context is read-only and may be shared by sessions on any thread.
+ * ("tls: load /x/fs1.crt: No such file or directory"), and -EPERM when a
+ * file or a folder of pki_dir is open to others (see pki_check_file). Once
+ * its first session exists a context is read-only (but for its ticket keys,
+ * which it locks) and may be shared by sessions on any thread.
  */
 int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
                 bool require_client_cert, char *err, size_t errlen);
