@@ -80,12 +80,12 @@ static int demo_prepare(struct demo *d)
     const char *ip[] = {"127.0.0.1"};
     snprintf(path, sizeof path, "%s/pki", d->dir);
     if (pki_init(path, err, sizeof err) < 0 ||
-        pki_issue(path, "balancer", ip, 1, NULL, 0, err, sizeof err) < 0)
+        pki_issue(path, "balancer", PKI_ROLE_BALANCER, ip, 1, NULL, 0, err, sizeof err) < 0)
         goto fail;
     for (int i = 0; i < NSERVERS; i++) {
         char name[SERVER_NAME_LEN], root[PATH_MAX];
         snprintf(name, sizeof name, "fs%d", i + 1);
-        if (pki_issue(path, name, ip, 1, NULL, 0, err, sizeof err) < 0)
+        if (pki_issue(path, name, PKI_ROLE_FILESERVER, ip, 1, NULL, 0, err, sizeof err) < 0)
             goto fail;
         snprintf(root, sizeof root, "%s/data-%s", d->dir, name);
         char file[PATH_MAX + 16];

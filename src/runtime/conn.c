@@ -448,17 +448,12 @@ static void conn_complete(conn_t *c, bool *busy, void (*step)(conn_t *c, int res
 
 /* ---- output ---- */
 
-static int conn_take_tls_out(conn_t *c)
+/* Where the TLS engine puts each record it makes: straight into the output
+ * chunks, so ciphertext is written once and copied never. */
+static int conn_tls_output(void *arg, const void *data, size_t len)
 {
-    while (tls_out_pending(c->tls) > 0) {
-        struct chunk *k = outq_room(&c->out, tls_out_pending(c->tls));
-        if (k == NULL)
-            return -ENOMEM;
-        size_t n = tls_out_take(c->tls, k->data + k->len, k->cap - k->len);
-        k->len += (uint32_t)n;
-        c->out.bytes += n;
-    }
-    return 0;
+    conn_t *c = arg;
+    return outq_append(&c->out, data, len);
 }
 
 static void conn_note_queued(conn_t *c)
@@ -475,8 +470,8 @@ static int conn_queue(conn_t *c, const uint8_t *data, size_t len)
         rc = outq_append(&c->out, data, len);
     else if (!tls_handshake_done(c->tls))
         rc = outq_append(&c->early, data, len);
-    else if ((rc = tls_write(c->tls, data, len)) == 0)
-        rc = conn_take_tls_out(c);
+    else
+        rc = tls_write(c->tls, data, len);
     conn_note_queued(c);
     return rc;
 }
@@ -567,8 +562,6 @@ static int pump_buf(conn_t *c, struct src *s)
     }
     size_t n = s->left < TLS_STEP ? (size_t)s->left : TLS_STEP;
     int rc = tls_write(c->tls, s->p, n);
-    if (rc == 0)
-        rc = conn_take_tls_out(c);
     if (rc < 0)
         return rc;
     s->p += n;
@@ -658,8 +651,7 @@ static void conn_pump(conn_t *c)
 static int conn_file_output(conn_t *c, size_t res)
 {
     if (c->tls != NULL) {
-        int rc = tls_write(c->tls, c->file_chunk->data, res);
-        return rc == 0 ? conn_take_tls_out(c) : rc;
+        return tls_write(c->tls, c->file_chunk->data, res);
     }
     struct chunk *k = chunk_new(0);
     if (k == NULL)
@@ -788,10 +780,6 @@ static void conn_check_finish(conn_t *c)
     if (c->tls && !c->notify_sent) {
         c->notify_sent = true;
         tls_close(c->tls);
-        if (conn_take_tls_out(c) < 0) {
-            conn_shutdown(c, -ENOMEM);
-            return;
-        }
         conn_flush(c);
     }
     if (c->out.bytes == 0 && !c->send_busy)
@@ -911,10 +899,6 @@ static void conn_open(conn_t *c)
     }
     c->early.tail = NULL;
     c->early.bytes = 0;
-    if (c->tls && conn_take_tls_out(c) < 0) {
-        conn_shutdown(c, -ENOMEM);
-        return;
-    }
     conn_flush(c);
     if (log_enabled(LOG_DEBUG))
         log_debug("conn", "event=open peer=%s name=%s handshake_ms=%llu", conn_peer_addr(c),
@@ -970,13 +954,11 @@ static void conn_pull_tls(conn_t *c)
 {
     if (!tls_handshake_done(c->tls)) {
         int rc = tls_handshake(c->tls);
-        int out = conn_take_tls_out(c); /* alerts too: the peer learns why */
-        conn_flush(c);
-        if (rc < 0 || out < 0) {
-            if (rc < 0)
-                log_info_limited("conn", "event=handshake_failed peer=%s err=\"%s\"",
-                                 conn_peer_addr(c), tls_errstr(c->tls));
-            conn_shutdown(c, rc < 0 ? rc : out);
+        conn_flush(c); /* alerts too: the peer learns why */
+        if (rc < 0) {
+            log_info_limited("conn", "event=handshake_failed peer=%s err=\"%s\"", conn_peer_addr(c),
+                             tls_errstr(c->tls));
+            conn_shutdown(c, rc);
             return;
         }
         if (rc == 0)
@@ -984,8 +966,7 @@ static void conn_pull_tls(conn_t *c)
         conn_open(c);
     }
     conn_read_tls(c);
-    if (c->state != CS_CLOSED && conn_take_tls_out(c) == 0) /* session tickets, key updates */
-        conn_flush(c);
+    conn_flush(c); /* reading can make records too: session tickets, key updates */
 }
 
 static void conn_step_recv(conn_t *c, int res, uint32_t flags)
@@ -1191,7 +1172,9 @@ static conn_t *conn_new(ring_t *r, int fd, const struct conn_opts *o, const stru
     c->file_op.cb = handle_file;
     conn_touch(c);
     c->born = c->last_active;
-    if (o->tls && tls_new(&c->tls, o->tls, o->expect_peer) < 0) {
+    if (o->tls && (tls_new(&c->tls, o->tls, o->expect_peer, o->expect_role) < 0 ||
+                   tls_set_output(c->tls, conn_tls_output, c) < 0)) {
+        tls_free(c->tls);
         free(c);
         return NULL;
     }
@@ -1486,6 +1469,11 @@ ring_t *conn_ring(const conn_t *c)
 const char *conn_peer_name(const conn_t *c)
 {
     return c->tls && tls_handshake_done(c->tls) ? tls_peer_name(c->tls) : NULL;
+}
+
+const char *conn_peer_role(const conn_t *c)
+{
+    return c->tls && tls_handshake_done(c->tls) ? tls_peer_role(c->tls) : NULL;
 }
 
 const char *conn_reason_str(int reason)

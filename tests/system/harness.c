@@ -373,7 +373,7 @@ int h_tls_dial(struct h_tls *h, const char *pki, const char *name, const char *a
     h->fd = -1;
     if (net_addr_parse(addr, &a) < 0 ||
         tls_ctx_new(&h->ctx, TLS_CLIENT, pki, name, false, err, sizeof err) < 0 ||
-        tls_new(&h->t, h->ctx, NULL) < 0 || (h->fd = net_socket_for(&a)) < 0 ||
+        tls_new(&h->t, h->ctx, NULL, NULL) < 0 || (h->fd = net_socket_for(&a)) < 0 ||
         connect(h->fd, (struct sockaddr *)&a.ss, a.len) < 0)
         return -1;
     int rc;
