@@ -4,6 +4,7 @@
  *
  *   conns tls=0|1 n=10000 convoy_kib_per_conn=… nginx_kib_per_conn=…
  *   close conns=N us_per_close=… vs_100=… closed=K [wanted=50000 nofile=…]
+ *   stream tls=0 MBps=…
  *   stream tls=1 MBps=… cipher=TLS_… cipher_MBps=… frac=…
  *
  * The design is simple: every sample runs in a fresh process, so that no
@@ -31,14 +32,15 @@
  * RLIMIT_NOFILE that the bench could set (raised to its hard limit, or
  * above when the process may); a row that wanted more says so.
  *
- * stream: one TLS pair through one ring on loopback, the server writing
+ * stream: one pair (plain, then TLS) through one ring on loopback, the server writing
  * 64 KiB buffers as on_drain asks, 1 GiB or 3 s, whichever is first; MB/s
  * are 10^6 bytes per second of the client's received bytes. The cipher is
  * the one the pair negotiates (read from the server's ServerHello, which
  * TLS 1.3 sends in the clear), timed with EVP on 16 KiB records, in
  * alternation with the pair; frac is the median of the pairs' ratios.
  *
- * Options: -r RUNS, -q (quick: 1,000 connections, 1 run).
+ * Options: -r RUNS, -q (quick: 1,000 connections, 1 run), -o ROW (conns,
+ * close or stream: those rows only).
  */
 #include "convoy/conn.h"
 #include "convoy/log.h"
@@ -803,16 +805,16 @@ static void stream_close(conn_t *c, int reason)
         ring_stop(S.ring);
 }
 
-/* MB/s through one TLS pair. Runs in a child. */
-static double stream_child(unsigned unused_a, unsigned unused_b)
+/* MB/s through one pair, TLS when tls. Runs in a child. */
+static double stream_child(unsigned tls, unsigned unused)
 {
     static const struct conn_handlers srv = {stream_open, stream_data, stream_pump, stream_close};
     static const struct conn_handlers cli = {NULL, stream_data, NULL, stream_close};
-    struct conn_opts so = {.tls = B.srv_tls}, co = {.tls = B.cli_tls};
+    struct conn_opts so = {.tls = tls ? B.srv_tls : NULL}, co = {.tls = tls ? B.cli_tls : NULL};
     conn_listener_t *l;
     conn_t *c;
     struct net_addr any;
-    (void)unused_a, (void)unused_b;
+    (void)unused;
     memset(S.buf, 0xa5, sizeof S.buf);
     if (ring_create(&S.ring, 64) < 0 || net_addr_parse("127.0.0.1:0", &any) < 0 ||
         conn_listen(&l, S.ring, &any, &so, &srv, NULL, NULL) < 0 ||
@@ -894,16 +896,20 @@ static double cipher_mbps(const EVP_CIPHER *cipher)
     return mbps;
 }
 
-static void stream_row(void)
+/* The plain pair shows what the ring and loopback allow without TLS. */
+static void stream_rows(void)
 {
     const struct suite *su = negotiated();
-    double pair[RUNS_MAX], cipher[RUNS_MAX], frac[RUNS_MAX];
+    double plain[RUNS_MAX], pair[RUNS_MAX], cipher[RUNS_MAX], frac[RUNS_MAX];
     for (unsigned i = 0; i < B.runs; i++) {
-        pair[i] = in_child(stream_child, 0, 0);
+        plain[i] = in_child(stream_child, 0, 0);
+        pair[i] = in_child(stream_child, 1, 0);
         cipher[i] = cipher_mbps(su->evp());
         frac[i] = pair[i] / cipher[i];
-        fprintf(stderr, "runtime: stream run %u: %.0f of %.0f MB/s\n", i + 1, pair[i], cipher[i]);
+        fprintf(stderr, "runtime: stream run %u: plain %.0f, TLS %.0f of %.0f MB/s\n", i + 1,
+                plain[i], pair[i], cipher[i]);
     }
+    printf("stream tls=0 MBps=%.0f\n", median(plain, B.runs));
     printf("stream tls=1 MBps=%.0f cipher=%s cipher_MBps=%.0f frac=%.2f\n", median(pair, B.runs),
            su->name, median(cipher, B.runs), median(frac, B.runs));
     fflush(stdout);
@@ -960,14 +966,18 @@ int main(int argc, char **argv)
     B.runs = 5;
     B.conns = CONNS_N;
     int opt;
-    while ((opt = getopt(argc, argv, "qr:")) != -1) {
-        if (opt == 'q') {
+    const char *only = NULL;
+    while ((opt = getopt(argc, argv, "qr:o:")) != -1) {
+        if (opt == 'o') {
+            only = optarg;
+        } else if (opt == 'q') {
             B.runs = 1;
             B.conns = 1000;
         } else if (opt == 'r' && atoi(optarg) >= 1 && atoi(optarg) <= RUNS_MAX) {
             B.runs = (unsigned)atoi(optarg);
         } else {
-            fprintf(stderr, "usage: %s [-q] [-r RUNS (1-%d)]\n", argv[0], RUNS_MAX);
+            fprintf(stderr, "usage: %s [-q] [-r RUNS (1-%d)] [-o conns|close|stream]\n", argv[0],
+                    RUNS_MAX);
             return 2;
         }
     }
@@ -976,10 +986,15 @@ int main(int argc, char **argv)
            OpenSSL_version(OPENSSL_VERSION_STRING), sysconf(_SC_NPROCESSORS_ONLN),
            (unsigned long long)B.nofile, B.runs);
     fflush(stdout);
-    conns_row(false);
-    conns_row(true);
-    close_rows();
-    stream_row();
+    bool all = only == NULL;
+    if (all || strcmp(only, "conns") == 0) {
+        conns_row(false);
+        conns_row(true);
+    }
+    if (all || strcmp(only, "close") == 0)
+        close_rows();
+    if (all || strcmp(only, "stream") == 0)
+        stream_rows();
     tls_ctx_free(B.srv_tls);
     tls_ctx_free(B.cli_tls);
     fx_rmtree(B.dir);
