@@ -306,7 +306,7 @@ static void send_all(int fd, const void *data, size_t len)
     }
 }
 
-static void tls_flush(struct client *cl)
+static void client_flush(struct client *cl)
 {
     uint8_t buf[16384];
     size_t n;
@@ -315,7 +315,7 @@ static void tls_flush(struct client *cl)
 }
 
 /* Feeds what the server sent; fails on EOF or after SOCK_TIMEOUT. */
-static void tls_fill(struct client *cl)
+static void client_fill(struct client *cl)
 {
     uint8_t buf[16384];
     ssize_t n = recv(cl->fd, buf, sizeof buf, 0);
@@ -336,7 +336,7 @@ static size_t client_read(struct client *cl, char *buf, size_t cap)
     }
     ssize_t n;
     while ((n = tls_read(cl->t, buf, cap)) == 0)
-        tls_fill(cl);
+        client_fill(cl);
     if (n < 0)
         die("tls_read: %s", tls_errstr(cl->t));
     return (size_t)n;
@@ -349,7 +349,7 @@ static bool answer_whole(const char *buf, size_t len)
     if (end == NULL)
         return false;
     size_t head = (size_t)(end - buf) + 4, body = 0;
-    for (const char *p = buf; p < end; p = strchr(p, '\n') + 1)
+    for (const char *p = buf; p < end; p = (const char *)memchr(p, '\n', (size_t)(end + 2 - p)) + 1)
         if (strncasecmp(p, "content-length:", 15) == 0)
             body = strtoul(p + 15, NULL, 10);
     return len >= head + body;
@@ -368,7 +368,7 @@ static void client_dial(struct client *cl, const struct net_addr *addr, bool tls
         die("tls_new: out of memory");
     if (tls_handshake(cl->t) < 0)
         die("handshake: %s", tls_errstr(cl->t));
-    tls_flush(cl);
+    client_flush(cl);
 }
 
 static void client_finish(struct client *cl)
@@ -377,12 +377,12 @@ static void client_finish(struct client *cl)
         return;
     int rc;
     while ((rc = tls_handshake(cl->t)) == 0) {
-        tls_flush(cl);
-        tls_fill(cl);
+        client_flush(cl);
+        client_fill(cl);
     }
     if (rc < 0 || tls_write(cl->t, request, sizeof request - 1) < 0)
         die("handshake: %s", tls_errstr(cl->t));
-    tls_flush(cl);
+    client_flush(cl);
 }
 
 /* Reads the answer, then keeps only the socket. */
@@ -527,6 +527,18 @@ static void nginx_conf(const char *path, unsigned port, bool tls)
         die("write %s: %s", path, strerror(errno));
 }
 
+/* Copies nginx's error log to stderr: the folder goes when the bench fails. */
+static void nginx_log_show(void)
+{
+    char path[128], line[512];
+    snprintf(path, sizeof path, "%s/error.log", B.dir);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        fputs(line, stderr);
+    if (f)
+        fclose(f);
+}
+
 /* nginx is up once its worker exists and its port takes a connection. */
 static void nginx_wait(struct server *s)
 {
@@ -542,8 +554,10 @@ static void nginx_wait(struct server *s)
             usleep(10 * 1000);
         }
     }
-    if (fd < 0)
-        die("nginx did not start: see %s/error.log", B.dir);
+    if (fd < 0) {
+        nginx_log_show();
+        die("nginx did not start (its error log is above)");
+    }
     close(fd);
 }
 
@@ -917,11 +931,12 @@ static void stream_rows(void)
 
 /* ---- main ---- */
 
-/* As high as the close row wants, which root may set above the hard limit;
- * else the hard limit. */
+/* As high as the largest close row wants (one side of its connections
+ * per process), which a process with CAP_SYS_RESOURCE may set above the
+ * hard limit; else the hard limit. */
 static void raise_nofile(void)
 {
-    rlim_t want = 2 * CLOSE_MAX + 1000;
+    rlim_t want = CLOSE_MAX + 1000;
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         die("getrlimit: %s", strerror(errno));
