@@ -25,13 +25,14 @@ struct bal_shared {
 };
 
 struct bal_opts {
-    const char *pki;        /* directory with ca.crt, NAME.crt, NAME.key */
-    const char *name;       /* certificate name */
-    const char *control;    /* HOST:PORT for file servers (mTLS frames) */
-    const char *state;      /* shared-memory name; default: name */
-    unsigned threads;       /* I/O threads; 0 = 1 */
-    uint32_t heartbeat_ms;  /* told to servers in WELCOME */
-    uint32_t dead_after_ms; /* silence after which a server is down */
+    const char *pki;           /* directory with ca.crt, NAME.crt, NAME.key */
+    const char *name;          /* certificate name */
+    const char *control;       /* HOST:PORT for file servers (mTLS frames) */
+    const char *state;         /* shared-memory name; default: name */
+    unsigned threads;          /* I/O threads; 0 = 1 */
+    uint32_t heartbeat_ms;     /* told to servers in WELCOME */
+    uint32_t dead_after_ms;    /* silence after which a server is down */
+    uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
 };
 
 /* Copies the state of the balancer whose state name is `state` (on this

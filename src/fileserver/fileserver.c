@@ -9,6 +9,7 @@
 
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
+#include "convoy/membership.h"
 #include "convoy/net.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
@@ -107,13 +108,21 @@ static void fs_signal(void *arg, int signo)
 int fs_run(const struct fs_opts *o)
 {
     struct fileserver fs = {.o = o};
-    struct mbrc_opts mo = {
-        .retry_max_ms = o->retry_max_ms, .hello = fs_hello, .load = fs_load, .arg = &fs};
-    struct net_addr http;
+    struct mbrc_opts mo = {.expect_name = o->balancer_name,
+                           .expect_role = "balancer",
+                           .retry_max_ms = o->retry_max_ms,
+                           .hello = fs_hello,
+                           .load = fs_load,
+                           .arg = &fs};
     char err[512];
     int status = 1;
-    if (net_addr_parse(o->balancer, &mo.server) < 0 || net_addr_parse(o->http, &http) < 0) {
+    /* What the balancer would refuse in HELLO is refused here, once. */
+    if (net_addr_parse(o->balancer, &mo.server) < 0 || !mbr_addr_valid(o->http)) {
         log_error("fileserver", "event=bad_option err=\"--balancer and --http take HOST:PORT\"");
+        return 2;
+    }
+    if (!mbr_name_valid(o->name)) {
+        log_error("fileserver", "event=bad_option err=\"--name takes 1-63 of A-Z a-z 0-9 . _ -\"");
         return 2;
     }
     if (fs_scan(&fs) < 0)

@@ -1,7 +1,9 @@
 /*
- * mbr_client — the server side of membership.
+ * mbr_client — the member's side of membership.
  *
- * One connection at a time. Two timers: `beat` paces HEARTBEAT (and, while
+ * One connection at a time, to a coordinator whose certificate must carry
+ * the expected name (checked by TLS during the handshake, before HELLO
+ * says anything). Two timers: `beat` paces HEARTBEAT (and, while
  * draining, polls for the last transfer to end); `retry` waits out the
  * backoff before the next dial. Backoff doubles from retry_base_ms up to
  * retry_max_ms and waits a random time in [d/2, d] ("equal jitter"), so a
@@ -16,6 +18,7 @@
 #include "convoy/membership.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -136,8 +139,18 @@ static void handle_beat(struct ring_op *op, int res, uint32_t flags)
 static int mbrc_on_welcome(mbrc_t *m, const cJSON *meta)
 {
     char why[256];
-    if (mbr_welcome_parse(meta, &m->welcome, why, sizeof why) < 0 || m->welcome.heartbeat_ms == 0) {
-        ctl_refuse(m->c, "schema", "WELCOME: %s", m->welcome.heartbeat_ms ? why : "no heartbeat");
+    int rc = mbr_welcome_parse(meta, m->o.welcome_fields, m->o.nwelcome_fields, &m->welcome, why,
+                               sizeof why);
+    if (rc == 0 && m->welcome.heartbeat_ms == 0) {
+        snprintf(why, sizeof why, "no heartbeat");
+        rc = FRAME_ESCHEMA;
+    }
+    if (rc < 0) {
+        ctl_refuse(m->c, "schema", "WELCOME: %s", why);
+        return -EPROTO;
+    }
+    if (m->o.welcome && (rc = m->o.welcome(m->o.arg, meta)) < 0) {
+        ctl_refuse(m->c, "refused", "WELCOME: %s", strerror(-rc));
         return -EPROTO;
     }
     m->state = MBRC_REGISTERED;
@@ -227,7 +240,7 @@ static void mbrc_dial(mbrc_t *m)
 {
     m->state = MBRC_CONNECTING;
     m->bye_sent = false;
-    struct conn_opts co = {.tls = m->o.tls, .handshake_ms = 5000};
+    struct conn_opts co = {.tls = m->o.tls, .expect_peer = m->o.expect_name, .handshake_ms = 5000};
     int rc = frame_decoder_new(&m->dec, &mbrc_limits, &mbrc_sink, m);
     if (rc == 0)
         rc = conn_connect(&m->c, m->o.ring, &m->o.server, &co, &mbrc_handlers, m);
