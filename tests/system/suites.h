@@ -1,3 +1,4 @@
 /* Every system suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(membership)
 SUITE(network)
+SUITE(hostile)
