@@ -93,8 +93,8 @@ static const char *const bad_hellos[] = {
     "{\"http\":\"127.0.0.1:8080\",\"weight\":1,\"capacity\":1,\"files\":0,\"bytes\":0,"
     "\"active\":4294967296,\"bytes_per_s\":0,\"load1\":0,\"disk_free\":0}",
     /* a newline that forges a log line; an ESC sequence for the terminal */
-    "{\"http\":\"127.0.0.1:8080\\nts=2026-01-01T00:00:00.000Z level=info mod=balancer "
-    "event=up name=forged\",\"weight\":1,\"capacity\":1,\"files\":0,\"bytes\":0," LOAD "}",
+    "{\"http\":\"127.0.0.1:80\\nlevel=info event=up "
+    "name=forged\",\"weight\":1,\"capacity\":1,\"files\":0,\"bytes\":0," LOAD "}",
     "{\"http\":\"127.0.0.1:8080\\u001b[2J\\u001b]0;owned\\u0007\",\"weight\":1,\"capacity\":1,"
     "\"files\":0,\"bytes\":0," LOAD "}",
     "{\"name\":\"fs1\\u001b[31m\",\"http\":\"127.0.0.1:8080\",\"weight\":1,\"capacity\":1,"
