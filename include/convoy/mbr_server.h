@@ -10,7 +10,9 @@
  * member table is the only thing they share, and the owner keeps it (in
  * shared memory for the balancer): the server reaches it only through the
  * owner's lock and unlock. A connection that has not said HELLO within
- * hello_timeout_ms of its accept is closed, whatever TLS did meanwhile.
+ * hello_timeout_ms of its accept is closed, whatever TLS did meanwhile; one
+ * whose HELLO is accepted is trusted (conn_trust), never evicted to make
+ * room for strangers when max_conns are open.
  * Not thread-safe: call everything on the server's ring.
  */
 #ifndef CONVOY_MBR_SERVER_H
@@ -36,6 +38,7 @@ struct mbrs_opts {
     uint32_t heartbeat_ms;     /* told to members in WELCOME */
     uint32_t dead_after_ms;    /* silence after which a member is down */
     uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
+    uint32_t max_conns;        /* this listener's connections at once; 0 = what nofile allows */
     /* The member table, locked for the caller, or NULL when it cannot be
      * locked (the owner logs why; the frame is then refused). */
     struct reg_table *(*lock)(void *arg);

@@ -2,16 +2,18 @@
  * ring — one io_uring event loop per I/O thread.
  *
  * The design is simple: every asynchronous operation carries a pointer to a
- * struct ring_op embedded in its owner (a connection, a timer, a listener)
- * as its user_data; when the completion arrives the loop calls op->cb with
- * the result (-errno on failure) and the CQE flags. Owners recover their
- * own struct with container_of. A ring is used by its own thread only,
- * except ring_post() and ring_stop(), which any thread may call.
+ * struct ring_op embedded in its owner (a connection, a listener) as its
+ * user_data; when the completion arrives the loop calls op->cb with the
+ * result (-errno on failure) and the CQE flags. Owners recover their own
+ * struct with container_of. Timers and deferred work are the ring's own,
+ * in user space, and cost no submission. A ring is used by its own thread
+ * only, except ring_post() and ring_stop(), which any thread may call.
  */
 #ifndef CONVOY_RING_H
 #define CONVOY_RING_H
 
 #include <linux/time_types.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -35,11 +37,29 @@ struct ring_op {
 /* In a completion's flags: the multishot operation stays armed. */
 #define RING_MORE (1u << 1)
 
-/* A one-shot timer; the timespec lives here because the kernel reads it at
- * submission, which may come after ring_timer_arm() returns. */
+/*
+ * A timer of the ring's own: every ring keeps its timers in one heap in user
+ * space and sleeps in io_uring_enter no longer than the earliest one, so no
+ * timer costs a kernel timeout and starting or stopping one is a few pointer
+ * moves, whatever the number armed (a connection's idle timeout is one).
+ * The struct lives in its owner; its fields are the ring's.
+ */
 struct ring_timer {
-    struct ring_op op;           /* cb gets -ETIME on expiry, -ECANCELED if cancelled */
-    struct __kernel_timespec ts; /* relative expiry */
+    void (*cb)(struct ring_timer *t); /* runs once per expiry, on the ring's thread */
+    uint64_t at;                      /* ring_now_ms() of the expiry */
+    struct ring_timer *child;         /* pairing heap: first child */
+    struct ring_timer *next;          /* next sibling */
+    struct ring_timer *prev;          /* previous sibling, or the parent for a first child */
+    bool active;                      /* in the heap */
+};
+
+/* Work to run on the ring's thread after the current batch of completions:
+ * how a call hands a callback to the loop instead of running it on its
+ * caller's stack. Embedded in its owner. */
+struct ring_defer {
+    void (*fn)(struct ring_defer *d);
+    struct ring_defer *next;
+    bool queued;
 };
 
 /*
@@ -69,11 +89,34 @@ void ring_connect(ring_t *r, struct ring_op *op, int fd, const struct sockaddr *
 void ring_recv(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len);
 void ring_send(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t len);
 void ring_read(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len, uint64_t off);
-void ring_timer_arm(ring_t *r, struct ring_timer *t, uint64_t ms);
 
-/* Cancels every pending operation whose op is `target`; each still completes
- * (usually with -ECANCELED). */
+/* A recv into a buffer the ring picks when data arrives (io_uring provided
+ * buffers, one group of RING_RECV_BUF bytes each per ring), so a connection
+ * waiting for input holds no buffer. res is the byte count; the bytes are at
+ * ring_recv_buf(r, flags) until ring_recv_done(r, flags), which the owner
+ * calls in its completion once it has taken what it needs (also when it
+ * discards the data). -ENOBUFS: every buffer was in use; try again later
+ * (ring_defer), they all come back by the end of the batch. Returns 0, or
+ * -errno when the ring's buffers cannot be made (nothing was submitted). */
+#define RING_RECV_BUF (16u * 1024)
+int ring_recv_any(ring_t *r, struct ring_op *op, int fd);
+const uint8_t *ring_recv_buf(ring_t *r, uint32_t flags);
+void ring_recv_done(ring_t *r, uint32_t flags);
+
+/* Cancels the operation whose op is `target` (the first one submitted with
+ * it: an owner has one of each kind in flight); it still completes, usually
+ * with -ECANCELED. */
 void ring_cancel(ring_t *r, struct ring_op *target);
+
+/* Starts t: cb(t) runs ms from now. Restarting an active timer moves it. */
+void ring_timer_start(ring_t *r, struct ring_timer *t, uint64_t ms,
+                      void (*cb)(struct ring_timer *t));
+
+/* Stops t if active; cb will not run. */
+void ring_timer_stop(ring_t *r, struct ring_timer *t);
+
+/* Queues d to run fn(d) after the current batch; no-op if already queued. */
+void ring_defer(ring_t *r, struct ring_defer *d, void (*fn)(struct ring_defer *d));
 
 /*
  * Blocks SIGINT, SIGTERM and SIGHUP for the calling thread (and the threads

@@ -14,6 +14,7 @@
 #include "convoy/log.h"
 #include "convoy/mbr_server.h"
 #include "convoy/net.h"
+#include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/shm.h"
 #include "convoy/tls.h"
@@ -25,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#define NOFILE_RESERVE 64u /* descriptors kept for everything but connections */
 
 struct balancer;
 
@@ -44,6 +47,7 @@ struct balancer {
     struct net_addr control;   /* with the real port once the first thread bound it */
     unsigned nthreads;
     struct bal_thread *threads;
+    unsigned max_conns; /* over all threads */
 };
 
 static int bal_lock(struct balancer *b)
@@ -116,6 +120,7 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
         .heartbeat_ms = b->o->heartbeat_ms,
         .dead_after_ms = b->o->dead_after_ms,
         .hello_timeout_ms = b->o->hello_timeout_ms,
+        .max_conns = b->max_conns / b->nthreads,
         .lock = bal_table_lock,
         .unlock = bal_table_unlock,
         .arg = b,
@@ -218,6 +223,23 @@ bool bal_running(const struct bal_shared *s)
     return s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM);
 }
 
+/* Takes every descriptor the operator allows, and keeps connections within
+ * them, so a flood meets the cap (and eviction) instead of EMFILE. */
+static int bal_limits(struct balancer *b)
+{
+    long nofile = proc_raise_nofile();
+    if (nofile < 0) {
+        log_error("balancer", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
+        return -1;
+    }
+    unsigned fit = nofile > 2 * NOFILE_RESERVE ? (unsigned)(nofile - NOFILE_RESERVE) : 16u;
+    b->max_conns = b->o->max_conns && b->o->max_conns < fit ? b->o->max_conns : fit;
+    if (b->max_conns < b->nthreads)
+        b->max_conns = b->nthreads;
+    log_info("balancer", "event=limits nofile=%ld max_conns=%u", nofile, b->max_conns);
+    return 0;
+}
+
 int bal_run(const struct bal_opts *o)
 {
     struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1};
@@ -228,6 +250,8 @@ int bal_run(const struct bal_opts *o)
                   o->control);
         return 2;
     }
+    if (bal_limits(&b) < 0)
+        return 1;
     if (tls_ctx_new(&b.tls, TLS_SERVER, o->pki, o->name, true, err, sizeof err) < 0) {
         log_error("balancer", "event=tls_failed err=\"%s\"", err);
         return 1;

@@ -11,6 +11,7 @@
 #include "convoy/mbr_client.h"
 #include "convoy/membership.h"
 #include "convoy/net.h"
+#include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
 
@@ -127,6 +128,9 @@ int fs_run(const struct fs_opts *o)
     }
     if (fs_scan(&fs) < 0)
         return 1;
+    long nofile = proc_raise_nofile();
+    if (nofile < 0)
+        log_warn("fileserver", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
     if (tls_ctx_new(&mo.tls, TLS_CLIENT, o->pki, o->name, false, err, sizeof err) < 0) {
         log_error("fileserver", "event=tls_failed err=\"%s\"", err);
         return 1;

@@ -8,7 +8,7 @@
  * HELLO past its deadline is closed (its own deadline, not conn's, which
  * ends with the TLS handshake), and a member silent past dead-after is
  * marked down and closed. Stopping closes the listener and every session
- * and tells the owner once the last on_close and the sweep have run.
+ * and tells the owner from the loop once the last on_close has run.
  */
 #include "convoy/mbr_server.h"
 
@@ -23,13 +23,14 @@
 #include <string.h>
 
 #define SWEEP_MIN_MS 50u
+#define CTL_IN_MAX   (FRAME_HDR_LEN + FRAME_META_MAX) /* one whole frame, no body */
 
 struct mbrs {
     struct mbrs_opts o;
     conn_listener_t *listener; /* NULL once stopping */
     struct net_addr addr;      /* bound, with the real port */
     struct ring_timer sweep;   /* HELLO deadlines and silence */
-    bool sweep_armed;
+    struct ring_defer stopped; /* runs done from the loop once stopping */
     bool stopping;
     void (*done)(void *arg); /* mbrs_stop's */
     void *done_arg;
@@ -126,6 +127,7 @@ static int on_hello(struct session *s, const cJSON *meta)
         return -EPROTO;
     }
     snprintf(s->name, sizeof s->name, "%s", cn);
+    conn_trust(s->c); /* a member: never evicted to make room for strangers */
     if ((rc = send_welcome(s)) < 0) {
         ctl_refuse(s->c, "refused", "WELCOME: %s", strerror(-rc));
         return -EPROTO;
@@ -219,13 +221,20 @@ static void session_open(conn_t *c)
               mbr_name_valid(cn) ? cn : "-");
 }
 
+static void run_done(struct ring_defer *d)
+{
+    mbrs_t *m = container_of(d, mbrs_t, stopped);
+    void (*done)(void *) = m->done;
+    m->done = NULL;
+    if (done)
+        done(m->done_arg);
+}
+
+/* Once stopping and the last session is gone, done runs from the loop. */
 static void maybe_done(mbrs_t *m)
 {
-    if (m->stopping && m->sessions == NULL && !m->sweep_armed && m->done) {
-        void (*done)(void *) = m->done;
-        m->done = NULL;
-        done(m->done_arg);
-    }
+    if (m->stopping && m->sessions == NULL)
+        ring_defer(m->o.ring, &m->stopped, run_done);
 }
 
 static void session_close(conn_t *c, int reason)
@@ -302,16 +311,9 @@ static void sweep_arm(mbrs_t *m);
 
 /* on_close runs from the loop, never inside conn_abort, so the list holds
  * still while it is walked. */
-static void handle_sweep(struct ring_op *op, int res, uint32_t flags)
+static void handle_sweep(struct ring_timer *timer)
 {
-    (void)res;
-    (void)flags;
-    mbrs_t *m = container_of(op, mbrs_t, sweep.op);
-    m->sweep_armed = false;
-    if (m->stopping) {
-        maybe_done(m);
-        return;
-    }
+    mbrs_t *m = container_of(timer, mbrs_t, sweep);
     uint64_t now = ring_now_ms();
     for (struct session *s = m->sessions; s; s = s->next)
         sweep_one(s, now);
@@ -324,9 +326,8 @@ static void sweep_arm(mbrs_t *m)
     uint32_t every =
         m->o.dead_after_ms < m->o.hello_timeout_ms ? m->o.dead_after_ms : m->o.hello_timeout_ms;
     every /= 4;
-    m->sweep.op.cb = handle_sweep;
-    m->sweep_armed = true;
-    ring_timer_arm(m->o.ring, &m->sweep, every < SWEEP_MIN_MS ? SWEEP_MIN_MS : every);
+    ring_timer_start(m->o.ring, &m->sweep, every < SWEEP_MIN_MS ? SWEEP_MIN_MS : every,
+                     handle_sweep);
 }
 
 /* ---- lifetime ---- */
@@ -339,7 +340,10 @@ int mbrs_start(mbrs_t **out, const struct mbrs_opts *o)
     m->o = *o;
     if (m->o.hello_timeout_ms == 0)
         m->o.hello_timeout_ms = MBRS_HELLO_TIMEOUT_MS;
-    struct conn_opts co = {.tls = o->tls, .handshake_ms = m->o.hello_timeout_ms};
+    struct conn_opts co = {.tls = o->tls,
+                           .handshake_ms = m->o.hello_timeout_ms,
+                           .in_max = CTL_IN_MAX,
+                           .max_conns = o->max_conns};
     int rc =
         conn_listen(&m->listener, o->ring, &o->addr, &co, &session_handlers, session_accept, m);
     if (rc < 0) {
@@ -369,11 +373,10 @@ void mbrs_stop(mbrs_t *m, void (*done)(void *arg), void *arg)
     m->done_arg = arg;
     conn_listener_close(m->listener);
     m->listener = NULL;
+    ring_timer_stop(m->o.ring, &m->sweep);
     for (struct session *s = m->sessions; s; s = s->next)
         conn_abort(s->c, -ESHUTDOWN);
-    /* The sweep is armed whenever the server runs: its cancellation is the
-     * completion that calls done, after this call has returned. */
-    ring_cancel(m->o.ring, &m->sweep.op);
+    maybe_done(m);
 }
 
 void mbrs_free(mbrs_t *m)

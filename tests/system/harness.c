@@ -76,13 +76,22 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     return pid;
 }
 
-pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extra)
+/* The balancer's command line as certificate `name`, after `prefix` (a
+ * wrapper such as prlimit) and followed by `extra`, both NULL-terminated
+ * or NULL. */
+static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix, const char *name,
+                             const char *const *extra)
 {
-    char *argv[32] = {
-        (char *)convoy_bin(), "balancer", "--pki",     c->pki,   "--name",         (char *)name,
-        "--control",          c->control, "--state",   c->state, "--heartbeat-ms", "100",
-        "--dead-after-ms",    "500",      "--threads", "2"};
-    size_t n = 16;
+    const char *args[] = {convoy_bin(),      "balancer", "--pki",          c->pki,
+                          "--name",          name,       "--control",      c->control,
+                          "--state",         c->state,   "--heartbeat-ms", "100",
+                          "--dead-after-ms", "500",      "--threads",      "2"};
+    char *argv[48];
+    size_t n = 0;
+    for (size_t i = 0; prefix && prefix[i] && n < 16; i++)
+        argv[n++] = (char *)prefix[i];
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+        argv[n++] = (char *)args[i];
     for (size_t i = 0; extra && extra[i] && n < sizeof argv / sizeof argv[0] - 1; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
@@ -91,7 +100,20 @@ pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extr
 
 pid_t h_balancer(struct cluster *c)
 {
-    return h_balancer_as(c, "balancer", NULL);
+    return h_balancer_argv(c, NULL, "balancer", NULL);
+}
+
+pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extra)
+{
+    return h_balancer_argv(c, NULL, name, extra);
+}
+
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
+{
+    char limit[64];
+    snprintf(limit, sizeof limit, "--nofile=%u:%u", nofile, nofile);
+    const char *const prefix[] = {"/usr/bin/prlimit", limit, NULL};
+    return h_balancer_argv(c, prefix, "balancer", NULL);
 }
 
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,

@@ -48,6 +48,10 @@ pid_t h_balancer(struct cluster *c);
  * be an impostor), with the NULL-terminated options extra added. */
 pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extra);
 
+/* The same with RLIMIT_NOFILE set to nofile (soft and hard), through
+ * prlimit(1). pid or -1. */
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile);
+
 /* Starts file server `name` using certificates from pki (c->pki or
  * c->foreign_pki), announcing a fresh loopback HTTP port. pid or -1. */
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);

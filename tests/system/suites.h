@@ -1,4 +1,5 @@
 /* Every system suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(membership)
 SUITE(network)
+SUITE(flood)
 SUITE(hostile)

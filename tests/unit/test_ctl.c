@@ -45,7 +45,7 @@ static void closed(conn_t *c, int reason)
     if (conn_udata(c) == &sc)
         sc.srv_reason = reason;
     if (++sc.closes == 2) {
-        ring_cancel(sc.ring, &sc.watchdog.op);
+        ring_timer_stop(sc.ring, &sc.watchdog);
         ring_stop(sc.ring);
     }
 }
@@ -72,21 +72,16 @@ static void srv_accept(conn_t *c, void *arg)
     conn_set_udata(c, arg);
 }
 
-static void handle_watchdog(struct ring_op *op, int res, uint32_t flags)
+static void handle_watchdog(struct ring_timer *t)
 {
-    (void)op;
-    (void)flags;
-    if (res == -ECANCELED)
-        return;
+    (void)t;
     sc.timed_out = true;
     ring_stop(sc.ring);
 }
 
-static void handle_drain(struct ring_op *op, int res, uint32_t flags)
+static void handle_drain(struct ring_timer *t)
 {
-    (void)op;
-    (void)res;
-    (void)flags;
+    (void)t;
     ring_stop(sc.ring);
 }
 
@@ -102,16 +97,14 @@ static void test_sink_error_closes(void)
     CU_ASSERT_FATAL(conn_listen(&sc.l, sc.ring, &any, &plain, &srv_handlers, srv_accept, &sc) == 0);
     CU_ASSERT_FATAL(
         conn_connect(&cli, sc.ring, conn_listener_addr(sc.l), &plain, &cli_handlers, NULL) == 0);
-    sc.watchdog.op.cb = handle_watchdog;
-    ring_timer_arm(sc.ring, &sc.watchdog, WATCHDOG_MS);
+    ring_timer_start(sc.ring, &sc.watchdog, WATCHDOG_MS, handle_watchdog);
     ring_run(sc.ring);
     CU_ASSERT_FALSE(sc.timed_out);
     CU_ASSERT_EQUAL(sc.frames, 1);
     CU_ASSERT_EQUAL(sc.srv_reason, -ENOMEM);
     conn_listener_close(sc.l);
     if (!sc.timed_out) { /* let the cancellations complete before the ring goes */
-        sc.drain.op.cb = handle_drain;
-        ring_timer_arm(sc.ring, &sc.drain, 20);
+        ring_timer_start(sc.ring, &sc.drain, 20, handle_drain);
         ring_run(sc.ring);
     }
     frame_decoder_free(sc.dec);
