@@ -7,7 +7,8 @@
  * result (-errno on failure) and the CQE flags. Owners recover their own
  * struct with container_of. Timers and deferred work are the ring's own,
  * in user space, and cost no submission. A ring is used by its own thread
- * only, except ring_post() and ring_stop(), which any thread may call.
+ * only, except ring_post(), ring_post_wait(), ring_stop() and ring_wakes(),
+ * which any thread may call.
  */
 #ifndef CONVOY_RING_H
 #define CONVOY_RING_H
@@ -18,6 +19,8 @@
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/types.h>
+
+struct statx;
 
 #ifndef container_of
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -69,6 +72,23 @@ struct ring_defer {
  */
 int ring_create(ring_t **out, unsigned entries);
 
+/* Sizes of a ring; 0 in any field picks its default. */
+struct ring_opts {
+    unsigned entries;    /* SQ: submissions queued before one is forced (256; at most 32768) */
+    unsigned cq_entries; /* CQ: completions held before the kernel's overflow list (4 x entries) */
+    unsigned post_slots; /* ring_post() queue, rounded up to a power of two (1024; at most 2^20) */
+};
+
+/*
+ * As ring_create(), with every size chosen (o NULL: every default;
+ * ring_create() is this with {.entries = entries}). Size the CQ for the
+ * operations that may complete at once (about two per open connection):
+ * completions beyond it wait in a kernel list and are delivered late, never
+ * lost, unless the kernel cannot allocate that list's entries. -EINVAL for a
+ * size out of range or cq_entries < entries.
+ */
+int ring_create_opts(ring_t **out, const struct ring_opts *o);
+
 /* Frees the loop. Operations still in flight are abandoned: owners must have
  * finished or cancelled theirs. */
 void ring_destroy(ring_t *r);
@@ -79,8 +99,29 @@ int ring_run(ring_t *r);
 /* Makes ring_run() return after the current batch. Any thread. */
 void ring_stop(ring_t *r);
 
-/* Runs fn(arg) on the ring's thread, soon. Any thread. 0 or -ENOMEM. */
+/*
+ * Runs fn(arg) on the ring's thread, soon, in the order each thread posted.
+ * Any thread; never allocates or blocks. What arg points to (a result, a
+ * large buffer) belongs to fn once this returns 0; posts still queued when
+ * the ring is destroyed run then. The queue is bounded (post_slots):
+ * returns 0, or -EAGAIN when it is full, and then nothing was queued. An I/O
+ * thread keeps what it wanted to post and retries later; a pool worker may
+ * call ring_post_wait() instead. Only the first post after the loop has
+ * drained the queue writes the eventfd: the posts that follow it before the
+ * next drain share its wake-up.
+ */
 int ring_post(ring_t *r, void (*fn)(void *arg), void *arg);
+
+/*
+ * As ring_post(), but waits up to timeout_ms for room while the queue is
+ * full: 0, or -ETIMEDOUT. For threads that may block (pool workers), never
+ * for the ring's own thread, which is the one that makes room.
+ */
+int ring_post_wait(ring_t *r, void (*fn)(void *arg), void *arg, unsigned timeout_ms);
+
+/* How many times ring_post() and ring_stop() have written the eventfd. Any
+ * thread; for tests and benchmarks. */
+uint64_t ring_wakes(const ring_t *r);
 
 /* Operations. Each completes exactly once through op->cb (a multishot
  * accept completes once per connection while IORING_CQE_F_MORE is set). */
@@ -128,5 +169,33 @@ int ring_watch_signals(ring_t *r, void (*fn)(void *arg, int signo), void *arg);
 
 /* Milliseconds on CLOCK_MONOTONIC: the same clock in every process. */
 uint64_t ring_now_ms(void);
+
+/*
+ * File and message operations, with the same contract as the ones above.
+ * Lengths above 2 GiB - 4 KiB are cut to that (the kernel would cut them
+ * too): a short count is an ordinary result. An offset of -1 means the
+ * file position (pipes and sockets have no other).
+ */
+void ring_write(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t len, uint64_t off);
+
+/* Moves up to len bytes from fd_in to fd_out without a copy through user
+ * space; one side must be a pipe (whose offset is -1). flags: SPLICE_F_*. */
+void ring_splice(ring_t *r, struct ring_op *op, int fd_in, int64_t off_in, int fd_out,
+                 int64_t off_out, size_t len, unsigned flags);
+
+/* Sends msg's iovecs as one message (MSG_NOSIGNAL). msg, its iovecs and
+ * their buffers stay valid until op->cb runs. */
+void ring_sendmsg(ring_t *r, struct ring_op *op, int fd, const struct msghdr *msg);
+
+/* Opens path relative to dirfd (AT_FDCWD: the working directory), always
+ * with O_CLOEXEC; res is the new fd. path stays valid until op->cb runs. */
+void ring_openat(ring_t *r, struct ring_op *op, int dirfd, const char *path, int flags,
+                 mode_t mode);
+
+/* Fills *out with the fields in mask (STATX_*) of path relative to dirfd
+ * (flags: AT_*, e.g. AT_EMPTY_PATH with path "" for dirfd itself); res is 0.
+ * path and out stay valid until op->cb runs. */
+void ring_statx(ring_t *r, struct ring_op *op, int dirfd, const char *path, int flags,
+                unsigned mask, struct statx *out);
 
 #endif

@@ -30,6 +30,7 @@
 #include "convoy/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -46,13 +47,16 @@
 #define NOFILE_RESERVE        64u /* descriptors a listener leaves for everything else */
 #define ACCEPT_BACKOFF_MIN_MS 10u
 #define ACCEPT_BACKOFF_MAX_MS 1000u
+#define PIPE_SIZE             (256u * 1024) /* asked of F_SETPIPE_SZ; the kernel may give less */
 
-/* Bytes for the socket: owned (data[]) or a caller's buffer (ext). */
+/* Bytes for the socket: owned (data[]), a caller's buffer (ext), or file
+ * pages waiting in the connection's pipe (in_pipe). */
 struct chunk {
     struct chunk *next;
     uint32_t off;       /* first byte not yet sent */
     uint32_t len;       /* bytes filled */
-    uint32_t cap;       /* room in data[]; 0 for ext */
+    uint32_t cap;       /* room in data[]; 0 for ext and pipe chunks */
+    bool in_pipe;       /* the bytes are in c->pipe[0], spliced to the socket */
     const uint8_t *ext; /* a caller's bytes, or NULL */
     struct src *src;    /* ext: the send whose done runs when these are sent */
     uint8_t data[];
@@ -116,6 +120,8 @@ struct conn {
     struct src *srcs, *srcs_tail;   /* still to be turned into output */
     size_t src_bytes;               /* SRC_BUF bytes in srcs: counted by conn_queued() */
     struct chunk *file_chunk;       /* read target of the file source at the head */
+    int pipe[2];                    /* plain file sends: file -> pipe -> socket; -1 until used */
+    uint32_t pipe_bytes;            /* spliced in and not yet out */
     struct conn_listener *listener; /* that accepted it, while it lives */
     struct conn *lprev, *lnext;     /* in one of the listener's lists */
     struct net_addr addr;           /* the peer; len 0 until looked up */
@@ -184,7 +190,7 @@ static void outq_link(struct outq *q, struct chunk *k)
 static struct chunk *outq_room(struct outq *q, size_t want)
 {
     struct chunk *t = q->tail;
-    if (t && t->ext == NULL && t->len < t->cap)
+    if (t && t->len < t->cap) /* ext and pipe chunks have no room */
         return t;
     size_t cap = want < CHUNK_MIN ? CHUNK_MIN : want > CHUNK_SIZE ? CHUNK_SIZE : want;
     struct chunk *k = chunk_new(cap);
@@ -326,6 +332,10 @@ static void conn_free(conn_t *c)
     conn_release_ref(c);
     if (c->fd >= 0)
         close(c->fd);
+    if (c->pipe[0] >= 0) {
+        close(c->pipe[0]);
+        close(c->pipe[1]);
+    }
     tls_free(c->tls);
     outq_free(&c->early);
     free(c->file_chunk);
@@ -466,7 +476,11 @@ static void conn_flush(conn_t *c)
     if (k == NULL || k->off == k->len)
         return;
     c->send_busy = true;
-    ring_send(c->ring, &c->send_op, c->fd, chunk_bytes(k) + k->off, k->len - k->off);
+    if (k->in_pipe)
+        ring_splice(c->ring, &c->send_op, c->pipe[0], -1, c->fd, -1, k->len - k->off,
+                    SPLICE_F_MOVE);
+    else
+        ring_send(c->ring, &c->send_op, c->fd, chunk_bytes(k) + k->off, k->len - k->off);
 }
 
 /* n bytes of the head chunk went out; a chunk fully sent is dropped, and
@@ -476,6 +490,8 @@ static void conn_sent(conn_t *c, size_t n)
     c->out.bytes -= n;
     struct chunk *k = c->out.head;
     k->off += (uint32_t)n;
+    if (k->in_pipe)
+        c->pipe_bytes -= (uint32_t)n;
     if (k->off < k->len)
         return;
     c->out.head = k->next;
@@ -551,8 +567,39 @@ static int pump_buf(conn_t *c, struct src *s)
     return 0;
 }
 
+/* The pipe a plain connection sends file pages through, made on first
+ * use and kept until the connection ends. */
+static int conn_pipe(conn_t *c)
+{
+    if (c->pipe[0] >= 0)
+        return 0;
+    if (pipe2(c->pipe, O_CLOEXEC) < 0) {
+        c->pipe[0] = c->pipe[1] = -1;
+        return -errno;
+    }
+    fcntl(c->pipe[1], F_SETPIPE_SZ, (int)PIPE_SIZE); /* best effort: a smaller pipe works */
+    return 0;
+}
+
+/* The next step of the file at the head of srcs. Plain TCP: splice file
+ * pages into the pipe (they never enter user space) while it has room;
+ * TLS: read a chunk to encrypt. */
 static void pump_file(conn_t *c, struct src *s)
 {
+    if (c->tls == NULL) {
+        int rc = conn_pipe(c);
+        if (rc < 0) {
+            conn_shutdown(c, rc);
+            return;
+        }
+        if (c->pipe_bytes >= PIPE_SIZE / 2)
+            return; /* the socket side drains it first */
+        uint64_t room = PIPE_SIZE - c->pipe_bytes;
+        unsigned n = (unsigned)(s->left < room ? s->left : room);
+        c->file_busy = true;
+        ring_splice(c->ring, &c->file_op, s->fd, (int64_t)s->off, c->pipe[1], -1, n, SPLICE_F_MOVE);
+        return;
+    }
     if (c->file_chunk == NULL && (c->file_chunk = chunk_new(CHUNK_SIZE)) == NULL) {
         conn_shutdown(c, -ENOMEM);
         return;
@@ -576,7 +623,7 @@ static void conn_pump(conn_t *c)
                 src_finish(c, s, 0);
                 continue;
             }
-            pump_file(c, s);
+            pump_file(c, s); /* starts a read or splice, or waits for room */
             break;
         }
         if (c->tls && c->out.bytes >= CONN_HIGH_WATER)
@@ -592,6 +639,24 @@ static void conn_pump(conn_t *c)
     conn_check_finish(c);
 }
 
+/* res bytes of the file are output now: in the pipe (plain) or encrypted
+ * from the chunk just read (TLS). */
+static int conn_file_output(conn_t *c, size_t res)
+{
+    if (c->tls != NULL) {
+        int rc = tls_write(c->tls, c->file_chunk->data, res);
+        return rc == 0 ? conn_take_tls_out(c) : rc;
+    }
+    struct chunk *k = chunk_new(0);
+    if (k == NULL)
+        return -ENOMEM;
+    k->in_pipe = true;
+    k->len = (uint32_t)res;
+    c->pipe_bytes += (uint32_t)res;
+    outq_link(&c->out, k);
+    return 0;
+}
+
 static void conn_step_file(conn_t *c, int res, uint32_t flags)
 {
     (void)flags;
@@ -605,15 +670,7 @@ static void conn_step_file(conn_t *c, int res, uint32_t flags)
     }
     s->off += (uint64_t)res;
     s->left -= (uint64_t)res;
-    struct chunk *k = c->file_chunk;
-    k->len = (uint32_t)res;
-    int rc = 0;
-    if (c->tls == NULL) { /* hand the chunk itself to the queue: no copy */
-        outq_link(&c->out, k);
-        c->file_chunk = NULL;
-    } else if ((rc = tls_write(c->tls, k->data, (size_t)res)) == 0) {
-        rc = conn_take_tls_out(c);
-    }
+    int rc = conn_file_output(c, (size_t)res);
     if (rc < 0) {
         conn_shutdown(c, rc);
         return;
@@ -1108,6 +1165,7 @@ static conn_t *conn_new(ring_t *r, int fd, const struct conn_opts *o, const stru
     c->h = h;
     c->idle_ms = o->idle_ms;
     c->in_max = o->in_max ? o->in_max : CONN_IN_MAX;
+    c->pipe[0] = c->pipe[1] = -1;
     c->recv_op.cb = handle_recv;
     c->send_op.cb = handle_send;
     c->file_op.cb = handle_file;

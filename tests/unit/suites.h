@@ -1,6 +1,7 @@
 /* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(log)
 SUITE(pool)
+SUITE(ring)
 SUITE(frame)
 SUITE(registry)
 SUITE(membership)
