@@ -2,24 +2,37 @@
  * balancer — the daemon that tracks file servers (and, with the transfers
  * issue, sends clients to them).
  *
- * Its state lives in the shared-memory segment "/convoy-<state>" so that
- * `convoy status` reads it without a network round trip and a restarted
- * balancer keeps what was recorded.
+ * Its state is published in the shared-memory segment
+ * "/dev/shm/convoy-<state>" so that `convoy status` reads it without a
+ * network round trip and a restarted balancer keeps what was recorded.
  */
 #ifndef CONVOY_BALANCER_H
 #define CONVOY_BALANCER_H
 
 #include "convoy/registry.h"
+#include "convoy/shm.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#define BAL_LAYOUT 1 /* bump when struct bal_shared changes */
+/* What the balancer itself records: one row of table BAL_META_TABLE. */
+struct bal_meta {
+    char control[64];      /* its control address, "" until bound */
+    uint64_t started_ms;   /* CLOCK_MONOTONIC */
+    uint64_t next_session; /* so that session ids are not reused across restarts */
+};
 
-/* Everything the balancer keeps in shared memory. */
+/* The tables of the state segment. Bump a version when its row changes:
+ * that table alone starts empty. Another table is one more line here. */
+#define BAL_META_TABLE   ((struct shm_table){1, 1, sizeof(struct bal_meta), 1})
+#define BAL_SERVER_TABLE ((struct shm_table){2, 1, sizeof(struct reg_server), REG_SERVERS})
+
+/* The balancer's state as one copy: what bal_read_state returns, and the
+ * balancer's own working copy, which it publishes row by row. */
 struct bal_shared {
-    struct reg_table reg; /* file servers */
+    struct reg_table reg; /* file servers: slot i of the server table is row i */
     int32_t pid;          /* the running balancer, 0 when stopped */
+    uint64_t pid_start;   /* its start time (see struct shm_owner) */
     char control[64];     /* its control address */
     uint64_t started_ms;  /* CLOCK_MONOTONIC */
 };
@@ -36,14 +49,18 @@ struct bal_opts {
     uint32_t max_conns; /* control connections at once (all threads); 0 = what nofile allows */
 };
 
-/* Copies the state of the balancer whose state name is `state` (on this
- * host) under its lock. When that balancer is not running (it crashed, or
- * was stopped), every server in the copy reads down: what the segment says
- * of them was true only while a balancer watched. 0, -ENOENT when there is
- * no such state, -EPROTO when its layout differs, or -errno. */
+/* Reads the state of the balancer whose state name is `state` (on this
+ * host) without blocking it: every row is validated and an invalid or
+ * unreadable one is left out (and logged). When that balancer is not
+ * running (it crashed, or was stopped), every server in the copy reads
+ * down: what the segment says of them was true only while a balancer
+ * watched. 0, -ENOENT when there is no such state, -EPERM when the segment
+ * is not this user's or is open to others, -EPROTO when it is damaged or
+ * lacks the tables, or -errno. */
 int bal_read_state(const char *state, struct bal_shared *out);
 
-/* Whether the balancer recorded in s is a live process. */
+/* Whether the balancer recorded in s is a live process (pid and start time
+ * match: a zombie or a reused pid is not). */
 bool bal_running(const struct bal_shared *s);
 
 /* Runs until SIGINT/SIGTERM. Returns the process exit status; failures are

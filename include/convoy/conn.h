@@ -71,6 +71,7 @@ struct conn_handlers {
 struct conn_opts {
     tls_ctx_t *tls;          /* NULL for plain TCP */
     const char *expect_peer; /* outgoing TLS: required peer common name, or NULL */
+    const char *expect_role; /* TLS, both ways: required peer role (PKI_ROLE_*), or NULL */
     uint32_t idle_ms;        /* close after this long without traffic; 0 = never */
     uint32_t handshake_ms;   /* deadline for TCP connect + TLS handshake; 0 = 10 s */
     uint32_t in_max;         /* unconsumed input kept before giving up; 0 = CONN_IN_MAX */
@@ -182,6 +183,10 @@ const char *conn_reason_str(int reason);
 
 /* The verified peer certificate's common name, or NULL (plain, or not yet). */
 const char *conn_peer_name(const conn_t *c);
+
+/* The verified peer certificate's role (a PKI_ROLE_* string), or NULL
+ * (plain, not yet, or a certificate without a role). */
+const char *conn_peer_role(const conn_t *c);
 
 /* "HOST:PORT" of the peer (looked up when first asked). */
 const char *conn_peer_addr(conn_t *c);

@@ -31,7 +31,7 @@ struct mbrc_opts {
     tls_ctx_t *tls;            /* client context with this member's certificate */
     struct net_addr server;    /* the coordinator's control address */
     const char *expect_name;   /* its certificate's name ("balancer"); NULL = any (tests) */
-    const char *expect_role;   /* the role its certificate must carry, or NULL */
+    const char *expect_role;   /* the role its certificate must carry (PKI_ROLE_*), or NULL */
     uint32_t retry_base_ms;    /* first backoff; 0 = 100 */
     uint32_t retry_max_ms;     /* backoff ceiling; 0 = 2000 */
     uint32_t drain_timeout_ms; /* leave() waits at most this for active = 0; 0 = 30 s */

@@ -34,7 +34,7 @@ struct mbrs_opts {
     ring_t *ring;              /* the I/O thread this server runs on */
     tls_ctx_t *tls;            /* server context requiring client certificates */
     struct net_addr addr;      /* control address; port 0 picks one (mbrs_addr) */
-    const char *role;          /* role a member's certificate must carry, or NULL */
+    const char *role;          /* role a member's certificate must carry (PKI_ROLE_*), or NULL */
     uint32_t heartbeat_ms;     /* told to members in WELCOME */
     uint32_t dead_after_ms;    /* silence after which a member is down */
     uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */

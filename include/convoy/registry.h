@@ -11,8 +11,8 @@
  *
  * BYE from up or draining removes the row; HELLO from down (or a row that
  * does not exist) makes it up. The table is plain data with no pointers, so
- * it can live in shared memory; the functions here never lock: the caller
- * holds the owner's lock (mbr_server takes it through mbrs_opts.lock).
+ * it can be copied to and from shared memory; the functions here never
+ * lock: the caller serialises them (mbr_server through mbrs_opts.lock).
  */
 #ifndef CONVOY_REGISTRY_H
 #define CONVOY_REGISTRY_H
@@ -84,7 +84,8 @@ struct reg_table {
 /*
  * Registers a HELLO at time now. Returns 0 with *session set; -EEXIST when
  * a live session already holds the name; -ENOSPC when the table is full;
- * -EINVAL for an empty or overlong name or address. why gets the reason.
+ * -EINVAL for a name that is not 1-63 bytes of printable UTF-8 or an
+ * address that is not HOST:PORT. why gets the reason.
  */
 int reg_hello(struct reg_table *t, const struct reg_hello *h, uint64_t now, uint64_t *session,
               char *why, size_t whylen);
@@ -99,11 +100,18 @@ int reg_event(struct reg_table *t, const char *name, uint64_t session, enum reg_
 /* After the balancer (re)starts: every row down, no session holds a name. */
 void reg_restart(struct reg_table *t, uint64_t now);
 
-/* Repairs a table whose writer died mid-update: rows with a bad state, an
- * unterminated or empty name are cleared. Returns how many were cleared.
- * Fits shm_repair_fn through reg_repair_shm. */
-unsigned reg_repair(struct reg_table *t);
-void reg_repair_shm(void *data, size_t size, void *arg);
+/* Whether row r (in use) could have been written by this registry: a known
+ * state, NUL-terminated fields, a name of printable UTF-8, an address
+ * HOST:PORT, a finite load. 0, or -EINVAL with the reason in why. */
+int reg_row_check(const struct reg_server *r, char *why, size_t whylen);
+
+/* Called by reg_repair for each row it clears, with the reason. */
+typedef void (*reg_report_fn)(size_t row, const char *why, void *arg);
+
+/* Clears every row in use that fails reg_row_check or repeats an earlier
+ * row's name (a table read back from shared memory is not trusted).
+ * report may be NULL. Returns how many were cleared. */
+unsigned reg_repair(struct reg_table *t, reg_report_fn report, void *arg);
 
 /* The row named name, or NULL. */
 const struct reg_server *reg_find(const struct reg_table *t, const char *name);

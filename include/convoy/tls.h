@@ -8,7 +8,8 @@
  *
  * Identity: every daemon has DIR/ca.crt, DIR/NAME.crt and DIR/NAME.key made
  * by `convoy pki`. A peer is accepted only with a chain to that CA; the
- * common name of its certificate is its identity.
+ * common name of its certificate is its identity, and the certificate's role
+ * (balancer, fileserver, frontend, compute: see pki.h) is what it may act as.
  */
 #ifndef CONVOY_TLS_H
 #define CONVOY_TLS_H
@@ -35,21 +36,39 @@ enum tls_role { TLS_SERVER, TLS_CLIENT };
  * require_client_cert asks for and checks a client certificate (mutual TLS
  * on control edges); a client always checks the server's chain; host names
  * are never checked. Returns 0, or -errno / -EPROTO with the reason in err
- * ("tls: load /x/fs1.crt: No such file or directory"). After creation a
- * context is read-only and may be shared by sessions on any thread.
+ * ("tls: load /x/fs1.crt: No such file or directory"), and -EPERM when a
+ * file or a folder of pki_dir is open to others (see pki_check_file). Once
+ * its first session exists a context is read-only (but for its ticket keys,
+ * which it locks) and may be shared by sessions on any thread.
  */
 int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
                 bool require_client_cert, char *err, size_t errlen);
 void tls_ctx_free(tls_ctx_t *ctx);
 
 /*
- * A session on ctx, used by one thread at a time. expect_peer, when not
- * NULL, is the common name the peer's certificate must carry: it is checked
- * during the handshake, which fails with TLS_EVERIFY and "peer is 'fs2',
- * expected 'balancer'" (a server session with expect_peer requires a client
- * certificate even when its context does not). 0 or -ENOMEM.
+ * Session resumption with TLS 1.3 tickets, for client-facing listeners
+ * (HTTPS) and the clients that dial them; call before the context's first
+ * session. On a server context: stateless tickets (one per handshake,
+ * valid TLS_TICKET_SECS = 1 h), sealed with keys held in memory only and
+ * rotated hourly, so that a restart or an hour forgets them; resumption
+ * still makes a fresh (EC)DHE key exchange. On a client context: sessions
+ * keep the tickets they receive (tls_session_save). Refused (-EINVAL) on a
+ * server context that requires client certificates: control edges (mTLS)
+ * keep tickets off. 0 or -errno, reason in err.
  */
-int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer);
+int tls_ctx_enable_tickets(tls_ctx_t *ctx, char *err, size_t errlen);
+
+/*
+ * A session on ctx, used by one thread at a time. expect_peer, when not
+ * NULL, is the common name the peer's certificate must carry, and
+ * expect_role (a PKI_ROLE_*) the role: both are checked during the
+ * handshake, which fails with TLS_EVERIFY and "peer is 'fs2', expected
+ * 'balancer'", "peer 'fs1' has role 'fileserver', expected 'balancer'" or
+ * "peer 'fs1' has no role, expected 'balancer'" (a certificate issued
+ * without a role). A server session with either requires a client
+ * certificate even when its context does not. 0 or -ENOMEM.
+ */
+int tls_new(tls_t **out, tls_ctx_t *ctx, const char *expect_peer, const char *expect_role);
 void tls_free(tls_t *t);
 
 /* Ciphertext that arrived from the network; always takes all of it. 0 or -ENOMEM. */
@@ -80,14 +99,56 @@ int tls_write(tls_t *t, const void *buf, size_t len);
 void tls_close(tls_t *t);
 
 /* Ciphertext waiting for the network, and taking it out (up to cap bytes;
- * returns the count, 0 when none). */
+ * returns the count, 0 when none). The queue frees its memory as it is
+ * taken: an idle session holds none. */
 size_t tls_out_pending(const tls_t *t);
 size_t tls_out_take(tls_t *t, void *buf, size_t cap);
+
+/*
+ * Ciphertext straight to the caller: from now on every record goes to
+ * fn(arg, data, len) as OpenSSL makes it, from inside tls_handshake,
+ * tls_read, tls_write or tls_close, instead of into the queue that
+ * tls_out_take drains (which then stays empty). fn must take all len bytes
+ * (copy them: data is OpenSSL's buffer) and return 0, or a negative value to
+ * fail the session (the call that made the bytes then returns TLS_EPROTO,
+ * "output refused: ..."). Whatever was queued before is passed to fn first;
+ * fn NULL goes back to the queue. Returns 0, or fn's failure while passing
+ * the queued bytes (what remains stays queued).
+ */
+typedef int tls_output_fn(void *arg, const void *data, size_t len);
+int tls_set_output(tls_t *t, tls_output_fn *fn, void *arg);
 
 /* Common name of the verified peer certificate once the handshake is done,
  * or NULL (no handshake yet, or a server that did not ask for one). Owned by
  * the session. */
 const char *tls_peer_name(const tls_t *t);
+
+/* Role of the verified peer certificate once the handshake is done (one of
+ * the PKI_ROLE_* strings), or NULL (no handshake yet, no certificate asked
+ * for, or a certificate without a valid role). Owned by the session. */
+const char *tls_peer_role(const tls_t *t);
+
+/*
+ * Client sessions on a context with tickets. tls_session_save: the newest
+ * ticket the server sent, serialised into buf: its length, 0 when none has
+ * come (tickets follow the handshake: they are taken in by tls_read),
+ * -ENOSPC when cap is too small, or -E2BIG past the 8 KiB that
+ * tls_session_offer takes (a buffer of 8 KiB always does). The blob holds a
+ * resumption secret: keep it as private as a key, and in memory. Before the
+ * handshake, tls_session_offer offers a saved blob to the same server: 0,
+ * or -EINVAL (not a session, expired, or not a client before its
+ * handshake). A server that cannot open the ticket makes a full handshake.
+ * A resumed session still checks expect_peer and expect_role against the
+ * certificate the session was made with, and has the same peer name and
+ * role. tls_session_resumed: the handshake resumed a session.
+ */
+ssize_t tls_session_save(const tls_t *t, void *buf, size_t cap);
+int tls_session_offer(tls_t *t, const void *blob, size_t len);
+bool tls_session_resumed(const tls_t *t);
+
+/* The negotiated cipher suite once the handshake is done
+ * ("TLS_AES_128_GCM_SHA256"), or NULL. Static storage. */
+const char *tls_cipher(const tls_t *t);
 
 /* The last failure in words ("certificate verify failed: unable to get local issuer"). */
 const char *tls_errstr(const tls_t *t);

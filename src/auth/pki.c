@@ -7,18 +7,33 @@
  * certificates directly; there are no intermediates, so a chain is always
  * "leaf, CA" and the CA certificate alone is the trust anchor.
  *
+ * A leaf's role is a URI subject alternative name, "convoy:role:ROLE". A SAN
+ * rather than a private extension because OpenSSL parses SANs itself
+ * (X509_get_ext_d2i), `openssl x509 -text` shows them, and every TLS stack
+ * ignores a URI when matching host names, so HTTPS clients are unaffected; it
+ * is how SPIFFE carries workload identities. The subject's OU would have
+ * done as well, but a name attribute is easier to get wrong (several OUs,
+ * string types). The extended key usage is the least each role needs.
+ *
  * Files are written whole or not at all: the bytes go to a hidden temporary
  * file created with its final mode (0600 for keys, so a key is never readable
  * by others, not even for an instant), are fsync()ed, then moved into place.
  * ca.key is moved with link(), which fails when the name exists, so two
  * concurrent `pki init` cannot both win; an issued NAME is moved with
  * rename(), because re-issuing a server's certificate is normal.
+ *
+ * Reading is as careful as writing: before a daemon (tls.c) or `pki issue`
+ * trusts a file, pki_check_file and pki_check_dir make ssh's StrictModes
+ * checks, so a key others can read, or one that sits in a folder where others
+ * could swap it, is refused with the file and the reason.
  */
 #include "convoy/pki.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -42,6 +57,32 @@
 #define PKI_SERIAL_BITS 128
 #define PKI_CA_CN       "convoy cluster CA"
 #define PKI_PATH_MAX    4096
+
+/* What each role may do: the balancer and the front-end only accept
+ * connections (members dial them), file and compute servers also dial. */
+static const struct pki_role_def {
+    const char *name;
+    const char *eku; /* extendedKeyUsage, openssl.cnf syntax */
+} pki_roles[] = {
+    {PKI_ROLE_BALANCER, "serverAuth"},
+    {PKI_ROLE_FILESERVER, "serverAuth,clientAuth"},
+    {PKI_ROLE_FRONTEND, "serverAuth"},
+    {PKI_ROLE_COMPUTE, "serverAuth,clientAuth"},
+};
+
+static const struct pki_role_def *pki_role_find(const char *role)
+{
+    for (size_t i = 0; role != NULL && i < sizeof pki_roles / sizeof pki_roles[0]; i++) {
+        if (strcmp(role, pki_roles[i].name) == 0)
+            return &pki_roles[i];
+    }
+    return NULL;
+}
+
+bool pki_role_ok(const char *role)
+{
+    return pki_role_find(role) != NULL;
+}
 
 static int pki_fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -79,6 +120,93 @@ static int pki_ossl_fail(char *err, size_t errlen, const char *fmt, ...)
         ERR_error_string_n(code, reason, sizeof reason);
     ERR_clear_error();
     return pki_fail(err, errlen, -EIO, "%s: %s", what, reason);
+}
+
+static void pki_say(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The checks' messages carry no prefix: tls.c and pki.c add theirs. */
+static void pki_say(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err != NULL && errlen > 0)
+        vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Owned by us or by root: anyone else could change its mode or contents. */
+static bool pki_owner_ok(const struct stat *st)
+{
+    return st->st_uid == geteuid() || st->st_uid == 0;
+}
+
+int pki_check_file(int fd, const char *path, bool secret, char *err, size_t errlen)
+{
+    struct stat st;
+    mode_t others = secret ? 077 : 022;
+    if (fstat(fd, &st) != 0) {
+        int rc = -errno;
+        pki_say(err, errlen, "stat %s: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        pki_say(err, errlen, "%s is not a regular file", path);
+        return -EPERM;
+    }
+    if (!pki_owner_ok(&st)) {
+        pki_say(err, errlen, "%s is owned by uid %u, not by us (uid %u) or root", path,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if (st.st_mode & others) {
+        pki_say(err, errlen, "%s has mode %04o: group and others can %s it (chmod %s %s)", path,
+                (unsigned)(st.st_mode & 07777), secret ? "read" : "write", secret ? "600" : "644",
+                path);
+        return -EPERM;
+    }
+    return 0;
+}
+
+/* One folder of pki_check_dir's walk. */
+static int pki_check_one_dir(const char *dir, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        int rc = -errno;
+        pki_say(err, errlen, "stat %s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    if (!pki_owner_ok(&st)) {
+        pki_say(err, errlen, "folder %s is owned by uid %u, not by us (uid %u) or root", dir,
+                (unsigned)st.st_uid, (unsigned)geteuid());
+        return -EPERM;
+    }
+    if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
+        pki_say(err, errlen,
+                "folder %s has mode %04o: group or others could replace the files in it", dir,
+                (unsigned)(st.st_mode & 07777));
+        return -EPERM;
+    }
+    return 0;
+}
+
+int pki_check_dir(const char *dir, char *err, size_t errlen)
+{
+    char real[PATH_MAX];
+    if (realpath(dir, real) == NULL) {
+        int rc = -errno;
+        pki_say(err, errlen, "%s: %s", dir, strerror(-rc));
+        return rc;
+    }
+    /* From the folder itself up to "/"; realpath left no links to follow. */
+    for (;;) {
+        int rc = pki_check_one_dir(real, err, errlen);
+        char *slash = strrchr(real, '/');
+        if (rc != 0 || slash == NULL || (slash == real && real[1] == '\0'))
+            return rc;
+        slash[slash == real ? 1 : 0] = '\0';
+    }
 }
 
 static int pki_path(char *buf, size_t cap, const char *dir, const char *name, const char *ext)
@@ -331,11 +459,18 @@ static FILE *pki_open_ca(const char *dir, const char *ext, char *path, size_t ca
         return NULL;
     }
     FILE *f = fopen(path, "re");
+    char why[PKI_PATH_MAX + 128];
     if (f == NULL && errno == ENOENT)
         *rc = pki_fail(err, errlen, -ENOENT, "open %s: %s (run `convoy pki init --dir %s`)", path,
                        strerror(ENOENT), dir);
     else if (f == NULL)
         *rc = pki_fail(err, errlen, -errno, "open %s: %s", path, strerror(errno));
+    else if ((*rc = pki_check_file(fileno(f), path, strcmp(ext, ".key") == 0, why, sizeof why)))
+        pki_fail(err, errlen, *rc, "%s", why);
+    if (f != NULL && *rc != 0) {
+        fclose(f);
+        f = NULL;
+    }
     return f;
 }
 
@@ -379,27 +514,37 @@ static int pki_add_san(GENERAL_NAMES *gens, int type, ASN1_STRING *value)
     return 0;
 }
 
-static int pki_add_dns(GENERAL_NAMES *gens, const char *host)
+/* A DNS or URI name: both are IA5Strings. */
+static int pki_add_ia5(GENERAL_NAMES *gens, int type, const char *prefix, const char *text)
 {
+    char buf[PKI_DNS_MAX + sizeof PKI_ROLE_URI];
     ASN1_IA5STRING *s = ASN1_IA5STRING_new();
-    if (s != NULL && !ASN1_STRING_set(s, host, -1)) {
+    int n = snprintf(buf, sizeof buf, "%s%s", prefix, text);
+    if (s != NULL && (n < 0 || (size_t)n >= sizeof buf || !ASN1_STRING_set(s, buf, n))) {
         ASN1_IA5STRING_free(s);
         s = NULL;
     }
-    return pki_add_san(gens, GEN_DNS, s);
+    return pki_add_san(gens, type, s);
+}
+
+static int pki_add_dns(GENERAL_NAMES *gens, const char *host)
+{
+    return pki_add_ia5(gens, GEN_DNS, "", host);
 }
 
 /*
- * subjectAltName = DNS:name, the dns list, then the ip list. The names were
- * validated, so a failure here is an allocation failure. Built as
- * GENERAL_NAMEs rather than a config string so no input is ever parsed as
- * syntax.
+ * subjectAltName = DNS:name, URI:convoy:role:ROLE, the dns list, then the ip
+ * list. The names were validated, so a failure here is an allocation
+ * failure. Built as GENERAL_NAMEs rather than a config string so no input is
+ * ever parsed as syntax.
  */
-static int pki_add_sans(X509 *x, const char *name, const char *const *ips, size_t nips,
-                        const char *const *dns, size_t ndns)
+static int pki_add_sans(X509 *x, const char *name, const char *role, const char *const *ips,
+                        size_t nips, const char *const *dns, size_t ndns)
 {
     GENERAL_NAMES *gens = sk_GENERAL_NAME_new_null();
     int rc = gens != NULL ? pki_add_dns(gens, name) : -1;
+    if (rc == 0)
+        rc = pki_add_ia5(gens, GEN_URI, PKI_ROLE_URI, role);
     for (size_t i = 0; rc == 0 && i < ndns; i++)
         rc = pki_add_dns(gens, dns[i]);
     for (size_t i = 0; rc == 0 && i < nips; i++)
@@ -410,7 +555,7 @@ static int pki_add_sans(X509 *x, const char *name, const char *const *ips, size_
     return rc;
 }
 
-static int pki_check_args(const char *name, const char *const *ips, size_t nips,
+static int pki_check_args(const char *name, const char *role, const char *const *ips, size_t nips,
                           const char *const *dns, size_t ndns, char *err, size_t errlen)
 {
     unsigned char addr[sizeof(struct in6_addr)];
@@ -419,6 +564,10 @@ static int pki_check_args(const char *name, const char *const *ips, size_t nips,
                         "bad name '%.80s': want 1-63 of A-Z a-z 0-9 . _ -, "
                         "not starting with '.', and not 'ca'",
                         name != NULL ? name : "(null)");
+    if (!pki_role_ok(role))
+        return pki_fail(err, errlen, -EINVAL,
+                        "bad role '%.80s': want balancer, fileserver, frontend or compute",
+                        role != NULL ? role : "(null)");
     for (size_t i = 0; i < nips; i++) {
         if (inet_pton(AF_INET, ips[i], addr) != 1 && inet_pton(AF_INET6, ips[i], addr) != 1)
             return pki_fail(err, errlen, -EINVAL, "bad IP address '%.80s'", ips[i]);
@@ -430,21 +579,21 @@ static int pki_check_args(const char *name, const char *const *ips, size_t nips,
     return 0;
 }
 
-int pki_issue(const char *dir, const char *name, const char *const *ips, size_t nips,
-              const char *const *dns, size_t ndns, char *err, size_t errlen)
+int pki_issue(const char *dir, const char *name, const char *role, const char *const *ips,
+              size_t nips, const char *const *dns, size_t ndns, char *err, size_t errlen)
 {
-    static const struct pki_ext leaf_exts[] = {
+    X509 *ca = NULL, *x = NULL;
+    EVP_PKEY *cakey = NULL, *key = NULL;
+    int rc = pki_check_args(name, role, ips, nips, dns, ndns, err, errlen);
+    if (rc != 0)
+        return rc;
+    const struct pki_ext leaf_exts[] = {
         {NID_basic_constraints, "critical,CA:FALSE"},
         {NID_key_usage, "critical,digitalSignature"},
-        {NID_ext_key_usage, "serverAuth,clientAuth"},
+        {NID_ext_key_usage, pki_role_find(role)->eku},
         {NID_subject_key_identifier, "hash"},
         {NID_authority_key_identifier, "keyid:always"},
     };
-    X509 *ca = NULL, *x = NULL;
-    EVP_PKEY *cakey = NULL, *key = NULL;
-    int rc = pki_check_args(name, ips, nips, dns, ndns, err, errlen);
-    if (rc != 0)
-        return rc;
     rc = pki_load_ca(dir, &ca, &cakey, err, errlen);
     if (rc != 0)
         goto fail;
@@ -456,7 +605,8 @@ int pki_issue(const char *dir, const char *name, const char *const *ips, size_t 
     x = pki_cert_new(key, name, PKI_LEAF_DAYS);
     if (x == NULL || !X509_set_issuer_name(x, X509_get_subject_name(ca)) ||
         pki_add_exts(x, ca, leaf_exts, sizeof leaf_exts / sizeof leaf_exts[0]) != 0 ||
-        pki_add_sans(x, name, ips, nips, dns, ndns) != 0 || !X509_sign(x, cakey, EVP_sha256())) {
+        pki_add_sans(x, name, role, ips, nips, dns, ndns) != 0 ||
+        !X509_sign(x, cakey, EVP_sha256())) {
         rc = pki_ossl_fail(err, errlen, "make certificate");
         goto fail;
     }

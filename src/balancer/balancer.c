@@ -5,15 +5,17 @@
  * membership server (mbr_server) with its own SO_REUSEPORT listener on the
  * control address, so the kernel spreads file servers over them. The
  * balancer's own part is the options, the threads and the state segment:
- * the only state threads share is the server table in it, which the
- * membership servers reach through bal_table_lock (the segment's robust
- * mutex). Nothing crosses threads but ring_post() at shutdown.
+ * the only state threads share is the server table, which the membership
+ * servers change between bal_table_lock() and bal_table_unlock(), the
+ * latter publishing it row by row to the shared segment. Nothing crosses
+ * threads but ring_post() at shutdown.
  */
 #include "convoy/balancer.h"
 
 #include "convoy/log.h"
 #include "convoy/mbr_server.h"
 #include "convoy/net.h"
+#include "convoy/pki.h"
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/shm.h"
@@ -41,14 +43,17 @@ struct bal_thread {
 
 struct balancer {
     const struct bal_opts *o;
-    tls_ctx_t *tls;            /* server context, client certificates required */
-    shm_t *shm;                /* the state segment */
-    struct bal_shared *shared; /* its data: change only under shm_lock */
-    struct net_addr control;   /* with the real port once the first thread bound it */
+    tls_ctx_t *tls;               /* server context, client certificates required */
+    shm_t *shm;                   /* the state segment: this process is its only writer */
+    struct bal_shared *shared;    /* working copy: change only under bal_lock() */
+    struct bal_shared *published; /* what the segment holds, to publish only changes */
+    struct net_addr control;      /* with the real port once the first thread bound it */
     unsigned nthreads;
-    struct bal_thread *threads;
     unsigned max_conns; /* over all threads */
+    struct bal_thread *threads;
 };
+
+/* ---- registry access (under bal_lock) ---- */
 
 static int bal_lock(struct balancer *b)
 {
@@ -56,6 +61,44 @@ static int bal_lock(struct balancer *b)
     if (rc < 0)
         log_error("balancer", "event=lock_failed err=\"%s\"", strerror(-rc));
     return rc;
+}
+
+static void bal_put(struct balancer *b, const struct shm_table *t, uint32_t slot, const void *row,
+                    bool used)
+{
+    int rc = used ? shm_put(b->shm, t, slot, row) : shm_clear(b->shm, t, slot);
+    if (rc < 0)
+        log_error("balancer", "event=publish_failed table=%u slot=%u err=\"%s\"", t->id, slot,
+                  strerror(-rc));
+}
+
+/* Writes every row of the working copy that differs from what the segment
+ * holds (all of them if all), so readers see each change. Under bal_lock. */
+static void bal_publish(struct balancer *b, bool all)
+{
+    struct bal_shared *w = b->shared, *p = b->published;
+    for (uint32_t i = 0; i < REG_SERVERS; i++) {
+        const struct reg_server *r = &w->reg.rows[i];
+        if (!all && memcmp(r, &p->reg.rows[i], sizeof *r) == 0)
+            continue;
+        bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
+        p->reg.rows[i] = *r;
+    }
+    struct bal_meta m = {.started_ms = w->started_ms, .next_session = w->reg.next_session};
+    snprintf(m.control, sizeof m.control, "%s", w->control);
+    if (all || strcmp(p->control, w->control) != 0 || p->started_ms != w->started_ms ||
+        p->reg.next_session != w->reg.next_session) {
+        bal_put(b, &BAL_META_TABLE, 0, &m, true);
+        memcpy(p->control, w->control, sizeof p->control);
+        p->started_ms = w->started_ms;
+        p->reg.next_session = w->reg.next_session;
+    }
+}
+
+static void bal_unlock(struct balancer *b)
+{
+    bal_publish(b, false);
+    shm_unlock(b->shm);
 }
 
 /* The membership servers' way into the table in the segment. */
@@ -67,8 +110,7 @@ static struct reg_table *bal_table_lock(void *arg)
 
 static void bal_table_unlock(void *arg)
 {
-    struct balancer *b = arg;
-    shm_unlock(b->shm);
+    bal_unlock(arg);
 }
 
 /* ---- threads and shutdown ---- */
@@ -116,7 +158,7 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
         .ring = t->ring,
         .tls = b->tls,
         .addr = b->control,
-        .role = "fileserver",
+        .role = PKI_ROLE_FILESERVER,
         .heartbeat_ms = b->o->heartbeat_ms,
         .dead_after_ms = b->o->dead_after_ms,
         .hello_timeout_ms = b->o->hello_timeout_ms,
@@ -131,18 +173,82 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
     return 0;
 }
 
+/* Logs a row of the segment that is not used, with why. */
+static void bal_report(size_t row, const char *why, void *arg)
+{
+    log_warn("balancer", "event=row_dropped state=%s table=servers slot=%zu reason=\"%s\"",
+             (const char *)arg, row, why);
+}
+
+/* A control address as the balancer records it: "" or printable ASCII. */
+static bool bal_good_control(const char *c, size_t max)
+{
+    size_t len = strnlen(c, max);
+    return len < max &&
+           strspn(c, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-:[]") == len;
+}
+
+/*
+ * Reads the segment's tables into out (zeroed first), validating every row:
+ * a row that fails reg_repair or cannot be read whole is left out and
+ * logged. Returns how many were left out, or -EPROTO when the segment
+ * lacks the balancer's tables (another version of them).
+ */
+static int bal_load(shm_t *shm, const char *state, struct bal_shared *out)
+{
+    memset(out, 0, sizeof *out);
+    int cap = shm_capacity(shm, &BAL_META_TABLE);
+    if (cap < 0 || (cap = shm_capacity(shm, &BAL_SERVER_TABLE)) < 0)
+        return -EPROTO; /* the segment exists: its tables are not ours */
+    struct bal_meta m;
+    if (shm_get(shm, &BAL_META_TABLE, 0, &m, NULL) == 1 &&
+        bal_good_control(m.control, sizeof m.control)) {
+        memcpy(out->control, m.control, sizeof out->control);
+        out->started_ms = m.started_ms;
+        out->reg.next_session = m.next_session;
+    }
+    unsigned lost = 0;
+    for (uint32_t i = 0; i < REG_SERVERS && i < (uint32_t)cap; i++) {
+        struct reg_server *r = &out->reg.rows[i];
+        if (shm_get(shm, &BAL_SERVER_TABLE, i, r, NULL) >= 0)
+            continue;
+        memset(r, 0, sizeof *r);
+        bal_report(i, "unreadable: stayed mid-write", (void *)state);
+        lost++;
+    }
+    lost += reg_repair(&out->reg, bal_report, (void *)state);
+    struct shm_owner o;
+    shm_owner(shm, &o);
+    out->pid = o.pid;
+    out->pid_start = o.start;
+    return (int)lost;
+}
+
 static int bal_attach_state(struct balancer *b)
 {
     const char *state = b->o->state ? b->o->state : b->o->name;
+    const struct shm_table tables[] = {BAL_META_TABLE, BAL_SERVER_TABLE};
     enum shm_origin origin;
-    int rc = shm_own(&b->shm, state, BAL_LAYOUT, sizeof(struct bal_shared), reg_repair_shm, NULL,
-                     &origin);
+    b->shared = calloc(1, sizeof *b->shared);
+    b->published = calloc(1, sizeof *b->published);
+    if (b->shared == NULL || b->published == NULL) {
+        log_error("balancer", "event=state_failed state=%s err=\"%s\"", state, strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    int rc = shm_own(&b->shm, state, tables, sizeof tables / sizeof tables[0], &origin);
     if (rc < 0) {
         log_error("balancer", "event=state_failed state=%s err=\"%s\"%s", state, strerror(-rc),
-                  rc == -EBUSY ? " hint=\"another balancer runs with this --state\"" : "");
+                  rc == -EBUSY   ? " hint=\"another balancer runs with this --state\""
+                  : rc == -EPERM ? " hint=\"the segment is another user's or open to others and"
+                                   " cannot be moved aside: remove it or use another --state\""
+                                 : "");
         return rc;
     }
-    b->shared = shm_data(b->shm);
+    int dropped = bal_load(b->shm, state, b->shared);
+    if (dropped < 0) {
+        log_error("balancer", "event=state_failed state=%s err=\"%s\"", state, strerror(-dropped));
+        return dropped;
+    }
     if ((rc = bal_lock(b)) < 0)
         return rc;
     reg_restart(&b->shared->reg, ring_now_ms()); /* down until they reconnect */
@@ -151,22 +257,23 @@ static int bal_attach_state(struct balancer *b)
     unsigned kept = 0;
     for (size_t i = 0; i < REG_SERVERS; i++)
         kept += b->shared->reg.rows[i].state != REG_NONE;
+    bal_publish(b, true); /* also overwrites the rows that were dropped */
     shm_unlock(b->shm);
-    log_info("balancer", "event=state state=%s origin=%s servers_kept=%u", state,
-             shm_origin_str(origin), kept);
+    log_info("balancer", "event=state state=%s origin=%s servers_kept=%u servers_dropped=%d", state,
+             shm_origin_str(origin), kept, dropped);
     return 0;
 }
 
 static void bal_release_state(struct balancer *b)
 {
-    if (b->shm == NULL)
-        return;
-    if (bal_lock(b) == 0) {
+    if (b->shm != NULL && bal_lock(b) == 0) {
         reg_restart(&b->shared->reg, ring_now_ms());
         b->shared->pid = 0;
-        shm_unlock(b->shm);
+        bal_unlock(b);
     }
     shm_close(b->shm);
+    free(b->shared);
+    free(b->published);
 }
 
 static int bal_start_threads(struct balancer *b)
@@ -180,7 +287,7 @@ static int bal_start_threads(struct balancer *b)
     net_addr_str(&b->control, a, sizeof a);
     if (bal_lock(b) == 0) {
         snprintf(b->shared->control, sizeof b->shared->control, "%s", a);
-        shm_unlock(b->shm);
+        bal_unlock(b);
     }
     int rc = ring_watch_signals(b->threads[0].ring, on_signal, b);
     if (rc < 0) {
@@ -205,22 +312,22 @@ static int bal_start_threads(struct balancer *b)
 int bal_read_state(const char *state, struct bal_shared *out)
 {
     shm_t *shm;
-    int rc = shm_attach(&shm, state, BAL_LAYOUT, sizeof *out);
+    int rc = shm_attach(&shm, state);
     if (rc < 0)
         return rc;
-    if ((rc = shm_lock(shm)) == 0) {
-        memcpy(out, shm_data(shm), sizeof *out);
-        shm_unlock(shm);
-    }
+    rc = bal_load(shm, state, out);
     shm_close(shm);
-    if (rc == 0 && !bal_running(out))
+    if (rc < 0)
+        return rc;
+    if (!bal_running(out))
         reg_restart(&out->reg, ring_now_ms()); /* nobody watches them: none is known up */
-    return rc;
+    return 0;
 }
 
 bool bal_running(const struct bal_shared *s)
 {
-    return s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM);
+    const struct shm_owner o = {s->pid, s->pid_start};
+    return shm_owner_alive(&o);
 }
 
 /* Takes every descriptor the operator allows, and keeps connections within
@@ -245,9 +352,9 @@ int bal_run(const struct bal_opts *o)
     struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1};
     char err[512];
     int status = 1;
-    if (net_addr_parse(o->control, &b.control) < 0) {
-        log_error("balancer", "event=bad_option control=\"%s\" err=\"expected HOST:PORT\"",
-                  o->control);
+    if (net_addr_parse_err(o->control, NET_LISTEN, &b.control, err, sizeof err) < 0) {
+        log_error("balancer", "event=bad_option option=--control value=\"%s\" err=\"%s\"",
+                  o->control, err);
         return 2;
     }
     if (bal_limits(&b) < 0)

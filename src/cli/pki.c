@@ -17,7 +17,8 @@
 #define PKI_ERRLEN 512
 
 static const char usage_init[] = "convoy pki init --dir DIR";
-static const char usage_issue[] = "convoy pki issue NAME --dir DIR [--ip ADDR]... [--dns HOST]...";
+static const char usage_issue[] =
+    "convoy pki issue NAME --role ROLE --dir DIR [--ip ADDR]... [--dns HOST]...";
 
 static const char help_init[] =
     "\nCreates DIR (mode 0700) if missing and a new cluster CA in it:\n"
@@ -31,8 +32,10 @@ static const char help_issue[] =
     "\nIssues NAME's certificate and key from the CA in DIR: DIR/NAME.crt and\n"
     "DIR/NAME.key (mode 0600). NAME (1-63 of A-Z a-z 0-9 . _ -) becomes the\n"
     "certificate's common name, which is the node's identity on control edges,\n"
-    "and a DNS subject alternative name. Issuing an existing NAME again replaces\n"
-    "its certificate and key (rotation).\n\n"
+    "and a DNS subject alternative name. ROLE is what the node may act as, and\n"
+    "every edge checks it: balancer, fileserver, frontend or compute (required).\n"
+    "Issuing an existing NAME again replaces its certificate and key (rotation).\n\n"
+    "  -r, --role ROLE  balancer, fileserver, frontend or compute\n"
     "  -d, --dir DIR    the PKI directory made by `convoy pki init`\n"
     "  -i, --ip ADDR    add an IPv4 or IPv6 subject alternative name (repeatable)\n"
     "  -n, --dns HOST   add a DNS subject alternative name (repeatable)\n"
@@ -100,6 +103,7 @@ static int run_init(int argc, char **argv)
 struct issue_args {
     const char *dir;
     const char *name;
+    const char *role;
     const char **ips;
     size_t nips;
     const char **dns;
@@ -111,18 +115,19 @@ struct issue_args {
 static int parse_issue(int argc, char **argv, struct issue_args *a)
 {
     static const struct option opts[] = {
-        {"dir", required_argument, NULL, 'd'},
-        {"ip", required_argument, NULL, 'i'},
-        {"dns", required_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"dir", required_argument, NULL, 'd'}, {"role", required_argument, NULL, 'r'},
+        {"ip", required_argument, NULL, 'i'},  {"dns", required_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},      {NULL, 0, NULL, 0},
     };
     int c;
     optind = 0;
-    while ((c = getopt_long(argc, argv, ":d:i:n:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":d:r:i:n:h", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
             a->dir = optarg;
+            break;
+        case 'r':
+            a->role = optarg;
             break;
         case 'i':
             a->ips[a->nips++] = optarg;
@@ -146,6 +151,9 @@ static int parse_issue(int argc, char **argv, struct issue_args *a)
         return usage_error(usage_issue, "unexpected argument '%s'", argv[optind]);
     if (a->dir == NULL)
         return usage_error(usage_issue, "--dir is required");
+    if (a->role == NULL)
+        return usage_error(usage_issue,
+                           "--role is required (balancer, fileserver, frontend or compute)");
     return -1;
 }
 
@@ -164,7 +172,7 @@ static int run_issue(int argc, char **argv)
     if (status >= 0)
         goto fail;
     status = 1;
-    if (pki_issue(a.dir, a.name, a.ips, a.nips, a.dns, a.ndns, err, sizeof err) != 0) {
+    if (pki_issue(a.dir, a.name, a.role, a.ips, a.nips, a.dns, a.ndns, err, sizeof err) != 0) {
         fprintf(stderr, "convoy %s\n", err);
         goto fail;
     }

@@ -11,12 +11,14 @@
 #include "convoy/mbr_client.h"
 #include "convoy/membership.h"
 #include "convoy/net.h"
+#include "convoy/pki.h"
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
 
 #include <errno.h>
 #include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -110,16 +112,27 @@ int fs_run(const struct fs_opts *o)
 {
     struct fileserver fs = {.o = o};
     struct mbrc_opts mo = {.expect_name = o->balancer_name,
-                           .expect_role = "balancer",
+                           .expect_role = PKI_ROLE_BALANCER,
                            .retry_max_ms = o->retry_max_ms,
                            .hello = fs_hello,
                            .load = fs_load,
                            .arg = &fs};
     char err[512];
     int status = 1;
-    /* What the balancer would refuse in HELLO is refused here, once. */
-    if (net_addr_parse(o->balancer, &mo.server) < 0 || !mbr_addr_valid(o->http)) {
-        log_error("fileserver", "event=bad_option err=\"--balancer and --http take HOST:PORT\"");
+    struct net_addr http;
+    const char *bad = NULL, *value = NULL;
+    if (net_addr_parse_err(o->balancer, NET_DIAL, &mo.server, err, sizeof err) < 0)
+        bad = "--balancer", value = o->balancer;
+    else if (net_addr_parse_err(o->http, NET_DIAL, &http, err, sizeof err) < 0)
+        bad = "--http", value = o->http;
+    else if (!mbr_addr_valid(o->http)) { /* what the balancer would refuse in HELLO */
+        bad = "--http", value = o->http;
+        snprintf(err, sizeof err, "the balancer takes a numeric HOST:PORT under %d bytes",
+                 REG_ADDR_MAX);
+    }
+    if (bad != NULL) {
+        log_error("fileserver", "event=bad_option option=%s value=\"%s\" err=\"%s\"", bad, value,
+                  err);
         return 2;
     }
     if (!mbr_name_valid(o->name)) {

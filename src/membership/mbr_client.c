@@ -233,7 +233,10 @@ static void mbrc_dial(mbrc_t *m)
 {
     m->state = MBRC_CONNECTING;
     m->bye_sent = false;
-    struct conn_opts co = {.tls = m->o.tls, .expect_peer = m->o.expect_name, .handshake_ms = 5000};
+    struct conn_opts co = {.tls = m->o.tls,
+                           .expect_peer = m->o.expect_name,
+                           .expect_role = m->o.expect_role,
+                           .handshake_ms = 5000};
     int rc = frame_decoder_new(&m->dec, &mbrc_limits, &mbrc_sink, m);
     if (rc == 0)
         rc = conn_connect(&m->c, m->o.ring, &m->o.server, &co, &mbrc_handlers, m);

@@ -341,6 +341,7 @@ int mbrs_start(mbrs_t **out, const struct mbrs_opts *o)
     if (m->o.hello_timeout_ms == 0)
         m->o.hello_timeout_ms = MBRS_HELLO_TIMEOUT_MS;
     struct conn_opts co = {.tls = o->tls,
+                           .expect_role = o->role,
                            .handshake_ms = m->o.hello_timeout_ms,
                            .in_max = CTL_IN_MAX,
                            .max_conns = o->max_conns};

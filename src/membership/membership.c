@@ -12,9 +12,7 @@
 
 #include "convoy/net.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -53,13 +51,6 @@ bool mbr_name_valid(const char *s)
                      "0123456789._-") == n;
 }
 
-static unsigned addr_port(const struct net_addr *a)
-{
-    if (a->ss.ss_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)&a->ss)->sin6_port);
-    return ntohs(((const struct sockaddr_in *)&a->ss)->sin_port);
-}
-
 /* The characters are checked first: the parser's port reading would take
  * leading blanks (a newline), which must never reach a log line. */
 bool mbr_addr_valid(const char *s)
@@ -68,7 +59,7 @@ bool mbr_addr_valid(const char *s)
     size_t n = s ? strnlen(s, REG_ADDR_MAX) : 0;
     return n > 0 && n < REG_ADDR_MAX &&
            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:[]") == n &&
-           net_addr_parse(s, &a) == 0 && addr_port(&a) != 0;
+           net_addr_parse_err(s, NET_DIAL, &a, NULL, 0) == 0;
 }
 
 static double num(const cJSON *meta, const char *key)

@@ -9,8 +9,13 @@
 #include "convoy/registry.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#define REG_LOAD_MAX 1e6 /* a 1-minute load average beyond this is junk */
 
 static const char *const state_names[] = {"none", "up", "draining", "down"};
 static const char *const event_names[] = {"hello", "heartbeat",  "drain",
@@ -67,17 +72,87 @@ static struct reg_server *reg_free_row(struct reg_table *t)
     return NULL;
 }
 
-static int reg_bad_string(const char *s, size_t max)
+/* The length of the UTF-8 sequence at p (up to end) if it is one printable
+ * character: no C0 or C1 control, DEL, overlong form or surrogate. 0 if not. */
+static size_t utf8_printable(const unsigned char *p, const unsigned char *end)
 {
-    size_t n = s ? strnlen(s, max) : 0;
-    return n == 0 || n == max;
+    if (*p >= 0x20 && *p < 0x7f)
+        return 1;
+    size_t n = *p >= 0xf0 && *p <= 0xf4 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 && *p < 0xe0 ? 2 : 0;
+    if (n == 0 || (size_t)(end - p) < n)
+        return 0;
+    uint32_t c = *p & (0x7f >> n);
+    for (size_t i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (p[i] & 0x3f);
+    }
+    static const uint32_t min[] = {0, 0, 0xa0, 0x800, 0x10000}; /* 2 bytes: C1 is not printable */
+    if (*p >= 0xf5 || c < min[n] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/* A NUL-terminated, non-empty string of printable UTF-8 within max bytes. */
+static bool reg_good_name(const char *s, size_t max)
+{
+    size_t len = s ? strnlen(s, max) : 0;
+    if (len == 0 || len == max)
+        return false;
+    const unsigned char *p = (const unsigned char *)s, *end = p + len;
+    for (size_t n; p < end; p += n)
+        if ((n = utf8_printable(p, end)) == 0)
+            return false;
+    return true;
+}
+
+/* HOST:PORT within max bytes: HOST a name or IPv4 address of
+ * [A-Za-z0-9.-], or an IPv6 address in brackets; PORT 1-65535. */
+static bool reg_good_addr(const char *s, size_t max)
+{
+    size_t len = s ? strnlen(s, max) : 0;
+    const char *colon = len && len < max ? strrchr(s, ':') : NULL;
+    if (colon == NULL || colon == s)
+        return false;
+    size_t host = (size_t)(colon - s);
+    if (s[0] == '[') {
+        if (host < 3 || s[host - 1] != ']' || strspn(s + 1, "0123456789abcdefABCDEF:.") != host - 2)
+            return false;
+    } else if (strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-") !=
+               host) {
+        return false;
+    }
+    const char *port = colon + 1;
+    size_t digits = strspn(port, "0123456789");
+    if (digits == 0 || digits > 5 || port[digits] != '\0')
+        return false;
+    long v = strtol(port, NULL, 10);
+    return v >= 1 && v <= 65535;
+}
+
+int reg_row_check(const struct reg_server *r, char *why, size_t whylen)
+{
+    const char *bad = NULL;
+    if (r->state != REG_UP && r->state != REG_DRAINING && r->state != REG_DOWN)
+        bad = "state out of range";
+    else if (!reg_good_name(r->name, REG_NAME_MAX))
+        bad = "name is not 1-63 bytes of printable UTF-8";
+    else if (!reg_good_addr(r->addr, REG_ADDR_MAX))
+        bad = "address is not HOST:PORT";
+    else if (!isfinite(r->load.load1) || r->load.load1 < 0 || r->load.load1 > REG_LOAD_MAX)
+        bad = "load1 out of range";
+    if (bad == NULL)
+        return 0;
+    snprintf(why, whylen, "%s", bad);
+    return -EINVAL;
 }
 
 int reg_hello(struct reg_table *t, const struct reg_hello *h, uint64_t now, uint64_t *session,
               char *why, size_t whylen)
 {
-    if (reg_bad_string(h->name, REG_NAME_MAX) || reg_bad_string(h->addr, REG_ADDR_MAX)) {
-        snprintf(why, whylen, "name and address must be 1-%d bytes", REG_NAME_MAX - 1);
+    if (!reg_good_name(h->name, REG_NAME_MAX) || !reg_good_addr(h->addr, REG_ADDR_MAX)) {
+        snprintf(why, whylen, "name must be 1-%d bytes of printable UTF-8, address HOST:PORT",
+                 REG_NAME_MAX - 1);
         return -EINVAL;
     }
     struct reg_server *r = reg_row(t, h->name);
@@ -148,27 +223,25 @@ void reg_restart(struct reg_table *t, uint64_t now)
     }
 }
 
-unsigned reg_repair(struct reg_table *t)
+unsigned reg_repair(struct reg_table *t, reg_report_fn report, void *arg)
 {
     unsigned cleared = 0;
     for (size_t i = 0; i < REG_SERVERS; i++) {
         struct reg_server *r = &t->rows[i];
+        char why[64];
         if (r->state == REG_NONE)
             continue;
-        if (r->state > REG_DOWN || reg_bad_string(r->name, REG_NAME_MAX) ||
-            strnlen(r->addr, REG_ADDR_MAX) == REG_ADDR_MAX) {
-            memset(r, 0, sizeof *r);
-            cleared++;
-        }
+        int rc = reg_row_check(r, why, sizeof why);
+        if (rc == 0 && reg_row(t, r->name) != r)
+            snprintf(why, sizeof why, "duplicate name");
+        else if (rc == 0)
+            continue;
+        if (report)
+            report(i, why, arg);
+        memset(r, 0, sizeof *r);
+        cleared++;
     }
     return cleared;
-}
-
-void reg_repair_shm(void *data, size_t size, void *arg)
-{
-    (void)arg;
-    if (size >= sizeof(struct reg_table))
-        reg_repair(data);
 }
 
 size_t reg_snapshot(const struct reg_table *t, struct reg_server *out, size_t max)

@@ -109,10 +109,12 @@ struct conn {
     unsigned dispatching; /* our handlers on the stack */
     uint32_t idle_ms;
     uint32_t in_max;
-    uint32_t slot;        /* conn_ref table slot + 1, 0 without one */
-    uint64_t last_active; /* ring_now_ms() of the last traffic */
-    uint64_t deadline;    /* absolute ms, 0 = none */
-    uint8_t *in;          /* unconsumed plaintext */
+    uint32_t slot;                /* conn_ref table slot + 1, 0 without one */
+    uint64_t last_active;         /* ring_now_ms() of the last traffic */
+    uint64_t born;                /* ring_now_ms() when made */
+    uint64_t bytes_in, bytes_out; /* on the wire (ciphertext with TLS), for the log */
+    uint64_t deadline;            /* absolute ms, 0 = none */
+    uint8_t *in;                  /* unconsumed plaintext */
     size_t in_len;
     size_t in_cap;                  /* grows with need, up to in_max */
     struct outq out;                /* bytes for the socket (ciphertext with TLS) */
@@ -324,8 +326,19 @@ static void outq_free(struct outq *q)
     q->bytes = 0;
 }
 
+static void conn_log_close(conn_t *c)
+{
+    if (!log_enabled(LOG_DEBUG))
+        return;
+    log_debug("conn", "event=closed peer=%s reason=\"%s\" in=%llu out=%llu open_ms=%llu",
+              c->fd >= 0 ? conn_peer_addr(c) : "-", conn_reason_str(c->reason),
+              (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out,
+              (unsigned long long)(ring_now_ms() - c->born));
+}
+
 static void conn_free(conn_t *c)
 {
+    conn_log_close(c);
     conn_fail_sends(c);
     if (c->h->on_close)
         c->h->on_close(c, c->reason);
@@ -435,17 +448,12 @@ static void conn_complete(conn_t *c, bool *busy, void (*step)(conn_t *c, int res
 
 /* ---- output ---- */
 
-static int conn_take_tls_out(conn_t *c)
+/* Where the TLS engine puts each record it makes: straight into the output
+ * chunks, so ciphertext is written once and copied never. */
+static int conn_tls_output(void *arg, const void *data, size_t len)
 {
-    while (tls_out_pending(c->tls) > 0) {
-        struct chunk *k = outq_room(&c->out, tls_out_pending(c->tls));
-        if (k == NULL)
-            return -ENOMEM;
-        size_t n = tls_out_take(c->tls, k->data + k->len, k->cap - k->len);
-        k->len += (uint32_t)n;
-        c->out.bytes += n;
-    }
-    return 0;
+    conn_t *c = arg;
+    return outq_append(&c->out, data, len);
 }
 
 static void conn_note_queued(conn_t *c)
@@ -462,8 +470,8 @@ static int conn_queue(conn_t *c, const uint8_t *data, size_t len)
         rc = outq_append(&c->out, data, len);
     else if (!tls_handshake_done(c->tls))
         rc = outq_append(&c->early, data, len);
-    else if ((rc = tls_write(c->tls, data, len)) == 0)
-        rc = conn_take_tls_out(c);
+    else
+        rc = tls_write(c->tls, data, len);
     conn_note_queued(c);
     return rc;
 }
@@ -519,6 +527,7 @@ static void conn_step_send(conn_t *c, int res, uint32_t flags)
         return;
     }
     conn_touch(c);
+    c->bytes_out += (uint64_t)res;
     conn_sent(c, (size_t)res);
     conn_pump(c);
     conn_flush(c);
@@ -553,8 +562,6 @@ static int pump_buf(conn_t *c, struct src *s)
     }
     size_t n = s->left < TLS_STEP ? (size_t)s->left : TLS_STEP;
     int rc = tls_write(c->tls, s->p, n);
-    if (rc == 0)
-        rc = conn_take_tls_out(c);
     if (rc < 0)
         return rc;
     s->p += n;
@@ -644,8 +651,7 @@ static void conn_pump(conn_t *c)
 static int conn_file_output(conn_t *c, size_t res)
 {
     if (c->tls != NULL) {
-        int rc = tls_write(c->tls, c->file_chunk->data, res);
-        return rc == 0 ? conn_take_tls_out(c) : rc;
+        return tls_write(c->tls, c->file_chunk->data, res);
     }
     struct chunk *k = chunk_new(0);
     if (k == NULL)
@@ -774,10 +780,6 @@ static void conn_check_finish(conn_t *c)
     if (c->tls && !c->notify_sent) {
         c->notify_sent = true;
         tls_close(c->tls);
-        if (conn_take_tls_out(c) < 0) {
-            conn_shutdown(c, -ENOMEM);
-            return;
-        }
         conn_flush(c);
     }
     if (c->out.bytes == 0 && !c->send_busy)
@@ -897,11 +899,11 @@ static void conn_open(conn_t *c)
     }
     c->early.tail = NULL;
     c->early.bytes = 0;
-    if (c->tls && conn_take_tls_out(c) < 0) {
-        conn_shutdown(c, -ENOMEM);
-        return;
-    }
     conn_flush(c);
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=open peer=%s name=%s handshake_ms=%llu", conn_peer_addr(c),
+                  conn_peer_name(c) ? conn_peer_name(c) : "-",
+                  (unsigned long long)(ring_now_ms() - c->born));
     if (c->h->on_open)
         c->h->on_open(c);
     if (c->state != CS_OPEN)
@@ -952,13 +954,11 @@ static void conn_pull_tls(conn_t *c)
 {
     if (!tls_handshake_done(c->tls)) {
         int rc = tls_handshake(c->tls);
-        int out = conn_take_tls_out(c); /* alerts too: the peer learns why */
-        conn_flush(c);
-        if (rc < 0 || out < 0) {
-            if (rc < 0)
-                log_info("conn", "event=handshake_failed peer=%s err=\"%s\"", conn_peer_addr(c),
-                         tls_errstr(c->tls));
-            conn_shutdown(c, rc < 0 ? rc : out);
+        conn_flush(c); /* alerts too: the peer learns why */
+        if (rc < 0) {
+            log_info_limited("conn", "event=handshake_failed peer=%s err=\"%s\"", conn_peer_addr(c),
+                             tls_errstr(c->tls));
+            conn_shutdown(c, rc);
             return;
         }
         if (rc == 0)
@@ -966,8 +966,7 @@ static void conn_pull_tls(conn_t *c)
         conn_open(c);
     }
     conn_read_tls(c);
-    if (c->state != CS_CLOSED && conn_take_tls_out(c) == 0) /* session tickets, key updates */
-        conn_flush(c);
+    conn_flush(c); /* reading can make records too: session tickets, key updates */
 }
 
 static void conn_step_recv(conn_t *c, int res, uint32_t flags)
@@ -987,6 +986,7 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
         return;
     }
     conn_touch(c);
+    c->bytes_in += (uint64_t)res;
     const uint8_t *buf = ring_recv_buf(c->ring, flags);
     if (c->tls == NULL) {
         if (c->state == CS_OPEN)
@@ -1056,7 +1056,8 @@ static void handle_timer(struct ring_timer *t)
     conn_enter(c);
     uint64_t now = ring_now_ms();
     if ((c->deadline && now >= c->deadline) || (c->idle_ms && now - c->last_active >= c->idle_ms)) {
-        log_info("conn", "event=timeout peer=%s", conn_peer_addr(c));
+        log_info_limited("conn", "event=timeout peer=%s open_ms=%llu", conn_peer_addr(c),
+                         (unsigned long long)(now - c->born));
         conn_shutdown(c, -ETIMEDOUT);
     } else {
         conn_arm_timer(c);
@@ -1170,7 +1171,10 @@ static conn_t *conn_new(ring_t *r, int fd, const struct conn_opts *o, const stru
     c->send_op.cb = handle_send;
     c->file_op.cb = handle_file;
     conn_touch(c);
-    if (o->tls && tls_new(&c->tls, o->tls, o->expect_peer) < 0) {
+    c->born = c->last_active;
+    if (o->tls && (tls_new(&c->tls, o->tls, o->expect_peer, o->expect_role) < 0 ||
+                   tls_set_output(c->tls, conn_tls_output, c) < 0)) {
+        tls_free(c->tls);
         free(c);
         return NULL;
     }
@@ -1238,7 +1242,8 @@ static bool listener_make_room(conn_listener_t *l)
     conn_t *victim = l->fresh.head;
     if (victim == NULL)
         return false;
-    log_debug("conn", "event=evicted peer=%s open=%u", conn_peer_addr(victim), l->count);
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=evicted peer=%s open=%u", conn_peer_addr(victim), l->count);
     conn_shutdown(victim, -EUSERS); /* leaves the listener's lists, so count drops */
     return true;
 }
@@ -1251,13 +1256,15 @@ static void listener_accept(conn_listener_t *l, int fd)
     }
     conn_t *c = conn_new(l->ring, fd, &l->opts, l->h);
     if (c == NULL) {
-        log_warn("conn", "event=accept_dropped err=\"%s\"", strerror(ENOMEM));
+        log_warn_limited("conn", "event=accept_dropped err=\"%s\"", strerror(ENOMEM));
         close(fd);
         return;
     }
     c->listener = l;
     list_append(&l->fresh, c);
     l->count++;
+    if (log_enabled(LOG_DEBUG))
+        log_debug("conn", "event=accepted peer=%s open=%u", conn_peer_addr(c), l->count);
     conn_enter(c);
     c->state = c->tls ? CS_HANDSHAKE : CS_OPEN;
     if (l->on_accept)
@@ -1330,7 +1337,7 @@ static void handle_accept(struct ring_op *op, int res, uint32_t flags)
             return; /* its last completion comes back here */
         }
     } else if (!l->closing && res != -ECANCELED && res != -EINTR) {
-        log_warn("conn", "event=accept_failed err=\"%s\"", strerror(-res));
+        log_warn_limited("conn", "event=accept_failed err=\"%s\"", strerror(-res));
     }
     if (more)
         return;
@@ -1462,6 +1469,11 @@ ring_t *conn_ring(const conn_t *c)
 const char *conn_peer_name(const conn_t *c)
 {
     return c->tls && tls_handshake_done(c->tls) ? tls_peer_name(c->tls) : NULL;
+}
+
+const char *conn_peer_role(const conn_t *c)
+{
+    return c->tls && tls_handshake_done(c->tls) ? tls_peer_role(c->tls) : NULL;
 }
 
 const char *conn_reason_str(int reason)

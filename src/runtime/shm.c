@@ -1,28 +1,27 @@
 /*
- * shm — a named POSIX shared-memory segment with a robust, process-shared
- * mutex, for state that must outlive the process that writes it.
+ * shm — tables in a named shared-memory segment, one writer, lock-free
+ * readers.
  *
- * Layout: a header (struct shm_hdr) then, at the next 64-byte boundary, the
- * caller's data. The header records magic, the caller's layout version and
- * data size, the owner's pid and start time, a "dirty" flag and the mutex.
+ * The design is simple: only the owner process ever writes, so there is no
+ * lock word in the segment for another process to hold, corrupt or forge.
+ * The owner's threads serialise on a pthread mutex in its own memory; each
+ * slot carries a sequence counter, odd while a write is in progress, and a
+ * reader copies a slot and keeps the copy only if the counter was even and
+ * unchanged around it (a seqlock), retrying a bounded number of times.
  *
- * Creation is race-free without a lock file: the creator uses O_EXCL, sizes
- * the object, initialises the mutex and stores the magic last (release).
- * Anyone who opens it sees magic 0 until then and waits up to a second;
- * after that the segment counts as broken (a creator died half-way).
+ * Layout (native byte order, see docs/protocol-membership.md): a 4 KiB
+ * header holding magic, sizes, the owner's pid and start time and a
+ * directory of up to SHM_TABLES_MAX tables; then each table, page-aligned,
+ * as `capacity` slots of `stride` bytes: struct shm_slot then the row.
  *
- * Ownership is a pid plus that process's start time (/proc/<pid>/stat field
- * 22), so a recycled pid is not mistaken for the live owner, and a zombie
- * counts as dead. An owner that finds a segment it cannot use (wrong magic,
- * layout or size) unlinks and recreates it; an flock(2) on the old object
- * serialises owners doing so, and each re-checks that the name still refers
- * to the object it inspected before acting on it.
- *
- * Recovery: when a lock holder dies the mutex reports EOWNERDEAD; when an
- * owner dies the next owner finds its pid dead. Both set "dirty", and the
- * owner's repair function runs under the lock before anyone else sees the
- * data. A reader (no repair function) that inherits a dead holder's lock
- * marks the mutex consistent but leaves "dirty" set for the owner to repair.
+ * Owning: the owner holds an flock(2) on the object for its whole life, so
+ * the kernel, not a pid in the segment, says whether an owner is alive
+ * (a crashed owner's lock goes with it). A segment is trusted only if it is
+ * a regular file of this uid with no permission beyond 0600 and its header
+ * and directory are consistent; anything else is renamed aside, never
+ * deleted, and replaced. New segments are built under a temporary name and
+ * published with link(2) (fresh) or rename(2) (a new layout), so a segment
+ * at the real name is always complete.
  */
 #include "convoy/shm.h"
 
@@ -31,9 +30,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
-#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,46 +42,60 @@
 #include <time.h>
 #include <unistd.h>
 
-#define SHM_MAGIC    0x434e5653u /* "CNVS"; a new header format gets a new magic */
-#define SHM_PREFIX   "/convoy-"
-#define SHM_NAME_MAX 64
-#define SHM_PATH_MAX (sizeof SHM_PREFIX + SHM_NAME_MAX)
-#define SHM_MAX_SIZE ((size_t)1 << 30)
-#define SHM_WAIT_NS  1000000000L /* how long a creator may take to publish */
-#define SHM_POLL_NS  10000000L
-#define SHM_ATTEMPTS 4 /* owners racing to recreate: retries before -EAGAIN */
+#define SHM_MAGIC     0x32564e43u /* "CNV2"; a new header format gets a new magic */
+#define SHM_OLD_MAGIC 0x434e5653u /* "CNVS": the mutex-guarded format before tables */
+#define SHM_DIR       "/dev/shm/"
+#define SHM_PREFIX    "convoy-"
+#define SHM_NAME_MAX  64
+#define SHM_PATH_MAX  (sizeof SHM_DIR + sizeof SHM_PREFIX + SHM_NAME_MAX)
+#define SHM_TMP_MAX   (SHM_PATH_MAX + 64) /* room for ".aside-TIME-PID-N" */
+#define SHM_HDR_SIZE  4096u
+#define SHM_PAGE      4096u
+#define SHM_MAX_SIZE  ((uint64_t)1 << 30)
+#define SHM_ATTEMPTS  4  /* owners racing to replace it: tries before -EAGAIN */
+#define SHM_SPINS     64 /* reader: busy retries of a slot being written ... */
+#define SHM_NAPS      20 /* ... then this many 50 µs sleeps */
 
-struct shm_hdr {
-    _Atomic uint32_t magic;       /* SHM_MAGIC, stored last by the creator */
-    uint32_t layout;              /* the caller's layout version */
-    uint64_t size;                /* the caller's data size */
-    _Atomic int32_t owner;        /* owner pid, 0 after a clean close */
-    uint32_t dirty;               /* data needs repair; under mutex */
-    _Atomic uint64_t owner_start; /* owner's start time in clock ticks, 0 if unknown */
-    pthread_mutex_t mutex;        /* robust, process-shared */
+struct shm_dirent {
+    uint32_t id;
+    uint32_t version;
+    uint32_t row_size;
+    uint32_t stride; /* slot header + row, rounded up to 64 */
+    uint32_t capacity;
+    uint32_t reserved;
+    uint64_t offset; /* from the start of the segment, page-aligned */
 };
 
-#define SHM_DATA_OFF ((sizeof(struct shm_hdr) + 63) & ~(size_t)63)
+struct shm_hdr {
+    _Atomic uint32_t magic;       /* SHM_MAGIC */
+    uint32_t hdr_size;            /* SHM_HDR_SIZE */
+    uint64_t length;              /* of the whole object */
+    _Atomic int32_t owner;        /* pid, 0 after a clean close */
+    uint32_t ntables;             /* directory entries in use */
+    _Atomic uint64_t owner_start; /* owner's start time in clock ticks */
+    uint64_t reserved[4];
+    struct shm_dirent dir[SHM_TABLES_MAX];
+};
 
-/* What the header said, copied out so that it can be judged after unmapping. */
-struct hdr_view {
-    uint32_t magic;
-    uint32_t layout;
-    uint64_t size;
-    pid_t owner;
-    uint64_t owner_start;
-    off_t length; /* size of the object */
+_Static_assert(sizeof(struct shm_hdr) <= SHM_HDR_SIZE, "header fits its page");
+
+struct shm_slot {
+    _Atomic uint32_t seq; /* even: stable; odd: being written */
+    uint32_t gen;         /* bumped each time a free slot gets a row */
+    uint32_t used;        /* 1: holds a row */
+    uint32_t reserved;
 };
 
 struct shm {
     struct shm_hdr *hdr;
-    void *data;
-    size_t size;
-    size_t map_len;
+    size_t len;
+    int fd;     /* owner: holds the flock; -1 for a reader */
     bool owner; /* opened with shm_own() */
-    shm_repair_fn repair;
-    void *arg;
+    uint32_t ntables;
+    struct shm_dirent dir[SHM_TABLES_MAX]; /* validated copy: never re-read */
+    pthread_mutex_t lock;                  /* the owner's writers */
     char name[SHM_NAME_MAX + 1];
+    char path[SHM_PATH_MAX];
 };
 
 static const char *const origin_names[] = {"fresh", "clean", "recovered"};
@@ -94,15 +107,15 @@ const char *shm_origin_str(enum shm_origin o)
     return origin_names[o];
 }
 
-/* Checks name and writes "/convoy-<name>" into path. 0 or -EINVAL. */
-static int make_path(const char *name, char path[SHM_PATH_MAX])
+/* ---- names, processes ---- */
+
+static int check_name(const char *name)
 {
     size_t len = name ? strnlen(name, SHM_NAME_MAX + 1) : 0;
     if (len == 0 || len > SHM_NAME_MAX)
         return -EINVAL;
     if (strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != len)
         return -EINVAL;
-    snprintf(path, SHM_PATH_MAX, SHM_PREFIX "%s", name);
     return 0;
 }
 
@@ -138,313 +151,517 @@ static int proc_start(pid_t pid, uint64_t *start)
     return 0;
 }
 
-static uint64_t self_start(void)
+void shm_owner_self(struct shm_owner *out)
 {
-    uint64_t start = 0;
-    return proc_start(getpid(), &start) == 0 ? start : 0;
+    out->pid = getpid();
+    out->start = 0;
+    proc_start(out->pid, &out->start);
 }
 
-/* Whether the process recorded as (pid, start) still runs; start 0 = unknown. */
-static bool owner_alive(pid_t pid, uint64_t start)
+bool shm_owner_alive(const struct shm_owner *o)
 {
-    if (pid <= 0 || (kill(pid, 0) < 0 && errno == ESRCH))
+    if (o->pid <= 0 || (kill(o->pid, 0) < 0 && errno == ESRCH))
         return false;
     uint64_t now;
-    int rc = proc_start(pid, &now);
+    int rc = proc_start(o->pid, &now);
     if (rc == -ESRCH)
         return false;
     if (rc < 0)
         return true; /* no /proc: kill() said it exists */
-    return start == 0 || now == start;
+    return o->start == 0 || now == o->start;
 }
 
-/* The owner recorded in v is this very process (not an earlier one with its pid). */
-static bool is_me(const struct hdr_view *v, uint64_t me)
+/* ---- judging a segment ---- */
+
+static uint32_t stride_for(uint32_t row_size)
 {
-    return v->owner == getpid() && v->owner_start == me;
+    return (uint32_t)((sizeof(struct shm_slot) + row_size + 63) & ~(size_t)63);
 }
 
-/* A live process other than this one owns the segment the view describes. */
-static bool held_by_other(const struct hdr_view *v, uint64_t me)
+static uint64_t table_bytes(const struct shm_dirent *d)
 {
-    return v->owner != 0 && !is_me(v, me) && owner_alive(v->owner, v->owner_start);
+    return ((uint64_t)d->stride * d->capacity + SHM_PAGE - 1) & ~(uint64_t)(SHM_PAGE - 1);
 }
 
-static void sleep_ns(long ns)
+/* Whether st is this user's own regular file, closed to everyone else.
+ * 0, or -EPERM with the reason in why. */
+static int judge(const struct stat *st, char *why, size_t whylen)
 {
-    struct timespec ts = {0, ns};
-    nanosleep(&ts, NULL);
-}
-
-/* Copies the header out of a mapped segment. */
-static void view_of(const struct shm_hdr *h, off_t length, struct hdr_view *v)
-{
-    v->magic = atomic_load_explicit(&h->magic, memory_order_acquire);
-    v->layout = h->layout;
-    v->size = h->size;
-    v->owner = atomic_load(&h->owner);
-    v->owner_start = atomic_load(&h->owner_start);
-    v->length = length;
-}
-
-/*
- * Reads the header of an open segment, waiting up to SHM_WAIT_NS for its
- * creator to publish it. 0, -EPROTO when it never was, or -errno.
- */
-static int read_header(int fd, struct hdr_view *v)
-{
-    for (long waited = 0;; waited += SHM_POLL_NS) {
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-            return -errno;
-        if ((size_t)st.st_size >= SHM_DATA_OFF) {
-            void *m = mmap(NULL, SHM_DATA_OFF, PROT_READ, MAP_SHARED, fd, 0);
-            if (m == MAP_FAILED)
-                return -errno;
-            view_of(m, st.st_size, v);
-            munmap(m, SHM_DATA_OFF);
-            if (v->magic != 0)
-                return 0;
-        }
-        if (waited >= SHM_WAIT_NS)
-            return -EPROTO;
-        sleep_ns(SHM_POLL_NS);
+    if (!S_ISREG(st->st_mode)) {
+        snprintf(why, whylen, "not a regular file");
+        return -EPERM;
     }
-}
-
-/* Why a published header does not fit the caller, or NULL when it does. */
-static const char *mismatch(const struct hdr_view *v, uint32_t layout, size_t size)
-{
-    if (v->magic != SHM_MAGIC)
-        return "magic";
-    if (v->layout != layout)
-        return "layout";
-    if (v->size != size || (uint64_t)v->length != SHM_DATA_OFF + size)
-        return "size";
-    return NULL;
-}
-
-static int map_segment(shm_t *s, int fd)
-{
-    void *m = mmap(NULL, s->map_len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (m == MAP_FAILED)
-        return -errno;
-    s->hdr = m;
-    s->data = (char *)m + SHM_DATA_OFF;
+    if (st->st_uid != geteuid() || (st->st_mode & 07777 & ~0600u) != 0) {
+        snprintf(why, whylen, "owned by uid %u with mode %04o (want uid %u, mode 0600)",
+                 (unsigned)st->st_uid, (unsigned)(st->st_mode & 07777), (unsigned)geteuid());
+        return -EPERM;
+    }
     return 0;
 }
 
-static int new_handle(shm_t **out, const char *name, size_t size)
+/*
+ * Opens path (never following a symlink, never waiting on a FIFO) if it is
+ * trusted. Returns the fd, -ENOENT, -EPERM with why set (not ours, open to
+ * others, not a file, or unreadable to us because another user's), or
+ * -errno.
+ */
+static int open_trusted(const char *path, int flags, char *why, size_t whylen)
 {
-    if (size == 0 || size > SHM_MAX_SIZE)
-        return -EINVAL;
+    struct stat st;
+    int fd = open(path, flags | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        if ((err == EACCES || err == ELOOP) && lstat(path, &st) == 0 && judge(&st, why, whylen) < 0)
+            return -EPERM;
+        return -err;
+    }
+    int rc = fstat(fd, &st) < 0 ? -errno : judge(&st, why, whylen);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    return fd;
+}
+
+static const char *check_entry(const struct shm_dirent *d, uint64_t min_off, uint64_t length)
+{
+    if (d->id == 0)
+        return "table id 0";
+    if (d->row_size == 0 || d->row_size > SHM_ROW_MAX || d->stride != stride_for(d->row_size))
+        return "row size or stride";
+    if (d->capacity == 0 || d->capacity > SHM_SLOTS_MAX)
+        return "capacity";
+    if (d->offset % SHM_PAGE != 0 || d->offset < min_off || d->offset > length ||
+        table_bytes(d) > length - d->offset)
+        return "table offset";
+    return NULL;
+}
+
+/* Why the header copy h does not describe a usable object of length bytes,
+ * or NULL. Tables must lie in ascending order, without overlapping. */
+static const char *check_header(const struct shm_hdr *h, uint64_t length)
+{
+    if (h->magic == SHM_OLD_MAGIC)
+        return "old format (a process-shared mutex)";
+    if (h->magic != SHM_MAGIC)
+        return "magic";
+    if (h->hdr_size != SHM_HDR_SIZE || h->length != length || length > SHM_MAX_SIZE)
+        return "size";
+    if (h->ntables > SHM_TABLES_MAX)
+        return "table count";
+    uint64_t end = SHM_HDR_SIZE;
+    for (uint32_t i = 0; i < h->ntables; i++) {
+        const char *why = check_entry(&h->dir[i], end, length);
+        for (uint32_t j = 0; why == NULL && j < i; j++)
+            if (h->dir[j].id == h->dir[i].id)
+                why = "duplicate table id";
+        if (why)
+            return why;
+        end = h->dir[i].offset + table_bytes(&h->dir[i]);
+    }
+    return NULL;
+}
+
+/*
+ * Copies the header of the object open as fd into h and checks it.
+ * 0, -EPROTO (why says what is wrong), or -errno.
+ */
+static int read_header(int fd, struct shm_hdr *h, char *why, size_t whylen)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if ((uint64_t)st.st_size < SHM_HDR_SIZE) {
+        snprintf(why, whylen, "%lld bytes, shorter than a header", (long long)st.st_size);
+        return -EPROTO;
+    }
+    void *m = mmap(NULL, SHM_HDR_SIZE, PROT_READ, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    memcpy(h, m, sizeof *h);
+    munmap(m, SHM_HDR_SIZE);
+    const char *bad = check_header(h, (uint64_t)st.st_size);
+    if (bad == NULL)
+        return 0;
+    snprintf(why, whylen, "damaged header: %s", bad);
+    return -EPROTO;
+}
+
+/* ---- handles ---- */
+
+static int new_handle(shm_t **out, const char *name)
+{
+    int rc = check_name(name);
+    if (rc < 0)
+        return rc;
     shm_t *s = calloc(1, sizeof *s);
     if (s == NULL)
         return -ENOMEM;
+    s->fd = -1;
     snprintf(s->name, sizeof s->name, "%s", name);
-    s->size = size;
-    s->map_len = SHM_DATA_OFF + size;
+    snprintf(s->path, sizeof s->path, SHM_DIR SHM_PREFIX "%s", name);
+    pthread_mutex_init(&s->lock, NULL);
     *out = s;
     return 0;
 }
 
-static void free_handle(shm_t *s)
+static void unmap(shm_t *s)
 {
     if (s->hdr != NULL)
-        munmap(s->hdr, s->map_len);
+        munmap(s->hdr, s->len);
+    s->hdr = NULL;
+}
+
+static void free_handle(shm_t *s)
+{
+    unmap(s);
+    if (s->fd >= 0)
+        close(s->fd);
+    pthread_mutex_destroy(&s->lock);
     free(s);
 }
 
-/* Runs the repair function if the data needs it. Called with the mutex held. */
-static bool repair_if_dirty(shm_t *s)
+static int map(shm_t *s, int fd, size_t len, int prot)
 {
-    if (!s->hdr->dirty || s->repair == NULL)
-        return false;
-    s->repair(s->data, s->size, s->arg);
-    s->hdr->dirty = 0;
-    log_info("shm", "event=repaired name=%s", s->name);
-    return true;
+    void *m = mmap(NULL, len, prot, MAP_SHARED, fd, 0);
+    if (m == MAP_FAILED)
+        return -errno;
+    s->hdr = m;
+    s->len = len;
+    return 0;
+}
+
+static void adopt_dir(shm_t *s, const struct shm_dirent *dir, uint32_t n)
+{
+    memcpy(s->dir, dir, n * sizeof *dir);
+    s->ntables = n;
+}
+
+static const struct shm_dirent *dir_find(const struct shm_dirent *dir, uint32_t n, uint32_t id)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if (dir[i].id == id)
+            return &dir[i];
+    return NULL;
+}
+
+static struct shm_slot *slot_at(struct shm_hdr *h, const struct shm_dirent *d, uint32_t i)
+{
+    return (struct shm_slot *)((char *)h + d->offset + (uint64_t)d->stride * i);
+}
+
+/* The table t names in s, checked against t; NULL with *rc set if none. */
+static const struct shm_dirent *table_of(shm_t *s, const struct shm_table *t, int *rc)
+{
+    const struct shm_dirent *d = dir_find(s->dir, s->ntables, t->id);
+    *rc = d == NULL                                                ? -ENOENT
+          : d->version != t->version || d->row_size != t->row_size ? -EPROTO
+                                                                   : 0;
+    return *rc == 0 ? d : NULL;
+}
+
+/* ---- building a segment ---- */
+
+static int plan_add(struct shm_dirent *dir, uint32_t *n, uint64_t *end, const struct shm_table *t)
+{
+    if (*n == SHM_TABLES_MAX)
+        return -ENOSPC;
+    struct shm_dirent *d = &dir[(*n)++];
+    *d = (struct shm_dirent){.id = t->id,
+                             .version = t->version,
+                             .row_size = t->row_size,
+                             .stride = stride_for(t->row_size),
+                             .capacity = t->capacity,
+                             .offset = *end};
+    *end += table_bytes(d);
+    return *end > SHM_MAX_SIZE ? -EFBIG : 0;
+}
+
+/* The directory for the declared tables, followed by the tables of old
+ * (may be NULL) that were not declared, as they were. */
+static int plan(const struct shm_table *t, size_t n, const struct shm_hdr *old,
+                struct shm_dirent *dir, uint32_t *nt, uint64_t *length)
+{
+    *nt = 0;
+    *length = SHM_HDR_SIZE;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = plan_add(dir, nt, length, &t[i]);
+    for (uint32_t i = 0; old && i < old->ntables && rc == 0; i++) {
+        const struct shm_dirent *o = &old->dir[i];
+        if (dir_find(dir, (uint32_t)n, o->id) != NULL)
+            continue;
+        uint32_t was_nt = *nt;
+        uint64_t was_length = *length;
+        if (plan_add(dir, nt, length,
+                     &(struct shm_table){o->id, o->version, o->row_size, o->capacity}) == 0)
+            continue;
+        *nt = was_nt; /* no room: the declared tables come first */
+        *length = was_length;
+        log_warn("shm", "event=table_dropped table=%u reason=\"no room in the directory or size\"",
+                 o->id);
+    }
+    return rc;
+}
+
+static bool same_dir(const struct shm_dirent *a, uint32_t na, const struct shm_hdr *h)
+{
+    return na == h->ntables && memcmp(a, h->dir, na * sizeof *a) == 0;
+}
+
+/* Copies table d's rows from the old mapping, when its format is unchanged. */
+static void carry_table(shm_t *s, const struct shm_dirent *d, const struct shm_hdr *old)
+{
+    const struct shm_dirent *o = dir_find(old->dir, old->ntables, d->id);
+    if (o == NULL)
+        return;
+    if (o->version != d->version || o->row_size != d->row_size) {
+        log_warn("shm", "event=table_reset name=%s table=%u version=%u/%u row_size=%u/%u", s->name,
+                 d->id, o->version, d->version, o->row_size, d->row_size);
+        return;
+    }
+    uint32_t dropped = 0;
+    for (uint32_t i = 0; i < o->capacity; i++) {
+        struct shm_slot *from = slot_at((struct shm_hdr *)old, o, i);
+        if (i < d->capacity)
+            memcpy(slot_at(s->hdr, d, i), from, sizeof *from + d->row_size);
+        else
+            dropped += from->used != 0;
+    }
+    if (dropped)
+        log_warn("shm", "event=rows_dropped name=%s table=%u reason=capacity capacity=%u rows=%u",
+                 s->name, d->id, d->capacity, dropped);
 }
 
 /*
- * Takes the mutex, recovering it from a dead holder. Returns 1 if the
- * repair function ran, 0 if not, or -errno (the mutex is then not held).
+ * Builds a segment with directory dir under a temporary name, holding its
+ * flock, rows carried over from old (mapped, may be NULL). On success s maps
+ * it and owns fd; *tmp is the temporary path, which the caller publishes.
  */
-static int lock_robust(shm_t *s)
+static int build(shm_t *s, const struct shm_dirent *dir, uint32_t nt, uint64_t length,
+                 const struct shm_hdr *old, char tmp[SHM_TMP_MAX])
 {
-    struct shm_hdr *h = s->hdr;
-    int rc = pthread_mutex_lock(&h->mutex);
-    if (rc == ENOTRECOVERABLE) {
-        log_error("shm", "event=lock_failed name=%s reason=not_recoverable", s->name);
-        return -ENOTRECOVERABLE;
-    }
-    if (rc != 0 && rc != EOWNERDEAD)
-        return -rc;
-    bool died = rc == EOWNERDEAD;
-    if (died) {
-        h->dirty = 1;
-        log_warn("shm", "event=lock_holder_died name=%s repair=%s", s->name,
-                 s->repair ? "now" : "deferred_to_owner");
-    }
-    bool repaired = repair_if_dirty(s);
-    if (died && (rc = pthread_mutex_consistent(&h->mutex)) != 0) {
-        pthread_mutex_unlock(&h->mutex);
-        return -rc;
-    }
-    return repaired;
-}
-
-static int init_mutex(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t attr;
-    int rc = pthread_mutexattr_init(&attr);
-    if (rc != 0)
-        return -rc;
-    if ((rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED)) != 0 ||
-        (rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST)) != 0 ||
-        (rc = pthread_mutex_init(m, &attr)) != 0) {
-        pthread_mutexattr_destroy(&attr);
-        return -rc;
-    }
-    pthread_mutexattr_destroy(&attr);
-    return 0;
-}
-
-/* Builds a new segment in fd, which shm_open(O_EXCL) just created. */
-static int create(shm_t *s, int fd, uint32_t layout, uint64_t me)
-{
-    if (ftruncate(fd, (off_t)s->map_len) < 0)
+    static _Atomic unsigned seq;
+    snprintf(tmp, SHM_TMP_MAX, "%s.new-%d-%u", s->path, (int)getpid(), atomic_fetch_add(&seq, 1));
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
         return -errno;
-    int rc = map_segment(s, fd);
+    int rc = 0;
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0 || ftruncate(fd, (off_t)length) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = map(s, fd, length, PROT_READ | PROT_WRITE);
     if (rc < 0)
-        return rc;
+        goto fail;
     struct shm_hdr *h = s->hdr;
-    if ((rc = init_mutex(&h->mutex)) < 0)
-        return rc;
-    h->layout = layout;
-    h->size = s->size;
-    atomic_store(&h->owner, getpid());
-    atomic_store(&h->owner_start, me);
+    h->hdr_size = SHM_HDR_SIZE;
+    h->length = length;
+    h->ntables = nt;
+    memcpy(h->dir, dir, nt * sizeof *dir);
+    adopt_dir(s, dir, nt);
+    for (uint32_t i = 0; old && i < nt; i++)
+        carry_table(s, &dir[i], old);
     atomic_store_explicit(&h->magic, SHM_MAGIC, memory_order_release);
+    s->fd = fd;
     return 0;
+fail:
+    unmap(s);
+    close(fd);
+    unlink(tmp);
+    return rc;
+}
+
+/* ---- owning ---- */
+
+/*
+ * Renames an untrusted segment to "<path>.aside-<time>-<pid>-<n>" and logs
+ * where. Returns -ESTALE (start over) or -EPERM when it cannot be moved.
+ */
+static int move_aside(shm_t *s, const char *why)
+{
+    static _Atomic unsigned seq;
+    char to[SHM_TMP_MAX];
+    snprintf(to, sizeof to, "%s.aside-%lld-%d-%u", s->path, (long long)time(NULL), (int)getpid(),
+             atomic_fetch_add(&seq, 1));
+    if (renameat2(AT_FDCWD, s->path, AT_FDCWD, to, RENAME_NOREPLACE) < 0) {
+        int err = errno;
+        log_error("shm",
+                  "event=untrusted name=%s path=%s reason=\"%s\" err=\"cannot move it aside: %s\"",
+                  s->name, s->path, why, strerror(err));
+        return err == ENOENT ? -ESTALE : -EPERM;
+    }
+    log_warn("shm", "event=moved_aside name=%s reason=\"%s\" moved_to=%s", s->name, why, to);
+    return -ESTALE;
 }
 
 /* Whether path still names the object open as fd. */
 static bool still_named(int fd, const char *path)
 {
     struct stat a, b;
-    int fd2 = shm_open(path, O_RDONLY | O_CLOEXEC, 0);
-    if (fd2 < 0)
-        return false;
-    bool same =
-        fstat(fd, &a) == 0 && fstat(fd2, &b) == 0 && a.st_dev == b.st_dev && a.st_ino == b.st_ino;
-    close(fd2);
-    return same;
+    return fstat(fd, &a) == 0 && lstat(path, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
 }
 
-/*
- * Takes over a valid segment: under its mutex, refuses a live owner,
- * repairs after a dead one and records this process.
- */
-static int take_over(shm_t *s, int fd, uint64_t me, enum shm_origin *origin)
+/* Clears every slot a dead writer left odd (mid-write). */
+static void clear_torn(shm_t *s)
 {
-    int rc = map_segment(s, fd);
-    if (rc < 0)
-        return rc;
-    struct shm_hdr *h = s->hdr;
-    if ((rc = lock_robust(s)) < 0)
-        return rc;
-    struct hdr_view v;
-    view_of(h, (off_t)s->map_len, &v);
-    if (held_by_other(&v, me)) {
-        pthread_mutex_unlock(&h->mutex);
-        return -EBUSY;
+    for (uint32_t t = 0; t < s->ntables; t++) {
+        const struct shm_dirent *d = &s->dir[t];
+        uint32_t torn = 0;
+        for (uint32_t i = 0; i < d->capacity; i++) {
+            struct shm_slot *sl = slot_at(s->hdr, d, i);
+            uint32_t seq = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+            if (seq % 2 == 0 && sl->used <= 1)
+                continue;
+            memset((char *)(sl + 1), 0, d->row_size);
+            sl->used = 0;
+            sl->gen++;
+            atomic_store_explicit(&sl->seq, (seq | 1) + 1, memory_order_release);
+            torn++;
+        }
+        if (torn)
+            log_warn("shm", "event=torn_slots_cleared name=%s table=%u slots=%u", s->name, d->id,
+                     torn);
     }
-    *origin = SHM_CLEAN;
-    if (v.owner != 0 && !is_me(&v, me)) {
-        *origin = SHM_RECOVERED;
-        log_warn("shm", "event=owner_died name=%s pid=%d", s->name, (int)v.owner);
-        if (rc == 0) /* unless recovering the lock has just repaired it */
-            h->dirty = 1;
-        repair_if_dirty(s);
-    }
-    atomic_store(&h->owner, getpid());
-    atomic_store(&h->owner_start, me);
-    pthread_mutex_unlock(&h->mutex);
-    return 0;
 }
 
-/*
- * Owns an existing segment, open as fd. Returns 0, -EBUSY, -errno, or
- * -ESTALE when the caller should start over (the name now refers to another
- * object, or this one was unusable and has been unlinked).
- */
-static int adopt(shm_t *s, int fd, const char *path, uint32_t layout, uint64_t me,
-                 enum shm_origin *origin)
+static void record_owner(shm_t *s)
 {
-    if (flock(fd, LOCK_EX) < 0)
-        return -errno;
-    if (!still_named(fd, path))
-        return -ESTALE;
-    struct hdr_view v;
-    int rc = read_header(fd, &v);
-    if (rc < 0 && rc != -EPROTO)
-        return rc;
-    const char *why = rc == -EPROTO ? "unpublished" : mismatch(&v, layout, s->size);
-    if (why == NULL)
-        return take_over(s, fd, me, origin);
-    if (v.magic == SHM_MAGIC && held_by_other(&v, me))
-        return -EBUSY;
-    log_warn("shm", "event=recreate name=%s reason=%s", s->name, why);
-    if (shm_unlink(path) < 0 && errno != ENOENT)
-        return -errno;
-    return -ESTALE;
+    struct shm_owner me;
+    shm_owner_self(&me);
+    atomic_store(&s->hdr->owner_start, me.start);
+    atomic_store(&s->hdr->owner, me.pid);
 }
 
-/* One attempt at owning path: create it, or adopt what is there. */
-static int own_once(shm_t *s, const char *path, uint32_t layout, uint64_t me,
-                    enum shm_origin *origin)
+/* Makes a new segment at the real name. -ESTALE when another got there first. */
+static int create_fresh(shm_t *s, const struct shm_table *t, size_t n)
 {
-    int fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd >= 0) {
-        *origin = SHM_FRESH;
-        int rc = create(s, fd, layout, me);
-        if (rc < 0)
-            shm_unlink(path); /* nobody must wait on a half-built segment */
-        close(fd);
+    struct shm_dirent dir[SHM_TABLES_MAX];
+    uint32_t nt;
+    uint64_t length;
+    char tmp[SHM_TMP_MAX];
+    int rc = plan(t, n, NULL, dir, &nt, &length);
+    if (rc < 0 || (rc = build(s, dir, nt, length, NULL, tmp)) < 0)
         return rc;
+    rc = link(tmp, s->path) < 0 ? (errno == EEXIST ? -ESTALE : -errno) : 0;
+    unlink(tmp);
+    if (rc < 0) {
+        unmap(s);
+        close(s->fd);
+        s->fd = -1;
     }
-    if (errno != EEXIST)
-        return -errno;
-    fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0)
-        return errno == ENOENT ? -ESTALE : -errno;
-    int rc = adopt(s, fd, path, layout, me, origin);
-    close(fd); /* also drops the flock */
     return rc;
 }
 
-int shm_own(shm_t **out, const char *name, uint32_t layout, size_t size, shm_repair_fn repair,
-            void *arg, enum shm_origin *origin)
+/*
+ * Owns the trusted, locked segment open as fd whose header is old: in place
+ * when its directory is what was declared, else in a new layout that
+ * replaces it. Takes fd.
+ */
+static int take_over(shm_t *s, int fd, const struct shm_hdr *old, const struct shm_table *t,
+                     size_t n)
 {
-    char path[SHM_PATH_MAX];
+    struct shm_dirent dir[SHM_TABLES_MAX];
+    uint32_t nt;
+    uint64_t length;
+    int rc = plan(t, n, old, dir, &nt, &length);
+    if (rc == 0 && same_dir(dir, nt, old)) {
+        if ((rc = map(s, fd, old->length, PROT_READ | PROT_WRITE)) == 0) {
+            adopt_dir(s, dir, nt);
+            s->fd = fd;
+            return 0;
+        }
+    }
+    if (rc < 0)
+        goto out;
+    shm_t prev = {.fd = -1};
+    if ((rc = map(&prev, fd, old->length, PROT_READ)) < 0)
+        goto out;
+    char tmp[SHM_TMP_MAX];
+    rc = build(s, dir, nt, length, prev.hdr, tmp);
+    unmap(&prev);
+    if (rc == 0 && rename(tmp, s->path) < 0) {
+        rc = -errno;
+        unlink(tmp);
+    }
+    if (rc == 0)
+        log_info("shm", "event=relayout name=%s tables=%u length=%llu", s->name, nt,
+                 (unsigned long long)length);
+out:
+    close(fd);
+    return rc;
+}
+
+/* One attempt: create the segment, or judge and take what is there. */
+static int own_once(shm_t *s, const struct shm_table *t, size_t n, enum shm_origin *origin)
+{
+    *origin = SHM_FRESH;
+    char why[160];
+    int fd = open_trusted(s->path, O_RDWR, why, sizeof why);
+    if (fd == -ENOENT)
+        return create_fresh(s, t, n);
+    if (fd == -EPERM)
+        return move_aside(s, why);
+    if (fd < 0)
+        return fd;
+    struct shm_hdr old;
+    int rc = flock(fd, LOCK_EX | LOCK_NB) < 0 ? (errno == EWOULDBLOCK ? -EBUSY : -errno) : 0;
+    if (rc == 0 && !still_named(fd, s->path))
+        rc = -ESTALE;
+    if (rc == 0)
+        rc = read_header(fd, &old, why, sizeof why);
+    if (rc == -EPROTO)
+        rc = move_aside(s, why);
+    if (rc == -EBUSY && read_header(fd, &old, why, sizeof why) == 0)
+        log_error("shm", "event=busy name=%s owner_pid=%d", s->name, (int)old.owner);
+    if (rc < 0) {
+        close(fd);
+        return rc;
+    }
+    if (old.owner != 0) {
+        *origin = SHM_RECOVERED;
+        log_warn("shm", "event=owner_died name=%s pid=%d", s->name, (int)old.owner);
+    } else {
+        *origin = SHM_CLEAN;
+    }
+    return take_over(s, fd, &old, t, n);
+}
+
+static int check_tables(const struct shm_table *t, size_t n)
+{
+    if (t == NULL || n == 0 || n > SHM_TABLES_MAX)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (t[i].id == 0 || t[i].row_size == 0 || t[i].row_size > SHM_ROW_MAX ||
+            t[i].capacity == 0 || t[i].capacity > SHM_SLOTS_MAX)
+            return -EINVAL;
+        for (size_t j = 0; j < i; j++)
+            if (t[j].id == t[i].id)
+                return -EINVAL;
+    }
+    return 0;
+}
+
+int shm_own(shm_t **out, const char *name, const struct shm_table *tables, size_t ntables,
+            enum shm_origin *origin)
+{
     shm_t *s;
-    int rc = make_path(name, path);
-    if (rc < 0 || (rc = new_handle(&s, name, size)) < 0)
+    int rc = check_tables(tables, ntables);
+    if (rc < 0 || (rc = new_handle(&s, name)) < 0)
         return rc;
     s->owner = true;
-    s->repair = repair;
-    s->arg = arg;
-    uint64_t me = self_start();
     enum shm_origin found = SHM_FRESH;
     rc = -ESTALE;
     for (int i = 0; i < SHM_ATTEMPTS && rc == -ESTALE; i++)
-        rc = own_once(s, path, layout, me, &found); /* -ESTALE: nothing was mapped */
+        rc = own_once(s, tables, ntables, &found); /* -ESTALE: nothing is held */
     if (rc == -ESTALE)
         rc = -EAGAIN;
     if (rc < 0)
         goto fail;
-    log_info("shm", "event=owned name=%s origin=%s size=%zu", name, shm_origin_str(found), size);
+    clear_torn(s);
+    record_owner(s);
+    log_info("shm", "event=owned name=%s origin=%s tables=%u length=%zu", name,
+             shm_origin_str(found), s->ntables, s->len);
     if (origin != NULL)
         *origin = found;
     *out = s;
@@ -454,27 +671,30 @@ fail:
     return rc;
 }
 
-int shm_attach(shm_t **out, const char *name, uint32_t layout, size_t size)
+/* ---- reading ---- */
+
+int shm_attach(shm_t **out, const char *name)
 {
-    char path[SHM_PATH_MAX];
-    shm_t *s = NULL;
-    int rc = make_path(name, path);
-    if (rc < 0 || (rc = new_handle(&s, name, size)) < 0)
+    shm_t *s;
+    int rc = new_handle(&s, name);
+    if (rc < 0)
         return rc;
-    int fd = shm_open(path, O_RDWR | O_CLOEXEC, 0);
-    if (fd < 0) {
-        rc = -errno;
-        goto fail;
+    char why[160];
+    struct shm_hdr h;
+    int fd = open_trusted(s->path, O_RDONLY, why, sizeof why);
+    if (fd >= 0) {
+        rc = read_header(fd, &h, why, sizeof why);
+        if (rc == 0)
+            rc = map(s, fd, h.length, PROT_READ);
+        close(fd);
+    } else {
+        rc = fd;
     }
-    struct hdr_view v;
-    rc = read_header(fd, &v);
-    if (rc == 0 && mismatch(&v, layout, size) != NULL)
-        rc = -EPROTO;
-    if (rc == 0)
-        rc = map_segment(s, fd);
-    close(fd);
+    if (rc == -EPERM || rc == -EPROTO)
+        log_error("shm", "event=refused name=%s path=%s reason=\"%s\"", name, s->path, why);
     if (rc < 0)
         goto fail;
+    adopt_dir(s, h.dir, h.ntables);
     *out = s;
     return 0;
 fail:
@@ -482,38 +702,132 @@ fail:
     return rc;
 }
 
-void *shm_data(shm_t *s)
+int shm_capacity(shm_t *s, const struct shm_table *t)
 {
-    return s->data;
+    int rc;
+    const struct shm_dirent *d = table_of(s, t, &rc);
+    return d ? (int)d->capacity : rc;
 }
 
 int shm_lock(shm_t *s)
 {
-    int rc = lock_robust(s);
-    return rc < 0 ? rc : 0;
+    return -pthread_mutex_lock(&s->lock);
 }
 
 void shm_unlock(shm_t *s)
 {
-    pthread_mutex_unlock(&s->hdr->mutex);
+    pthread_mutex_unlock(&s->lock);
 }
 
-pid_t shm_owner(shm_t *s)
+/* The slot a writer may change, or NULL with *rc set. */
+static struct shm_slot *writable(shm_t *s, const struct shm_table *t, uint32_t slot,
+                                 const struct shm_dirent **d, int *rc)
 {
-    return atomic_load(&s->hdr->owner);
+    if (!s->owner) {
+        *rc = -EPERM;
+        return NULL;
+    }
+    if ((*d = table_of(s, t, rc)) == NULL)
+        return NULL;
+    if (slot >= (*d)->capacity) {
+        *rc = -ERANGE;
+        return NULL;
+    }
+    return slot_at(s->hdr, *d, slot);
+}
+
+/* The seqlock write: odd while row and flags change, even again after. */
+static void write_slot(struct shm_slot *sl, const void *row, size_t len, bool used)
+{
+    uint32_t seq = atomic_load_explicit(&sl->seq, memory_order_relaxed);
+    atomic_store_explicit(&sl->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (used && !sl->used)
+        sl->gen++;
+    sl->used = used;
+    if (row)
+        memcpy(sl + 1, row, len);
+    else
+        memset(sl + 1, 0, len);
+    atomic_store_explicit(&sl->seq, seq + 2, memory_order_release);
+}
+
+int shm_put(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row)
+{
+    const struct shm_dirent *d;
+    int rc;
+    struct shm_slot *sl = writable(s, t, slot, &d, &rc);
+    if (sl == NULL)
+        return rc;
+    write_slot(sl, row, d->row_size, true);
+    return 0;
+}
+
+int shm_clear(shm_t *s, const struct shm_table *t, uint32_t slot)
+{
+    const struct shm_dirent *d;
+    int rc;
+    struct shm_slot *sl = writable(s, t, slot, &d, &rc);
+    if (sl == NULL)
+        return rc;
+    write_slot(sl, NULL, d->row_size, false);
+    return 0;
+}
+
+static void pause_try(int i)
+{
+    if (i < SHM_SPINS) {
+        sched_yield();
+        return;
+    }
+    struct timespec ts = {0, 50000};
+    nanosleep(&ts, NULL);
+}
+
+int shm_get(shm_t *s, const struct shm_table *t, uint32_t slot, void *row, uint32_t *gen)
+{
+    int rc;
+    const struct shm_dirent *d = table_of(s, t, &rc);
+    if (d == NULL)
+        return rc;
+    if (slot >= d->capacity)
+        return -ERANGE;
+    const struct shm_slot *sl = slot_at(s->hdr, d, slot);
+    for (int i = 0; i < SHM_SPINS + SHM_NAPS; pause_try(i++)) {
+        uint32_t before = atomic_load_explicit(&sl->seq, memory_order_acquire);
+        if (before % 2 != 0)
+            continue;
+        uint32_t used = sl->used, g = sl->gen;
+        memcpy(row, sl + 1, d->row_size);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != before)
+            continue;
+        if (used != 1)
+            memset(row, 0, d->row_size);
+        if (gen)
+            *gen = g;
+        return used == 1;
+    }
+    return -EAGAIN;
+}
+
+void shm_owner(shm_t *s, struct shm_owner *out)
+{
+    out->pid = atomic_load(&s->hdr->owner);
+    out->start = atomic_load(&s->hdr->owner_start);
 }
 
 void shm_close(shm_t *s)
 {
     if (s == NULL)
         return;
-    /* Without the lock the data may be mid-update: leave our pid so that the
-     * next owner repairs it. A forked child closing an inherited handle is
-     * not the owner and must not record a clean close for it. */
-    if (s->owner && atomic_load(&s->hdr->owner) == getpid() && lock_robust(s) >= 0) {
+    /* A forked child closing an inherited handle is not the owner and must
+     * not record a clean close for it. */
+    if (s->owner && s->hdr && atomic_load(&s->hdr->owner) == getpid()) {
+        pthread_mutex_lock(&s->lock);
         atomic_store(&s->hdr->owner_start, 0);
         atomic_store(&s->hdr->owner, 0);
-        pthread_mutex_unlock(&s->hdr->mutex);
+        pthread_mutex_unlock(&s->lock);
     }
     free_handle(s);
 }
@@ -521,8 +835,9 @@ void shm_close(shm_t *s)
 int shm_remove(const char *name)
 {
     char path[SHM_PATH_MAX];
-    int rc = make_path(name, path);
+    int rc = check_name(name);
     if (rc < 0)
         return rc;
-    return shm_unlink(path) < 0 ? -errno : 0;
+    snprintf(path, sizeof path, SHM_DIR SHM_PREFIX "%s", name);
+    return unlink(path) < 0 ? -errno : 0;
 }

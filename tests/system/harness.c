@@ -10,6 +10,7 @@
 #include "convoy/shm.h"
 #include "convoy/tls.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -197,6 +198,22 @@ static int h_sanitizer_reports(struct cluster *c, const char *name)
     return n;
 }
 
+/* Removes "/dev/shm/convoy-<state>.*": segments a balancer moved aside. */
+static void h_remove_asides(struct cluster *c)
+{
+    char prefix[128], path[512];
+    snprintf(prefix, sizeof prefix, "convoy-%s.", c->state);
+    DIR *d = opendir("/dev/shm");
+    for (struct dirent *e; d && (e = readdir(d));) {
+        if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+            continue;
+        snprintf(path, sizeof path, "/dev/shm/%s", e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+}
+
 int h_cluster_free(struct cluster *c)
 {
     int reports = 0;
@@ -211,6 +228,7 @@ int h_cluster_free(struct cluster *c)
         c->procs[i].name[0] = '\0';
     }
     shm_remove(c->state);
+    h_remove_asides(c);
     if (!getenv("CONVOY_KEEP_TEST_DIRS"))
         fx_rmtree(c->dir);
     return reports;
@@ -228,6 +246,20 @@ cJSON *h_status(struct cluster *c)
     buf[n] = '\0';
     int rc = pclose(p);
     return rc == 0 ? cJSON_Parse(buf) : NULL;
+}
+
+int h_status_run(struct cluster *c, bool json, uint32_t timeout_ms, char *out, size_t len)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "timeout -k 1 %u.%03u %s status --state %s%s 2>&1", timeout_ms / 1000,
+             timeout_ms % 1000, convoy_bin(), c->state, json ? " --json" : "");
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    size_t n = fread(out, 1, len - 1, p);
+    out[n] = '\0';
+    int rc = pclose(p);
+    return rc >= 0 && WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
 const char *h_server_state(const cJSON *status, const char *name)
@@ -253,26 +285,59 @@ const char *h_state(struct cluster *c, const char *name)
     return state;
 }
 
-long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+/* Polls status until name is in want, or timeout_ms passes. Returns the ms
+ * waited or -1; last gets the state seen last. */
+static long wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms,
+                       char *last, size_t lastlen)
 {
     uint64_t start = ring_now_ms();
     struct timespec step = {0, 20 * 1000000};
     do {
         cJSON *st = h_status(c);
-        bool ok = st && strcmp(h_server_state(st, name), want) == 0;
+        snprintf(last, lastlen, "%s", st ? h_server_state(st, name) : "error");
         cJSON_Delete(st);
-        if (ok)
+        if (strcmp(last, want) == 0)
             return (long)(ring_now_ms() - start);
         nanosleep(&step, NULL);
     } while (ring_now_ms() - start < timeout_ms);
-    fprintf(stderr, "harness: after %u ms, %s is still not %s\n", timeout_ms, name, want);
     return -1;
+}
+
+long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+{
+    char last[32];
+    long ms = wait_state(c, name, want, timeout_ms, last, sizeof last);
+    if (ms < 0)
+        fprintf(stderr, "harness: timed out: %s is %s after %u ms, expected %s\n", name, last,
+                timeout_ms, want);
+    return ms;
+}
+
+long h_wait_state_quiet(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+{
+    char last[32];
+    return wait_state(c, name, want, timeout_ms, last, sizeof last);
 }
 
 const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len)
 {
     snprintf(buf, len, "%s/%s.log", c->dir, name);
     return buf;
+}
+
+bool h_wait_log(struct cluster *c, const char *name, const char *needle, uint32_t timeout_ms)
+{
+    uint64_t start = ring_now_ms();
+    struct timespec step = {0, 20 * 1000000};
+    while (!h_log_has(c, name, needle)) {
+        if (ring_now_ms() - start >= timeout_ms) {
+            fprintf(stderr, "harness: after %u ms, %s's log has no \"%s\"\n", timeout_ms, name,
+                    needle);
+            return false;
+        }
+        nanosleep(&step, NULL);
+    }
+    return true;
 }
 
 bool h_log_has(struct cluster *c, const char *name, const char *needle)
@@ -318,7 +383,7 @@ int h_tls_dial(struct h_tls *h, const char *pki, const char *name, const char *a
     h->fd = -1;
     if (net_addr_parse(addr, &a) < 0 ||
         tls_ctx_new(&h->ctx, TLS_CLIENT, pki, name, false, err, sizeof err) < 0 ||
-        tls_new(&h->t, h->ctx, NULL) < 0 || (h->fd = net_socket_for(&a)) < 0 ||
+        tls_new(&h->t, h->ctx, NULL, NULL) < 0 || (h->fd = net_socket_for(&a)) < 0 ||
         connect(h->fd, (struct sockaddr *)&a.ss, a.len) < 0)
         return -1;
     int rc;

@@ -35,7 +35,8 @@ struct cluster {
  * servers (NULL-terminated), plus "rogue" under the foreign CA. 0 or -1. */
 int h_cluster_init(struct cluster *c, const char *const *servers);
 
-/* Stops every process this cluster started, removes its folder and state.
+/* Stops every process this cluster started, removes its folder and state
+ * (with any copy of it moved aside).
  * Returns how many of its logs hold a sanitizer report (printed first).
  * With CONVOY_KEEP_TEST_DIRS set in the environment the folder stays, for
  * reading the daemons' logs after a failure. */
@@ -75,8 +76,21 @@ const char *h_server_state(const cJSON *status, const char *name);
  * "error" if status failed). Valid until the next call. */
 const char *h_state(struct cluster *c, const char *name);
 
-/* Waits until server name is in state want. Returns ms waited, -1 on timeout. */
+/* Waits until server name is in state want. Returns ms waited, -1 on timeout
+ * (and says so on stderr, with the state last seen). */
 long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
+
+/* The same, silent: for a test that expects the timeout. */
+long h_wait_state_quiet(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
+
+/* Runs `convoy status --state S` (with --json if json), killed after
+ * timeout_ms; out gets what it printed on stdout and stderr. Returns its
+ * exit status, 124 when it had to be killed, -1 if it could not run. */
+int h_status_run(struct cluster *c, bool json, uint32_t timeout_ms, char *out, size_t len);
+
+/* Waits until the process's log contains needle: true, or false after
+ * timeout_ms (so a daemon that hangs fails the test, not the run). */
+bool h_wait_log(struct cluster *c, const char *name, const char *needle, uint32_t timeout_ms);
 
 /* Path of a process's log (stderr). */
 const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len);

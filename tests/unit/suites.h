@@ -1,5 +1,6 @@
 /* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(log)
+SUITE(net)
 SUITE(pool)
 SUITE(ring)
 SUITE(frame)

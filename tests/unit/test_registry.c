@@ -104,7 +104,7 @@ static void test_restart_and_repair(void)
     struct reg_server *bad = (struct reg_server *)reg_find(table, "fs4");
     memset(bad->name, 'x', sizeof bad->name);
     size_t before = reg_snapshot(table, (struct reg_server[REG_SERVERS]){0}, REG_SERVERS);
-    CU_ASSERT_EQUAL(reg_repair(table), 1);
+    CU_ASSERT_EQUAL(reg_repair(table, NULL, NULL), 1);
     struct reg_server rows[REG_SERVERS];
     CU_ASSERT_EQUAL(reg_snapshot(table, rows, REG_SERVERS), before - 1);
     CU_ASSERT_STRING_EQUAL(state_of("fs5"), "down");
@@ -118,6 +118,58 @@ static void test_bad_hello(void)
     CU_ASSERT_EQUAL(reg_hello(table, &h, 1, &s, why, sizeof why), -EINVAL);
 }
 
+/* A row read back from shared memory is checked field by field; HELLO is
+ * held to the same rules, so no row the registry wrote fails them. */
+static void test_row_check(void)
+{
+    static const char *const good_names[] = {"fs1", "caf\xc3\xa9", "\xe6\x97\xa5\xe6\x9c\xac",
+                                             "\xf0\x9f\x9a\x9a", "a b"};
+    static const char *const bad_names[] = {"",
+                                            "\x1b[2J",
+                                            "del\x7f",
+                                            "nel\xc2\x85",     /* C1 control */
+                                            "over\xc0\xaf",    /* overlong '/' */
+                                            "sur\xed\xa0\x80", /* surrogate */
+                                            "big\xf4\x90\x80\x80",
+                                            "cut\xe6\x97"};
+    static const char *const good_addrs[] = {"127.0.0.1:8443", "fs-1.example:1", "[::1]:65535"};
+    static const char *const bad_addrs[] = {"",        "host",    "host:",   ":80",
+                                            "h:0",     "h:65536", "h:80x",   "a b:80",
+                                            "[zz]:80", "h:80\n",  "[::1:80", "h:-1"};
+    struct reg_server r = {.state = REG_DOWN};
+    char why[64];
+    strcpy(r.addr, "127.0.0.1:1");
+    for (size_t i = 0; i < sizeof good_names / sizeof good_names[0]; i++) {
+        strcpy(r.name, good_names[i]);
+        CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), 0);
+    }
+    for (size_t i = 0; i < sizeof bad_names / sizeof bad_names[0]; i++) {
+        strcpy(r.name, bad_names[i]);
+        CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), -EINVAL);
+        CU_ASSERT_STRING_EQUAL(why, "name is not 1-63 bytes of printable UTF-8");
+        struct reg_hello h = {.name = bad_names[i], .addr = "127.0.0.1:1"};
+        uint64_t session;
+        CU_ASSERT_EQUAL(reg_hello(table, &h, 1, &session, why, sizeof why), -EINVAL);
+    }
+    strcpy(r.name, "fs1");
+    for (size_t i = 0; i < sizeof good_addrs / sizeof good_addrs[0]; i++) {
+        strcpy(r.addr, good_addrs[i]);
+        CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), 0);
+    }
+    for (size_t i = 0; i < sizeof bad_addrs / sizeof bad_addrs[0]; i++) {
+        strcpy(r.addr, bad_addrs[i]);
+        CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), -EINVAL);
+        CU_ASSERT_STRING_EQUAL(why, "address is not HOST:PORT");
+    }
+    strcpy(r.addr, "127.0.0.1:1");
+    r.load.load1 = -0.5;
+    CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), -EINVAL);
+    r.load.load1 = 1.5;
+    r.state = 9;
+    CU_ASSERT_EQUAL(reg_row_check(&r, why, sizeof why), -EINVAL);
+    CU_ASSERT_STRING_EQUAL(why, "state out of range");
+}
+
 void suite_registry(void)
 {
     CU_pSuite s = CU_add_suite("registry", setup, teardown);
@@ -127,4 +179,5 @@ void suite_registry(void)
     CU_add_test(s, "duplicate name refused", test_duplicate_name);
     CU_add_test(s, "restart marks down; repair clears garbage", test_restart_and_repair);
     CU_add_test(s, "empty name refused", test_bad_hello);
+    CU_add_test(s, "row check: names, addresses, numbers", test_row_check);
 }

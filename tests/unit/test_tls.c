@@ -4,13 +4,16 @@
  * two clusters with pki_init/pki_issue: "home", whose CA every context
  * trusts, and "away", a foreign CA. A "rogue" directory trusts home's CA but
  * holds away's certificate for fs1, so a peer can present a foreign
- * certificate while still accepting ours.
+ * certificate while still accepting ours. "old" is a file server whose
+ * certificate has no role, as convoy issued them before roles existed.
  */
 #include "convoy/pki.h"
 #include "convoy/tls.h"
 #include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
+#include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,15 +34,25 @@ static tls_ctx_t *srv_foreign; /* balancer certified by the away CA */
 static tls_ctx_t *cli_fs1;     /* fs1, home CA */
 static tls_ctx_t *cli_anon;    /* no certificate */
 static tls_ctx_t *cli_rogue;   /* trusts home, presents away's fs1 */
+static tls_ctx_t *cli_bal;     /* the balancer's certificate used to dial */
+static tls_ctx_t *cli_old;     /* old, a certificate without a role */
+static tls_ctx_t *srv_old;     /* old as a server */
+static tls_ctx_t *cli_nocn;    /* nocn, a certificate without a common name */
+static tls_ctx_t *srv_nocn;    /* nocn as a server */
+static tls_ctx_t *srv_tix;     /* fs2 serving HTTPS, with session tickets */
+static tls_ctx_t *srv_tix2;    /* the same, another process: other ticket keys */
+static tls_ctx_t *cli_tix;     /* an HTTPS client that keeps tickets */
 
 static int make_pkis(void)
 {
-    static const char *const names[] = {"balancer", "fs1", "fs2", NULL};
+    static const char *const names[] = {"balancer", "fs1", "fs2", "old", "nocn", NULL};
     snprintf(home, sizeof home, "%s/home", base);
     snprintf(away, sizeof away, "%s/away", base);
     snprintf(rogue, sizeof rogue, "%s/rogue", base);
-    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ? -1
-                                                                                            : 0;
+    return fx_pki(home, names) || fx_pki(away, names) || fx_rogue(rogue, home, away, "fs1") ||
+                   fx_strip_role(home, "old") || fx_strip_cn(home, "nocn")
+               ? -1
+               : 0;
 }
 
 static int suite_init(void)
@@ -51,12 +64,25 @@ static int suite_init(void)
            tls_ctx_new(&srv_foreign, TLS_SERVER, away, "balancer", false, err, sizeof err) ||
            tls_ctx_new(&cli_fs1, TLS_CLIENT, home, "fs1", false, err, sizeof err) ||
            tls_ctx_new(&cli_anon, TLS_CLIENT, home, NULL, false, err, sizeof err) ||
-           tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err);
+           tls_ctx_new(&cli_rogue, TLS_CLIENT, rogue, "fs1", false, err, sizeof err) ||
+           tls_ctx_new(&cli_bal, TLS_CLIENT, home, "balancer", false, err, sizeof err) ||
+           tls_ctx_new(&cli_old, TLS_CLIENT, home, "old", false, err, sizeof err) ||
+           tls_ctx_new(&srv_old, TLS_SERVER, home, "old", false, err, sizeof err) ||
+           tls_ctx_new(&cli_nocn, TLS_CLIENT, home, "nocn", false, err, sizeof err) ||
+           tls_ctx_new(&srv_nocn, TLS_SERVER, home, "nocn", false, err, sizeof err) ||
+           tls_ctx_new(&srv_tix, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
+           tls_ctx_enable_tickets(srv_tix, err, sizeof err) ||
+           tls_ctx_new(&srv_tix2, TLS_SERVER, home, "fs2", false, err, sizeof err) ||
+           tls_ctx_enable_tickets(srv_tix2, err, sizeof err) ||
+           tls_ctx_new(&cli_tix, TLS_CLIENT, home, NULL, false, err, sizeof err) ||
+           tls_ctx_enable_tickets(cli_tix, err, sizeof err);
 }
 
 static int suite_clean(void)
 {
-    tls_ctx_t **all[] = {&srv, &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon, &cli_rogue};
+    tls_ctx_t **all[] = {&srv,       &srv_fs2, &srv_foreign, &cli_fs1, &cli_anon,
+                         &cli_rogue, &cli_bal, &cli_old,     &srv_old, &cli_nocn,
+                         &srv_nocn,  &srv_tix, &srv_tix2,    &cli_tix};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
         tls_ctx_free(*all[i]);
         *all[i] = NULL;
@@ -81,12 +107,9 @@ struct pair {
 
 /* Runs both handshakes until each is done or failed; a few rounds are
  * plenty (TLS 1.3 needs one and a half round trips). */
-static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expects,
-                      tls_ctx_t *server, const char *server_expects)
+static void handshake_pair(struct pair *p)
 {
     p->crc = p->src = 0;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, client_expects), 0);
-    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, server_expects), 0);
     for (int round = 0; round < 8 && (p->crc == 0 || p->src == 0); round++) {
         if (p->crc == 0)
             p->crc = tls_handshake(p->c);
@@ -95,6 +118,24 @@ static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expe
             p->src = tls_handshake(p->s);
         shuttle(p->s, p->c);
     }
+}
+
+/* A pair whose sides expect the given peer roles (NULL: any). */
+static void handshake_roles(struct pair *p, tls_ctx_t *client, const char *client_expects,
+                            tls_ctx_t *server, const char *server_expects)
+{
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, NULL, client_expects), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL, server_expects), 0);
+    handshake_pair(p);
+}
+
+/* A pair whose sides expect the given peer names (NULL: any). */
+static void handshake(struct pair *p, tls_ctx_t *client, const char *client_expects,
+                      tls_ctx_t *server, const char *server_expects)
+{
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, client, client_expects, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, server_expects, NULL), 0);
+    handshake_pair(p);
 }
 
 static void pair_free(struct pair *p)
@@ -206,6 +247,235 @@ static void test_server_expects_peer(void)
     pair_free(&p);
 }
 
+static void test_roles_known(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_BALANCER, srv, PKI_ROLE_FILESERVER);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(tls_peer_role(p.c) != NULL && strcmp(tls_peer_role(p.c), "balancer") == 0);
+    CU_ASSERT(tls_peer_role(p.s) != NULL && strcmp(tls_peer_role(p.s), "fileserver") == 0);
+    pair_free(&p);
+}
+
+/* A dialler that wants the balancer refuses a file server's certificate. */
+static void test_client_checks_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_BALANCER, srv_fs2, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
+                           "peer 'fs2' has role 'fileserver', expected 'balancer'");
+    CU_ASSERT_PTR_NULL(tls_peer_role(p.c));
+    CU_ASSERT(p.src < 0); /* the server got the alert */
+    pair_free(&p);
+}
+
+/* A server that wants a compute server refuses a file server, and asks for
+ * a certificate to check even on a context that requires none. */
+static void test_server_checks_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, NULL, srv_fs2, PKI_ROLE_COMPUTE);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer 'fs1' has role 'fileserver', expected 'compute'");
+    pair_free(&p);
+    handshake_roles(&p, cli_anon, NULL, srv_fs2, PKI_ROLE_FILESERVER);
+    CU_ASSERT_EQUAL(p.src, TLS_ENOCERT);
+    pair_free(&p);
+}
+
+/* A certificate from before roles is refused wherever a role is expected,
+ * in both directions, and still works where none is. */
+static void test_no_role(void)
+{
+    struct pair p;
+    handshake_roles(&p, cli_fs1, PKI_ROLE_FILESERVER, srv_old, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer 'old' has no role, expected 'fileserver'");
+    pair_free(&p);
+    handshake_roles(&p, cli_old, NULL, srv, PKI_ROLE_FILESERVER);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer 'old' has no role, expected 'fileserver'");
+    pair_free(&p);
+    handshake_roles(&p, cli_old, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, 1);
+    CU_ASSERT(tls_peer_name(p.s) != NULL && strcmp(tls_peer_name(p.s), "old") == 0);
+    CU_ASSERT_PTR_NULL(tls_peer_role(p.s));
+    pair_free(&p);
+}
+
+/* The balancer's certificate has no clientAuth: it cannot dial as a member. */
+static void test_balancer_cannot_dial(void)
+{
+    struct pair p;
+    handshake(&p, cli_bal, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s),
+                           "certificate verify failed: unsuitable certificate purpose");
+    pair_free(&p);
+}
+
+/* A certificate without a common name names nobody: refused by a client,
+ * and by a server that asks for a certificate. */
+static void test_no_common_name(void)
+{
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv_nocn, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "peer certificate has no readable common name");
+    pair_free(&p);
+    handshake(&p, cli_nocn, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(p.src, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.s), "peer certificate has no readable common name");
+    CU_ASSERT_PTR_NULL(tls_peer_name(p.s));
+    pair_free(&p);
+}
+
+/* Makes a server context for name from dir: 0 or the error, words in err. */
+static int try_ctx(const char *dir, const char *name)
+{
+    tls_ctx_t *ctx = NULL;
+    int rc = tls_ctx_new(&ctx, TLS_SERVER, dir, name, false, err, sizeof err);
+    tls_ctx_free(ctx);
+    return rc;
+}
+
+/* As ssh does: a key that others can read is refused, naming it. */
+static void test_key_mode(void)
+{
+    char key[256], want[700];
+    snprintf(key, sizeof key, "%s/fs2.key", home);
+    const mode_t modes[] = {0644, 0640, 0604, 0660};
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        CU_ASSERT_EQUAL_FATAL(chmod(key, modes[i]), 0);
+        CU_ASSERT_EQUAL(try_ctx(home, "fs2"), -EPERM);
+    }
+    snprintf(want, sizeof want,
+             "tls: %s has mode 0660: group and others can read it (chmod 600 %s)", key, key);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL_FATAL(chmod(key, 0400), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(key, 0600), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), 0);
+    /* A certificate others may write is refused too: they could swap it. */
+    char crt[256];
+    snprintf(crt, sizeof crt, "%s/ca.crt", home);
+    CU_ASSERT_EQUAL_FATAL(chmod(crt, 0666), 0);
+    CU_ASSERT_EQUAL(try_ctx(home, "fs2"), -EPERM);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "group and others can write it"));
+    CU_ASSERT_EQUAL_FATAL(chmod(crt, 0644), 0);
+}
+
+/* Copies home's CA and fs1's pair into dir (made with mode 0700). */
+static void copy_pki(const char *dir)
+{
+    static const char *const files[] = {"ca.crt", "fs1.crt", "fs1.key"};
+    char from[256], to[256];
+    CU_ASSERT_EQUAL_FATAL(mkdir(dir, 0700), 0);
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(from, sizeof from, "%s/%s", home, files[i]);
+        snprintf(to, sizeof to, "%s/%s", dir, files[i]);
+        CU_ASSERT_EQUAL_FATAL(fx_copy(from, to), 0);
+        CU_ASSERT_EQUAL_FATAL(chmod(to, 0600), 0);
+    }
+}
+
+/* A folder others may write, the PKI's or one above it, is refused unless
+ * it is sticky (as /tmp is): there anyone could replace a key. */
+static void test_open_folder(void)
+{
+    char open[128], pki[160], want[400];
+    snprintf(open, sizeof open, "%s/open", base);
+    snprintf(pki, sizeof pki, "%s/pki", open);
+    CU_ASSERT_EQUAL_FATAL(mkdir(open, 0700), 0);
+    copy_pki(pki);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(pki, 0770), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), -EPERM);
+    snprintf(want, sizeof want,
+             "tls: folder %s has mode 0770: group or others could replace the files in it", pki);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    CU_ASSERT_EQUAL_FATAL(chmod(pki, 0700), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 0777), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), -EPERM);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, open));
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 01777), 0);
+    CU_ASSERT_EQUAL(try_ctx(pki, "fs1"), 0);
+    CU_ASSERT_EQUAL_FATAL(chmod(open, 0700), 0);
+}
+
+/* A pair on cli_tix expecting a fileserver, offering blob (len 0: none);
+ * the client reads once so that the server's ticket is taken in. */
+static void handshake_offer(struct pair *p, tls_ctx_t *server, const char *role,
+                            const unsigned char *blob, size_t len)
+{
+    unsigned char buf[16];
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->c, cli_tix, NULL, role), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p->s, server, NULL, NULL), 0);
+    if (len > 0)
+        CU_ASSERT_EQUAL(tls_session_offer(p->c, blob, len), 0);
+    handshake_pair(p);
+    if (p->crc == 1)
+        CU_ASSERT_EQUAL(tls_read(p->c, buf, sizeof buf), 0);
+}
+
+/* The second handshake resumes from the first one's ticket, and knows the
+ * server by the same name and role. */
+static void test_resume(void)
+{
+    unsigned char blob[8192];
+    struct pair p;
+    handshake_offer(&p, srv_tix, PKI_ROLE_FILESERVER, NULL, 0);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(!tls_session_resumed(p.c));
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, 16), -ENOSPC);
+    ssize_t n = tls_session_save(p.c, blob, sizeof blob);
+    CU_ASSERT_FATAL(n > 0);
+    pair_free(&p);
+
+    handshake_offer(&p, srv_tix, PKI_ROLE_FILESERVER, blob, (size_t)n);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    CU_ASSERT(tls_session_resumed(p.c) && tls_session_resumed(p.s));
+    CU_ASSERT(tls_peer_name(p.c) != NULL && strcmp(tls_peer_name(p.c), "fs2") == 0);
+    CU_ASSERT(tls_peer_role(p.c) != NULL && strcmp(tls_peer_role(p.c), "fileserver") == 0);
+    transfer(p.c, p.s, (const unsigned char *)"GET /", 5);
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, sizeof blob), n); /* still good: kept */
+    pair_free(&p);
+
+    /* Resuming is no way around the role check. */
+    handshake_offer(&p, srv_tix, PKI_ROLE_BALANCER, blob, (size_t)n);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c),
+                           "peer 'fs2' has role 'fileserver', expected 'balancer'");
+    pair_free(&p);
+
+    /* Another server's keys cannot open the ticket: a full handshake. */
+    handshake_offer(&p, srv_tix2, PKI_ROLE_FILESERVER, blob, (size_t)n);
+    CU_ASSERT(p.crc == 1 && p.src == 1);
+    CU_ASSERT(!tls_session_resumed(p.c) && !tls_session_resumed(p.s));
+    pair_free(&p);
+}
+
+/* Control edges keep tickets off: none are offered, none can be enabled. */
+static void test_no_tickets_on_control(void)
+{
+    unsigned char blob[8192], buf[16];
+    tls_ctx_t *ctx = NULL;
+    CU_ASSERT_EQUAL(tls_ctx_new(&ctx, TLS_SERVER, home, "balancer", true, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(tls_ctx_enable_tickets(ctx, err, sizeof err), -EINVAL);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "client certificates"));
+    tls_ctx_free(ctx);
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv, NULL);
+    CU_ASSERT_EQUAL(tls_read(p.c, buf, sizeof buf), 0);
+    CU_ASSERT_EQUAL(tls_session_save(p.c, blob, sizeof blob), 0);
+    CU_ASSERT_EQUAL(tls_session_offer(p.c, "junk", 4), -EINVAL); /* and too late */
+    pair_free(&p);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&p.c, cli_tix, NULL, NULL), 0);
+    CU_ASSERT_EQUAL(tls_session_offer(p.c, "junk", 4), -EINVAL);
+    tls_free(p.c);
+}
+
 static void test_big_payload(void)
 {
     unsigned char *data = malloc(BIG);
@@ -222,6 +492,89 @@ static void test_big_payload(void)
     transfer(p.s, p.c, data, BIG);
     pair_free(&p);
     free(data);
+}
+
+static size_t heap_used(void)
+{
+    struct mallinfo2 m = mallinfo2();
+    return m.uordblks + m.hblkhd;
+}
+
+/* An idle session holds no buffers: OpenSSL's are released between
+ * records, and the queues free what has been taken. A burst leaves nothing
+ * behind (memory BIOs kept their peak size: ~55 KiB a session idle, and
+ * 64 KiB more in each direction after one 64 KiB write). */
+static void test_idle_memory(void)
+{
+    enum { PAIRS = 20 };
+    static struct pair p[PAIRS];
+    static unsigned char data[256 * 1024];
+    memset(data, 0x5a, sizeof data);
+    size_t before = heap_used();
+    for (int i = 0; i < PAIRS; i++) {
+        handshake(&p[i], cli_fs1, NULL, srv, NULL);
+        CU_ASSERT_FATAL(p[i].crc == 1 && p[i].src == 1);
+    }
+    size_t idle = heap_used();
+    for (int i = 0; i < PAIRS; i++) {
+        transfer(p[i].c, p[i].s, data, sizeof data);
+        transfer(p[i].s, p[i].c, data, sizeof data);
+    }
+    size_t after = heap_used();
+    size_t per_pair = (idle - before) / PAIRS;
+    CU_ASSERT(per_pair < 48 * 1024);
+    CU_ASSERT(after < idle + PAIRS * 1024);
+    for (int i = 0; i < PAIRS; i++)
+        pair_free(&p[i]);
+}
+
+/* Records straight to the caller: everything arrives through the output
+ * function and nothing waits for tls_out_take. */
+struct sink {
+    tls_t *to;  /* fed with what arrives */
+    size_t got; /* bytes seen */
+    int fail;   /* returned instead of taking the bytes, when not 0 */
+};
+
+static int sink_take(void *arg, const void *data, size_t len)
+{
+    struct sink *k = arg;
+    if (k->fail != 0)
+        return k->fail;
+    k->got += len;
+    return tls_feed(k->to, data, len);
+}
+
+static void test_output_fn(void)
+{
+    static unsigned char data[300 * 1024];
+    memset(data, 0xa5, sizeof data);
+    struct pair p;
+    handshake(&p, cli_fs1, NULL, srv, NULL);
+    CU_ASSERT_FATAL(p.crc == 1 && p.src == 1);
+    struct sink k = {.to = p.s};
+    CU_ASSERT_EQUAL(tls_write(p.c, "queued", 6), 0);
+    size_t queued = tls_out_pending(p.c);
+    CU_ASSERT_EQUAL(tls_set_output(p.c, sink_take, &k), 0);
+    CU_ASSERT_EQUAL(k.got, queued); /* what was queued went first */
+    CU_ASSERT_EQUAL(tls_out_pending(p.c), 0);
+    CU_ASSERT_EQUAL(tls_write(p.c, data, sizeof data), 0);
+    CU_ASSERT(k.got > queued + sizeof data); /* records carry some overhead */
+    CU_ASSERT_EQUAL(tls_out_pending(p.c), 0);
+    unsigned char *got = malloc(sizeof data + 6);
+    size_t have = 0;
+    ssize_t n;
+    CU_ASSERT_FATAL(got != NULL);
+    while ((n = tls_read(p.s, got + have, sizeof data + 6 - have)) > 0)
+        have += (size_t)n;
+    CU_ASSERT(have == sizeof data + 6 && memcmp(got, "queued", 6) == 0 &&
+              memcmp(got + 6, data, sizeof data) == 0);
+    free(got);
+    k.fail = -ENOMEM;
+    CU_ASSERT_EQUAL(tls_write(p.c, "x", 1), TLS_EPROTO);
+    CU_ASSERT_STRING_EQUAL(tls_errstr(p.c), "output refused: Cannot allocate memory");
+    CU_ASSERT_EQUAL(ERR_peek_error(), 0);
+    pair_free(&p);
 }
 
 static void test_close_notify(void)
@@ -256,7 +609,7 @@ static void test_garbage(void)
 
     tls_t *s;
     const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_feed(s, http, sizeof http - 1), 0);
     CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
     CU_ASSERT_STRING_NOT_EQUAL(tls_errstr(s), "no error");
@@ -285,13 +638,53 @@ static size_t tls12_client_hello(unsigned char *buf, size_t cap)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* Moves what a bare OpenSSL client wrote to a session and back. */
+static void shuttle_raw(SSL *raw, tls_t *t)
+{
+    unsigned char buf[16384];
+    int n;
+    size_t m;
+    while ((n = BIO_read(SSL_get_wbio(raw), buf, sizeof buf)) > 0)
+        CU_ASSERT_EQUAL_FATAL(tls_feed(t, buf, (size_t)n), 0);
+    tls_handshake(t);
+    while ((m = tls_out_take(t, buf, sizeof buf)) > 0)
+        CU_ASSERT_EQUAL_FATAL(BIO_write(SSL_get_rbio(raw), buf, (int)m), (int)m);
+}
+
+/* The server's order wins: a client that lists AES-256-GCM and ChaCha20
+ * before AES-128-GCM still gets AES-128-GCM. */
+static void test_server_cipher_order(void)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    CU_ASSERT_FATAL(ctx != NULL);
+    CU_ASSERT_FATAL(SSL_CTX_set_ciphersuites(
+        ctx, "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"));
+    SSL *raw = SSL_new(ctx);
+    CU_ASSERT_FATAL(raw != NULL);
+    SSL_set_bio(raw, BIO_new(BIO_s_mem()), BIO_new(BIO_s_mem()));
+    SSL_set_connect_state(raw);
+    tls_t *s;
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv_fs2, NULL, NULL), 0);
+    for (int round = 0; round < 4 && !tls_handshake_done(s); round++) {
+        SSL_do_handshake(raw);
+        shuttle_raw(raw, s);
+    }
+    CU_ASSERT(tls_handshake_done(s));
+    CU_ASSERT(tls_cipher(s) != NULL && strcmp(tls_cipher(s), "TLS_AES_128_GCM_SHA256") == 0);
+    CU_ASSERT_STRING_EQUAL(SSL_get_cipher_name(raw), "TLS_AES_128_GCM_SHA256");
+    tls_free(s);
+    SSL_free(raw);
+    SSL_CTX_free(ctx);
+    ERR_clear_error();
+}
+
 static void test_tls12_refused(void)
 {
     unsigned char hello[4096];
     size_t n = tls12_client_hello(hello, sizeof hello);
     CU_ASSERT_FATAL(n > 0);
     tls_t *s;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&s, srv, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_feed(s, hello, n), 0);
     CU_ASSERT_EQUAL(tls_handshake(s), TLS_EPROTO);
     CU_ASSERT_PTR_NOT_NULL(strstr(tls_errstr(s), "unsupported protocol"));
@@ -310,7 +703,7 @@ static void test_ctx_errors(void)
     CU_ASSERT_PTR_NULL(ctx);
 
     tls_t *c;
-    CU_ASSERT_EQUAL_FATAL(tls_new(&c, cli_fs1, NULL), 0);
+    CU_ASSERT_EQUAL_FATAL(tls_new(&c, cli_fs1, NULL, NULL), 0);
     CU_ASSERT_EQUAL(tls_write(c, "x", 1), TLS_EPROTO);
     CU_ASSERT_PTR_NULL(tls_peer_name(c));
     tls_free(c);
@@ -325,9 +718,22 @@ void suite_tls(void)
     CU_add_test(s, "server cert from another CA", test_server_cert_foreign_ca);
     CU_add_test(s, "expected peer name mismatch", test_expect_peer_mismatch);
     CU_add_test(s, "server names its peer", test_server_expects_peer);
+    CU_add_test(s, "peer roles known", test_roles_known);
+    CU_add_test(s, "client refuses a server's wrong role", test_client_checks_role);
+    CU_add_test(s, "server refuses a client's wrong role", test_server_checks_role);
+    CU_add_test(s, "certificate without a role", test_no_role);
+    CU_add_test(s, "balancer certificate cannot dial", test_balancer_cannot_dial);
+    CU_add_test(s, "certificate without a common name", test_no_common_name);
+    CU_add_test(s, "key readable by others refused", test_key_mode);
+    CU_add_test(s, "folder writable by others refused", test_open_folder);
+    CU_add_test(s, "session resumed from a ticket", test_resume);
+    CU_add_test(s, "no tickets on control edges", test_no_tickets_on_control);
     CU_add_test(s, "4 MiB both ways", test_big_payload);
+    CU_add_test(s, "idle sessions hold no buffers", test_idle_memory);
+    CU_add_test(s, "records straight to an output function", test_output_fn);
     CU_add_test(s, "close_notify is EOF", test_close_notify);
     CU_add_test(s, "garbage is a protocol error", test_garbage);
+    CU_add_test(s, "server's cipher order wins", test_server_cipher_order);
     CU_add_test(s, "TLS 1.2 refused", test_tls12_refused);
     CU_add_test(s, "context and misuse errors", test_ctx_errors);
 }
