@@ -77,13 +77,13 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     return pid;
 }
 
-/* The balancer's command line as certificate `name`, after `prefix` (a
- * wrapper such as prlimit) and followed by `extra`, both NULL-terminated
- * or NULL. */
-static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix, const char *name,
-                             const char *const *extra)
+/* The balancer's command line as certificate `name` of pki, after
+ * `prefix` (a wrapper such as prlimit) and followed by `extra`, both
+ * NULL-terminated or NULL. */
+static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix, const char *pki,
+                             const char *name, const char *const *extra)
 {
-    const char *args[] = {convoy_bin(),      "balancer", "--pki",          c->pki,
+    const char *args[] = {convoy_bin(),      "balancer", "--pki",          pki,
                           "--name",          name,       "--control",      c->control,
                           "--state",         c->state,   "--heartbeat-ms", "100",
                           "--dead-after-ms", "500",      "--threads",      "2"};
@@ -101,12 +101,12 @@ static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix, const
 
 pid_t h_balancer(struct cluster *c)
 {
-    return h_balancer_argv(c, NULL, "balancer", NULL);
+    return h_balancer_argv(c, NULL, c->pki, "balancer", NULL);
 }
 
-pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extra)
+pid_t h_balancer_as(struct cluster *c, const char *pki, const char *name, const char *const *extra)
 {
-    return h_balancer_argv(c, NULL, name, extra);
+    return h_balancer_argv(c, NULL, pki, name, extra);
 }
 
 pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
@@ -114,7 +114,7 @@ pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
     char limit[64];
     snprintf(limit, sizeof limit, "--nofile=%u:%u", nofile, nofile);
     const char *const prefix[] = {"/usr/bin/prlimit", limit, NULL};
-    return h_balancer_argv(c, prefix, "balancer", NULL);
+    return h_balancer_argv(c, prefix, c->pki, "balancer", NULL);
 }
 
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,

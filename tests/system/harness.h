@@ -45,9 +45,9 @@ int h_cluster_free(struct cluster *c);
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
 pid_t h_balancer(struct cluster *c);
 
-/* The same, holding certificate `name` of c->pki (so that a balancer can
- * be an impostor), with the NULL-terminated options extra added. */
-pid_t h_balancer_as(struct cluster *c, const char *name, const char *const *extra);
+/* The same, holding certificate `name` of pki (so that a balancer can be
+ * an impostor), with the NULL-terminated options extra added. */
+pid_t h_balancer_as(struct cluster *c, const char *pki, const char *name, const char *const *extra);
 
 /* The same with RLIMIT_NOFILE set to nofile (soft and hard), through
  * prlimit(1). pid or -1. */

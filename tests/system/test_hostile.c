@@ -8,6 +8,8 @@
  */
 #include "harness.h"
 
+#include "../common/fixture.h"
+
 #include "convoy/frame.h"
 #include "convoy/ring.h"
 
@@ -55,7 +57,7 @@ static void test_silent_connections_dropped(void)
 {
     static const char *const opts[] = {"--hello-timeout-ms", "300", NULL};
     CU_ASSERT_FATAL(h_cluster_init(&cl, servers) == 0);
-    CU_ASSERT_FATAL(h_balancer_as(&cl, "balancer", opts) > 0);
+    CU_ASSERT_FATAL(h_balancer_as(&cl, cl.pki, "balancer", opts) > 0);
     static struct h_tls conns[SILENT];
     int n = 0;
     for (int tries = 0; n < SILENT && tries < 250; tries++) { /* until the balancer listens */
@@ -137,13 +139,47 @@ static void test_bad_hello_refused(void)
 static void test_impostor_balancer_refused(void)
 {
     CU_ASSERT_FATAL(h_cluster_init(&cl, servers) == 0);
-    CU_ASSERT_FATAL(h_balancer_as(&cl, "fs2", NULL) > 0);
+    CU_ASSERT_FATAL(h_balancer_as(&cl, cl.pki, "fs2", NULL) > 0);
     CU_ASSERT_FATAL(h_fileserver(&cl, "fs1", cl.pki) > 0);
     /* Give it time to dial, and retry, several times. */
     CU_ASSERT_EQUAL(h_wait_state(&cl, "fs1", "up", 1500), -1);
     CU_ASSERT_STRING_EQUAL(h_state(&cl, "fs1"), "gone");
     CU_ASSERT(h_log_has(&cl, "fs1", "peer is 'fs2', expected 'balancer'"));
     CU_ASSERT_FALSE(h_log_has(&cl, "fs1", "event=registered"));
+    CU_ASSERT_EQUAL(h_cluster_free(&cl), 0);
+}
+
+/* Bug 11, by role: a certificate named "balancer" but issued for a file
+ * server (from a CA that fs1 trusts) is refused by the role alone. */
+static void test_balancer_role_required(void)
+{
+    static const char *const roles[] = {"balancer:fileserver", "fs1", NULL};
+    char pki[320];
+    CU_ASSERT_FATAL(h_cluster_init(&cl, servers) == 0);
+    snprintf(pki, sizeof pki, "%s/roles", cl.dir);
+    CU_ASSERT_FATAL(fx_pki(pki, roles) == 0);
+    CU_ASSERT_FATAL(h_balancer_as(&cl, pki, "balancer", NULL) > 0);
+    CU_ASSERT_FATAL(h_fileserver(&cl, "fs1", pki) > 0);
+    CU_ASSERT_EQUAL(h_wait_state(&cl, "fs1", "up", 1500), -1);
+    CU_ASSERT_STRING_EQUAL(h_state(&cl, "fs1"), "gone");
+    CU_ASSERT(h_log_has(&cl, "fs1", "has role 'fileserver', expected 'balancer'"));
+    CU_ASSERT_FALSE(h_log_has(&cl, "fs1", "event=registered"));
+    CU_ASSERT_EQUAL(h_cluster_free(&cl), 0);
+}
+
+/* The balancer's side: a member must hold the file server role, so a
+ * compute server's certificate of the same CA never joins. */
+static void test_member_role_required(void)
+{
+    static const char *const with_compute[] = {"fs1", "compute1", NULL};
+    CU_ASSERT_FATAL(h_cluster_init(&cl, with_compute) == 0);
+    CU_ASSERT_FATAL(h_balancer(&cl) > 0);
+    CU_ASSERT_FATAL(h_fileserver(&cl, "fs1", cl.pki) > 0);
+    CU_ASSERT_FATAL(h_wait_state(&cl, "fs1", "up", UP_MS) >= 0);
+    CU_ASSERT_FATAL(h_fileserver(&cl, "compute1", cl.pki) > 0);
+    CU_ASSERT_EQUAL(h_wait_state(&cl, "compute1", "up", 1500), -1);
+    CU_ASSERT_STRING_EQUAL(h_state(&cl, "compute1"), "gone");
+    CU_ASSERT(h_log_has(&cl, "balancer", "has role 'compute', expected 'fileserver'"));
     CU_ASSERT_EQUAL(h_cluster_free(&cl), 0);
 }
 
@@ -156,4 +192,8 @@ void suite_hostile(void)
                 test_bad_hello_refused);
     CU_add_test(s, "file server refuses a balancer holding a file server's certificate",
                 test_impostor_balancer_refused);
+    CU_add_test(s, "file server refuses a 'balancer' certificate of another role",
+                test_balancer_role_required);
+    CU_add_test(s, "balancer refuses a member without the file server role",
+                test_member_role_required);
 }
