@@ -1,5 +1,7 @@
 # Benchmarks (included by the top Makefile). `make bench` runs them all;
-# `make bench-kernel` runs the matrix-inversion kernel against OpenBLAS.
+# `make bench-kernel` runs the matrix-inversion kernel against OpenBLAS,
+# `make bench-runtime` the runtime (connections, closing, TLS streams, and
+# frames when bench/frames.c exists) against nginx and the cipher.
 #
 # OpenBLAS and LAPACKE are a reference for the benchmark only: they are
 # installed here when missing and linked into build/bench_kernel, never
@@ -12,9 +14,9 @@ BENCH_K_DEPS  = libopenblas-dev:$(OPENBLAS_INC)/cblas.h liblapacke-dev:/usr/incl
                 gnuplot-nox:gnuplot
 BENCH_K_OUT   = $(BUILD)/bench_kernel.txt
 
-.PHONY: bench bench-kernel
+.PHONY: bench bench-kernel bench-runtime
 
-bench: bench-kernel
+bench: bench-kernel bench-runtime
 
 bench-kernel: deps
 	@sh scripts/deps.sh $(BENCH_K_DEPS)
@@ -25,3 +27,28 @@ bench-kernel: deps
 $(BUILD)/bench_kernel: bench/kernel.c $(BUILD)/libconvoy.a
 	$(CC) $(CFLAGS_ALL) -I$(OPENBLAS_INC) -o $@ bench/kernel.c $(BUILD)/libconvoy.a \
 	    -llapacke -lopenblas $(LDLIBS_ALL)
+
+# nginx is the reference for memory per connection. Installing it never
+# starts it (Debian's policy-rc.d here denies it; the bench never uses the
+# system service): bench_runtime runs its own with a generated configuration
+# in a temporary folder and stops it by its PID.
+BENCH_R_DEPS   = nginx:/usr/sbin/nginx
+BENCH_R_OUT    = $(BUILD)/bench_runtime.txt
+BENCH_R_PROGS  = $(BUILD)/bench_runtime $(if $(wildcard bench/frames.c),$(BUILD)/bench_frames)
+
+# Each program's rows go to the screen and to BENCH_R_OUT; one that fails
+# fails the rule (its status is kept across the pipe to tee).
+bench-runtime: deps
+	@sh scripts/deps.sh $(BENCH_R_DEPS)
+	@$(MAKE) --no-print-directory $(BENCH_R_PROGS)
+	@rm -f $(BENCH_R_OUT)
+	@for p in $(BENCH_R_PROGS); do \
+	    { $$p; echo $$? > $(BENCH_R_OUT).rc; } | tee -a $(BENCH_R_OUT); \
+	    rc=$$(cat $(BENCH_R_OUT).rc); rm -f $(BENCH_R_OUT).rc; [ "$$rc" = 0 ] || exit "$$rc"; \
+	done
+
+$(BUILD)/bench_runtime: bench/runtime.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/runtime.c $(BUILD)/obj/tests/common/fixture.o \
+	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
+
+# bench/frames.c (the `frames` row) is built by the rule below.
