@@ -59,8 +59,8 @@ int mbrs_start(mbrs_t **out, const struct mbrs_opts *o);
 const struct net_addr *mbrs_addr(const mbrs_t *s);
 
 /* Stops listening and closes every session (their members read down).
- * done(arg) runs on the ring once the last session and the sweep have
- * finished, never inside this call. Call once. */
+ * done(arg) runs from the ring's loop once the last session has closed,
+ * never inside this call; a second call does nothing. */
 void mbrs_stop(mbrs_t *s, void (*done)(void *arg), void *arg);
 
 /* Frees the server: after done ran, or after its ring stopped for good. */
