@@ -38,14 +38,15 @@ struct bal_shared {
 };
 
 struct bal_opts {
-    const char *pki;        /* directory with ca.crt, NAME.crt, NAME.key */
-    const char *name;       /* certificate name */
-    const char *control;    /* HOST:PORT for file servers (mTLS frames) */
-    const char *state;      /* shared-memory name; default: name */
-    unsigned threads;       /* I/O threads; 0 = 1 */
-    uint32_t heartbeat_ms;  /* told to servers in WELCOME */
-    uint32_t dead_after_ms; /* silence after which a server is down */
-    uint32_t max_conns;     /* control connections at once (all threads); 0 = what nofile allows */
+    const char *pki;           /* directory with ca.crt, NAME.crt, NAME.key */
+    const char *name;          /* certificate name */
+    const char *control;       /* HOST:PORT for file servers (mTLS frames) */
+    const char *state;         /* shared-memory name; default: name */
+    unsigned threads;          /* I/O threads; 0 = 1 */
+    uint32_t heartbeat_ms;     /* told to servers in WELCOME */
+    uint32_t dead_after_ms;    /* silence after which a server is down */
+    uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
+    uint32_t max_conns; /* control connections at once (all threads); 0 = what nofile allows */
 };
 
 /* Reads the state of the balancer whose state name is `state` (on this

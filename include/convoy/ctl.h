@@ -29,8 +29,10 @@ void ctl_refuse(conn_t *c, const char *code, const char *fmt, ...)
 /*
  * For on_data: feeds data to d. A malformed frame is refused with the
  * codec's code and reason (frame_err_code, frame_strerror). A sink that
- * refuses a frame itself (ctl_refuse) returns -EPROTO. Always consumes everything: after a
- * refusal the connection is closing and what follows is dropped.
+ * refuses a frame itself (ctl_refuse) returns -EPROTO. Either way the
+ * connection closes after the ERROR frame and everything is consumed (what
+ * follows is dropped). Any other negative value from the sink is returned,
+ * so that conn closes the connection at once.
  */
 ssize_t ctl_feed(conn_t *c, frame_decoder_t *d, const uint8_t *data, size_t len);
 

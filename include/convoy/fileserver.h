@@ -9,14 +9,15 @@
 #include <stdint.h>
 
 struct fs_opts {
-    const char *pki;       /* directory with ca.crt, NAME.crt, NAME.key */
-    const char *name;      /* certificate name */
-    const char *root;      /* directory served */
-    const char *balancer;  /* balancer control HOST:PORT */
-    const char *http;      /* this server's HTTP address, announced in HELLO */
-    uint32_t weight;       /* relative share for the weighted policy */
-    uint32_t capacity;     /* concurrent transfers accepted */
-    uint32_t retry_max_ms; /* reconnect backoff ceiling */
+    const char *pki;           /* directory with ca.crt, NAME.crt, NAME.key */
+    const char *name;          /* certificate name */
+    const char *root;          /* directory served */
+    const char *balancer;      /* balancer control HOST:PORT */
+    const char *balancer_name; /* the certificate name the balancer must hold */
+    const char *http;          /* this server's HTTP address, announced in HELLO */
+    uint32_t weight;           /* relative share for the weighted policy */
+    uint32_t capacity;         /* concurrent transfers accepted */
+    uint32_t retry_max_ms;     /* reconnect backoff ceiling */
 };
 
 /* Runs until SIGINT/SIGTERM (then drains and says BYE). Returns the process

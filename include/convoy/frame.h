@@ -157,8 +157,17 @@ int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len);
 /* True between frames: an end of stream here is clean. */
 bool frame_decoder_idle(const frame_decoder_t *d);
 
-/* Meta schemas: what a message may carry. */
-enum frame_field_kind { FF_STRING, FF_UINT, FF_NUMBER, FF_BOOL, FF_OBJECT, FF_ARRAY };
+/* Meta schemas: what a message may carry. Each integer kind is the range of
+ * the C type the field is read into, so a cast after the check is exact. */
+enum frame_field_kind {
+    FF_STRING,
+    FF_UINT, /* an integer in [0, 2^53]: a uint64_t (ids, sizes, offsets) */
+    FF_U32,  /* an integer in [0, UINT32_MAX]: a uint32_t (counts, weights, ms) */
+    FF_NUMBER,
+    FF_BOOL,
+    FF_OBJECT,
+    FF_ARRAY
+};
 
 struct frame_field {
     const char *name;
@@ -168,10 +177,11 @@ struct frame_field {
 
 /*
  * Checks that meta is an object, that every member is listed in fields with
- * its kind (FF_UINT: an integer in [0, 2^53]; FF_NUMBER: a finite number),
+ * its kind (an integer kind within its range; FF_NUMBER: a finite number),
  * and that every required field is present. Unknown and repeated fields are
  * refused; names match case-sensitively. Returns 0, or FRAME_ESCHEMA with a
- * reason naming the field, such as "unknown field 'x'", written to why
+ * reason naming the field, such as "unknown field 'x'" or "out of range
+ * field 'weight'" (an integer above its kind's range), written to why
  * (NUL-terminated, truncated to whylen; why may be NULL when whylen is 0).
  */
 int frame_meta_check(const cJSON *meta, const struct frame_field *fields, size_t nfields, char *why,

@@ -1,5 +1,6 @@
 /*
- * registry — the balancer's table of file servers and their state machine.
+ * registry — a coordinator's table of members (the balancer's file
+ * servers, the front-end's compute servers) and their state machine.
  *
  *              HELLO                 DRAIN
  *   (none) ──────────▶ up ──────────────────▶ draining
@@ -11,7 +12,7 @@
  * BYE from up or draining removes the row; HELLO from down (or a row that
  * does not exist) makes it up. The table is plain data with no pointers, so
  * it can be copied to and from shared memory; the functions here never
- * lock: the caller serialises them.
+ * lock: the caller serialises them (mbr_server through mbrs_opts.lock).
  */
 #ifndef CONVOY_REGISTRY_H
 #define CONVOY_REGISTRY_H

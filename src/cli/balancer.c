@@ -7,7 +7,8 @@
 
 int cmd_balancer(int argc, char **argv)
 {
-    struct bal_opts o = {.heartbeat_ms = 500, .dead_after_ms = 2000, .threads = 1};
+    struct bal_opts o = {
+        .heartbeat_ms = 500, .dead_after_ms = 2000, .hello_timeout_ms = 5000, .threads = 1};
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this balancer's certificate name", true),
@@ -16,6 +17,9 @@ int cmd_balancer(int argc, char **argv)
                     "heartbeat interval given to servers (default 500)", 10, 600000),
         CLI_OPT_U32("dead-after-ms", &o.dead_after_ms, "N",
                     "silence before a server is marked down (default 2000)", 20, 3600000),
+        CLI_OPT_U32("hello-timeout-ms", &o.hello_timeout_ms, "N",
+                    "time a new connection has to finish TLS and say HELLO (default 5000)", 10,
+                    600000),
         CLI_OPT_STR("state", &o.state, "NAME", "shared-memory state name (default: --name)", false),
         CLI_OPT_U32("threads", &o.threads, "N", "I/O threads (default 1)", 1, 64),
         CLI_OPT_U32("max-conns", &o.max_conns, "N",

@@ -5,12 +5,15 @@
 
 int cmd_fileserver(int argc, char **argv)
 {
-    struct fs_opts o = {.weight = 1, .capacity = 64, .retry_max_ms = 2000};
+    struct fs_opts o = {
+        .balancer_name = "balancer", .weight = 1, .capacity = 64, .retry_max_ms = 2000};
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this server's certificate name", true),
         CLI_OPT_STR("root", &o.root, "DIR", "folder whose files are counted and announced", true),
         CLI_OPT_STR("balancer", &o.balancer, "HOST:PORT", "the balancer's control address", true),
+        CLI_OPT_STR("balancer-name", &o.balancer_name, "NAME",
+                    "the certificate name the balancer must hold (default balancer)", false),
         CLI_OPT_STR("http", &o.http, "HOST:PORT", "HTTP address announced (nothing listens yet)",
                     true),
         CLI_OPT_U32("weight", &o.weight, "N", "weight announced (default 1)", 1, 1000000),

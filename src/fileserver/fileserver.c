@@ -9,13 +9,16 @@
 
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
+#include "convoy/membership.h"
 #include "convoy/net.h"
+#include "convoy/pki.h"
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
 
 #include <errno.h>
 #include <ftw.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -108,19 +111,32 @@ static void fs_signal(void *arg, int signo)
 int fs_run(const struct fs_opts *o)
 {
     struct fileserver fs = {.o = o};
-    struct mbrc_opts mo = {
-        .retry_max_ms = o->retry_max_ms, .hello = fs_hello, .load = fs_load, .arg = &fs};
-    struct net_addr http;
+    struct mbrc_opts mo = {.expect_name = o->balancer_name,
+                           .expect_role = PKI_ROLE_BALANCER,
+                           .retry_max_ms = o->retry_max_ms,
+                           .hello = fs_hello,
+                           .load = fs_load,
+                           .arg = &fs};
     char err[512];
     int status = 1;
+    struct net_addr http;
     const char *bad = NULL, *value = NULL;
     if (net_addr_parse_err(o->balancer, NET_DIAL, &mo.server, err, sizeof err) < 0)
         bad = "--balancer", value = o->balancer;
     else if (net_addr_parse_err(o->http, NET_DIAL, &http, err, sizeof err) < 0)
         bad = "--http", value = o->http;
+    else if (!mbr_addr_valid(o->http)) { /* what the balancer would refuse in HELLO */
+        bad = "--http", value = o->http;
+        snprintf(err, sizeof err, "the balancer takes a numeric HOST:PORT under %d bytes",
+                 REG_ADDR_MAX);
+    }
     if (bad != NULL) {
         log_error("fileserver", "event=bad_option option=%s value=\"%s\" err=\"%s\"", bad, value,
                   err);
+        return 2;
+    }
+    if (!mbr_name_valid(o->name)) {
+        log_error("fileserver", "event=bad_option err=\"--name takes 1-63 of A-Z a-z 0-9 . _ -\"");
         return 2;
     }
     if (fs_scan(&fs) < 0)

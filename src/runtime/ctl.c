@@ -54,6 +54,10 @@ ssize_t ctl_feed(conn_t *c, frame_decoder_t *d, const uint8_t *data, size_t len)
     int rc = frame_decoder_feed(d, data, len);
     if (frame_is_err(rc))
         ctl_refuse(c, frame_err_code(rc), "%s", frame_strerror(rc));
+    else if (rc == -EPROTO) /* refused by the sink: the ERROR frame goes out first */
+        conn_close(c);
+    else if (rc < 0)
+        return rc; /* any other failure: conn closes at once */
     return (ssize_t)len;
 }
 

@@ -407,12 +407,19 @@ static int schema_fail(char *why, size_t whylen, const char *what, const char *n
     return FRAME_ESCHEMA;
 }
 
+/* A non-negative integer; its range is the kind's (kind_max). */
 static bool is_uint(const cJSON *v)
 {
     if (!cJSON_IsNumber(v))
         return false;
     double x = v->valuedouble;
-    return x >= 0 && x <= FRAME_UINT_MAX && x == floor(x);
+    return x >= 0 && x == floor(x);
+}
+
+/* The largest value of an integer kind, or 0 for the other kinds. */
+static double kind_max(enum frame_field_kind kind)
+{
+    return kind == FF_UINT ? FRAME_UINT_MAX : kind == FF_U32 ? (double)UINT32_MAX : 0;
 }
 
 static bool kind_matches(const cJSON *v, enum frame_field_kind kind)
@@ -421,6 +428,7 @@ static bool kind_matches(const cJSON *v, enum frame_field_kind kind)
     case FF_STRING:
         return cJSON_IsString(v);
     case FF_UINT:
+    case FF_U32:
         return is_uint(v);
     case FF_NUMBER:
         return cJSON_IsNumber(v) && isfinite(v->valuedouble);
@@ -455,6 +463,8 @@ static int member_check(const cJSON *meta, const cJSON *m, const struct frame_fi
         return schema_fail(why, whylen, "repeated field", m->string);
     if (!kind_matches(m, f->kind))
         return schema_fail(why, whylen, "wrong kind for field", m->string);
+    if (kind_max(f->kind) > 0 && m->valuedouble > kind_max(f->kind))
+        return schema_fail(why, whylen, "out of range field", m->string);
     return 0;
 }
 

@@ -3,6 +3,7 @@
 
 #include "../common/fixture.h"
 
+#include "convoy/frame.h"
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/net.h"
@@ -76,27 +77,36 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     return pid;
 }
 
-/* The balancer's command line, after `prefix` (a wrapper such as prlimit,
- * NULL-terminated; NULL for none). */
-static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix)
+/* The balancer's command line as certificate `name` of pki, after
+ * `prefix` (a wrapper such as prlimit) and followed by `extra`, both
+ * NULL-terminated or NULL. */
+static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix, const char *pki,
+                             const char *name, const char *const *extra)
 {
-    const char *args[] = {convoy_bin(),      "balancer", "--pki",          c->pki,
-                          "--name",          "balancer", "--control",      c->control,
+    const char *args[] = {convoy_bin(),      "balancer", "--pki",          pki,
+                          "--name",          name,       "--control",      c->control,
                           "--state",         c->state,   "--heartbeat-ms", "100",
                           "--dead-after-ms", "500",      "--threads",      "2"};
-    char *argv[32];
+    char *argv[48];
     size_t n = 0;
     for (size_t i = 0; prefix && prefix[i] && n < 16; i++)
         argv[n++] = (char *)prefix[i];
     for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
         argv[n++] = (char *)args[i];
+    for (size_t i = 0; extra && extra[i] && n < sizeof argv / sizeof argv[0] - 1; i++)
+        argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     return h_spawn(c, "balancer", argv);
 }
 
 pid_t h_balancer(struct cluster *c)
 {
-    return h_balancer_argv(c, NULL);
+    return h_balancer_argv(c, NULL, c->pki, "balancer", NULL);
+}
+
+pid_t h_balancer_as(struct cluster *c, const char *pki, const char *name, const char *const *extra)
+{
+    return h_balancer_argv(c, NULL, pki, name, extra);
 }
 
 pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
@@ -104,7 +114,7 @@ pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
     char limit[64];
     snprintf(limit, sizeof limit, "--nofile=%u:%u", nofile, nofile);
     const char *const prefix[] = {"/usr/bin/prlimit", limit, NULL};
-    return h_balancer_argv(c, prefix);
+    return h_balancer_argv(c, prefix, c->pki, "balancer", NULL);
 }
 
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
@@ -415,4 +425,30 @@ void h_tls_close(struct h_tls *h)
         close(h->fd);
     tls_free(h->t);
     tls_ctx_free(h->ctx);
+}
+
+int h_error_reply(struct cluster *c, const char *name, const void *data, size_t len, char *code,
+                  size_t codelen)
+{
+    uint8_t buf[4096];
+    struct h_tls t;
+    bool closed = false;
+    ssize_t n = -1;
+    if (h_tls_dial(&t, c->pki, name, c->control) == 0 && h_tls_send(&t, data, len) == 0)
+        n = h_tls_read_all(&t, buf, sizeof buf, 3000, &closed);
+    h_tls_close(&t);
+    cJSON *reply = NULL;
+    struct frame_hdr h;
+    struct frame_limits lim = {FRAME_META_MAX, 0};
+    if (!closed || n < FRAME_HDR_LEN || frame_hdr_decode(buf, &lim, &h) < 0 ||
+        h.type != FRAME_ERROR || (size_t)n != FRAME_HDR_LEN + h.meta_len ||
+        (reply = cJSON_ParseWithLength((const char *)buf + FRAME_HDR_LEN, h.meta_len)) == NULL)
+        return -1;
+    const cJSON *cd = cJSON_GetObjectItemCaseSensitive(reply, "code");
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(reply, "reason");
+    int rc = cJSON_IsString(cd) && cJSON_IsString(r) ? 0 : -1;
+    if (rc == 0)
+        snprintf(code, codelen, "%s", cd->valuestring);
+    cJSON_Delete(reply);
+    return rc;
 }

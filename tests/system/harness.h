@@ -45,6 +45,10 @@ int h_cluster_free(struct cluster *c);
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
 pid_t h_balancer(struct cluster *c);
 
+/* The same, holding certificate `name` of pki (so that a balancer can be
+ * an impostor), with the NULL-terminated options extra added. */
+pid_t h_balancer_as(struct cluster *c, const char *pki, const char *name, const char *const *extra);
+
 /* The same with RLIMIT_NOFILE set to nofile (soft and hard), through
  * prlimit(1). pid or -1. */
 pid_t h_balancer_nofile(struct cluster *c, unsigned nofile);
@@ -113,5 +117,11 @@ int h_tls_send(struct h_tls *h, const void *data, size_t len);
 ssize_t h_tls_read_all(struct h_tls *h, void *buf, size_t cap, uint32_t timeout_ms, bool *closed);
 
 void h_tls_close(struct h_tls *h);
+
+/* Sends len bytes to the balancer as `name` and reads the answer until the
+ * balancer closes. 0 when that answer was one ERROR frame, with its code
+ * copied to code; -1 otherwise. */
+int h_error_reply(struct cluster *c, const char *name, const void *data, size_t len, char *code,
+                  size_t codelen);
 
 #endif

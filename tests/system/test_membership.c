@@ -197,34 +197,17 @@ static const struct bad_case {
 static char *send_bad(const struct bad_case *bc)
 {
     static char code[32];
-    uint8_t *frame = NULL, buf[4096];
+    uint8_t *frame = NULL;
     size_t len = bc->raw ? strlen(bc->raw) : 0;
     cJSON *meta = bc->meta ? cJSON_Parse(bc->meta) : NULL;
     if (bc->raw == NULL && frame_encode(bc->type, meta, bc->body_len, &frame, &len) < 0)
         len = 0;
     cJSON_Delete(meta);
-    struct h_tls t;
-    bool closed = false;
-    ssize_t n = -1;
-    if (len > 0 && h_tls_dial(&t, cl.pki, "fs1", cl.control) == 0) {
-        if (h_tls_send(&t, bc->raw ? (const void *)bc->raw : frame, len) == 0)
-            n = h_tls_read_all(&t, buf, sizeof buf, 3000, &closed);
-        h_tls_close(&t);
-    }
+    int rc = len > 0 ? h_error_reply(&cl, "fs1", bc->raw ? (const void *)bc->raw : frame, len, code,
+                                     sizeof code)
+                     : -1;
     free(frame);
-    cJSON *reply = NULL;
-    struct frame_hdr h;
-    struct frame_limits lim = {FRAME_META_MAX, 0};
-    if (!closed || n < FRAME_HDR_LEN || frame_hdr_decode(buf, &lim, &h) < 0 ||
-        h.type != FRAME_ERROR || (size_t)n < FRAME_HDR_LEN + h.meta_len ||
-        (reply = cJSON_ParseWithLength((const char *)buf + FRAME_HDR_LEN, h.meta_len)) == NULL)
-        return NULL;
-    const cJSON *c = cJSON_GetObjectItemCaseSensitive(reply, "code");
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(reply, "reason");
-    snprintf(code, sizeof code, "%s",
-             cJSON_IsString(c) && cJSON_IsString(r) ? c->valuestring : "?");
-    cJSON_Delete(reply);
-    return code;
+    return rc == 0 ? code : NULL;
 }
 
 /* Each broken peer gets an ERROR frame that says why, then the end of the

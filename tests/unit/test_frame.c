@@ -468,6 +468,7 @@ static void test_body_pieces(void)
 static const struct frame_field xfer_fields[] = {
     {"id", FF_UINT, true},      {"path", FF_STRING, true}, {"ratio", FF_NUMBER, false},
     {"resume", FF_BOOL, false}, {"legs", FF_ARRAY, false}, {"opts", FF_OBJECT, false},
+    {"count", FF_U32, false},
 };
 #define NXFER (sizeof xfer_fields / sizeof xfer_fields[0])
 
@@ -491,6 +492,8 @@ static void test_meta_check_accepts(void)
                                why, sizeof why),
                     0);
     CU_ASSERT_EQUAL(check_json("{\"id\":1e3,\"path\":\"\"}", why, sizeof why), 0);
+    CU_ASSERT_EQUAL(check_json("{\"id\":1,\"path\":\"x\",\"count\":4294967295}", why, sizeof why),
+                    0);
 }
 
 static void test_meta_check_refuses(void)
@@ -506,7 +509,10 @@ static void test_meta_check_refuses(void)
         {"{\"id\":\"1\",\"path\":\"x\"}", "wrong kind for field 'id'"},
         {"{\"id\":-1,\"path\":\"x\"}", "wrong kind for field 'id'"},
         {"{\"id\":1.5,\"path\":\"x\"}", "wrong kind for field 'id'"},
-        {"{\"id\":9007199254740994,\"path\":\"x\"}", "wrong kind for field 'id'"},
+        {"{\"id\":9007199254740994,\"path\":\"x\"}", "out of range field 'id'"},
+        {"{\"id\":1,\"path\":\"x\",\"count\":4294967296}", "out of range field 'count'"},
+        {"{\"id\":1,\"path\":\"x\",\"count\":9007199254740992}", "out of range field 'count'"},
+        {"{\"id\":1,\"path\":\"x\",\"count\":-1}", "wrong kind for field 'count'"},
         {"{\"id\":1,\"path\":null}", "wrong kind for field 'path'"},
         {"{\"id\":1,\"path\":\"x\",\"ratio\":1e400}", "wrong kind for field 'ratio'"},
         {"{\"id\":1,\"path\":\"x\",\"resume\":1}", "wrong kind for field 'resume'"},

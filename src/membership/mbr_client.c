@@ -1,11 +1,13 @@
 /*
- * mbr_client — the server side of membership.
+ * mbr_client — the member's side of membership.
  *
- * One connection at a time. Two timers: `beat` paces HEARTBEAT (and, while
+ * One connection at a time, to a coordinator whose certificate must carry
+ * the expected name (checked by TLS during the handshake, before HELLO
+ * says anything). Two timers: `beat` paces HEARTBEAT (and, while
  * draining, polls for the last transfer to end); `retry` waits out the
  * backoff before the next dial. Backoff doubles from retry_base_ms up to
  * retry_max_ms and waits a random time in [d/2, d] ("equal jitter"), so a
- * cluster of servers that lost their balancer together does not come back
+ * cluster of servers that lost their coordinator together does not come back
  * in lockstep; it resets after each WELCOME.
  */
 #include "convoy/mbr_client.h"
@@ -16,6 +18,7 @@
 #include "convoy/membership.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -75,7 +78,7 @@ static void mbrc_schedule_retry(mbrc_t *m)
 {
     uint32_t ms = mbrc_backoff(m);
     m->attempt++;
-    log_info("member", "event=retry balancer=%s in_ms=%u attempt=%u", m->addr, ms, m->attempt);
+    log_info("member", "event=retry coordinator=%s in_ms=%u attempt=%u", m->addr, ms, m->attempt);
     ring_timer_start(m->o.ring, &m->retry, ms, handle_retry);
 }
 
@@ -84,7 +87,7 @@ static void mbrc_send_bye(mbrc_t *m)
     m->bye_sent = true;
     ctl_send(m->c, FRAME_BYE, NULL);
     conn_close(m->c);
-    log_info("member", "event=bye balancer=%s", m->addr);
+    log_info("member", "event=bye coordinator=%s", m->addr);
 }
 
 /* While draining: the last transfer ended, or the wait ran out. */
@@ -129,13 +132,23 @@ static void handle_beat(struct ring_timer *t)
 static int mbrc_on_welcome(mbrc_t *m, const cJSON *meta)
 {
     char why[256];
-    if (mbr_welcome_parse(meta, &m->welcome, why, sizeof why) < 0 || m->welcome.heartbeat_ms == 0) {
-        ctl_refuse(m->c, "schema", "WELCOME: %s", m->welcome.heartbeat_ms ? why : "no heartbeat");
+    int rc = mbr_welcome_parse(meta, m->o.welcome_fields, m->o.nwelcome_fields, &m->welcome, why,
+                               sizeof why);
+    if (rc == 0 && m->welcome.heartbeat_ms == 0) {
+        snprintf(why, sizeof why, "no heartbeat");
+        rc = FRAME_ESCHEMA;
+    }
+    if (rc < 0) {
+        ctl_refuse(m->c, "schema", "WELCOME: %s", why);
+        return -EPROTO;
+    }
+    if (m->o.welcome && (rc = m->o.welcome(m->o.arg, meta)) < 0) {
+        ctl_refuse(m->c, "refused", "WELCOME: %s", strerror(-rc));
         return -EPROTO;
     }
     m->state = MBRC_REGISTERED;
     m->attempt = 0;
-    log_info("member", "event=registered balancer=%s session=%llu heartbeat_ms=%u", m->addr,
+    log_info("member", "event=registered coordinator=%s session=%llu heartbeat_ms=%u", m->addr,
              (unsigned long long)m->welcome.session, m->welcome.heartbeat_ms);
     if (!m->beat.active)
         beat_arm(m, m->welcome.heartbeat_ms);
@@ -155,9 +168,9 @@ static int mbrc_on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta
         return mbrc_on_welcome(m, meta);
     case FRAME_ERROR:
         ctl_error_fields(meta, &code, &reason);
-        log_warn("member", "event=refused balancer=%s code=%s reason=\"%s\"", m->addr, code,
+        log_warn("member", "event=refused coordinator=%s code=%s reason=\"%s\"", m->addr, code,
                  reason);
-        return 0; /* the balancer closes; we dial again after the backoff */
+        return 0; /* the coordinator closes; we dial again after the backoff */
     default:
         ctl_refuse(m->c, "unexpected", "%s is not part of the membership protocol",
                    frame_type_str(h->type));
@@ -204,7 +217,7 @@ static void mbrc_closed(conn_t *c, int reason)
         m->done = NULL;
         return;
     }
-    log_info("member", "event=disconnected balancer=%s reason=\"%s\"", m->addr,
+    log_info("member", "event=disconnected coordinator=%s reason=\"%s\"", m->addr,
              conn_reason_str(reason));
     m->state = MBRC_DISCONNECTED;
     mbrc_schedule_retry(m);
@@ -220,12 +233,15 @@ static void mbrc_dial(mbrc_t *m)
 {
     m->state = MBRC_CONNECTING;
     m->bye_sent = false;
-    struct conn_opts co = {.tls = m->o.tls, .handshake_ms = 5000};
+    struct conn_opts co = {.tls = m->o.tls,
+                           .expect_peer = m->o.expect_name,
+                           .expect_role = m->o.expect_role,
+                           .handshake_ms = 5000};
     int rc = frame_decoder_new(&m->dec, &mbrc_limits, &mbrc_sink, m);
     if (rc == 0)
         rc = conn_connect(&m->c, m->o.ring, &m->o.server, &co, &mbrc_handlers, m);
     if (rc < 0) {
-        log_warn("member", "event=dial_failed balancer=%s err=\"%s\"", m->addr, strerror(-rc));
+        log_warn("member", "event=dial_failed coordinator=%s err=\"%s\"", m->addr, strerror(-rc));
         frame_decoder_free(m->dec);
         m->dec = NULL;
         m->c = NULL;
@@ -259,7 +275,7 @@ void mbrc_leave(mbrc_t *m, void (*done)(void *arg))
         m->state = MBRC_DRAINING;
         m->drain_since = ring_now_ms();
         ctl_send(m->c, FRAME_DRAIN, NULL);
-        log_info("member", "event=draining balancer=%s", m->addr);
+        log_info("member", "event=draining coordinator=%s", m->addr);
         mbrc_drain_check(m);
         return;
     }

@@ -1,5 +1,5 @@
 /*
- * registry — the balancer's table of file servers and their state machine.
+ * registry — a coordinator's table of members and their state machine.
  *
  * Every change goes through reg_next(), so the diagram in registry.h is the
  * whole truth about which changes exist. A row belongs to the control

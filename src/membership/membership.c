@@ -3,14 +3,21 @@
  *
  * Each message has one schema table; builders and parsers are its two
  * directions, so a field added to one side without the other fails the
- * round-trip test.
+ * round-trip test. Every integer field has the kind of the C field it is
+ * read into (FF_U32 for uint32_t), so the casts below are exact, and every
+ * string a peer sends is checked here against what it names (a certificate
+ * name, an address) before anything logs it or stores it.
  */
 #include "convoy/membership.h"
 
+#include "convoy/net.h"
+
+#include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #define LOAD_FIELDS                                                                                \
-    {"active", FF_UINT, true}, {"bytes_per_s", FF_UINT, true}, {"load1", FF_NUMBER, true},         \
+    {"active", FF_U32, true}, {"bytes_per_s", FF_UINT, true}, {"load1", FF_NUMBER, true},          \
     {                                                                                              \
         "disk_free", FF_UINT, true                                                                 \
     }
@@ -18,22 +25,42 @@
 static const struct frame_field hello_fields[] = {
     {"name", FF_STRING, false},
     {"http", FF_STRING, true},
-    {"weight", FF_UINT, true},
-    {"capacity", FF_UINT, true},
+    {"weight", FF_U32, true},
+    {"capacity", FF_U32, true},
     {"files", FF_UINT, true},
     {"bytes", FF_UINT, true},
     LOAD_FIELDS,
 };
 
-static const struct frame_field welcome_fields[] = {
+#define WELCOME_FIELDS 3
+static const struct frame_field welcome_fields[WELCOME_FIELDS] = {
     {"session", FF_UINT, true},
-    {"heartbeat_ms", FF_UINT, true},
-    {"dead_after_ms", FF_UINT, true},
+    {"heartbeat_ms", FF_U32, true},
+    {"dead_after_ms", FF_U32, true},
 };
 
 static const struct frame_field heartbeat_fields[] = {LOAD_FIELDS};
 
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
+
+bool mbr_name_valid(const char *s)
+{
+    size_t n = s ? strnlen(s, REG_NAME_MAX) : 0;
+    return n > 0 && n < REG_NAME_MAX &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._-") == n;
+}
+
+/* The characters are checked first: the parser's port reading would take
+ * leading blanks (a newline), which must never reach a log line. */
+bool mbr_addr_valid(const char *s)
+{
+    struct net_addr a;
+    size_t n = s ? strnlen(s, REG_ADDR_MAX) : 0;
+    return n > 0 && n < REG_ADDR_MAX &&
+           strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:[]") == n &&
+           net_addr_parse_err(s, NET_DIAL, &a, NULL, 0) == 0;
+}
 
 static double num(const cJSON *meta, const char *key)
 {
@@ -99,6 +126,14 @@ int mbr_hello_parse(const cJSON *meta, struct reg_hello *h, char *why, size_t wh
     memset(h, 0, sizeof *h);
     h->name = name ? name->valuestring : NULL;
     h->addr = cJSON_GetObjectItemCaseSensitive(meta, "http")->valuestring;
+    if (h->name && !mbr_name_valid(h->name)) {
+        snprintf(why, whylen, "bad name: 1-%d characters of A-Z a-z 0-9 . _ -", REG_NAME_MAX - 1);
+        return FRAME_ESCHEMA;
+    }
+    if (!mbr_addr_valid(h->addr)) {
+        snprintf(why, whylen, "bad http: expected HOST:PORT with a numeric host, port 1-65535");
+        return FRAME_ESCHEMA;
+    }
     h->weight = (uint32_t)num(meta, "weight");
     h->capacity = (uint32_t)num(meta, "capacity");
     h->files = (uint64_t)num(meta, "files");
@@ -107,9 +142,16 @@ int mbr_hello_parse(const cJSON *meta, struct reg_hello *h, char *why, size_t wh
     return 0;
 }
 
-int mbr_welcome_parse(const cJSON *meta, struct mbr_welcome *w, char *why, size_t whylen)
+int mbr_welcome_parse(const cJSON *meta, const struct frame_field *extra, size_t nextra,
+                      struct mbr_welcome *w, char *why, size_t whylen)
 {
-    int rc = frame_meta_check(meta, welcome_fields, NFIELDS(welcome_fields), why, whylen);
+    struct frame_field fields[WELCOME_FIELDS + MBR_WELCOME_EXTRA_MAX];
+    if (nextra > MBR_WELCOME_EXTRA_MAX)
+        return -E2BIG;
+    memcpy(fields, welcome_fields, sizeof welcome_fields);
+    if (nextra > 0)
+        memcpy(fields + WELCOME_FIELDS, extra, nextra * sizeof *extra);
+    int rc = frame_meta_check(meta, fields, WELCOME_FIELDS + nextra, why, whylen);
     if (rc < 0)
         return rc;
     w->session = (uint64_t)num(meta, "session");

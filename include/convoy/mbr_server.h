@@ -1,0 +1,69 @@
+/*
+ * mbr_server — the coordinator's side of membership: listen on the control
+ * address, take HELLO from members (file servers for the balancer, compute
+ * servers for the front-end), answer WELCOME, record HEARTBEAT, DRAIN and
+ * BYE in the member table, and mark down a member that goes silent or
+ * whose connection ends.
+ *
+ * One server runs per I/O thread, each with its own listener on the same
+ * address (SO_REUSEPORT), its own sessions and its own sweep timer; the
+ * member table is the only thing they share, and the owner keeps it (in
+ * shared memory for the balancer): the server reaches it only through the
+ * owner's lock and unlock. A connection that has not said HELLO within
+ * hello_timeout_ms of its accept is closed, whatever TLS did meanwhile; one
+ * whose HELLO is accepted is trusted (conn_trust), never evicted to make
+ * room for strangers when max_conns are open.
+ * Not thread-safe: call everything on the server's ring.
+ */
+#ifndef CONVOY_MBR_SERVER_H
+#define CONVOY_MBR_SERVER_H
+
+#include "convoy/net.h"
+#include "convoy/registry.h"
+#include "convoy/ring.h"
+#include "convoy/tls.h"
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#define MBRS_HELLO_TIMEOUT_MS 5000u /* default: from accept to HELLO */
+
+typedef struct mbrs mbrs_t;
+
+struct mbrs_opts {
+    ring_t *ring;              /* the I/O thread this server runs on */
+    tls_ctx_t *tls;            /* server context requiring client certificates */
+    struct net_addr addr;      /* control address; port 0 picks one (mbrs_addr) */
+    const char *role;          /* role a member's certificate must carry (PKI_ROLE_*), or NULL */
+    uint32_t heartbeat_ms;     /* told to members in WELCOME */
+    uint32_t dead_after_ms;    /* silence after which a member is down */
+    uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
+    uint32_t max_conns;        /* this listener's connections at once; 0 = what nofile allows */
+    /* The member table, locked for the caller, or NULL when it cannot be
+     * locked (the owner logs why; the frame is then refused). */
+    struct reg_table *(*lock)(void *arg);
+    void (*unlock)(void *arg);
+    /* May be NULL. Adds the owner's own fields to the WELCOME object for
+     * member `name` (the client lists them in mbrc_opts.welcome_fields).
+     * Runs on this server's ring, so concurrently with the other threads'
+     * servers. 0, or -errno to refuse the member. */
+    int (*welcome)(void *arg, const char *name, cJSON *meta);
+    void *arg; /* handed to lock, unlock and welcome */
+};
+
+/* Listens on o->addr and starts the sweep. 0 or -errno (logged with the
+ * address). The options are copied; role is not (keep it alive). */
+int mbrs_start(mbrs_t **out, const struct mbrs_opts *o);
+
+/* The bound address, with the real port: later threads listen on it. */
+const struct net_addr *mbrs_addr(const mbrs_t *s);
+
+/* Stops listening and closes every session (their members read down).
+ * done(arg) runs from the ring's loop once the last session has closed,
+ * never inside this call; a second call does nothing. */
+void mbrs_stop(mbrs_t *s, void (*done)(void *arg), void *arg);
+
+/* Frees the server: after done ran, or after its ring stopped for good. */
+void mbrs_free(mbrs_t *s);
+
+#endif
