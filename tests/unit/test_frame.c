@@ -132,7 +132,7 @@ static void test_round_trip(void)
 {
     uint8_t buf[2048], body[300];
     char json[128];
-    for (int t = FRAME_TYPE_FIRST; t <= FRAME_TYPE_LAST; t++) {
+    for (int t = FRAME_TYPE_FIRST; t <= FRAME_ERROR; t++) { /* every message type */
         struct rec r = {0};
         size_t body_len = (size_t)t * 20;
         fill(body, body_len, (unsigned)t);
@@ -184,13 +184,14 @@ static const struct hdr_case hdr_cases[] = {
     {"magic", 0, 1, 'X', FRAME_EMAGIC},
     {"magic last byte", 3, 1, 'y', FRAME_EMAGIC},
     {"version 0", 4, 1, 0, FRAME_EVERSION},
-    {"version 2", 4, 1, 2, FRAME_EVERSION},
+    {"version 1", 4, 1, 1, FRAME_EVERSION},
+    {"version 3", 4, 1, 3, FRAME_EVERSION},
     {"type 0", 5, 1, 0, FRAME_ETYPE},
     {"type LAST+1", 5, 1, FRAME_TYPE_LAST + 1, FRAME_ETYPE},
     {"type 255", 5, 1, 255, FRAME_ETYPE},
-    {"flags low bit", 6, 2, 0x0001, FRAME_EFLAGS},
+    {"flags lowest undefined bit", 6, 2, 0x0002, FRAME_EFLAGS},
     {"flags high bit", 6, 2, 0x8000, FRAME_EFLAGS},
-    {"reserved", 12, 4, 1, FRAME_ERESERVED},
+    {"stream on a plain frame", 12, 4, 1, FRAME_ESTREAM},
     {"meta_len limit+1", 8, 4, 257, FRAME_EMETA_LEN},
     {"meta_len 2^32-1", 8, 4, UINT32_MAX, FRAME_EMETA_LEN},
     {"body_len limit+1", 16, 8, 1025, FRAME_EBODY_LEN},
@@ -240,7 +241,7 @@ static void test_header_fields(void)
 static void test_header_order(void)
 {
     static const int order[] = {FRAME_EMAGIC,    FRAME_EVERSION,  FRAME_ETYPE,    FRAME_EFLAGS,
-                                FRAME_ERESERVED, FRAME_EMETA_LEN, FRAME_EBODY_LEN};
+                                FRAME_ESTREAM  , FRAME_EMETA_LEN, FRAME_EBODY_LEN};
     uint8_t buf[FRAME_HDR_LEN], good[FRAME_HDR_LEN];
     struct frame_hdr h;
     valid_hdr(good);
@@ -251,7 +252,7 @@ static void test_header_order(void)
     poke(buf + 8, 4, 100000);
     poke(buf + 12, 4, 7);
     poke(buf + 16, 8, 5000);
-    /* Fields in check order: magic, version, type, flags, reserved, meta_len. */
+    /* Fields in check order: magic, version, type, flags, stream, meta_len. */
     static const size_t fix_off[] = {0, 4, 5, 6, 12, 8};
     static const size_t fix_len[] = {4, 1, 1, 2, 4, 4};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
