@@ -59,17 +59,17 @@ enum frame_err {
     FRAME_EMAGIC = -1000, /* first four bytes are not "CNVY" */
     FRAME_EVERSION,       /* version other than FRAME_VERSION */
     FRAME_ETYPE,          /* unknown type */
-    FRAME_EFLAGS,         /* a flag bit this version does not define, or STREAMED where no body goes */
-    FRAME_ESTREAM,        /* stream 0 where one is needed, or one where none goes */
-    FRAME_EMETA_LEN,      /* meta_len over the limit */
-    FRAME_EBODY_LEN,      /* body_len over the limit, or 0 where a body must be */
-    FRAME_ECREDIT,        /* CREDIT of 0 or more than FRAME_WINDOW */
-    FRAME_EMETA_JSON,     /* meta is not a JSON object */
-    FRAME_ESCHEMA,        /* meta lacks a field, or has one unknown or mistyped */
-    FRAME_ESTREAM_ID,     /* a new stream's id is not the opener's, or not above its last */
-    FRAME_ESTREAM_GONE,   /* DATA or CREDIT for a stream that is not open */
-    FRAME_ESTREAMS,       /* more than FRAME_STREAMS_MAX streams open */
-    FRAME_EFLOW,          /* DATA beyond the credit, or credit beyond the body */
+    FRAME_EFLAGS,     /* a flag bit this version does not define, or STREAMED where no body goes */
+    FRAME_ESTREAM,    /* stream 0 where one is needed, or one where none goes */
+    FRAME_EMETA_LEN,  /* meta_len over the limit */
+    FRAME_EBODY_LEN,  /* body_len over the limit, or 0 where a body must be */
+    FRAME_ECREDIT,    /* CREDIT of 0 or more than FRAME_WINDOW */
+    FRAME_EMETA_JSON, /* meta is not a JSON object */
+    FRAME_ESCHEMA,    /* meta lacks a field, or has one unknown or mistyped */
+    FRAME_ESTREAM_ID, /* a new stream's id is not the opener's, or not above its last */
+    FRAME_ESTREAM_GONE, /* DATA or CREDIT for a stream that is not open */
+    FRAME_ESTREAMS,     /* more than FRAME_STREAMS_MAX streams open */
+    FRAME_EFLOW,        /* DATA beyond the credit, or credit beyond the body */
     FRAME_ENOMEM,
 };
 

@@ -108,8 +108,8 @@ int mux_send_file(mux_t *m, enum frame_type type, const cJSON *meta, int fd, uin
 
 /*
  * Receiving stream's credit. From mux_hold on (including the on_body call
- * that makes it) the bytes delivered count as not yet consumed: no credit goes back for them, so the peer stops once the
- * window it has (at most FRAME_WINDOW bytes, which on_body still delivers)
+ * that makes it) the bytes delivered count as not yet consumed: no credit goes back for them, so
+ * the peer stops once the window it has (at most FRAME_WINDOW bytes, which on_body still delivers)
  * is spent. mux_release counts them consumed and lets credit flow again.
  * Returns 0, or -ENOENT when stream is not receiving.
  */

@@ -37,16 +37,16 @@ struct mux_out {        /* a stream this side sends */
     uint32_t id;        /* 0: the slot is free */
     const uint8_t *buf; /* the body, or NULL when it comes from fd */
     int fd;
-    uint64_t off;        /* fd: offset of the body's first byte */
-    uint64_t len;        /* body bytes */
-    uint64_t sent;       /* handed to mux_out */
-    uint64_t window;     /* bytes the peer lets us send still */
-    unsigned pending;    /* chunks handed to mux_out whose done has not run */
+    uint64_t off;     /* fd: offset of the body's first byte */
+    uint64_t len;     /* body bytes */
+    uint64_t sent;    /* handed to mux_out */
+    uint64_t window;  /* bytes the peer lets us send still */
+    unsigned pending; /* chunks handed to mux_out whose done has not run */
     mux_done_fn done;
     void *arg;
 };
 
-struct mux_in { /* a stream the peer sends */
+struct mux_in {  /* a stream the peer sends */
     uint32_t id; /* 0: the slot is free */
     bool held;   /* mux_hold(): no credit for what arrives */
     uint64_t len;
@@ -87,8 +87,8 @@ static void mux_pump(mux_t *m);
  * the body becomes `return conn_send_buf(m->c, p, len, done, arg);`, the
  * rest of the mux unchanged. On failure done does not run.
  */
-static int mux_out(mux_t *m, const void *p, size_t len,
-                   void (*done)(conn_t *c, void *arg, int err), void *arg)
+static int mux_out(mux_t *m, const void *p, size_t len, void (*done)(conn_t *c, void *arg, int err),
+                   void *arg)
 {
     int rc = conn_write(m->c, p, len);
     if (rc == 0)

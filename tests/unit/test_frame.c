@@ -242,8 +242,8 @@ static void test_header_fields(void)
 /* With every field wrong, fixing them one by one reveals the check order. */
 static void test_header_order(void)
 {
-    static const int order[] = {FRAME_EMAGIC,    FRAME_EVERSION,  FRAME_ETYPE,    FRAME_EFLAGS,
-                                FRAME_ESTREAM  , FRAME_EMETA_LEN, FRAME_EBODY_LEN};
+    static const int order[] = {FRAME_EMAGIC,  FRAME_EVERSION,  FRAME_ETYPE,    FRAME_EFLAGS,
+                                FRAME_ESTREAM, FRAME_EMETA_LEN, FRAME_EBODY_LEN};
     uint8_t buf[FRAME_HDR_LEN], good[FRAME_HDR_LEN];
     struct frame_hdr h;
     valid_hdr(good);
@@ -565,7 +565,6 @@ static void test_error_frame(void)
     free(out);
 }
 
-
 /* ---- streams ---- */
 
 static const struct frame_limits streams = {.meta_max = 256, .body_max = 1u << 20};
@@ -734,9 +733,8 @@ static void test_encode_streamed(void)
     CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_WORK, NULL, 0, 1, &out, &len), FRAME_ESTREAM);
     CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_WORK, NULL, 1, 0, &out, &len), FRAME_EBODY_LEN);
     CU_ASSERT_PTR_NULL(out);
-    CU_ASSERT_EQUAL_FATAL(frame_encode_streamed(FRAME_RESULT, NULL, UINT32_MAX, UINT64_MAX, &out,
-                                                &len),
-                          0);
+    CU_ASSERT_EQUAL_FATAL(
+        frame_encode_streamed(FRAME_RESULT, NULL, UINT32_MAX, UINT64_MAX, &out, &len), 0);
     struct frame_hdr h;
     struct frame_limits any = {.meta_max = 0, .body_max = UINT64_MAX};
     CU_ASSERT_EQUAL(frame_hdr_decode(out, &any, &h), 0);
