@@ -25,3 +25,15 @@ bench-kernel: deps
 $(BUILD)/bench_kernel: bench/kernel.c $(BUILD)/libconvoy.a
 	$(CC) $(CFLAGS_ALL) -I$(OPENBLAS_INC) -o $@ bench/kernel.c $(BUILD)/libconvoy.a \
 	    -llapacke -lopenblas $(LDLIBS_ALL)
+
+# `make bench-frames`: heartbeats beside a 1 GiB body on one TLS connection
+# through the mux (bench/frames.c), one `frames …` line.
+.PHONY: bench-frames
+
+bench-frames: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench_frames
+	$(BUILD)/bench_frames
+
+$(BUILD)/bench_frames: bench/frames.c tests/common/fixture.c $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/frames.c tests/common/fixture.c $(BUILD)/libconvoy.a \
+	    $(LDLIBS_ALL)
