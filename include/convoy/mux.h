@@ -66,9 +66,12 @@ int mux_new(mux_t **out, conn_t *c, enum mux_side side, uint64_t body_max,
             const struct mux_handlers *h, void *udata);
 
 /*
- * From the connection's on_close: every stream still sending gets done(-EPIPE)
- * and every stream still receiving on_end(-EPIPE), here; then the mux is
- * freed (once its own ring operations have completed). NULL is a no-op.
+ * From the connection's on_close: every stream still sending gets
+ * done(-EPIPE) and every stream still receiving on_end(-EPIPE), here (a file
+ * stream with a read in flight: when the read completes, so that its fd
+ * stays open until then); then the mux is freed, once its own ring
+ * operations have completed. Do not start streams from those callbacks.
+ * NULL is a no-op.
  */
 void mux_free(mux_t *m);
 
@@ -102,7 +105,9 @@ int mux_send_buf(mux_t *m, enum frame_type type, const cJSON *meta, const void *
 
 /* As mux_send_buf, the body being len bytes of fd from offset off, read
  * through the ring one chunk at a time. The caller keeps fd open until done;
- * a failed or short read ends the connection. */
+ * a failed or short read closes the connection (what was queued still goes
+ * out first), and done gets the read's error, or -EIO for a file that ended
+ * early. */
 int mux_send_file(mux_t *m, enum frame_type type, const cJSON *meta, int fd, uint64_t off,
                   uint64_t len, mux_done_fn done, void *arg, uint32_t *stream);
 

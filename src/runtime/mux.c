@@ -214,7 +214,7 @@ static void handle_read(struct ring_op *op, int res, uint32_t flags)
                  s->id, conn_reason_str(err));
         m->reading = NULL;
         stream_finish(m, s, err);
-        conn_abort(m->c, err); /* the peer waits for bytes that will not come */
+        conn_close(m->c); /* the peer waits for bytes that will not come */
         return;
     }
     if (send_chunk(m, s, m->fbuf, (size_t)res) == 0)

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WATCHDOG_MS  2000
 #define DRAIN_MS     20
@@ -45,10 +46,12 @@ struct mscene {
     mux_t *srv_mux, *cli_mux;
     int closes;
     /* sender */
-    uint64_t size;       /* bytes of each body */
-    int nbodies;         /* bodies the client sends, 1 or 2 */
-    int dones, done_err; /* done callbacks, and the last err */
-    uint32_t seq_sent;   /* small frames sent */
+    uint64_t size;        /* bytes of each body */
+    int nbodies;          /* bodies the client sends, 1 or 2 */
+    bool first_from_file; /* the first body comes from file_fd */
+    uint64_t file_extra;  /* asked of the file beyond its end */
+    int dones, done_err;  /* done callbacks, and the last err */
+    uint32_t seq_sent;    /* small frames sent */
     /* receiver */
     struct peer peer[STREAMS_TEST];
     int npeers;
@@ -69,6 +72,7 @@ struct mscene {
 
 static struct mscene ms;
 static uint8_t *big;
+static int file_fd = -1; /* SMALL_SIZE bytes: the pattern's first */
 
 static uint8_t pattern(uint64_t i)
 {
@@ -89,6 +93,12 @@ static int suite_init(void)
         return -1;
     for (uint64_t i = 0; i < BIG_SIZE; i++)
         big[i] = pattern(i);
+    char path[] = "/tmp/convoy-mux-XXXXXX";
+    if ((file_fd = mkstemp(path)) < 0)
+        return -1;
+    unlink(path);
+    if (write(file_fd, big, SMALL_SIZE) != (ssize_t)SMALL_SIZE)
+        return -1;
     log_set_level(LOG_ERROR); /* the refusals are expected */
     return 0;
 }
@@ -97,6 +107,9 @@ static int suite_clean(void)
 {
     free(big);
     big = NULL;
+    if (file_fd >= 0)
+        close(file_fd);
+    file_fd = -1;
     log_set_level(LOG_INFO);
     return 0;
 }
@@ -143,7 +156,7 @@ static int srv_frame(mux_t *m, const struct frame_hdr *h, const cJSON *meta, uin
         conn_close(mux_conn(m));
     } else if (stream != 0 && ms.npeers < ms.nbodies) {
         ms.peer[ms.npeers++] = (struct peer){.id = stream};
-        CU_ASSERT_EQUAL(h->body_len, ms.size);
+        CU_ASSERT_EQUAL(h->body_len, ms.size + (ms.npeers == 1 ? ms.file_extra : 0));
     } else if (stream != 0) { /* the hostile client's: no credit beyond the window */
         CU_ASSERT_EQUAL(mux_hold(m, stream), 0);
     }
@@ -261,8 +274,13 @@ static void cli_open(conn_t *c)
     CU_ASSERT_EQUAL(mux_new(&ms.cli_mux, c, MUX_DIALLER, 0, &srv_handlers, NULL), 0);
     for (int i = 0; i < ms.nbodies; i++) {
         uint32_t id = 0;
-        CU_ASSERT_EQUAL(
-            mux_send_buf(ms.cli_mux, FRAME_WORK, NULL, big, ms.size, body_done, NULL, &id), 0);
+        int rc;
+        if (i == 0 && ms.first_from_file)
+            rc = mux_send_file(ms.cli_mux, FRAME_XFER_START, NULL, file_fd, 0,
+                               ms.size + ms.file_extra, body_done, NULL, &id);
+        else
+            rc = mux_send_buf(ms.cli_mux, FRAME_WORK, NULL, big, ms.size, body_done, NULL, &id);
+        CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT_EQUAL(id, 1u + 2u * (uint32_t)i);
     }
     CU_ASSERT_EQUAL(ms.dones, 0); /* never inside the call */
@@ -385,12 +403,13 @@ static void scene_run(const struct conn_handlers *h)
     ring_destroy(ms.ring);
 }
 
-static void scene_bodies(int n, uint64_t size, bool hold_second)
+static void scene_bodies(int n, uint64_t size, bool hold_second, bool from_file)
 {
     memset(&ms, 0, sizeof ms);
     ms.nbodies = n;
     ms.size = size;
     ms.hold_second = hold_second;
+    ms.first_from_file = from_file;
     scene_run(&h_cli);
     CU_ASSERT_EQUAL(ms.dones, n);
     CU_ASSERT_EQUAL(ms.done_err, 0);
@@ -407,7 +426,7 @@ static void scene_bodies(int n, uint64_t size, bool hold_second)
 
 static void test_small_frames_pass_a_body(void)
 {
-    scene_bodies(1, BIG_SIZE, false);
+    scene_bodies(1, BIG_SIZE, false, false);
     fprintf(stderr, "[%u small frames, %u during the body, longest wait %llu ms] ", ms.seq_got,
             ms.seq_during, (unsigned long long)ms.tick_max_ms);
     CU_ASSERT(ms.seq_during >= 3);
@@ -416,18 +435,42 @@ static void test_small_frames_pass_a_body(void)
 
 static void test_streams_interleave(void)
 {
-    scene_bodies(2, SMALL_SIZE, false);
-    fprintf(stderr, "[%d switches] ", ms.switches);
+    scene_bodies(2, SMALL_SIZE, false, false);
     /* Round-robin: the two bodies alternate chunk by chunk. */
     CU_ASSERT(ms.switches >= (int)(SMALL_SIZE / FRAME_CHUNK_MAX / 2));
 }
 
 static void test_held_stream_stalls_alone(void)
 {
-    scene_bodies(2, SMALL_SIZE, true);
+    scene_bodies(2, SMALL_SIZE, true, false);
     /* While held, the second stream got its first window and no more. */
     CU_ASSERT_EQUAL(ms.held_at_end, FRAME_WINDOW);
     CU_ASSERT_EQUAL(ms.held_later, FRAME_WINDOW);
+}
+
+static void test_file_beside_buffer(void)
+{
+    scene_bodies(2, SMALL_SIZE, false, true);
+    CU_ASSERT(ms.switches >= 2); /* the two were in flight together */
+}
+
+/* A file shorter than announced: its sender learns why, the connection
+ * ends, and the receiver's stream ends with it. */
+static void test_short_file(void)
+{
+    memset(&ms, 0, sizeof ms);
+    ms.nbodies = 1;
+    ms.size = SMALL_SIZE;
+    ms.file_extra = 1000;
+    ms.first_from_file = true;
+    scene_run(&h_cli);
+    CU_ASSERT_EQUAL(ms.dones, 1);
+    CU_ASSERT_EQUAL(ms.done_err, -EIO);
+    CU_ASSERT_EQUAL_FATAL(ms.npeers, 1);
+    CU_ASSERT_EQUAL(ms.peer[0].got, SMALL_SIZE);
+    CU_ASSERT_EQUAL(ms.peer[0].bad, 0);
+    CU_ASSERT_EQUAL(ms.peer[0].ends, 1);
+    CU_ASSERT_EQUAL(ms.peer[0].end_err, -EPIPE);
 }
 
 /* ---- protocol violations ---- */
@@ -499,5 +542,7 @@ void suite_mux(void)
     CU_add_test(s, "small frames pass a 64 MiB body", test_small_frames_pass_a_body);
     CU_add_test(s, "two bodies interleave", test_streams_interleave);
     CU_add_test(s, "a held stream stalls alone", test_held_stream_stalls_alone);
+    CU_add_test(s, "a file body beside a buffer", test_file_beside_buffer);
+    CU_add_test(s, "a file shorter than announced", test_short_file);
     CU_add_test(s, "stream rules broken are refused", test_violations);
 }
