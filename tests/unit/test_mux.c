@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WATCHDOG_MS  2000
+#define WATCHDOG_MS  10000
 #define DRAIN_MS     20
 #define BIG_SIZE     (64u << 20)
 #define SMALL_SIZE   (4u << 20)
@@ -51,6 +51,7 @@ struct mscene {
     bool first_from_file; /* the first body comes from file_fd */
     uint64_t file_extra;  /* asked of the file beyond its end */
     int dones, done_err;  /* done callbacks, and the last err */
+    int refused, resent;  /* sends refused with -EAGAIN, and sent again from a done */
     uint32_t seq_sent;    /* small frames sent */
     /* receiver */
     struct peer peer[STREAMS_TEST];
@@ -154,7 +155,7 @@ static int srv_frame(mux_t *m, const struct frame_hdr *h, const cJSON *meta, uin
         tick_got(meta);
     } else if (h->type == FRAME_BYE) {
         conn_close(mux_conn(m));
-    } else if (stream != 0 && ms.npeers < ms.nbodies) {
+    } else if (stream != 0 && ms.npeers < ms.nbodies && ms.npeers < STREAMS_TEST) {
         ms.peer[ms.npeers++] = (struct peer){.id = stream};
         CU_ASSERT_EQUAL(h->body_len, ms.size + (ms.npeers == 1 ? ms.file_extra : 0));
     } else if (stream != 0) { /* the hostile client's: no credit beyond the window */
@@ -263,6 +264,10 @@ static void body_done(mux_t *m, void *arg, int err)
     (void)arg;
     ms.dones++;
     ms.done_err = err;
+    if (ms.resent < ms.refused) { /* this done freed a slot */
+        ms.resent++;
+        CU_ASSERT_EQUAL(mux_send_buf(m, FRAME_WORK, NULL, big, ms.size, body_done, NULL, NULL), 0);
+    }
     if (ms.dones == ms.nbodies && err == 0) {
         send_tick(); /* one behind the last chunk, so that the check sees it */
         CU_ASSERT_EQUAL(mux_send(m, FRAME_BYE, NULL), 0);
@@ -280,6 +285,10 @@ static void cli_open(conn_t *c)
                                ms.size + ms.file_extra, body_done, NULL, &id);
         else
             rc = mux_send_buf(ms.cli_mux, FRAME_WORK, NULL, big, ms.size, body_done, NULL, &id);
+        if (rc == -EAGAIN) {
+            ms.refused++;
+            continue;
+        }
         CU_ASSERT_EQUAL(rc, 0);
         CU_ASSERT_EQUAL(id, 1u + 2u * (uint32_t)i);
     }
@@ -454,6 +463,19 @@ static void test_file_beside_buffer(void)
     CU_ASSERT(ms.switches >= 2); /* the two were in flight together */
 }
 
+/* Past FRAME_STREAMS_MAX a send is refused until a done frees a slot. */
+static void test_streams_limit(void)
+{
+    memset(&ms, 0, sizeof ms);
+    ms.nbodies = FRAME_STREAMS_MAX + 1;
+    ms.size = 1000;
+    scene_run(&h_cli);
+    CU_ASSERT_EQUAL(ms.refused, 1);
+    CU_ASSERT_EQUAL(ms.resent, 1);
+    CU_ASSERT_EQUAL(ms.dones, FRAME_STREAMS_MAX + 1);
+    CU_ASSERT_EQUAL(ms.done_err, 0);
+}
+
 /* A file shorter than announced: its sender learns why, the connection
  * ends, and the receiver's stream ends with it. */
 static void test_short_file(void)
@@ -543,6 +565,7 @@ void suite_mux(void)
     CU_add_test(s, "two bodies interleave", test_streams_interleave);
     CU_add_test(s, "a held stream stalls alone", test_held_stream_stalls_alone);
     CU_add_test(s, "a file body beside a buffer", test_file_beside_buffer);
+    CU_add_test(s, "past 16 streams a send waits for a done", test_streams_limit);
     CU_add_test(s, "a file shorter than announced", test_short_file);
     CU_add_test(s, "stream rules broken are refused", test_violations);
 }
