@@ -42,6 +42,7 @@ struct mux_out {        /* a stream this side sends */
     uint64_t sent;    /* handed to mux_out */
     uint64_t window;  /* bytes the peer lets us send still */
     unsigned pending; /* chunks handed to mux_out whose done has not run */
+    int err;          /* the first chunk that failed: no more are sent */
     mux_done_fn done;
     void *arg;
 };
@@ -73,11 +74,13 @@ struct mux {
     struct ring_op read_op;  /* the one file read */
     struct mux_out *reading; /* the file stream whose chunk is in fbuf */
     uint8_t *fbuf;           /* FRAME_CHUNK_MAX bytes, from the first file on */
+    unsigned pending;        /* chunks conn holds, over all streams */
     bool kick_busy, read_busy;
-    bool dead; /* mux_free() came; freed once no operation is in flight */
+    bool dead; /* mux_free() came; freed once nothing is in flight */
 };
 
 static void mux_pump(mux_t *m);
+static void mux_maybe_free(mux_t *m);
 
 /* ---- output ---- */
 
@@ -115,16 +118,25 @@ static void stream_finish(mux_t *m, struct mux_out *s, int err)
     done(m, arg, err);
 }
 
+/* A slot is reused only once conn holds none of its chunks: until then
+ * their done callbacks point at it. */
 static void chunk_done(conn_t *c, void *arg, int err)
 {
     (void)c;
     struct mux_out *s = arg;
     mux_t *m = s->m;
     s->pending--;
+    m->pending--;
     if (s->buf == NULL)
         m->reading = NULL; /* fbuf is free again */
-    if (err < 0 || (s->sent == s->len && s->pending == 0))
-        stream_finish(m, s, err);
+    if (m->dead) {
+        mux_maybe_free(m);
+        return;
+    }
+    if (err < 0 && s->err == 0)
+        s->err = err;
+    if (s->pending == 0 && (s->err < 0 || s->sent == s->len))
+        stream_finish(m, s, s->err);
 }
 
 /* One chunk: its header, then its bytes. s may be finished when this returns. */
@@ -136,15 +148,18 @@ static int send_chunk(mux_t *m, struct mux_out *s, const uint8_t *p, size_t n)
     s->sent += n;
     s->window -= n;
     s->pending++;
+    m->pending++;
     rc = mux_out(m, p, n, chunk_done, s);
-    if (rc < 0)
+    if (rc < 0) {
         s->pending--;
+        m->pending--;
+    }
     return rc;
 }
 
 static bool out_ready(const mux_t *m, const struct mux_out *s)
 {
-    if (s->id == 0 || s->window == 0 || s->sent == s->len)
+    if (s->id == 0 || s->err < 0 || s->window == 0 || s->sent == s->len)
         return false;
     return s->buf != NULL || (m->reading == NULL && !m->read_busy);
 }
@@ -190,7 +205,7 @@ static void mux_pump(mux_t *m)
 
 static void mux_maybe_free(mux_t *m)
 {
-    if (m->dead && !m->kick_busy && !m->read_busy) {
+    if (m->dead && !m->kick_busy && !m->read_busy && m->pending == 0) {
         free(m->fbuf);
         free(m);
     }
