@@ -2,7 +2,12 @@
 #
 # `make` first installs missing Debian packages (scripts/deps.sh), then builds
 # in a second make so that pkg-config is only asked once it can answer.
-# `make test` rebuilds with -Werror and runs every CUnit suite and system test.
+# `make test` builds with -Werror and runs every CUnit suite and system test.
+# Each flavour of object has its own folder: build/obj/ for `make`,
+# build/obj-werror/ for `make test` (-Werror changes no code, only whether a
+# warning stops the build, and the binaries in build/ are linked from
+# whichever flavour built last), so switching between the two never
+# recompiles what the other built.
 # `make asan` runs the same suite built with ASan + UBSan in build-asan/,
 # `make tsan` with ThreadSanitizer in build-tsan/.
 
@@ -15,6 +20,13 @@ WERROR  ?=
 SAN     ?=
 PKGS     = openssl libcjson liburing
 
+# The version `convoy --version` prints, defined here only: git describe in a
+# checkout, else VERSION_FALLBACK (a source tree without its history).
+VERSION_FALLBACK = 0.0-unknown
+ifeq ($(origin VERSION),undefined)
+VERSION := $(or $(shell git describe --always --dirty 2>/dev/null),$(VERSION_FALLBACK))
+endif
+
 CFLAGS_ALL = $(OPT) -g -Wall -Wextra $(WERROR) $(SAN) -std=gnu11 -D_GNU_SOURCE -pthread \
              -Iinclude $(shell pkg-config --cflags $(PKGS) cunit) $(CFLAGS)
 LDLIBS_ALL = $(SAN) -pthread $(shell pkg-config --libs $(PKGS)) -lm $(LDLIBS)
@@ -25,10 +37,11 @@ CLI_SRC  := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/common/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c) $(TEST_SRC)
 SYS_SRC  := $(wildcard tests/system/*.c) $(TEST_SRC)
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
-CLI_OBJ  := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
-UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
-SYS_OBJ  := $(SYS_SRC:%.c=$(BUILD)/obj/%.o)
+OBJ      := $(BUILD)/obj$(if $(WERROR),-werror)
+LIB_OBJ  := $(LIB_SRC:%.c=$(OBJ)/%.o)
+CLI_OBJ  := $(CLI_SRC:%.c=$(OBJ)/%.o)
+UNIT_OBJ := $(UNIT_SRC:%.c=$(OBJ)/%.o)
+SYS_OBJ  := $(SYS_SRC:%.c=$(OBJ)/%.o)
 SOURCES  := $(wildcard include/convoy/*.h src/*/*.c src/*/*.h tests/*/*.c tests/*/*.h bench/*.c)
 
 .PHONY: all deps binaries test test-run asan tsan demo format check-format clean bench fuzz
@@ -42,18 +55,25 @@ deps:
 
 binaries: $(BUILD)/convoy $(BUILD)/unit_tests $(BUILD)/system_tests
 
-# Objects depend on the flags they were built with, so that switching between
-# `make`, `make test` (-Werror) and sanitizer builds never mixes objects.
-$(BUILD)/.flags: FORCE
-	@mkdir -p $(BUILD)
+# Objects also depend on the flags they were built with, so that a change of
+# OPT, CFLAGS or compiler rebuilds them.
+$(OBJ)/.flags: FORCE
+	@mkdir -p $(OBJ)
 	@echo '$(CC) $(CFLAGS_ALL)' | cmp -s - $@ || echo '$(CC) $(CFLAGS_ALL)' > $@
 FORCE:
 
 # Micro-kernels for one instruction set live in files named after it.
-$(BUILD)/obj/%_avx2.o: CFLAGS_ALL += -mavx2 -mfma
-$(BUILD)/obj/%_avx512.o: CFLAGS_ALL += -mavx512f -mavx512vl -mavx512dq -mfma
+$(OBJ)/%_avx2.o: CFLAGS_ALL += -mavx2 -mfma
+$(OBJ)/%_avx512.o: CFLAGS_ALL += -mavx512f -mavx512vl -mavx512dq -mfma
 
-$(BUILD)/obj/%.o: %.c $(BUILD)/.flags
+# Only main.c sees the version, so that a new one rebuilds one object.
+$(BUILD)/.version: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(OBJ)/src/cli/main.o: CFLAGS_ALL += -DCONVOY_VERSION='"$(VERSION)"'
+$(OBJ)/src/cli/main.o: $(BUILD)/.version
+
+$(OBJ)/%.o: %.c $(OBJ)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -102,4 +122,4 @@ clean:
 
 -include bench/bench.mk
 -include tests/fuzz/fuzz.mk
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -126,7 +126,8 @@ static void rcv_close(conn_t *c, int reason)
     ring_stop(rcv.ring);
 }
 
-static const struct conn_handlers rcv_conn = {rcv_open, rcv_data, rcv_drain, rcv_close};
+static const struct conn_handlers rcv_conn = {
+    .on_open = rcv_open, .on_data = rcv_data, .on_drain = rcv_drain, .on_close = rcv_close};
 
 static void on_accept(conn_t *c, void *arg)
 {
@@ -150,15 +151,16 @@ static void send_beat(void)
     cJSON_Delete(meta);
 }
 
-static void beat_fired(struct ring_op *op, int res, uint32_t flags)
+static void beat_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     if (body_done || snd.m == NULL)
         return;
     send_beat();
     beat_due += BEAT_MS * 1000;
     uint64_t now = now_us();
-    ring_timer_arm(snd.ring, &beat, beat_due > now ? (beat_due - now + 999) / 1000 : 0);
+    ring_timer_start(snd.ring, &beat, beat_due > now ? (beat_due - now + 999) / 1000 : 0,
+                     beat_fired);
 }
 
 static void body_sent(mux_t *m, void *arg, int err)
@@ -183,7 +185,7 @@ static void snd_open(conn_t *c)
         return;
     }
     beat_due = now_us() + BEAT_MS * 1000;
-    ring_timer_arm(snd.ring, &beat, BEAT_MS);
+    ring_timer_start(snd.ring, &beat, BEAT_MS, beat_fired);
 }
 
 static ssize_t snd_data(conn_t *c, const uint8_t *data, size_t len)
@@ -208,7 +210,8 @@ static void snd_close(conn_t *c, int reason)
     ring_stop(snd.ring);
 }
 
-static const struct conn_handlers snd_conn = {snd_open, snd_data, snd_drain, snd_close};
+static const struct conn_handlers snd_conn = {
+    .on_open = snd_open, .on_data = snd_data, .on_drain = snd_drain, .on_close = snd_close};
 
 /* ---- main ---- */
 
@@ -268,7 +271,6 @@ static int run(void)
         fprintf(stderr, "bench_frames: cannot listen or dial on loopback\n");
         return -1;
     }
-    beat.op.cb = beat_fired;
     pthread_t t;
     if (pthread_create(&t, NULL, run_ring, &rcv) != 0)
         return -1;

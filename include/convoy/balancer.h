@@ -32,6 +32,7 @@ struct bal_opts {
     unsigned threads;       /* I/O threads; 0 = 1 */
     uint32_t heartbeat_ms;  /* told to servers in WELCOME */
     uint32_t dead_after_ms; /* silence after which a server is down */
+    uint32_t max_conns;     /* control connections at once (all threads); 0 = what nofile allows */
 };
 
 /* Copies the state of the balancer whose state name is `state` (on this

@@ -1,17 +1,24 @@
 /*
  * conn — a byte stream on a ring, plain or TLS, with bounded buffers.
  *
- * A connection moves bytes; protocols (HTTP, frames) sit on top through four
- * callbacks. Writing a small message and streaming a large body are the same
- * act: conn_write() queues bytes, and when the queue has gone above the
- * high-water mark on_drain() says when to write more; conn_send_file()
- * streams a file region through the ring without the caller's help.
- * Reading is symmetric: on_data() consumes what it can, and conn_pause()
- * stops reading while a slow consumer catches up.
+ * A connection moves bytes; protocols (HTTP, frames) sit on top through a
+ * few callbacks. Sending is one ordered queue fed three ways: conn_write()
+ * copies small messages, conn_send_buf() streams memory the caller owns
+ * without copying it, conn_send_file() streams a file region through the
+ * ring; whatever is queued goes out in the order it was queued, and
+ * on_drain() says when the queue has gone down again. Reading is
+ * symmetric: on_data() consumes what it can, conn_pause() stops reading
+ * while a slow consumer catches up.
+ *
+ * Callbacks keep one contract: each runs from the loop, never inside the
+ * call that caused it (a resume, a send or a close never re-enters the
+ * caller's handler on its own stack), and every completion callback runs
+ * exactly once, whatever happens to the connection.
  *
  * Every connection has an idle timeout and an optional absolute deadline
  * (for a request's headers, a TLS handshake). A connection belongs to the
- * ring (thread) that made it; none of this is thread-safe.
+ * ring (thread) that made it; none of this is thread-safe. Other threads
+ * name a connection by its conn_ref_t, never by pointer.
  */
 #ifndef CONVOY_CONN_H
 #define CONVOY_CONN_H
@@ -27,24 +34,37 @@
 typedef struct conn conn_t;
 typedef struct conn_listener conn_listener_t;
 
-#define CONN_HIGH_WATER (256u * 1024) /* on_drain once the queue falls below ... */
+/* A connection's name that outlives it: conn_get() gives the connection
+ * back while it lives and NULL after, even if the memory was reused. */
+typedef uint64_t conn_ref_t;
+
+#define CONN_HIGH_WATER (256u * 1024) /* on_drain once conn_queued() falls below ... */
 #define CONN_LOW_WATER  (64u * 1024)  /* ... this, after having gone above the former */
-#define CONN_IN_MAX     (256u * 1024) /* unconsumed input kept before giving up */
+#define CONN_IN_MAX     (256u * 1024) /* default limit of unconsumed input */
 
 struct conn_handlers {
     /* Ready: TLS handshake done (tls_peer_name is known), or TCP connected. */
     void (*on_open)(conn_t *c);
-    /* Plaintext arrived. Return how many bytes were consumed (the rest is
-     * offered again with what follows), or a negative reason to close. */
+    /* Plaintext arrived. Return how many bytes were consumed, or a negative
+     * reason to close. What is left is offered again, at the head of the
+     * next offer, with what follows: a parser that keeps its own position
+     * need not scan it twice. */
     ssize_t (*on_data)(conn_t *c, const uint8_t *data, size_t len);
-    /* The output queue fell below CONN_LOW_WATER after exceeding
+    /* conn_queued() fell below CONN_LOW_WATER after exceeding
      * CONN_HIGH_WATER. May be NULL. */
     void (*on_drain)(conn_t *c);
+    /* The peer finished sending (TCP FIN, or TLS close_notify); the
+     * connection stays open for writing until conn_close(), so an answer
+     * produced later still goes out. May be NULL: the connection then
+     * closes as soon as what is queued has been sent. */
+    void (*on_eof)(conn_t *c);
     /* Closed: reason 0 when either side closed cleanly (with TLS, the peer's
      * close_notify came first), -ECONNRESET when a TLS stream just ended,
-     * else -errno, TLS_E* or on_data's negative value (-EINVAL if on_data
-     * claimed more bytes than it was offered). Called exactly once, for every connection
-     * (also one whose handshake failed); the connection is freed after it. */
+     * -ETIMEDOUT (idle or deadline), -EUSERS (evicted to make room, see
+     * conn_trust), else -errno, TLS_E* or on_data's negative value (-EINVAL
+     * if on_data claimed more bytes than it was offered). Called exactly
+     * once, for every connection (also one whose handshake failed), after
+     * every pending send's done; the connection is freed after it. */
     void (*on_close)(conn_t *c, int reason);
 };
 
@@ -53,6 +73,8 @@ struct conn_opts {
     const char *expect_peer; /* outgoing TLS: required peer common name, or NULL */
     uint32_t idle_ms;        /* close after this long without traffic; 0 = never */
     uint32_t handshake_ms;   /* deadline for TCP connect + TLS handshake; 0 = 10 s */
+    uint32_t in_max;         /* unconsumed input kept before giving up; 0 = CONN_IN_MAX */
+    uint32_t max_conns;      /* listener: connections at once; 0 = what RLIMIT_NOFILE allows */
 };
 
 /*
@@ -60,7 +82,12 @@ struct conn_opts {
  * connection with the given handlers for every client. on_accept(c, arg)
  * runs first so the owner can attach its state (conn_set_udata). Several
  * rings may listen on one address; the kernel spreads clients among them.
- * Returns 0 or -errno.
+ *
+ * With max_conns connections open, a new client evicts the oldest one not
+ * yet trusted (conn_trust) — a flood of silent connections costs the
+ * flooder, not the peers that proved themselves — or is refused when all
+ * are trusted. When the process runs out of descriptors, accepting pauses
+ * with a growing backoff instead of spinning. Returns 0 or -errno.
  */
 int conn_listen(conn_listener_t **out, ring_t *r, const struct net_addr *addr,
                 const struct conn_opts *opts, const struct conn_handlers *h,
@@ -69,7 +96,11 @@ int conn_listen(conn_listener_t **out, ring_t *r, const struct net_addr *addr,
 /* The bound address (with the real port). */
 const struct net_addr *conn_listener_addr(const conn_listener_t *l);
 
-/* Stops accepting and frees the listener (after its accept completes). */
+/* Connections open on the listener now. */
+unsigned conn_listener_count(const conn_listener_t *l);
+
+/* Stops accepting and frees the listener (after its accept completes).
+ * Its connections live on. */
 void conn_listener_close(conn_listener_t *l);
 
 /*
@@ -80,27 +111,44 @@ void conn_listener_close(conn_listener_t *l);
 int conn_connect(conn_t **out, ring_t *r, const struct net_addr *addr, const struct conn_opts *opts,
                  const struct conn_handlers *h, void *udata);
 
-/* Queues len bytes (copied). Before on_open they wait for the handshake.
- * 0, -ENOMEM, -EPIPE once closing, or -EBUSY while a file is streaming. */
+/* Ends a send: err 0 once its bytes are queued as output (the caller's
+ * memory or file is no longer needed), or err < 0 when they can no longer
+ * leave (the connection closed first: its close reason, or -EPIPE). */
+typedef void (*conn_done_fn)(conn_t *c, void *arg, int err);
+
+/* Queues len bytes (copied) after everything queued before. Before on_open
+ * they wait for the handshake. 0, -ENOMEM, or -EPIPE once closing. */
 int conn_write(conn_t *c, const void *data, size_t len);
 
 /*
- * Streams len bytes of fd from offset off after what is queued, reading
- * through the ring, never more than the high-water mark ahead of the
- * network. done(c, err) runs when the last byte is queued (err 0) or the
- * read failed (-errno; the connection is then closed). The caller keeps fd
- * open until done. Returns 0, or -EBUSY while another stream runs.
+ * Queues len bytes of the caller's memory, which must stay valid and
+ * unchanged until done(c, arg, err) runs. Plain TCP sends them from there;
+ * TLS encrypts them from there into the output as the network takes it
+ * (never more than the high-water mark ahead). done runs once, from the
+ * loop. 0, or -EPIPE once closing (done does not run then).
  */
-int conn_send_file(conn_t *c, int fd, uint64_t off, uint64_t len, void (*done)(conn_t *c, int err));
+int conn_send_buf(conn_t *c, const void *p, size_t len, conn_done_fn done, void *arg);
 
-/* Bytes queued and not yet sent. */
+/*
+ * Queues len bytes of fd from offset off, read through the ring never more
+ * than the high-water mark ahead of the network. The caller keeps fd open
+ * until done(c, arg, err), which runs once, from the loop: err 0 when the
+ * last byte is queued, -errno when the read failed (the connection is then
+ * closed) or when the connection closed first. 0, or -EPIPE once closing
+ * (done does not run then).
+ */
+int conn_send_file(conn_t *c, int fd, uint64_t off, uint64_t len, conn_done_fn done, void *arg);
+
+/* Bytes queued and not yet sent, counting caller buffers of
+ * conn_send_buf() (file regions count once read). */
 size_t conn_queued(const conn_t *c);
 
-/* Stops and restarts delivering on_data (backpressure toward the peer). */
+/* Stops and restarts delivering on_data (backpressure toward the peer).
+ * What resume releases is delivered from the loop, soon after. */
 void conn_pause(conn_t *c);
 void conn_resume(conn_t *c);
 
-/* Closes after everything queued has been sent (TLS: after close_notify). */
+/* Closes after everything queued has been sent (TLS: then close_notify). */
 void conn_close(conn_t *c);
 
 /* Closes now, dropping what is queued; on_close gets reason. */
@@ -109,9 +157,23 @@ void conn_abort(conn_t *c, int reason);
 /* Closes the connection if it is still open ms from now; 0 clears. */
 void conn_set_deadline(conn_t *c, uint32_t ms);
 
+/* Sets the limit of unconsumed input (e.g. raised once a peer logged in). */
+void conn_set_in_max(conn_t *c, uint32_t max);
+
+/* The peer has proven itself (authenticated): never evicted to make room
+ * for a new connection. */
+void conn_trust(conn_t *c);
+
 void conn_set_udata(conn_t *c, void *udata);
 void *conn_udata(const conn_t *c);
 ring_t *conn_ring(const conn_t *c);
+
+/* The connection's lasting name (see conn_ref_t); never 0. */
+conn_ref_t conn_ref(conn_t *c);
+
+/* The connection named ref, or NULL once it has closed. Only on the ring
+ * (thread) the connection belongs to. */
+conn_t *conn_get(conn_ref_t ref);
 
 /* A close reason (on_close's) in words: "closed", "shutting down" (the
  * -ESHUTDOWN owners abort with when they stop), "peer certificate
@@ -121,7 +183,7 @@ const char *conn_reason_str(int reason);
 /* The verified peer certificate's common name, or NULL (plain, or not yet). */
 const char *conn_peer_name(const conn_t *c);
 
-/* "HOST:PORT" of the peer. */
-const char *conn_peer_addr(const conn_t *c);
+/* "HOST:PORT" of the peer (looked up when first asked). */
+const char *conn_peer_addr(conn_t *c);
 
 #endif

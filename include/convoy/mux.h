@@ -11,9 +11,9 @@
  * the bytes; a consumer that holds its credit stalls its own stream and
  * nothing else. The wire rules are in docs/protocol-frames.md.
  *
- * The mux never copies or buffers a body: the sender's bytes stay in the
- * caller's buffer (or file) until handed to conn, the receiver's go to
- * on_body as pointers into what conn delivered.
+ * The mux never copies or buffers a body: the sender's chunks go to conn as
+ * the caller's own memory or file region (conn_send_buf, conn_send_file),
+ * the receiver's go to on_body as pointers into what conn delivered.
  *
  * The owner keeps its own conn handlers and calls in from them: mux_feed()
  * from on_data, mux_drain() from on_drain, mux_free() from on_close. Create
@@ -52,9 +52,11 @@ struct mux_handlers {
     int (*on_end)(mux_t *m, uint32_t stream, int err);
 };
 
-/* The sender's callback: the body's last byte was handed to conn (err 0),
- * or the connection ended first (-EPIPE) or a file read failed (-errno).
- * Runs exactly once per stream, never inside the call that started it. */
+/* The sender's callback: conn no longer needs the body (err 0: every byte
+ * is queued as output), or it could not all go: the connection ended first
+ * (its close reason, or -EPIPE), or a file read failed (-errno; -EIO for a
+ * file that ended early), which closes the connection. Runs exactly once
+ * per stream, from the loop, never inside the call that started it. */
 typedef void (*mux_done_fn)(mux_t *m, void *arg, int err);
 
 /*
@@ -67,11 +69,9 @@ int mux_new(mux_t **out, conn_t *c, enum mux_side side, uint64_t body_max,
 
 /*
  * From the connection's on_close: every stream still sending gets
- * done(-EPIPE) and every stream still receiving on_end(-EPIPE), here (a file
- * stream with a read in flight: when the read completes, so that its fd
- * stays open until then); then the mux is freed, once its own ring
- * operations have completed. Do not start streams from those callbacks.
- * NULL is a no-op.
+ * done(-EPIPE) and every stream still receiving on_end(-EPIPE), here; then
+ * the mux is freed (conn has run the done of every chunk it held before
+ * on_close). Do not start streams from those callbacks. NULL is a no-op.
  */
 void mux_free(mux_t *m);
 
@@ -103,11 +103,9 @@ int mux_send(mux_t *m, enum frame_type type, const cJSON *meta);
 int mux_send_buf(mux_t *m, enum frame_type type, const cJSON *meta, const void *body, uint64_t len,
                  mux_done_fn done, void *arg, uint32_t *stream);
 
-/* As mux_send_buf, the body being len bytes of fd from offset off, read
- * through the ring one chunk at a time. The caller keeps fd open until done;
- * a failed or short read closes the connection (what was queued still goes
- * out first), and done gets the read's error, or -EIO for a file that ended
- * early. */
+/* As mux_send_buf, the body being len bytes of fd from offset off, handed
+ * to conn one chunk at a time (plain TCP splices it, TLS reads and encrypts
+ * it). The caller keeps fd open until done. */
 int mux_send_file(mux_t *m, enum frame_type type, const cJSON *meta, int fd, uint64_t off,
                   uint64_t len, mux_done_fn done, void *arg, uint32_t *stream);
 

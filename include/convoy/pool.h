@@ -3,7 +3,11 @@
  *
  * For CPU work the I/O threads must not do themselves: hashing, matrix
  * kernels, disk scans. Workers never touch loop or connection state; a task
- * that has a result for a loop hands it over with ring_post().
+ * that has a result (or a large buffer) for a loop hands it over with
+ * ring_post(), and with ring_post_wait() when the loop's queue is full.
+ * Workers run with every asynchronous signal blocked (SIGTERM, SIGINT and
+ * SIGHUP reach the ring's signalfd, never a worker), whatever the creating
+ * thread had blocked.
  */
 #ifndef CONVOY_POOL_H
 #define CONVOY_POOL_H
@@ -21,10 +25,12 @@ typedef void (*pool_fn)(void *arg);
 int pool_create(pool_t **out, unsigned nthreads, unsigned capacity);
 
 /* Queues fn(arg); blocks while the queue is full. 0, or -ESHUTDOWN once
- * pool_destroy() has begun. */
+ * pool_destroy() has begun. For threads that may wait; never an I/O thread. */
 int pool_submit(pool_t *p, pool_fn fn, void *arg);
 
-/* As pool_submit() but returns -EAGAIN instead of waiting. */
+/* As pool_submit() but returns -EAGAIN at once instead of waiting. What an
+ * I/O thread uses: on -EAGAIN it keeps the work (or refuses the request
+ * that asked for it) and tries again later, so that its loop never blocks. */
 int pool_try_submit(pool_t *p, pool_fn fn, void *arg);
 
 /*

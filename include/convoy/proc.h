@@ -1,7 +1,8 @@
 /*
  * proc — child processes for the demo, the load generator and the system
  * tests: start one with its stderr in a log file, signal it, wait for it
- * with a time limit. Only processes started here are ever signalled.
+ * with a time limit. Only processes started here are ever signalled. And
+ * the daemon's own descriptor limit.
  */
 #ifndef CONVOY_PROC_H
 #define CONVOY_PROC_H
@@ -22,6 +23,11 @@ int proc_wait(pid_t pid, uint32_t timeout_ms, int *status);
 /* SIGTERM, then SIGKILL after grace_ms; reaps it. Returns the waitpid
  * status, or -errno. */
 int proc_stop(pid_t pid, uint32_t grace_ms);
+
+/* Raises this process's RLIMIT_NOFILE soft limit to its hard limit, so a
+ * daemon takes as many connections as its operator allows. Returns the
+ * limit now in force, or -errno. */
+long proc_raise_nofile(void);
 
 /* The path of the running executable (for spawning convoy itself). */
 const char *proc_self_exe(void);

@@ -15,6 +15,7 @@
 #include "convoy/log.h"
 #include "convoy/membership.h"
 #include "convoy/net.h"
+#include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/shm.h"
 #include "convoy/tls.h"
@@ -27,7 +28,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define HELLO_DEADLINE_MS 5000u /* from accept to HELLO */
+#define HELLO_DEADLINE_MS 5000u                            /* from accept to HELLO */
+#define CTL_IN_MAX        (FRAME_HDR_LEN + FRAME_META_MAX) /* one whole frame, no body */
+#define NOFILE_RESERVE    64u /* descriptors kept for everything but connections */
 
 struct balancer;
 
@@ -37,10 +40,9 @@ struct bal_thread {
     ring_t *ring;              /* this thread's loop */
     conn_listener_t *listener; /* its own socket on the control port */
     struct ring_timer sweep;   /* the silence sweep */
-    bool sweep_armed;
-    bool stopping;            /* shutdown posted: no new work */
-    struct session *sessions; /* this thread's control connections */
-    pthread_t tid;            /* 0 for the main thread */
+    bool stopping;             /* shutdown posted: no new work */
+    struct session *sessions;  /* this thread's control connections */
+    pthread_t tid;             /* 0 for the main thread */
 };
 
 /* One file server's control connection. */
@@ -62,6 +64,7 @@ struct balancer {
     struct bal_shared *shared; /* its data: change only under shm_lock */
     struct net_addr control;   /* with the real port once the first thread bound it */
     unsigned nthreads;
+    unsigned max_conns; /* over all threads */
     struct bal_thread *threads;
 };
 
@@ -114,6 +117,7 @@ static int on_hello(struct session *s, const cJSON *meta)
     }
     snprintf(s->name, sizeof s->name, "%s", cn);
     conn_set_deadline(s->c, 0);
+    conn_trust(s->c); /* a member: never evicted to make room for strangers */
     struct mbr_welcome w = {s->id, b->o->heartbeat_ms, b->o->dead_after_ms};
     cJSON *reply = mbr_welcome_json(&w);
     rc = reply ? ctl_send(s->c, FRAME_WELCOME, reply) : -ENOMEM;
@@ -208,7 +212,7 @@ static void session_open(conn_t *c)
 
 static void thread_maybe_stop(struct bal_thread *t)
 {
-    if (t->stopping && t->sessions == NULL && !t->sweep_armed)
+    if (t->stopping && t->sessions == NULL)
         ring_stop(t->ring);
 }
 
@@ -262,16 +266,9 @@ static void session_accept(conn_t *c, void *arg)
 
 static void sweep_arm(struct bal_thread *t);
 
-static void handle_sweep(struct ring_op *op, int res, uint32_t flags)
+static void handle_sweep(struct ring_timer *timer)
 {
-    (void)res;
-    (void)flags;
-    struct bal_thread *t = container_of(op, struct bal_thread, sweep.op);
-    t->sweep_armed = false;
-    if (t->stopping) {
-        thread_maybe_stop(t);
-        return;
-    }
+    struct bal_thread *t = container_of(timer, struct bal_thread, sweep);
     uint64_t now = ring_now_ms();
     for (struct session *s = t->sessions; s; s = s->next) {
         if (s->id == 0 || s->gone || now - s->last_seen <= t->b->o->dead_after_ms)
@@ -288,9 +285,7 @@ static void handle_sweep(struct ring_op *op, int res, uint32_t flags)
 static void sweep_arm(struct bal_thread *t)
 {
     uint32_t every = t->b->o->dead_after_ms / 4;
-    t->sweep.op.cb = handle_sweep;
-    t->sweep_armed = true;
-    ring_timer_arm(t->ring, &t->sweep, every < 50 ? 50 : every);
+    ring_timer_start(t->ring, &t->sweep, every < 50 ? 50 : every, handle_sweep);
 }
 
 /* ---- threads and shutdown ---- */
@@ -306,8 +301,7 @@ static void thread_shutdown(void *arg)
     t->listener = NULL;
     for (struct session *s = t->sessions; s; s = s->next)
         conn_abort(s->c, -ESHUTDOWN);
-    if (t->sweep_armed)
-        ring_cancel(t->ring, &t->sweep.op);
+    ring_timer_stop(t->ring, &t->sweep);
     thread_maybe_stop(t);
 }
 
@@ -335,7 +329,10 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
                   "convoy needs io_uring (Linux >= 5.19, kernel.io_uring_disabled=0)");
         return rc;
     }
-    struct conn_opts co = {.tls = b->tls, .handshake_ms = HELLO_DEADLINE_MS};
+    struct conn_opts co = {.tls = b->tls,
+                           .handshake_ms = HELLO_DEADLINE_MS,
+                           .in_max = CTL_IN_MAX,
+                           .max_conns = b->max_conns / b->nthreads};
     rc = conn_listen(&t->listener, t->ring, &b->control, &co, &session_handlers, session_accept, t);
     if (rc < 0) {
         char a[64];
@@ -438,16 +435,35 @@ bool bal_running(const struct bal_shared *s)
     return s->pid > 0 && (kill(s->pid, 0) == 0 || errno == EPERM);
 }
 
+/* Takes every descriptor the operator allows, and keeps connections within
+ * them, so a flood meets the cap (and eviction) instead of EMFILE. */
+static int bal_limits(struct balancer *b)
+{
+    long nofile = proc_raise_nofile();
+    if (nofile < 0) {
+        log_error("balancer", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
+        return -1;
+    }
+    unsigned fit = nofile > 2 * NOFILE_RESERVE ? (unsigned)(nofile - NOFILE_RESERVE) : 16u;
+    b->max_conns = b->o->max_conns && b->o->max_conns < fit ? b->o->max_conns : fit;
+    if (b->max_conns < b->nthreads)
+        b->max_conns = b->nthreads;
+    log_info("balancer", "event=limits nofile=%ld max_conns=%u", nofile, b->max_conns);
+    return 0;
+}
+
 int bal_run(const struct bal_opts *o)
 {
     struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1};
     char err[512];
     int status = 1;
-    if (net_addr_parse(o->control, &b.control) < 0) {
-        log_error("balancer", "event=bad_option control=\"%s\" err=\"expected HOST:PORT\"",
-                  o->control);
+    if (net_addr_parse_err(o->control, NET_LISTEN, &b.control, err, sizeof err) < 0) {
+        log_error("balancer", "event=bad_option option=--control value=\"%s\" err=\"%s\"",
+                  o->control, err);
         return 2;
     }
+    if (bal_limits(&b) < 0)
+        return 1;
     if (tls_ctx_new(&b.tls, TLS_SERVER, o->pki, o->name, true, err, sizeof err) < 0) {
         log_error("balancer", "event=tls_failed err=\"%s\"", err);
         return 1;

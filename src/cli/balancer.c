@@ -18,6 +18,8 @@ int cmd_balancer(int argc, char **argv)
                     "silence before a server is marked down (default 2000)", 20, 3600000),
         CLI_OPT_STR("state", &o.state, "NAME", "shared-memory state name (default: --name)", false),
         CLI_OPT_U32("threads", &o.threads, "N", "I/O threads (default 1)", 1, 64),
+        CLI_OPT_U32("max-conns", &o.max_conns, "N",
+                    "control connections at once (default: what the fd limit allows)", 1, 10000000),
         CLI_OPT_LOG_LEVEL,
     };
     const struct cli_cmd cmd = {

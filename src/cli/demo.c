@@ -34,6 +34,8 @@
 #define HEARTBEAT  "200"
 #define DEAD_AFTER "1000"
 
+#define SERVER_NAME_LEN sizeof "fs-2147483648" /* "fs%d" of any int */
+
 struct demo {
     char dir[PATH_MAX - 64];
     char state[64];
@@ -81,7 +83,7 @@ static int demo_prepare(struct demo *d)
         pki_issue(path, "balancer", ip, 1, NULL, 0, err, sizeof err) < 0)
         goto fail;
     for (int i = 0; i < NSERVERS; i++) {
-        char name[8], root[PATH_MAX];
+        char name[SERVER_NAME_LEN], root[PATH_MAX];
         snprintf(name, sizeof name, "fs%d", i + 1);
         if (pki_issue(path, name, ip, 1, NULL, 0, err, sizeof err) < 0)
             goto fail;
@@ -125,7 +127,7 @@ static pid_t start_balancer(struct demo *d)
 
 static pid_t start_server(struct demo *d, int i)
 {
-    char pki[PATH_MAX], root[PATH_MAX], name[8];
+    char pki[PATH_MAX], root[PATH_MAX], name[SERVER_NAME_LEN];
     snprintf(pki, sizeof pki, "%s/pki", d->dir);
     snprintf(name, sizeof name, "fs%d", i + 1);
     snprintf(root, sizeof root, "%s/data-%s", d->dir, name);

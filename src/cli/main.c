@@ -3,6 +3,11 @@
  */
 #include "cli.h"
 
+#ifndef CONVOY_VERSION
+#error "CONVOY_VERSION is defined by the Makefile (git describe)"
+#endif
+
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -13,11 +18,11 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"balancer", cmd_balancer, "track file servers and direct clients to them"},
-    {"fileserver", cmd_fileserver, "serve files and report to a balancer"},
+    {"balancer", cmd_balancer, "track file servers: who is up, and their load"},
+    {"fileserver", cmd_fileserver, "join a balancer and report a folder and its load"},
     {"status", cmd_status, "show the balancer's server table on this host"},
     {"pki", cmd_pki, "create the cluster CA and issue certificates"},
-    {"demo", cmd_demo, "run a balancer and file servers on loopback and show failover"},
+    {"demo", cmd_demo, "run a balancer and file servers on loopback through failures"},
 };
 
 static void usage(FILE *out)
@@ -25,6 +30,15 @@ static void usage(FILE *out)
     fprintf(out, "usage: convoy <command> [options]   (convoy <command> --help)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(out, "  %-11s %s\n", commands[i].name, commands[i].summary);
+    fprintf(out, "  %-11s %s\n", "version", "print convoy's version (also: convoy --version)");
+}
+
+static bool is_any(const char *arg, const char *const *names)
+{
+    for (; *names != NULL; names++)
+        if (strcmp(arg, *names) == 0)
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -33,9 +47,12 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (is_any(argv[1], (const char *const[]){"--help", "-h", "help", NULL})) {
         usage(stdout);
+        return 0;
+    }
+    if (is_any(argv[1], (const char *const[]){"--version", "version", NULL})) {
+        printf("convoy %s\n", CONVOY_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {

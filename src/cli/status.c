@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include "convoy/balancer.h"
+#include "convoy/log.h"
 #include "convoy/ring.h"
 
 #include <cjson/cJSON.h>
@@ -46,8 +47,24 @@ static uint64_t age(const struct snapshot *snap, uint64_t ms)
     return snap->now > ms ? snap->now - ms : 0;
 }
 
+/* A string from the segment, which peers wrote (a name, an address): read
+ * up to its field's size, escaped as the log escapes, so that neither the
+ * table nor the JSON carries a control byte or invalid UTF-8. */
+struct shown {
+    char s[4 * REG_ADDR_MAX + 1];
+};
+
+static const char *shown(struct shown *out, const char *field, size_t size)
+{
+    log_escape(out->s, sizeof out->s, field, strnlen(field, size));
+    return out->s;
+}
+
+#define SHOWN(buf, field) shown(buf, field, sizeof(field))
+
 static int print_json(const struct snapshot *snap)
 {
+    struct shown a, b;
     cJSON *root = cJSON_CreateObject();
     cJSON *bal = cJSON_AddObjectToObject(root, "balancer");
     cJSON *servers = cJSON_AddArrayToObject(root, "servers");
@@ -55,14 +72,14 @@ static int print_json(const struct snapshot *snap)
         goto fail;
     cJSON_AddBoolToObject(bal, "running", snap->running);
     cJSON_AddNumberToObject(bal, "pid", snap->running ? snap->s.pid : 0);
-    cJSON_AddStringToObject(bal, "control", snap->s.control);
+    cJSON_AddStringToObject(bal, "control", SHOWN(&a, snap->s.control));
     for (size_t i = 0; i < snap->n; i++) {
         const struct reg_server *r = &snap->rows[i];
         cJSON *o = cJSON_CreateObject();
         if (o == NULL || !cJSON_AddItemToArray(servers, o))
             goto fail;
-        cJSON_AddStringToObject(o, "name", r->name);
-        cJSON_AddStringToObject(o, "address", r->addr);
+        cJSON_AddStringToObject(o, "name", SHOWN(&a, r->name));
+        cJSON_AddStringToObject(o, "address", SHOWN(&b, r->addr));
         cJSON_AddStringToObject(o, "state", reg_state_str(r->state));
         cJSON_AddNumberToObject(o, "weight", r->weight);
         cJSON_AddNumberToObject(o, "capacity", r->capacity);
@@ -90,16 +107,17 @@ fail:
 
 static void print_table(const struct snapshot *snap)
 {
+    struct shown a, b;
     if (snap->running)
-        printf("balancer: running, pid %d, control %s\n", snap->s.pid, snap->s.control);
+        printf("balancer: running, pid %d, control %s\n", snap->s.pid, SHOWN(&a, snap->s.control));
     else
         printf("balancer: not running (last recorded state)\n");
     printf("%-16s %-22s %-9s %6s %6s %6s %10s\n", "NAME", "ADDRESS", "STATE", "WEIGHT", "ACTIVE",
            "LOAD", "HEARTBEAT");
     for (size_t i = 0; i < snap->n; i++) {
         const struct reg_server *r = &snap->rows[i];
-        printf("%-16s %-22s %-9s %6u %6u %6.2f %8.1fs\n", r->name, r->addr, reg_state_str(r->state),
-               r->weight, r->load.active, r->load.load1,
+        printf("%-16s %-22s %-9s %6u %6u %6.2f %8.1fs\n", SHOWN(&a, r->name), SHOWN(&b, r->addr),
+               reg_state_str(r->state), r->weight, r->load.active, r->load.load1,
                (double)age(snap, r->last_seen_ms) / 1000.0);
     }
     if (snap->n == 0)
@@ -113,13 +131,26 @@ int cmd_status(int argc, char **argv)
     const struct cli_opt opts[] = {
         CLI_OPT_STR("state", &state, "NAME",
                     "the balancer's --state (else its --name; default: balancer)", false),
-        CLI_OPT_FLAG("json", &json, "one JSON object: {\"servers\": [{\"name\": ...}, ...]}"),
+        CLI_OPT_FLAG("json", &json, "one JSON object instead of the table (shape above)"),
     };
     const struct cli_cmd cmd = {
         "status", "[--state NAME] [--json]",
         "Prints the balancer's servers from its shared memory on this host: name,\n"
         "address, state (up, draining, down), weight, active transfers, load and\n"
-        "heartbeat age.",
+        "heartbeat age. Works while the balancer is stopped (its last recorded\n"
+        "state, every server down). Strings the servers sent are shown escaped as\n"
+        "in the logs (\\n, \\xHH), in the table and in the JSON.\n"
+        "\n"
+        "--json prints one object:\n"
+        "  \"balancer\": {\"running\": true|false, \"pid\": N (0 when not running),\n"
+        "               \"control\": \"HOST:PORT\" (its control address)}\n"
+        "  \"servers\": [one object per server, with\n"
+        "    \"name\", \"address\" (the HTTP HOST:PORT it announced),\n"
+        "    \"state\" (\"up\", \"draining\" or \"down\"), \"weight\", \"capacity\",\n"
+        "    \"active\" (transfers), \"bytes_per_s\", \"load1\" (load average),\n"
+        "    \"disk_free\" (bytes), \"files\", \"bytes\" (under its root),\n"
+        "    \"heartbeat_age_ms\" (since its last frame), \"state_age_ms\" (since\n"
+        "    its state changed)]",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc >= 0)

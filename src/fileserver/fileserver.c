@@ -10,6 +10,7 @@
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
 #include "convoy/net.h"
+#include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/tls.h"
 
@@ -112,12 +113,21 @@ int fs_run(const struct fs_opts *o)
     struct net_addr http;
     char err[512];
     int status = 1;
-    if (net_addr_parse(o->balancer, &mo.server) < 0 || net_addr_parse(o->http, &http) < 0) {
-        log_error("fileserver", "event=bad_option err=\"--balancer and --http take HOST:PORT\"");
+    const char *bad = NULL, *value = NULL;
+    if (net_addr_parse_err(o->balancer, NET_DIAL, &mo.server, err, sizeof err) < 0)
+        bad = "--balancer", value = o->balancer;
+    else if (net_addr_parse_err(o->http, NET_DIAL, &http, err, sizeof err) < 0)
+        bad = "--http", value = o->http;
+    if (bad != NULL) {
+        log_error("fileserver", "event=bad_option option=%s value=\"%s\" err=\"%s\"", bad, value,
+                  err);
         return 2;
     }
     if (fs_scan(&fs) < 0)
         return 1;
+    long nofile = proc_raise_nofile();
+    if (nofile < 0)
+        log_warn("fileserver", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
     if (tls_ctx_new(&mo.tls, TLS_CLIENT, o->pki, o->name, false, err, sizeof err) < 0) {
         log_error("fileserver", "event=tls_failed err=\"%s\"", err);
         return 1;

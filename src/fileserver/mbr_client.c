@@ -29,7 +29,6 @@ struct mbrc {
     frame_decoder_t *dec;
     struct mbr_welcome welcome;
     struct ring_timer beat, retry;
-    bool beat_armed, retry_armed;
     unsigned attempt; /* dials since the last WELCOME */
     uint64_t drain_since;
     bool bye_sent;
@@ -65,12 +64,9 @@ static uint32_t mbrc_backoff(mbrc_t *m)
     return (uint32_t)(d / 2 + r % (d / 2 + 1));
 }
 
-static void handle_retry(struct ring_op *op, int res, uint32_t flags)
+static void handle_retry(struct ring_timer *t)
 {
-    (void)res;
-    (void)flags;
-    mbrc_t *m = container_of(op, mbrc_t, retry.op);
-    m->retry_armed = false;
+    mbrc_t *m = container_of(t, mbrc_t, retry);
     if (m->state == MBRC_DISCONNECTED)
         mbrc_dial(m);
 }
@@ -80,8 +76,7 @@ static void mbrc_schedule_retry(mbrc_t *m)
     uint32_t ms = mbrc_backoff(m);
     m->attempt++;
     log_info("member", "event=retry balancer=%s in_ms=%u attempt=%u", m->addr, ms, m->attempt);
-    m->retry_armed = true;
-    ring_timer_arm(m->o.ring, &m->retry, ms);
+    ring_timer_start(m->o.ring, &m->retry, ms, handle_retry);
 }
 
 static void mbrc_send_bye(mbrc_t *m)
@@ -105,18 +100,16 @@ static void mbrc_drain_check(mbrc_t *m)
     }
 }
 
+static void handle_beat(struct ring_timer *t);
+
 static void beat_arm(mbrc_t *m, uint32_t ms)
 {
-    m->beat_armed = true;
-    ring_timer_arm(m->o.ring, &m->beat, ms);
+    ring_timer_start(m->o.ring, &m->beat, ms, handle_beat);
 }
 
-static void handle_beat(struct ring_op *op, int res, uint32_t flags)
+static void handle_beat(struct ring_timer *t)
 {
-    (void)res;
-    (void)flags;
-    mbrc_t *m = container_of(op, mbrc_t, beat.op);
-    m->beat_armed = false;
+    mbrc_t *m = container_of(t, mbrc_t, beat);
     if (m->c == NULL || (m->state != MBRC_REGISTERED && m->state != MBRC_DRAINING) || m->bye_sent)
         return;
     struct reg_load l = {0};
@@ -144,7 +137,7 @@ static int mbrc_on_welcome(mbrc_t *m, const cJSON *meta)
     m->attempt = 0;
     log_info("member", "event=registered balancer=%s session=%llu heartbeat_ms=%u", m->addr,
              (unsigned long long)m->welcome.session, m->welcome.heartbeat_ms);
-    if (!m->beat_armed)
+    if (!m->beat.active)
         beat_arm(m, m->welcome.heartbeat_ms);
     return 0;
 }
@@ -253,8 +246,6 @@ int mbrc_start(mbrc_t **out, const struct mbrc_opts *o)
         m->o.retry_max_ms = m->o.retry_base_ms > 2000 ? m->o.retry_base_ms : 2000;
     if (m->o.drain_timeout_ms == 0)
         m->o.drain_timeout_ms = 30000;
-    m->beat.op.cb = handle_beat;
-    m->retry.op.cb = handle_retry;
     net_addr_str(&o->server, m->addr, sizeof m->addr);
     mbrc_dial(m);
     *out = m;

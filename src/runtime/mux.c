@@ -4,13 +4,12 @@
  * The design is simple: each side has at most FRAME_STREAMS_MAX streams of
  * its own sending and as many of the peer's receiving, in two small tables
  * searched by id. Sending, a stream has a window (bytes it may still send);
- * the pump walks the table round-robin and writes one chunk of each stream
+ * the pump walks the table round-robin and queues one chunk of each stream
  * that has window, while the connection's queue is at most CONN_HIGH_WATER,
- * and stops; conn's on_drain (mux_drain), a CREDIT, a file read completing
- * or a send's kick timer runs it again. The kick exists so that a done
- * callback never runs inside the mux_send_buf() that started its stream.
- * Frames without a body bypass the pump and go to conn at once, which is
- * what puts them ahead of every chunk not yet written.
+ * and stops; a new stream, conn's on_drain (mux_drain), a CREDIT or a file
+ * chunk's done runs it again. Frames without a body bypass the pump and go
+ * to conn at once, which is what puts them ahead of every chunk not yet
+ * queued.
  *
  * Receiving, the decoder delivers each DATA frame's bytes to on_body, and
  * credit goes back once the consumer has taken a quarter window (or the
@@ -19,8 +18,10 @@
  * peer can break is checked before its bytes are delivered, and answered
  * with its FRAME_E* code.
  *
- * Chunks reach conn through mux_out() alone, built to the shape of a
- * zero-copy send (the bytes stay the caller's until a done callback).
+ * Chunks reach conn through mux_out() alone, as the caller's own memory or
+ * file region (conn_send_buf, conn_send_file): the mux copies no body byte,
+ * and a stream's done runs from conn's done of its last chunk, so from the
+ * loop, never inside the call that started the stream.
  */
 #include "convoy/mux.h"
 
@@ -58,7 +59,6 @@ struct mux_in {  /* a stream the peer sends */
 
 struct mux {
     conn_t *c;
-    ring_t *ring;
     struct mux_handlers h;
     void *udata;
     frame_decoder_t *dec;
@@ -69,34 +69,26 @@ struct mux {
     unsigned rr;        /* the out slot the pump looks at first */
     struct mux_out out[FRAME_STREAMS_MAX];
     struct mux_in in[FRAME_STREAMS_MAX];
-    struct mux_in *cur;      /* the stream of the DATA frame being decoded */
-    struct ring_timer kick;  /* runs the pump after a send */
-    struct ring_op read_op;  /* the one file read */
-    struct mux_out *reading; /* the file stream whose chunk is in fbuf */
-    uint8_t *fbuf;           /* FRAME_CHUNK_MAX bytes, from the first file on */
-    unsigned pending;        /* chunks conn holds, over all streams */
-    bool kick_busy, read_busy;
-    bool dead; /* mux_free() came; freed once nothing is in flight */
+    struct mux_in *cur; /* the stream of the DATA frame being decoded */
+    unsigned pending;   /* chunks conn holds, over all streams */
+    bool dead;          /* mux_free() came; freed once conn holds no chunk */
 };
-
-static void mux_pump(mux_t *m);
-static void mux_maybe_free(mux_t *m);
 
 /* ---- output ---- */
 
+static void chunk_done(conn_t *c, void *arg, int err);
+
 /*
- * Hands len bytes at p to conn; done runs once conn no longer needs them.
- * conn_write copies, so done runs before this returns. With conn_send_buf
- * the body becomes `return conn_send_buf(m->c, p, len, done, arg);`, the
- * rest of the mux unchanged. On failure done does not run.
+ * Hands the stream's next n bytes to conn, which takes them from the
+ * caller's buffer or file when the network takes them (plain TCP sends the
+ * memory and splices the file as they are; TLS encrypts from them):
+ * chunk_done runs, from the loop, once conn no longer needs them.
  */
-static int mux_out(mux_t *m, const void *p, size_t len, void (*done)(conn_t *c, void *arg, int err),
-                   void *arg)
+static int mux_out(mux_t *m, struct mux_out *s, size_t n)
 {
-    int rc = conn_write(m->c, p, len);
-    if (rc == 0)
-        done(m->c, arg, 0);
-    return rc;
+    if (s->buf != NULL)
+        return conn_send_buf(m->c, s->buf + s->sent, n, chunk_done, s);
+    return conn_send_file(m->c, s->fd, s->off + s->sent, n, chunk_done, s);
 }
 
 /* A DATA or CREDIT header: 24 bytes and nothing else of its own. */
@@ -109,6 +101,12 @@ static int send_bare(mux_t *m, enum frame_type type, uint32_t stream, uint64_t n
     return conn_write(m->c, buf, sizeof buf);
 }
 
+static void mux_maybe_free(mux_t *m)
+{
+    if (m->dead && m->pending == 0)
+        free(m);
+}
+
 static void stream_finish(mux_t *m, struct mux_out *s, int err)
 {
     mux_done_fn done = s->done;
@@ -117,6 +115,8 @@ static void stream_finish(mux_t *m, struct mux_out *s, int err)
     m->nout--;
     done(m, arg, err);
 }
+
+static void mux_pump(mux_t *m);
 
 /* A slot is reused only once conn holds none of its chunks: until then
  * their done callbacks point at it. */
@@ -127,8 +127,6 @@ static void chunk_done(conn_t *c, void *arg, int err)
     mux_t *m = s->m;
     s->pending--;
     m->pending--;
-    if (s->buf == NULL)
-        m->reading = NULL; /* fbuf is free again */
     if (m->dead) {
         mux_maybe_free(m);
         return;
@@ -137,38 +135,38 @@ static void chunk_done(conn_t *c, void *arg, int err)
         s->err = err;
     if (s->pending == 0 && (s->err < 0 || s->sent == s->len))
         stream_finish(m, s, s->err);
+    else if (s->buf == NULL)
+        mux_pump(m); /* its next chunk */
 }
 
-/* One chunk: its header, then its bytes. s may be finished when this returns. */
-static int send_chunk(mux_t *m, struct mux_out *s, const uint8_t *p, size_t n)
+/* One chunk: its header, then its bytes. */
+static int send_chunk(mux_t *m, struct mux_out *s, size_t n)
 {
     int rc = send_bare(m, FRAME_DATA, s->id, n);
+    if (rc == 0)
+        rc = mux_out(m, s, n);
     if (rc < 0)
         return rc;
     s->sent += n;
     s->window -= n;
     s->pending++;
     m->pending++;
-    rc = mux_out(m, p, n, chunk_done, s);
-    if (rc < 0) {
-        s->pending--;
-        m->pending--;
-    }
-    return rc;
+    return 0;
 }
 
-static bool out_ready(const mux_t *m, const struct mux_out *s)
+/* A file counts in conn_queued() only once read: one chunk of it at a time. */
+static bool out_ready(const struct mux_out *s)
 {
     if (s->id == 0 || s->err < 0 || s->window == 0 || s->sent == s->len)
         return false;
-    return s->buf != NULL || (m->reading == NULL && !m->read_busy);
+    return s->buf != NULL || s->pending == 0;
 }
 
 static struct mux_out *next_ready(mux_t *m)
 {
     for (unsigned i = 0; i < FRAME_STREAMS_MAX; i++) {
         unsigned k = (m->rr + i) % FRAME_STREAMS_MAX;
-        if (out_ready(m, &m->out[k])) {
+        if (out_ready(&m->out[k])) {
             m->rr = (k + 1) % FRAME_STREAMS_MAX;
             return &m->out[k];
         }
@@ -176,17 +174,8 @@ static struct mux_out *next_ready(mux_t *m)
     return NULL;
 }
 
-static void read_chunk(mux_t *m, struct mux_out *s, size_t n)
-{
-    m->reading = s;
-    m->read_busy = true;
-    ring_read(m->ring, &m->read_op, s->fd, m->fbuf, n, s->off + s->sent);
-}
-
 static void mux_pump(mux_t *m)
 {
-    if (m->dead)
-        return;
     while (conn_queued(m->c) <= CONN_HIGH_WATER) {
         struct mux_out *s = next_ready(m);
         if (s == NULL)
@@ -196,61 +185,9 @@ static void mux_pump(mux_t *m)
             n = s->window;
         if (n > FRAME_CHUNK_MAX)
             n = FRAME_CHUNK_MAX;
-        if (s->buf == NULL)
-            read_chunk(m, s, (size_t)n);
-        else if (send_chunk(m, s, s->buf + s->sent, (size_t)n) < 0)
-            return; /* closing: mux_free finishes the streams */
+        if (send_chunk(m, s, (size_t)n) < 0)
+            return; /* closing: the streams end with the connection */
     }
-}
-
-static void mux_maybe_free(mux_t *m)
-{
-    if (m->dead && !m->kick_busy && !m->read_busy && m->pending == 0) {
-        free(m->fbuf);
-        free(m);
-    }
-}
-
-static void handle_read(struct ring_op *op, int res, uint32_t flags)
-{
-    (void)flags;
-    mux_t *m = container_of(op, mux_t, read_op);
-    struct mux_out *s = m->reading;
-    m->read_busy = false;
-    if (m->dead) {
-        m->reading = NULL;
-        stream_finish(m, s, -EPIPE);
-        mux_maybe_free(m);
-        return;
-    }
-    if (res <= 0) { /* 0: the file shrank under us */
-        int err = res < 0 ? res : -EIO;
-        log_warn("mux", "event=read_failed peer=%s stream=%u err=\"%s\"", conn_peer_addr(m->c),
-                 s->id, conn_reason_str(err));
-        m->reading = NULL;
-        stream_finish(m, s, err);
-        conn_close(m->c); /* the peer waits for bytes that will not come */
-        return;
-    }
-    if (send_chunk(m, s, m->fbuf, (size_t)res) == 0)
-        mux_pump(m);
-}
-
-static void handle_kick(struct ring_op *op, int res, uint32_t flags)
-{
-    (void)res, (void)flags;
-    mux_t *m = container_of(op, mux_t, kick.op);
-    m->kick_busy = false;
-    mux_pump(m);
-    mux_maybe_free(m);
-}
-
-static void kick(mux_t *m)
-{
-    if (m->kick_busy)
-        return;
-    m->kick_busy = true;
-    ring_timer_arm(m->ring, &m->kick, 0);
 }
 
 /* Queues the stream's frame and gives it a slot; the pump sends the body. */
@@ -286,7 +223,7 @@ static int stream_start(mux_t *m, enum frame_type type, const cJSON *meta,
     m->next_id += 2;
     if (stream)
         *stream = id;
-    kick(m);
+    mux_pump(m); /* conn runs every done from the loop, never in here */
     return 0;
 }
 
@@ -300,8 +237,6 @@ int mux_send_buf(mux_t *m, enum frame_type type, const cJSON *meta, const void *
 int mux_send_file(mux_t *m, enum frame_type type, const cJSON *meta, int fd, uint64_t off,
                   uint64_t len, mux_done_fn done, void *arg, uint32_t *stream)
 {
-    if (m->fbuf == NULL && (m->fbuf = malloc(FRAME_CHUNK_MAX)) == NULL)
-        return -ENOMEM;
     struct mux_out want = {.fd = fd, .off = off, .len = len, .done = done, .arg = arg};
     return stream_start(m, type, meta, &want, stream);
 }
@@ -487,13 +422,10 @@ int mux_new(mux_t **out, conn_t *c, enum mux_side side, uint64_t body_max,
         return -ENOMEM;
     }
     m->c = c;
-    m->ring = conn_ring(c);
     m->h = *h;
     m->udata = udata;
     m->side = side;
     m->next_id = side == MUX_DIALLER ? 1 : 2;
-    m->kick.op.cb = handle_kick;
-    m->read_op.cb = handle_read;
     *out = m;
     return 0;
 }
@@ -504,18 +436,13 @@ void mux_free(mux_t *m)
         return;
     m->dead = true;
     for (unsigned i = 0; i < FRAME_STREAMS_MAX; i++) {
-        struct mux_out *s = &m->out[i];
-        if (s->id != 0 && !(m->read_busy && s == m->reading)) /* that one: when its read ends */
-            stream_finish(m, s, -EPIPE);
+        if (m->out[i].id != 0)
+            stream_finish(m, &m->out[i], m->out[i].err < 0 ? m->out[i].err : -EPIPE);
         if (m->in[i].id != 0)
             in_end(m, &m->in[i], -EPIPE);
     }
     frame_decoder_free(m->dec);
     m->dec = NULL;
-    if (m->kick_busy)
-        ring_cancel(m->ring, &m->kick.op);
-    if (m->read_busy)
-        ring_cancel(m->ring, &m->read_op);
     mux_maybe_free(m);
 }
 

@@ -16,11 +16,19 @@
  * helpers that did start. So no queued task can reach a dead stack frame,
  * and the caller never waits for a worker that is busy elsewhere — which is
  * what makes calls from inside a worker, or with a full queue, safe.
+ *
+ * Workers are created with every asynchronous signal blocked, whatever the
+ * creating thread had blocked: SIGTERM, SIGINT and SIGHUP belong to the
+ * ring's signalfd, and a worker that took one would run its default action
+ * or a handler in the middle of a task. Faults (SIGSEGV and friends) stay
+ * unblocked so that a crash still reaches its handler (sanitizers report
+ * from there).
  */
 #include "convoy/pool.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -139,6 +147,23 @@ static void stop_and_free(pool_t *p)
     free(p);
 }
 
+/* Attributes that start a worker with the signal mask described at the top.
+ * 0 or an error number, as pthread functions return. */
+static int worker_attr(pthread_attr_t *attr)
+{
+    static const int faults[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, SIGABRT};
+    sigset_t set;
+    sigfillset(&set);
+    for (size_t i = 0; i < sizeof faults / sizeof faults[0]; i++)
+        sigdelset(&set, faults[i]);
+    int rc = pthread_attr_init(attr);
+    if (rc != 0)
+        return rc;
+    if ((rc = pthread_attr_setsigmask_np(attr, &set)) != 0)
+        pthread_attr_destroy(attr);
+    return rc;
+}
+
 static int init_sync(pool_t *p)
 {
     int rc = pthread_mutex_init(&p->lock, NULL);
@@ -184,11 +209,17 @@ int pool_create(pool_t **out, unsigned nthreads, unsigned capacity)
         free(p);
         return rc;
     }
+    pthread_attr_t attr;
+    if ((rc = worker_attr(&attr)) != 0)
+        goto fail;
     for (; p->started < nthreads; p->started++) {
-        rc = pthread_create(&p->threads[p->started], NULL, worker_main, p);
+        rc = pthread_create(&p->threads[p->started], &attr, worker_main, p);
         if (rc != 0)
-            goto fail;
+            break;
     }
+    pthread_attr_destroy(&attr);
+    if (rc != 0)
+        goto fail;
     *out = p;
     return 0;
 fail:

@@ -1,5 +1,5 @@
 /*
- * proc — child processes.
+ * proc — child processes, and this process's own limits.
  *
  * Waiting with a limit polls waitpid(WNOHANG) every few milliseconds: the
  * callers (demo, tests) wait for seconds at most, and a pidfd or SIGCHLD
@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -77,6 +78,19 @@ int proc_stop(pid_t pid, uint32_t grace_ms)
         rc = proc_wait(pid, 5000, &status);
     }
     return rc < 0 ? rc : status;
+}
+
+long proc_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return -errno;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            return -errno;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
 }
 
 const char *proc_self_exe(void)

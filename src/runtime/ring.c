@@ -5,10 +5,34 @@
  * them all when it next waits (io_uring_submit_and_wait). When the SQ is
  * full, ring_sqe() submits early and tries again.
  *
- * Cross-thread work (ring_post, ring_stop) goes through a mutex-protected
- * list and an eventfd whose read is kept armed on the ring, so a sleeping
- * loop wakes at once. Completions with user_data 0 (cancel requests, the
- * eventfd's bookkeeping) are internal and dispatched to nobody.
+ * Timers live in a pairing heap in user space: the loop waits in
+ * io_uring_submit_and_wait_timeout() no longer than the earliest expiry, so
+ * a timer costs no SQE and no kernel timeout, and none of the kernel's
+ * cancel paths ever walks a list of them (one kernel timeout per connection
+ * made every cancel slower as connections grew). Deferred work (ring_defer)
+ * runs after each batch of completions, before the loop sleeps again.
+ *
+ * Receives that pick their buffer at completion (ring_recv_any) draw from
+ * one io_uring provided-buffer ring per loop, made on first use.
+ *
+ * Cross-thread work (ring_post, ring_stop) goes through a bounded queue
+ * and an eventfd whose read is kept armed on the ring, so a sleeping loop
+ * wakes at once. The queue is Dmitry Vyukov's bounded MPMC array used with
+ * one consumer: each slot carries a sequence number that says whether it is
+ * free for position pos (seq == pos) or holds the item of pos (seq ==
+ * pos + 1), so producers claim a position with one CAS and publish with one
+ * store, and nothing is allocated or locked. A full queue refuses the post.
+ *
+ * Wake-ups are batched by the flag wake_pending: a producer writes the
+ * eventfd only if it is the one that sets the flag; the loop clears it
+ * before draining. Both sides put a seq_cst fence between their store and
+ * their load (publish, then read the flag; clear the flag, then read the
+ * slots), so either the producer sees the flag clear and writes the
+ * eventfd, or the drain that follows the clear sees its item. Threads in
+ * ring_post_wait() sleep on a futex word that each drain bumps.
+ *
+ * Completions with user_data 0 (cancel requests, the eventfd's bookkeeping)
+ * are internal and dispatched to nobody.
  *
  * Descriptors given to the ring stay blocking: io_uring completes an
  * O_NONBLOCK file's operation with -EAGAIN instead of waiting for it.
@@ -18,35 +42,70 @@
 #include "convoy/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
 #include <liburing.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
 _Static_assert(RING_MORE == IORING_CQE_F_MORE, "RING_MORE mirrors IORING_CQE_F_MORE");
 
+enum {
+    RING_DEFAULT_ENTRIES = 256,
+    RING_MAX_ENTRIES = 32768, /* the kernel's IORING_MAX_ENTRIES */
+    RING_CQ_PER_SQ = 4,
+    RING_DEFAULT_POSTS = 1024,
+    RING_MAX_POSTS = 1 << 20,
+    RING_IO_MAX = 0x7ffff000, /* the kernel's MAX_RW_COUNT */
+};
+
+/* One ring_post() queue slot. */
 struct post {
+    atomic_size_t seq; /* pos: free for position pos; pos + 1: holds its item */
     void (*fn)(void *arg);
     void *arg;
-    struct post *next;
 };
+
+/* The loop's provided buffers for ring_recv_any. */
+struct recv_bufs {
+    struct io_uring_buf_ring *br; /* shared with the kernel */
+    uint8_t *mem;                 /* RECV_BUFS buffers of RING_RECV_BUF bytes */
+};
+
+#define RECV_BUFS  64 /* a power of two; held only while their completion runs */
+#define RECV_GROUP 0
 
 struct ring {
     struct io_uring uring;
-    bool stopping;           /* loop thread only */
-    int wake_fd;             /* eventfd: ring_post/ring_stop wake the loop */
-    uint64_t wake_val;       /* eventfd read target */
-    struct ring_op wake_op;  /* keeps a read armed on wake_fd */
-    pthread_mutex_t post_mu; /* guards posts, stop_requested */
-    struct post *posts;      /* LIFO; reversed when run */
-    bool stop_requested;     /* set by ring_stop from any thread */
-    int sig_fd;              /* signalfd, or -1 */
+    struct ring_timer *timers; /* pairing heap root, earliest first */
+    struct ring_defer *defer_head, *defer_tail;
+    struct recv_bufs *bufs; /* NULL until the first ring_recv_any */
+    bool stopping;          /* loop thread only */
+    int wake_fd;            /* eventfd: ring_post/ring_stop wake the loop */
+    uint64_t wake_val;      /* eventfd read target */
+    struct ring_op wake_op; /* keeps a read armed on wake_fd */
+    struct post *posts;     /* post_mask + 1 slots */
+    size_t post_mask;
+    size_t post_head;                      /* loop thread: the next position to run */
+    _Alignas(64) atomic_size_t post_tail;  /* producers: the next position to claim */
+    _Alignas(64) atomic_bool wake_pending; /* an eventfd write is on its way, not yet drained */
+    atomic_bool stop_requested;            /* set by ring_stop from any thread */
+    atomic_uint drained;                   /* futex word, bumped by each drain that ran posts */
+    atomic_uint post_waiters;              /* threads sleeping in ring_post_wait */
+    atomic_uint_fast64_t wakes;            /* eventfd writes, for ring_wakes() */
+    int sig_fd;                            /* signalfd, or -1 */
     struct signalfd_siginfo sig_info;
     struct ring_op sig_op;
     void (*sig_fn)(void *arg, int signo);
@@ -77,29 +136,53 @@ static struct io_uring_sqe *ring_sqe(ring_t *r)
 }
 
 static void wake_arm(ring_t *r);
+static void wake(ring_t *r);
 
+/* Takes the item at post_head if it has been published, freeing its slot.
+ * Loop thread only. */
+static bool post_take(ring_t *r, void (**fn)(void *arg), void **arg)
+{
+    size_t pos = r->post_head;
+    struct post *slot = &r->posts[pos & r->post_mask];
+    if (atomic_load_explicit(&slot->seq, memory_order_acquire) != pos + 1)
+        return false;
+    *fn = slot->fn;
+    *arg = slot->arg;
+    atomic_store_explicit(&slot->seq, pos + r->post_mask + 1, memory_order_release);
+    r->post_head = pos + 1;
+    return true;
+}
+
+static void futex_wake_all(atomic_uint *word)
+{
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+}
+
+/*
+ * Runs what was posted, at most one queue's worth so that busy producers
+ * cannot starve the loop's completions: past that bound the loop wakes
+ * itself to come back for the rest.
+ */
 static void run_posts(ring_t *r)
 {
-    pthread_mutex_lock(&r->post_mu);
-    struct post *list = r->posts;
-    r->posts = NULL;
-    if (r->stop_requested) /* consumed, so that a later ring_run runs */
+    atomic_store_explicit(&r->wake_pending, false, memory_order_relaxed);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_exchange(&r->stop_requested, false)) /* consumed, so that a later ring_run runs */
         r->stopping = true;
-    r->stop_requested = false;
-    pthread_mutex_unlock(&r->post_mu);
-    struct post *fifo = NULL; /* run in the order they were posted */
-    while (list) {
-        struct post *next = list->next;
-        list->next = fifo;
-        fifo = list;
-        list = next;
+    size_t n = 0;
+    void (*fn)(void *arg);
+    void *arg;
+    while (n <= r->post_mask && post_take(r, &fn, &arg)) {
+        fn(arg);
+        n++;
     }
-    while (fifo) {
-        struct post *next = fifo->next;
-        fifo->fn(fifo->arg);
-        free(fifo);
-        fifo = next;
-    }
+    if (n == 0)
+        return;
+    atomic_fetch_add(&r->drained, 1);
+    if (atomic_load(&r->post_waiters) > 0)
+        futex_wake_all(&r->drained);
+    if (n > r->post_mask)
+        wake(r);
 }
 
 static void handle_wake(struct ring_op *op, int res, uint32_t flags)
@@ -117,32 +200,90 @@ static void wake_arm(ring_t *r)
     ring_read(r, &r->wake_op, r->wake_fd, &r->wake_val, sizeof r->wake_val, 0);
 }
 
+/* Writes the eventfd unless a write is already on its way (see the top). */
 static void wake(ring_t *r)
 {
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&r->wake_pending, memory_order_relaxed) ||
+        atomic_exchange(&r->wake_pending, true))
+        return;
+    atomic_fetch_add_explicit(&r->wakes, 1, memory_order_relaxed);
     uint64_t one = 1;
-    if (write(r->wake_fd, &one, sizeof one) < 0 && errno != EAGAIN)
-        log_error("ring", "event=wake_failed err=\"%s\"", strerror(errno));
+    while (write(r->wake_fd, &one, sizeof one) < 0) {
+        if (errno != EINTR) { /* the counter cannot overflow: one write per drain */
+            log_error("ring", "event=wake_failed err=\"%s\"", strerror(errno));
+            return;
+        }
+    }
 }
 
-int ring_create(ring_t **out, unsigned entries)
+/* Fills in the defaults of o and checks the sizes. */
+static int opts_resolve(struct ring_opts *o)
 {
-    ring_t *r = calloc(1, sizeof *r);
+    if (o->entries == 0)
+        o->entries = RING_DEFAULT_ENTRIES;
+    if (o->entries > RING_MAX_ENTRIES)
+        return -EINVAL;
+    if (o->cq_entries == 0) {
+        o->cq_entries = RING_CQ_PER_SQ * o->entries;
+        if (o->cq_entries > 2 * RING_MAX_ENTRIES)
+            o->cq_entries = 2 * RING_MAX_ENTRIES;
+    }
+    if (o->cq_entries < o->entries || o->cq_entries > 2 * RING_MAX_ENTRIES)
+        return -EINVAL;
+    if (o->post_slots == 0)
+        o->post_slots = RING_DEFAULT_POSTS;
+    return o->post_slots <= RING_MAX_POSTS ? 0 : -EINVAL;
+}
+
+static int post_queue_init(ring_t *r, unsigned slots)
+{
+    size_t n = 1;
+    while (n < slots)
+        n <<= 1;
+    r->posts = calloc(n, sizeof r->posts[0]);
+    if (r->posts == NULL)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        atomic_init(&r->posts[i].seq, i);
+    r->post_mask = n - 1;
+    return 0;
+}
+
+static int uring_init(ring_t *r, const struct ring_opts *o)
+{
+    struct io_uring_params p = {
+        .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN,
+        .cq_entries = o->cq_entries,
+    };
+    int rc = io_uring_queue_init_params(o->entries, &r->uring, &p);
+    if (rc == -EINVAL) { /* older kernels lack the last two flags; they are only hints */
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE, .cq_entries = o->cq_entries};
+        rc = io_uring_queue_init_params(o->entries, &r->uring, &p);
+    }
+    return rc;
+}
+
+int ring_create_opts(ring_t **out, const struct ring_opts *o)
+{
+    struct ring_opts sizes = o ? *o : (struct ring_opts){0};
+    int rc = opts_resolve(&sizes);
+    if (rc < 0)
+        return rc;
+    /* aligned: the producers' and the wake-up counters have cache lines of their own */
+    ring_t *r = aligned_alloc(_Alignof(ring_t), sizeof *r);
     if (r == NULL)
         return -ENOMEM;
-    struct io_uring_params p = {.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN};
-    int rc = io_uring_queue_init_params(entries, &r->uring, &p);
-    if (rc == -EINVAL) { /* older kernels lack the flags; they are only hints */
-        memset(&p, 0, sizeof p);
-        rc = io_uring_queue_init_params(entries, &r->uring, &p);
-    }
-    if (rc < 0)
+    memset(r, 0, sizeof *r);
+    if ((rc = post_queue_init(r, sizes.post_slots)) < 0)
         goto fail_free;
+    if ((rc = uring_init(r, &sizes)) < 0)
+        goto fail_posts;
     r->wake_fd = eventfd(0, EFD_CLOEXEC);
     if (r->wake_fd < 0) {
         rc = -errno;
         goto fail_ring;
     }
-    pthread_mutex_init(&r->post_mu, NULL);
     r->sig_fd = -1;
     r->wake_op.cb = handle_wake;
     wake_arm(r);
@@ -150,9 +291,16 @@ int ring_create(ring_t **out, unsigned entries)
     return 0;
 fail_ring:
     io_uring_queue_exit(&r->uring);
+fail_posts:
+    free(r->posts);
 fail_free:
     free(r);
     return rc;
+}
+
+int ring_create(ring_t **out, unsigned entries)
+{
+    return ring_create_opts(out, &(struct ring_opts){.entries = entries});
 }
 
 void ring_destroy(ring_t *r)
@@ -160,30 +308,191 @@ void ring_destroy(ring_t *r)
     if (r == NULL)
         return;
     run_posts(r); /* posted closures may own memory; give them their run */
+    if (r->bufs) {
+        io_uring_unregister_buf_ring(&r->uring, RECV_GROUP);
+        munmap(r->bufs->br, RECV_BUFS * sizeof(struct io_uring_buf));
+        free(r->bufs->mem);
+        free(r->bufs);
+    }
     io_uring_queue_exit(&r->uring);
     close(r->wake_fd);
     if (r->sig_fd >= 0)
         close(r->sig_fd);
-    pthread_mutex_destroy(&r->post_mu);
+    free(r->posts);
     free(r);
 }
 
+/* Completions without an owner are ours: cancel requests, and the timeout
+ * liburing submits for a timed wait on kernels without EXT_ARG. */
 static void dispatch(struct io_uring_cqe *cqe)
 {
     struct ring_op *op = io_uring_cqe_get_data(cqe);
-    if (op != NULL)
+    if (op != NULL && cqe->user_data != LIBURING_UDATA_TIMEOUT)
         op->cb(op, cqe->res, cqe->flags);
+}
+
+/* ---- timers: a pairing heap ordered by expiry ---- */
+
+/* Joins two heaps; either may be NULL. The later root becomes the first
+ * child of the earlier one. */
+static struct ring_timer *heap_meld(struct ring_timer *a, struct ring_timer *b)
+{
+    if (a == NULL)
+        return b;
+    if (b == NULL)
+        return a;
+    if (b->at < a->at) {
+        struct ring_timer *t = a;
+        a = b;
+        b = t;
+    }
+    b->prev = a;
+    b->next = a->child;
+    if (a->child)
+        a->child->prev = b;
+    a->child = b;
+    a->next = a->prev = NULL;
+    return a;
+}
+
+/* Melds a list of siblings into one heap: pairs left to right, then the
+ * pairs right to left (the two passes that give the heap its bounds).
+ * Iterative, since a heap fed only inserts has one long sibling list. */
+static struct ring_timer *heap_merge_pairs(struct ring_timer *first)
+{
+    struct ring_timer *pairs = NULL; /* melded pairs, last first, linked by next */
+    while (first) {
+        struct ring_timer *a = first, *b = a->next;
+        first = b ? b->next : NULL;
+        a->next = a->prev = NULL;
+        if (b)
+            b->next = b->prev = NULL;
+        struct ring_timer *m = heap_meld(a, b);
+        m->next = pairs;
+        pairs = m;
+    }
+    struct ring_timer *root = NULL;
+    while (pairs) {
+        struct ring_timer *next = pairs->next;
+        pairs->next = NULL;
+        root = heap_meld(root, pairs);
+        pairs = next;
+    }
+    return root;
+}
+
+/* Takes t out of the heap. */
+static void heap_remove(ring_t *r, struct ring_timer *t)
+{
+    struct ring_timer *sub = heap_merge_pairs(t->child);
+    if (t == r->timers) {
+        r->timers = sub;
+    } else {
+        if (t->prev->child == t) /* first child: prev is the parent */
+            t->prev->child = t->next;
+        else
+            t->prev->next = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        r->timers = heap_meld(r->timers, sub);
+    }
+    t->child = t->next = t->prev = NULL;
+    t->active = false;
+}
+
+void ring_timer_stop(ring_t *r, struct ring_timer *t)
+{
+    if (t->active)
+        heap_remove(r, t);
+}
+
+void ring_timer_start(ring_t *r, struct ring_timer *t, uint64_t ms,
+                      void (*cb)(struct ring_timer *t))
+{
+    ring_timer_stop(r, t);
+    t->cb = cb;
+    t->at = ring_now_ms() + ms;
+    t->child = t->next = t->prev = NULL;
+    t->active = true;
+    r->timers = heap_meld(r->timers, t);
+}
+
+/* Runs every timer due by now; one started by a callback for "now" waits
+ * for the next turn, so a timer re-armed with 0 cannot spin here. */
+static void run_timers(ring_t *r)
+{
+    uint64_t now = ring_now_ms();
+    unsigned budget = 0;
+    while (r->timers && r->timers->at <= now && budget++ < 4096) {
+        struct ring_timer *t = r->timers;
+        heap_remove(r, t);
+        t->cb(t);
+    }
+}
+
+/* ---- deferred work ---- */
+
+void ring_defer(ring_t *r, struct ring_defer *d, void (*fn)(struct ring_defer *d))
+{
+    if (d->queued)
+        return;
+    d->fn = fn;
+    d->next = NULL;
+    d->queued = true;
+    if (r->defer_tail)
+        r->defer_tail->next = d;
+    else
+        r->defer_head = d;
+    r->defer_tail = d;
+}
+
+/* Runs what was queued before this call; what those queue waits for the
+ * next turn (which then does not sleep). */
+static void run_deferred(ring_t *r)
+{
+    struct ring_defer *d = r->defer_head, *last = r->defer_tail;
+    if (d == NULL)
+        return;
+    r->defer_head = last->next;
+    if (r->defer_head == NULL)
+        r->defer_tail = NULL;
+    last->next = NULL;
+    while (d) {
+        struct ring_defer *next = d->next;
+        d->queued = false;
+        d->fn(d);
+        d = next;
+    }
+}
+
+/* ---- the loop ---- */
+
+/* How long the loop may sleep: until the earliest timer, not at all while
+ * deferred work waits, forever (NULL) without either. */
+static struct __kernel_timespec *wait_time(ring_t *r, struct __kernel_timespec *ts)
+{
+    if (r->defer_head == NULL && r->timers == NULL)
+        return NULL;
+    uint64_t now = ring_now_ms(), ms = 0;
+    if (r->defer_head == NULL && r->timers->at > now)
+        ms = r->timers->at - now;
+    ts->tv_sec = (long long)(ms / 1000u);
+    ts->tv_nsec = (long long)(ms % 1000u) * 1000000;
+    return ts;
 }
 
 int ring_run(ring_t *r)
 {
     while (!r->stopping) {
-        int rc = io_uring_submit_and_wait(&r->uring, 1);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
+        struct __kernel_timespec ts;
+        struct io_uring_cqe *cqe;
+        int rc = io_uring_submit_and_wait_timeout(&r->uring, &cqe, 1, wait_time(r, &ts), NULL);
+        if (rc == -EBADR) /* the kernel dropped an overflowed completion: say so, go on */
+            log_error("ring", "event=cq_overflow_lost");
+        else if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME) {
             log_error("ring", "event=wait_failed err=\"%s\"", strerror(-rc));
             return rc;
         }
-        struct io_uring_cqe *cqe;
         unsigned head, seen = 0;
         io_uring_for_each_cqe(&r->uring, head, cqe)
         {
@@ -191,6 +500,8 @@ int ring_run(ring_t *r)
             dispatch(cqe);
         }
         io_uring_cq_advance(&r->uring, seen);
+        run_timers(r);
+        run_deferred(r);
     }
     r->stopping = false; /* ring_run may be called again, e.g. to drain */
     return 0;
@@ -198,25 +509,63 @@ int ring_run(ring_t *r)
 
 void ring_stop(ring_t *r)
 {
-    pthread_mutex_lock(&r->post_mu);
-    r->stop_requested = true;
-    pthread_mutex_unlock(&r->post_mu);
+    atomic_store(&r->stop_requested, true);
     wake(r);
 }
 
 int ring_post(ring_t *r, void (*fn)(void *arg), void *arg)
 {
-    struct post *p = malloc(sizeof *p);
-    if (p == NULL)
-        return -ENOMEM;
-    p->fn = fn;
-    p->arg = arg;
-    pthread_mutex_lock(&r->post_mu);
-    p->next = r->posts;
-    r->posts = p;
-    pthread_mutex_unlock(&r->post_mu);
+    size_t pos = atomic_load_explicit(&r->post_tail, memory_order_relaxed);
+    struct post *slot;
+    for (;;) {
+        slot = &r->posts[pos & r->post_mask];
+        size_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+        ptrdiff_t lag = (ptrdiff_t)(seq - pos);
+        if (lag < 0) /* the slot still holds the item of pos - capacity */
+            return -EAGAIN;
+        if (lag > 0) /* another producer claimed pos */
+            pos = atomic_load_explicit(&r->post_tail, memory_order_relaxed);
+        else if (atomic_compare_exchange_weak_explicit(&r->post_tail, &pos, pos + 1,
+                                                       memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
+    slot->fn = fn;
+    slot->arg = arg;
+    atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
     wake(r);
     return 0;
+}
+
+_Static_assert(sizeof(atomic_uint) == 4, "the futex word is 32 bits");
+
+int ring_post_wait(ring_t *r, void (*fn)(void *arg), void *arg, unsigned timeout_ms)
+{
+    int rc = ring_post(r, fn, arg);
+    if (rc != -EAGAIN)
+        return rc;
+    uint64_t deadline = ring_now_ms() + timeout_ms;
+    atomic_fetch_add(&r->post_waiters, 1);
+    for (;;) {
+        unsigned seen = atomic_load(&r->drained); /* read before trying: no lost wake-up */
+        if ((rc = ring_post(r, fn, arg)) != -EAGAIN)
+            break;
+        uint64_t now = ring_now_ms();
+        if (now >= deadline) {
+            rc = -ETIMEDOUT;
+            break;
+        }
+        uint64_t left = deadline - now;
+        struct timespec ts = {.tv_sec = (time_t)(left / 1000u),
+                              .tv_nsec = (long)(left % 1000u) * 1000000};
+        syscall(SYS_futex, &r->drained, FUTEX_WAIT_PRIVATE, seen, &ts, NULL, 0);
+    }
+    atomic_fetch_sub(&r->post_waiters, 1);
+    return rc;
+}
+
+uint64_t ring_wakes(const ring_t *r)
+{
+    return atomic_load_explicit(&r->wakes, memory_order_relaxed);
 }
 
 void ring_accept(ring_t *r, struct ring_op *op, int listen_fd)
@@ -247,27 +596,85 @@ void ring_send(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t le
     io_uring_sqe_set_data(sqe, op);
 }
 
+/* A length the kernel takes whole (see ring.h). */
+static unsigned io_len(size_t len)
+{
+    return len < RING_IO_MAX ? (unsigned)len : RING_IO_MAX;
+}
+
 void ring_read(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len, uint64_t off)
 {
     struct io_uring_sqe *sqe = ring_sqe(r);
-    io_uring_prep_read(sqe, fd, buf, (unsigned)len, off);
+    io_uring_prep_read(sqe, fd, buf, io_len(len), off);
     io_uring_sqe_set_data(sqe, op);
-}
-
-void ring_timer_arm(ring_t *r, struct ring_timer *t, uint64_t ms)
-{
-    t->ts.tv_sec = (long long)(ms / 1000u);
-    t->ts.tv_nsec = (long long)(ms % 1000u) * 1000000;
-    struct io_uring_sqe *sqe = ring_sqe(r);
-    io_uring_prep_timeout(sqe, &t->ts, 0, 0);
-    io_uring_sqe_set_data(sqe, &t->op);
 }
 
 void ring_cancel(ring_t *r, struct ring_op *target)
 {
     struct io_uring_sqe *sqe = ring_sqe(r);
-    io_uring_prep_cancel(sqe, target, IORING_ASYNC_CANCEL_ALL);
+    io_uring_prep_cancel(sqe, target, 0);
     io_uring_sqe_set_data(sqe, NULL);
+}
+
+/* ---- provided receive buffers ---- */
+
+static int recv_bufs_make(ring_t *r)
+{
+    struct recv_bufs *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return -ENOMEM;
+    size_t ring_len = RECV_BUFS * sizeof(struct io_uring_buf);
+    b->br = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    b->mem = malloc((size_t)RECV_BUFS * RING_RECV_BUF);
+    int rc = b->br == MAP_FAILED || b->mem == NULL ? -ENOMEM : 0;
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)b->br, .ring_entries = RECV_BUFS, .bgid = RECV_GROUP};
+    if (rc == 0)
+        rc = io_uring_register_buf_ring(&r->uring, &reg, 0);
+    if (rc < 0) {
+        if (b->br != MAP_FAILED)
+            munmap(b->br, ring_len);
+        free(b->mem);
+        free(b);
+        return rc;
+    }
+    io_uring_buf_ring_init(b->br);
+    for (unsigned i = 0; i < RECV_BUFS; i++)
+        io_uring_buf_ring_add(b->br, b->mem + (size_t)i * RING_RECV_BUF, RING_RECV_BUF,
+                              (unsigned short)i, io_uring_buf_ring_mask(RECV_BUFS), (int)i);
+    io_uring_buf_ring_advance(b->br, RECV_BUFS);
+    r->bufs = b;
+    return 0;
+}
+
+int ring_recv_any(ring_t *r, struct ring_op *op, int fd)
+{
+    int rc = r->bufs == NULL ? recv_bufs_make(r) : 0;
+    if (rc < 0)
+        return rc;
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_recv(sqe, fd, NULL, RING_RECV_BUF, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = RECV_GROUP;
+    io_uring_sqe_set_data(sqe, op);
+    return 0;
+}
+
+const uint8_t *ring_recv_buf(ring_t *r, uint32_t flags)
+{
+    if (!(flags & IORING_CQE_F_BUFFER) || r->bufs == NULL)
+        return NULL;
+    return r->bufs->mem + (size_t)(flags >> IORING_CQE_BUFFER_SHIFT) * RING_RECV_BUF;
+}
+
+void ring_recv_done(ring_t *r, uint32_t flags)
+{
+    if (!(flags & IORING_CQE_F_BUFFER) || r->bufs == NULL)
+        return;
+    unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
+    io_uring_buf_ring_add(r->bufs->br, r->bufs->mem + (size_t)id * RING_RECV_BUF, RING_RECV_BUF,
+                          (unsigned short)id, io_uring_buf_ring_mask(RECV_BUFS), 0);
+    io_uring_buf_ring_advance(r->bufs->br, 1);
 }
 
 static void sig_arm(ring_t *r);
@@ -309,4 +716,41 @@ int ring_watch_signals(ring_t *r, void (*fn)(void *arg, int signo), void *arg)
     r->sig_op.cb = handle_signal;
     sig_arm(r);
     return 0;
+}
+
+void ring_write(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t len, uint64_t off)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_write(sqe, fd, buf, io_len(len), off);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_splice(ring_t *r, struct ring_op *op, int fd_in, int64_t off_in, int fd_out,
+                 int64_t off_out, size_t len, unsigned flags)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_splice(sqe, fd_in, off_in, fd_out, off_out, io_len(len), flags);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_sendmsg(ring_t *r, struct ring_op *op, int fd, const struct msghdr *msg)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_openat(ring_t *r, struct ring_op *op, int dirfd, const char *path, int flags, mode_t mode)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_openat(sqe, dirfd, path, flags | O_CLOEXEC, mode);
+    io_uring_sqe_set_data(sqe, op);
+}
+
+void ring_statx(ring_t *r, struct ring_op *op, int dirfd, const char *path, int flags,
+                unsigned mask, struct statx *out)
+{
+    struct io_uring_sqe *sqe = ring_sqe(r);
+    io_uring_prep_statx(sqe, dirfd, path, flags, mask, out);
+    io_uring_sqe_set_data(sqe, op);
 }

@@ -75,26 +75,35 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     return pid;
 }
 
+/* The balancer's command line, after `prefix` (a wrapper such as prlimit,
+ * NULL-terminated; NULL for none). */
+static pid_t h_balancer_argv(struct cluster *c, const char *const *prefix)
+{
+    const char *args[] = {convoy_bin(),      "balancer", "--pki",          c->pki,
+                          "--name",          "balancer", "--control",      c->control,
+                          "--state",         c->state,   "--heartbeat-ms", "100",
+                          "--dead-after-ms", "500",      "--threads",      "2"};
+    char *argv[32];
+    size_t n = 0;
+    for (size_t i = 0; prefix && prefix[i] && n < 16; i++)
+        argv[n++] = (char *)prefix[i];
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    return h_spawn(c, "balancer", argv);
+}
+
 pid_t h_balancer(struct cluster *c)
 {
-    char *argv[] = {(char *)convoy_bin(),
-                    "balancer",
-                    "--pki",
-                    c->pki,
-                    "--name",
-                    "balancer",
-                    "--control",
-                    c->control,
-                    "--state",
-                    c->state,
-                    "--heartbeat-ms",
-                    "100",
-                    "--dead-after-ms",
-                    "500",
-                    "--threads",
-                    "2",
-                    NULL};
-    return h_spawn(c, "balancer", argv);
+    return h_balancer_argv(c, NULL);
+}
+
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
+{
+    char limit[64];
+    snprintf(limit, sizeof limit, "--nofile=%u:%u", nofile, nofile);
+    const char *const prefix[] = {"/usr/bin/prlimit", limit, NULL};
+    return h_balancer_argv(c, prefix);
 }
 
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
@@ -234,20 +243,38 @@ const char *h_state(struct cluster *c, const char *name)
     return state;
 }
 
-long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+/* Polls status until name is in want, or timeout_ms passes. Returns the ms
+ * waited or -1; last gets the state seen last. */
+static long wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms,
+                       char *last, size_t lastlen)
 {
     uint64_t start = ring_now_ms();
     struct timespec step = {0, 20 * 1000000};
     do {
         cJSON *st = h_status(c);
-        bool ok = st && strcmp(h_server_state(st, name), want) == 0;
+        snprintf(last, lastlen, "%s", st ? h_server_state(st, name) : "error");
         cJSON_Delete(st);
-        if (ok)
+        if (strcmp(last, want) == 0)
             return (long)(ring_now_ms() - start);
         nanosleep(&step, NULL);
     } while (ring_now_ms() - start < timeout_ms);
-    fprintf(stderr, "harness: after %u ms, %s is still not %s\n", timeout_ms, name, want);
     return -1;
+}
+
+long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+{
+    char last[32];
+    long ms = wait_state(c, name, want, timeout_ms, last, sizeof last);
+    if (ms < 0)
+        fprintf(stderr, "harness: timed out: %s is %s after %u ms, expected %s\n", name, last,
+                timeout_ms, want);
+    return ms;
+}
+
+long h_wait_state_quiet(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms)
+{
+    char last[32];
+    return wait_state(c, name, want, timeout_ms, last, sizeof last);
 }
 
 const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len)

@@ -44,6 +44,10 @@ int h_cluster_free(struct cluster *c);
 /* Starts the balancer (heartbeat 100 ms, dead after 500 ms). pid or -1. */
 pid_t h_balancer(struct cluster *c);
 
+/* The same with RLIMIT_NOFILE set to nofile (soft and hard), through
+ * prlimit(1). pid or -1. */
+pid_t h_balancer_nofile(struct cluster *c, unsigned nofile);
+
 /* Starts file server `name` using certificates from pki (c->pki or
  * c->foreign_pki), announcing a fresh loopback HTTP port. pid or -1. */
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);
@@ -67,8 +71,12 @@ const char *h_server_state(const cJSON *status, const char *name);
  * "error" if status failed). Valid until the next call. */
 const char *h_state(struct cluster *c, const char *name);
 
-/* Waits until server name is in state want. Returns ms waited, -1 on timeout. */
+/* Waits until server name is in state want. Returns ms waited, -1 on timeout
+ * (and says so on stderr, with the state last seen). */
 long h_wait_state(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
+
+/* The same, silent: for a test that expects the timeout. */
+long h_wait_state_quiet(struct cluster *c, const char *name, const char *want, uint32_t timeout_ms);
 
 /* Path of a process's log (stderr). */
 const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len);

@@ -1,3 +1,5 @@
 /* Every system suite, one line each: SUITE(name) registers suite_<name>(). */
+SUITE(cli)
 SUITE(membership)
 SUITE(network)
+SUITE(flood)

@@ -1,6 +1,8 @@
 /* Every unit suite, one line each: SUITE(name) registers suite_<name>(). */
 SUITE(log)
+SUITE(net)
 SUITE(pool)
+SUITE(ring)
 SUITE(frame)
 SUITE(registry)
 SUITE(pki)

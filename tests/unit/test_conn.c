@@ -24,7 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WATCHDOG_MS 5000
@@ -52,7 +55,7 @@ struct scene {
     conn_listener_t *l;
     struct ring_timer watchdog, drain;
     struct ring_timer pause, resume, kill; /* the scene's own events */
-    bool watchdog_busy, timed_out;
+    bool timed_out;
     int closes, closes_wanted;
     struct side srv, cli;
     int file_fd;
@@ -66,6 +69,12 @@ struct scene {
     bool pause_armed;  /* that timer is set */
     uint64_t next_pause;
     int pauses, paused_offers;
+    int depth, max_depth; /* on_data calls on the stack */
+    bool in_call;         /* inside an API call whose callback must wait */
+    int inside_calls;     /* callbacks that ran inside such a call */
+    int done_reason;      /* on_close reason seen when done ran */
+    struct ring_timer later;
+    uint64_t abort_at; /* the client aborts after this many bytes */
 };
 
 static struct scene sc;
@@ -227,18 +236,28 @@ static void bulk_open(conn_t *c)
     conn_close(c);
 }
 
-static void file_done(conn_t *c, int err_)
+static void file_done(conn_t *c, void *arg, int err_)
 {
+    (void)arg;
     sc.done_calls++;
     sc.done_err = err_;
     sample_drain(c);
     conn_close(c);
 }
 
+static void file_done_only(conn_t *c, void *arg, int err_)
+{
+    (void)c, (void)arg;
+    if (sc.in_call)
+        sc.inside_calls++;
+    sc.done_calls++;
+    sc.done_err = err_;
+}
+
 static void file_open(conn_t *c)
 {
     record_open(c);
-    CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, FILE_SIZE, file_done), 0);
+    CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, FILE_SIZE, file_done, NULL), 0);
 }
 
 /* Writes pieces until the queue is above the high-water mark, and goes on
@@ -267,9 +286,9 @@ static void writer_drain(conn_t *c)
     writer_pump(c);
 }
 
-static void resume_fired(struct ring_op *op, int res, uint32_t flags)
+static void resume_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     sc.paused = false;
     if (sc.srv.c != NULL)
         conn_resume(sc.srv.c);
@@ -280,13 +299,13 @@ static void pause_now(conn_t *c)
     sc.paused = true;
     sc.pauses++;
     conn_pause(c);
-    ring_timer_arm(sc.ring, &sc.resume, RESUME_MS);
+    ring_timer_start(sc.ring, &sc.resume, RESUME_MS, resume_fired);
 }
 
 /* Pausing from outside on_data finds a receive in flight. */
-static void pause_fired(struct ring_op *op, int res, uint32_t flags)
+static void pause_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     sc.pause_armed = false;
     if (sc.srv.c != NULL)
         pause_now(sc.srv.c);
@@ -302,7 +321,7 @@ static ssize_t pausing_data(conn_t *c, const uint8_t *data, size_t len)
         sc.next_pause += PAUSE_EVERY;
         if (sc.pause_later) {
             sc.pause_armed = true;
-            ring_timer_arm(sc.ring, &sc.pause, 0);
+            ring_timer_start(sc.ring, &sc.pause, 0, pause_fired);
         } else {
             pause_now(c);
         }
@@ -310,17 +329,19 @@ static ssize_t pausing_data(conn_t *c, const uint8_t *data, size_t len)
     return (ssize_t)len;
 }
 
+static void kill_fired(struct ring_timer *t);
+
 /* Pauses at once, so that nothing is in flight, and is aborted later. */
 static void pause_open(conn_t *c)
 {
     record_open(c);
     conn_pause(c);
-    ring_timer_arm(sc.ring, &sc.kill, 10);
+    ring_timer_start(sc.ring, &sc.kill, 10, kill_fired);
 }
 
-static void kill_fired(struct ring_op *op, int res, uint32_t flags)
+static void kill_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     if (sc.srv.c != NULL)
         conn_abort(sc.srv.c, -ECONNABORTED);
 }
@@ -334,24 +355,118 @@ static ssize_t hoard_data(conn_t *c, const uint8_t *data, size_t len)
     return 0;
 }
 
-static const struct conn_handlers h_echo = {record_open, echo_data, NULL, record_close};
-static const struct conn_handlers h_ping = {ping_open, ping_data, NULL, record_close};
-static const struct conn_handlers h_check = {record_open, check_data, sample_drain, record_close};
-static const struct conn_handlers h_bulk = {bulk_open, check_data, NULL, record_close};
-static const struct conn_handlers h_file = {file_open, check_data, sample_drain, record_close};
-static const struct conn_handlers h_pausing = {record_open, pausing_data, NULL, record_close};
-static const struct conn_handlers h_paused = {pause_open, check_data, NULL, record_close};
-static const struct conn_handlers h_writer = {writer_open, check_data, writer_drain, record_close};
-static const struct conn_handlers h_hoard = {record_open, hoard_data, NULL, record_close};
+static const struct conn_handlers h_echo = {
+    .on_open = record_open, .on_data = echo_data, .on_close = record_close};
+static const struct conn_handlers h_ping = {
+    .on_open = ping_open, .on_data = ping_data, .on_close = record_close};
+static const struct conn_handlers h_check = {.on_open = record_open,
+                                             .on_data = check_data,
+                                             .on_drain = sample_drain,
+                                             .on_close = record_close};
+static const struct conn_handlers h_bulk = {
+    .on_open = bulk_open, .on_data = check_data, .on_close = record_close};
+static const struct conn_handlers h_file = {.on_open = file_open,
+                                            .on_data = check_data,
+                                            .on_drain = sample_drain,
+                                            .on_close = record_close};
+static const struct conn_handlers h_pausing = {
+    .on_open = record_open, .on_data = pausing_data, .on_close = record_close};
+static const struct conn_handlers h_paused = {
+    .on_open = pause_open, .on_data = check_data, .on_close = record_close};
+static const struct conn_handlers h_writer = {.on_open = writer_open,
+                                              .on_data = check_data,
+                                              .on_drain = writer_drain,
+                                              .on_close = record_close};
+static const struct conn_handlers h_hoard = {
+    .on_open = record_open, .on_data = hoard_data, .on_close = record_close};
+
+/* Consumes half of each offer, then pauses and resumes itself from inside
+ * on_data: the kept half must come back from the loop, not nested. */
+static ssize_t nesting_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    struct side *s = conn_udata(c);
+    sc.depth++;
+    if (sc.depth > sc.max_depth)
+        sc.max_depth = sc.depth;
+    size_t take = len > 1 ? len / 2 : len;
+    check_bytes(s, data, take);
+    conn_pause(c);
+    conn_resume(c);
+    sc.depth--;
+    if (s->got == BULK_SIZE)
+        conn_close(c);
+    return (ssize_t)take;
+}
+
+/* Sends the file and closes at once, without waiting for done. */
+static void file_close_open(conn_t *c)
+{
+    record_open(c);
+    sc.in_call = true;
+    CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, FILE_SIZE, file_done_only, NULL), 0);
+    sc.in_call = false;
+    conn_close(c);
+}
+
+/* A client that gives up after abort_at bytes. */
+static ssize_t quitter_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    check_bytes(conn_udata(c), data, len);
+    if (sc.cli.got >= sc.abort_at)
+        conn_abort(c, -ECONNABORTED);
+    return (ssize_t)len;
+}
+
+static void file_record_close(conn_t *c, int reason)
+{
+    if (sc.done_calls == 0)
+        sc.done_reason = 1; /* on_close came before done: wrong */
+    record_close(c, reason);
+}
+
+static void later_fired(struct ring_timer *t)
+{
+    (void)t;
+    if (sc.srv.c != NULL) {
+        CU_ASSERT_EQUAL(conn_write(sc.srv.c, "pong", 4), 0);
+        conn_close(sc.srv.c);
+    }
+}
+
+/* The peer shut its write side: answer a moment later. */
+static void answer_later_eof(conn_t *c)
+{
+    (void)c;
+    ring_timer_start(sc.ring, &sc.later, 20, later_fired);
+}
+
+/* Writes the bulk payload and waits for the server to close. */
+static void bulk_keep_open(conn_t *c)
+{
+    record_open(c);
+    CU_ASSERT_EQUAL(conn_write(c, bulk, BULK_SIZE), 0);
+}
+
+static const struct conn_handlers h_bulk_keep = {
+    .on_open = bulk_keep_open, .on_data = check_data, .on_close = record_close};
+static const struct conn_handlers h_nesting = {
+    .on_open = record_open, .on_data = nesting_data, .on_close = record_close};
+static const struct conn_handlers h_file_close = {
+    .on_open = file_close_open, .on_data = check_data, .on_close = record_close};
+static const struct conn_handlers h_file_srv = {
+    .on_open = file_open, .on_data = check_data, .on_close = file_record_close};
+static const struct conn_handlers h_quitter = {
+    .on_open = record_open, .on_data = quitter_data, .on_close = record_close};
+static const struct conn_handlers h_half = {.on_open = record_open,
+                                            .on_data = echo_data,
+                                            .on_eof = answer_later_eof,
+                                            .on_close = record_close};
 
 /* ---- scenes ---- */
 
-static void watchdog_fired(struct ring_op *op, int res, uint32_t flags)
+static void watchdog_fired(struct ring_timer *t)
 {
-    (void)op, (void)flags;
-    sc.watchdog_busy = false;
-    if (res != -ETIME)
-        return;
+    (void)t;
     sc.timed_out = true;
     if (sc.srv.c != NULL)
         conn_abort(sc.srv.c, -ETIME);
@@ -360,9 +475,9 @@ static void watchdog_fired(struct ring_op *op, int res, uint32_t flags)
     ring_stop(sc.ring);
 }
 
-static void drain_fired(struct ring_op *op, int res, uint32_t flags)
+static void drain_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     ring_stop(sc.ring);
 }
 
@@ -374,21 +489,22 @@ static void on_accept(conn_t *c, void *arg)
 }
 
 /* A ring and a listener on 127.0.0.1:0 with the server's side of a scene. */
-static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
+static void scene_listen(const struct conn_opts *o, const struct conn_handlers *h,
+                         void (*accept)(conn_t *c, void *arg))
 {
     memset(&sc, 0, sizeof sc);
     sc.file_fd = -1;
     sc.closes_wanted = 2;
-    sc.watchdog.op.cb = watchdog_fired;
-    sc.drain.op.cb = drain_fired;
-    sc.pause.op.cb = pause_fired;
-    sc.resume.op.cb = resume_fired;
-    sc.kill.op.cb = kill_fired;
     CU_ASSERT_EQUAL_FATAL(ring_create(&sc.ring, 64), 0);
     struct net_addr any;
     CU_ASSERT_EQUAL_FATAL(net_addr_parse("127.0.0.1:0", &any), 0);
+    CU_ASSERT_EQUAL_FATAL(conn_listen(&sc.l, sc.ring, &any, o, h, accept, NULL), 0);
+}
+
+static void scene_begin(tls_ctx_t *tls, const struct conn_handlers *h)
+{
     struct conn_opts o = {.tls = tls};
-    CU_ASSERT_EQUAL_FATAL(conn_listen(&sc.l, sc.ring, &any, &o, h, on_accept, NULL), 0);
+    scene_listen(&o, h, on_accept);
 }
 
 static void scene_connect_to(const struct net_addr *to, tls_ctx_t *tls, const char *expect,
@@ -407,8 +523,7 @@ static void scene_connect(tls_ctx_t *tls, const char *expect, uint32_t idle_ms,
 /* Runs until closes_wanted connections have closed, or the watchdog. */
 static void scene_run(void)
 {
-    sc.watchdog_busy = true;
-    ring_timer_arm(sc.ring, &sc.watchdog, WATCHDOG_MS);
+    ring_timer_start(sc.ring, &sc.watchdog, WATCHDOG_MS, watchdog_fired);
     CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
     CU_ASSERT_FALSE(sc.timed_out);
 }
@@ -417,9 +532,8 @@ static void scene_run(void)
 static void scene_end(void)
 {
     conn_listener_close(sc.l);
-    if (sc.watchdog_busy)
-        ring_cancel(sc.ring, &sc.watchdog.op);
-    ring_timer_arm(sc.ring, &sc.drain, DRAIN_MS);
+    ring_timer_stop(sc.ring, &sc.watchdog);
+    ring_timer_start(sc.ring, &sc.drain, DRAIN_MS, drain_fired);
     CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
     ring_destroy(sc.ring);
     if (sc.file_fd >= 0)
@@ -684,8 +798,7 @@ static void test_file_before_open(void)
     sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
     CU_ASSERT_FATAL(sc.file_fd >= 0);
     scene_connect(cli_tls, NULL, 0, &h_check);
-    CU_ASSERT_EQUAL(conn_send_file(sc.cli.c, sc.file_fd, 0, BULK_SIZE, file_done), 0);
-    CU_ASSERT_EQUAL(conn_write(sc.cli.c, "x", 1), -EBUSY);
+    CU_ASSERT_EQUAL(conn_send_file(sc.cli.c, sc.file_fd, 0, BULK_SIZE, file_done, NULL), 0);
     scene_run();
     CU_ASSERT_EQUAL(sc.done_calls, 1);
     CU_ASSERT_EQUAL(sc.done_err, 0);
@@ -715,6 +828,379 @@ static void test_refused(void)
     CU_ASSERT_EQUAL(sc.cli.reason, -ECONNREFUSED);
     scene_end();
     close(fd);
+}
+
+/* ---- round two: what a hostile peer and a careful reader found ---- */
+
+/* conn_send_file then conn_close at once: the whole file arrives before the
+ * end of the stream (with TLS, close_notify once queued cut it to 0 bytes). */
+static void file_then_close(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_file_close);
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.got, FILE_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.inside_calls, 0);
+    scene_end();
+}
+
+static void test_file_then_close_tls(void)
+{
+    file_then_close(srv_tls, cli_tls);
+}
+
+static void test_file_then_close_plain(void)
+{
+    file_then_close(NULL, NULL);
+}
+
+/* Resuming from inside on_data delivers the rest from the loop, never on
+ * on_data's own stack, and no byte is lost or repeated. */
+static void resume_inside(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_nesting);
+    scene_connect(cli, NULL, 0, &h_bulk_keep);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.max_depth, 1);
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    scene_end();
+}
+
+static void test_resume_inside_tls(void)
+{
+    resume_inside(srv_tls, cli_tls);
+}
+
+static void test_resume_inside_plain(void)
+{
+    resume_inside(NULL, NULL);
+}
+
+/* A client that quits mid-file: the sender's done still runs, once, with
+ * an error, and before on_close (so the owner can close its file). */
+static void file_aborted(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_file_srv);
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    sc.abort_at = BULK_SIZE;
+    scene_connect(cli, NULL, 0, &h_quitter);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT(sc.done_err < 0);
+    CU_ASSERT_EQUAL(sc.done_reason, 0);
+    CU_ASSERT(sc.srv.reason < 0);
+    scene_end();
+}
+
+static void test_file_aborted_tls(void)
+{
+    file_aborted(srv_tls, cli_tls);
+}
+
+static void test_file_aborted_plain(void)
+{
+    file_aborted(NULL, NULL);
+}
+
+/* An empty file region: done runs from the loop, not inside the call. */
+static void test_file_empty(void)
+{
+    scene_begin(NULL, &h_check);
+    sc.closes_wanted = 1;
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    scene_connect(NULL, NULL, 0, &h_check);
+    sc.in_call = true;
+    CU_ASSERT_EQUAL(conn_send_file(sc.cli.c, sc.file_fd, 0, 0, file_done_only, NULL), 0);
+    sc.in_call = false;
+    CU_ASSERT_EQUAL(sc.done_calls, 0);
+    conn_close(sc.cli.c);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.inside_calls, 0);
+    scene_end();
+}
+
+/* A plain client sends "ping" and shuts its write side; the server answers
+ * 20 ms later, after on_eof, and the client reads it all. */
+static void test_half_close(void)
+{
+    scene_begin(NULL, &h_half);
+    sc.closes_wanted = 1;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CU_ASSERT_FATAL(fd >= 0);
+    const struct net_addr *a = conn_listener_addr(sc.l);
+    CU_ASSERT_EQUAL_FATAL(connect(fd, (const struct sockaddr *)&a->ss, a->len), 0);
+    CU_ASSERT_EQUAL(send(fd, "ping", 4, 0), 4);
+    CU_ASSERT_EQUAL(shutdown(fd, SHUT_WR), 0);
+    scene_run();
+    char buf[64];
+    size_t got = 0;
+    ssize_t n;
+    while (got < sizeof buf - 1 && (n = recv(fd, buf + got, sizeof buf - 1 - got, 0)) > 0)
+        got += (size_t)n;
+    buf[got] = '\0';
+    CU_ASSERT_STRING_EQUAL(buf, "pingpong");
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    close(fd);
+    scene_end();
+}
+
+/* ---- many connections ---- */
+
+#define CROWD 8
+
+static int crowd_fd[CROWD];
+static int crowd_accepted, crowd_evicted, crowd_other;
+
+/* The first two clients prove themselves; the rest stay untrusted. */
+static void crowd_accept(conn_t *c, void *arg)
+{
+    (void)arg;
+    if (crowd_accepted++ < 2)
+        conn_trust(c);
+}
+
+static void crowd_close(conn_t *c, int reason)
+{
+    (void)c;
+    if (reason != -EUSERS)
+        crowd_other++;
+    else if (++crowd_evicted == CROWD - 4) /* once: closes later belong to scene_end */
+        ring_stop(sc.ring);
+}
+
+static ssize_t crowd_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    (void)c, (void)data;
+    return (ssize_t)len;
+}
+
+static const struct conn_handlers h_crowd = {.on_data = crowd_data, .on_close = crowd_close};
+
+static int crowd_connect(int i)
+{
+    const struct net_addr *a = conn_listener_addr(sc.l);
+    crowd_fd[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return crowd_fd[i] >= 0 && connect(crowd_fd[i], (const struct sockaddr *)&a->ss, a->len) == 0
+               ? 0
+               : -1;
+}
+
+/* Four at most: each newcomer past four evicts the oldest untrusted one,
+ * never one that proved itself. */
+static void test_evict_untrusted(void)
+{
+    struct conn_opts o = {.max_conns = 4};
+    scene_listen(&o, &h_crowd, crowd_accept);
+    crowd_accepted = crowd_evicted = crowd_other = 0;
+    for (int i = 0; i < CROWD; i++)
+        CU_ASSERT_EQUAL_FATAL(crowd_connect(i), 0);
+    scene_run();
+    CU_ASSERT_EQUAL(crowd_accepted, CROWD);
+    CU_ASSERT_EQUAL(crowd_evicted, CROWD - 4);
+    CU_ASSERT_EQUAL(crowd_other, 0);
+    CU_ASSERT_EQUAL(conn_listener_count(sc.l), 4);
+    crowd_other = 0;
+    /* The trusted two (the first two clients) are still served. */
+    for (int i = 0; i < 2; i++)
+        CU_ASSERT_EQUAL(send(crowd_fd[i], "x", 1, MSG_NOSIGNAL), 1);
+    for (int i = 0; i < CROWD; i++)
+        close(crowd_fd[i]);
+    scene_end();
+    CU_ASSERT_EQUAL(crowd_other, 4); /* the four left ended when their clients did */
+}
+
+/* Out of descriptors, the listener pauses instead of spinning on EMFILE,
+ * and accepts again once descriptors are back. */
+static void stop_after(struct ring_timer *t)
+{
+    (void)t;
+    ring_stop(sc.ring);
+}
+
+static double thread_cpu_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void test_accept_emfile(void)
+{
+    struct conn_opts o = {0};
+    scene_listen(&o, &h_crowd, crowd_accept);
+    crowd_accepted = crowd_evicted = crowd_other = 0;
+    for (int i = 0; i < CROWD; i++)
+        CU_ASSERT_EQUAL_FATAL(crowd_connect(i), 0);
+    struct rlimit old, low;
+    CU_ASSERT_EQUAL_FATAL(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int probe = dup(0); /* the lowest free descriptor: every one above is free too */
+    CU_ASSERT_FATAL(probe >= 0);
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe + 2; /* room for two clients */
+    CU_ASSERT_EQUAL_FATAL(setrlimit(RLIMIT_NOFILE, &low), 0);
+    double cpu0 = thread_cpu_ms();
+    ring_timer_start(sc.ring, &sc.later, 300, stop_after);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    double cpu = thread_cpu_ms() - cpu0;
+    CU_ASSERT_EQUAL(setrlimit(RLIMIT_NOFILE, &old), 0);
+    CU_ASSERT(crowd_accepted <= 2);
+    CU_ASSERT(cpu < 100.0); /* a spinning accept burns the whole 300 ms */
+    if (cpu >= 100.0)
+        fprintf(stderr, "accept with EMFILE used %.0f ms of CPU in 300 ms\n", cpu);
+    ring_timer_start(sc.ring, &sc.later, 2000, stop_after);
+    for (int waited = 0; crowd_accepted < CROWD && waited < 40; waited++) {
+        ring_timer_start(sc.ring, &sc.later, 50, stop_after);
+        ring_run(sc.ring);
+    }
+    CU_ASSERT_EQUAL(crowd_accepted, CROWD);
+    for (int i = 0; i < CROWD; i++)
+        close(crowd_fd[i]);
+    scene_end();
+}
+
+/* ---- handles ---- */
+
+static void ref_open(conn_t *c)
+{
+    record_open(c);
+    struct side *s = conn_udata(c);
+    if (s == &sc.srv)
+        sc.abort_at = conn_ref(c);
+}
+
+static void ref_close(conn_t *c, int reason)
+{
+    struct side *s = conn_udata(c);
+    if (s == &sc.srv) {
+        CU_ASSERT_PTR_EQUAL(conn_get(sc.abort_at), c); /* alive until on_close returns */
+    }
+    record_close(c, reason);
+}
+
+static const struct conn_handlers h_ref = {
+    .on_open = ref_open, .on_data = ping_data, .on_close = ref_close};
+
+/* A ref finds its connection while it lives and nothing after. */
+static void test_conn_ref(void)
+{
+    scene_begin(NULL, &h_ref);
+    scene_connect(NULL, NULL, 0, &h_ping);
+    scene_run();
+    CU_ASSERT(sc.abort_at != 0);
+    CU_ASSERT_PTR_NULL(conn_get(sc.abort_at));
+    CU_ASSERT_PTR_NULL(conn_get(0));
+    CU_ASSERT_PTR_NULL(conn_get(sc.abort_at + (1ull << 32)));
+    scene_end();
+}
+
+/* ---- zero-copy sends ---- */
+
+static void buf_done(conn_t *c, void *arg, int err_)
+{
+    (void)arg;
+    if (sc.in_call)
+        sc.inside_calls++;
+    sc.done_calls++;
+    sc.done_err = err_;
+    conn_close(c);
+}
+
+/* A small write, the caller's buffer, and another write: in that order. */
+static void buf_open(conn_t *c)
+{
+    record_open(c);
+    sc.in_call = true;
+    CU_ASSERT_EQUAL(conn_write(c, bulk, 1000), 0);
+    CU_ASSERT_EQUAL(conn_send_buf(c, bulk + 1000, BULK_SIZE - 2000, buf_done, NULL), 0);
+    CU_ASSERT_EQUAL(conn_write(c, bulk + BULK_SIZE - 1000, 1000), 0);
+    CU_ASSERT(conn_queued(c) >= BULK_SIZE - 1000);
+    sc.in_call = false;
+}
+
+static const struct conn_handlers h_buf = {
+    .on_open = buf_open, .on_data = check_data, .on_close = record_close};
+
+static void send_buf(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_buf);
+    scene_connect(cli, NULL, 0, &h_check);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.cli.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    CU_ASSERT_EQUAL(sc.done_calls, 1);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.inside_calls, 0);
+    CU_ASSERT_EQUAL(sc.cli.reason, 0);
+    scene_end();
+}
+
+static void test_send_buf_tls(void)
+{
+    send_buf(srv_tls, cli_tls);
+}
+
+static void test_send_buf_plain(void)
+{
+    send_buf(NULL, NULL);
+}
+
+/* ---- ring timers ---- */
+
+#define NTIMERS 3000
+
+static struct ring_timer timers[NTIMERS];
+static uint64_t fired_at[NTIMERS];
+static int nfired, order_bad;
+static uint64_t last_due;
+
+static void timer_fired(struct ring_timer *t)
+{
+    size_t i = (size_t)(t - timers);
+    fired_at[i] = ring_now_ms();
+    if (t->at < last_due)
+        order_bad++;
+    last_due = t->at;
+    if (++nfired == NTIMERS - NTIMERS / 3)
+        ring_stop(sc.ring);
+}
+
+/* Thousands of timers fire in order of expiry, stopped ones never, and a
+ * restarted one at its new time. */
+static void test_timer_heap(void)
+{
+    scene_begin(NULL, &h_check);
+    nfired = order_bad = 0;
+    last_due = 0;
+    memset(fired_at, 0, sizeof fired_at);
+    uint32_t x = 12345;
+    for (int i = 0; i < NTIMERS; i++) {
+        x = x * 1103515245u + 12345u;
+        ring_timer_start(sc.ring, &timers[i], (x >> 16) % 60, timer_fired);
+    }
+    for (int i = 0; i < NTIMERS; i += 3)
+        ring_timer_stop(sc.ring, &timers[i]);
+    ring_timer_start(sc.ring, &timers[1], 80, timer_fired); /* moved later */
+    uint64_t t0 = ring_now_ms();
+    ring_timer_start(sc.ring, &sc.watchdog, WATCHDOG_MS, watchdog_fired);
+    CU_ASSERT_EQUAL(ring_run(sc.ring), 0);
+    CU_ASSERT_EQUAL(nfired, NTIMERS - NTIMERS / 3);
+    CU_ASSERT_EQUAL(order_bad, 0);
+    for (int i = 0; i < NTIMERS; i += 3)
+        CU_ASSERT_EQUAL(fired_at[i], 0);
+    CU_ASSERT(fired_at[1] >= t0 + 80);
+    scene_end();
 }
 
 /* ---- the ring ---- */
@@ -762,4 +1248,18 @@ void suite_conn(void)
     CU_add_test(s, "send a file before open, TLS", test_file_before_open);
     CU_add_test(s, "connection refused", test_refused);
     CU_add_test(s, "ring_stop, then ring_post", test_stop_then_post);
+    CU_add_test(s, "send a file and close at once, TLS", test_file_then_close_tls);
+    CU_add_test(s, "send a file and close at once, TCP", test_file_then_close_plain);
+    CU_add_test(s, "resume inside on_data is deferred, TLS", test_resume_inside_tls);
+    CU_add_test(s, "resume inside on_data is deferred, TCP", test_resume_inside_plain);
+    CU_add_test(s, "peer quits mid-file: done once, before on_close, TLS", test_file_aborted_tls);
+    CU_add_test(s, "peer quits mid-file: done once, before on_close, TCP", test_file_aborted_plain);
+    CU_add_test(s, "empty file region: done from the loop", test_file_empty);
+    CU_add_test(s, "half-close: answer after the peer's FIN", test_half_close);
+    CU_add_test(s, "at the cap, the oldest untrusted is evicted", test_evict_untrusted);
+    CU_add_test(s, "out of descriptors: accept pauses, then resumes", test_accept_emfile);
+    CU_add_test(s, "conn_ref finds a live connection only", test_conn_ref);
+    CU_add_test(s, "write, caller's buffer, write: in order, TLS", test_send_buf_tls);
+    CU_add_test(s, "write, caller's buffer, write: in order, TCP", test_send_buf_plain);
+    CU_add_test(s, "3,000 ring timers: order, stop, restart", test_timer_heap);
 }

@@ -41,7 +41,7 @@ struct mscene {
     ring_t *ring;
     conn_listener_t *l;
     struct ring_timer watchdog, drain, tick, release;
-    bool watchdog_busy, timed_out;
+    bool timed_out;
     conn_t *srv, *cli;
     mux_t *srv_mux, *cli_mux;
     int closes;
@@ -179,9 +179,9 @@ static int srv_body(mux_t *m, uint32_t stream, const uint8_t *data, size_t len)
     return 0;
 }
 
-static void release_fired(struct ring_op *op, int res, uint32_t flags)
+static void release_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     ms.held_later = ms.peer[1].got;
     if (ms.srv_mux != NULL)
         CU_ASSERT_EQUAL(mux_release(ms.srv_mux, ms.peer[1].id), 0);
@@ -197,7 +197,7 @@ static int srv_end(mux_t *m, uint32_t stream, int err)
     p->end_err = err;
     if (ms.hold_second && p == &ms.peer[0]) {
         ms.held_at_end = ms.peer[1].got;
-        ring_timer_arm(ms.ring, &ms.release, HOLD_MS);
+        ring_timer_start(ms.ring, &ms.release, HOLD_MS, release_fired);
     }
     return 0;
 }
@@ -236,7 +236,8 @@ static void srv_close(conn_t *c, int reason)
     scene_closed();
 }
 
-static const struct conn_handlers h_srv = {srv_open, srv_data, srv_drain, srv_close};
+static const struct conn_handlers h_srv = {
+    .on_open = srv_open, .on_data = srv_data, .on_drain = srv_drain, .on_close = srv_close};
 
 /* ---- the client: bodies and a small frame every TICK_MS ---- */
 
@@ -250,13 +251,13 @@ static void send_tick(void)
     cJSON_Delete(meta);
 }
 
-static void tick_fired(struct ring_op *op, int res, uint32_t flags)
+static void tick_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     if (ms.cli_mux == NULL || ms.dones == ms.nbodies)
         return;
     send_tick();
-    ring_timer_arm(ms.ring, &ms.tick, TICK_MS);
+    ring_timer_start(ms.ring, &ms.tick, TICK_MS, tick_fired);
 }
 
 static void body_done(mux_t *m, void *arg, int err)
@@ -294,7 +295,7 @@ static void cli_open(conn_t *c)
     }
     CU_ASSERT_EQUAL(ms.dones, 0); /* never inside the call */
     send_tick();
-    ring_timer_arm(ms.ring, &ms.tick, TICK_MS);
+    ring_timer_start(ms.ring, &ms.tick, TICK_MS, tick_fired);
 }
 
 static ssize_t cli_data(conn_t *c, const uint8_t *data, size_t len)
@@ -318,7 +319,8 @@ static void cli_close(conn_t *c, int reason)
     scene_closed();
 }
 
-static const struct conn_handlers h_cli = {cli_open, cli_data, cli_drain, cli_close};
+static const struct conn_handlers h_cli = {
+    .on_open = cli_open, .on_data = cli_data, .on_drain = cli_drain, .on_close = cli_close};
 
 /* ---- the hostile client: raw bytes, then reads the ERROR frame ---- */
 
@@ -358,16 +360,14 @@ static void raw_close(conn_t *c, int reason)
     scene_closed();
 }
 
-static const struct conn_handlers h_raw = {raw_open, raw_data, NULL, raw_close};
+static const struct conn_handlers h_raw = {
+    .on_open = raw_open, .on_data = raw_data, .on_close = raw_close};
 
 /* ---- scenes ---- */
 
-static void watchdog_fired(struct ring_op *op, int res, uint32_t flags)
+static void watchdog_fired(struct ring_timer *t)
 {
-    (void)op, (void)flags;
-    ms.watchdog_busy = false;
-    if (res != -ETIME)
-        return;
+    (void)t;
     ms.timed_out = true;
     if (ms.srv != NULL)
         conn_abort(ms.srv, -ETIME);
@@ -375,9 +375,9 @@ static void watchdog_fired(struct ring_op *op, int res, uint32_t flags)
         conn_abort(ms.cli, -ETIME);
 }
 
-static void drain_fired(struct ring_op *op, int res, uint32_t flags)
+static void drain_fired(struct ring_timer *t)
 {
-    (void)op, (void)res, (void)flags;
+    (void)t;
     ring_stop(ms.ring);
 }
 
@@ -390,24 +390,20 @@ static void on_accept(conn_t *c, void *arg)
 /* Listens, dials with the client's handlers h, and runs until both close. */
 static void scene_run(const struct conn_handlers *h)
 {
-    ms.watchdog.op.cb = watchdog_fired;
-    ms.drain.op.cb = drain_fired;
-    ms.tick.op.cb = tick_fired;
-    ms.release.op.cb = release_fired;
     CU_ASSERT_EQUAL_FATAL(ring_create(&ms.ring, 64), 0);
     struct net_addr any;
     CU_ASSERT_EQUAL_FATAL(net_addr_parse("127.0.0.1:0", &any), 0);
     struct conn_opts o = {0};
     CU_ASSERT_EQUAL_FATAL(conn_listen(&ms.l, ms.ring, &any, &o, &h_srv, on_accept, NULL), 0);
     CU_ASSERT_EQUAL_FATAL(conn_connect(&ms.cli, ms.ring, conn_listener_addr(ms.l), &o, h, NULL), 0);
-    ms.watchdog_busy = true;
-    ring_timer_arm(ms.ring, &ms.watchdog, WATCHDOG_MS);
+    ring_timer_start(ms.ring, &ms.watchdog, WATCHDOG_MS, watchdog_fired);
     CU_ASSERT_EQUAL(ring_run(ms.ring), 0);
     CU_ASSERT_FALSE(ms.timed_out);
     conn_listener_close(ms.l);
-    if (ms.watchdog_busy)
-        ring_cancel(ms.ring, &ms.watchdog.op);
-    ring_timer_arm(ms.ring, &ms.drain, DRAIN_MS);
+    ring_timer_stop(ms.ring, &ms.watchdog);
+    ring_timer_stop(ms.ring, &ms.tick);
+    ring_timer_stop(ms.ring, &ms.release);
+    ring_timer_start(ms.ring, &ms.drain, DRAIN_MS, drain_fired);
     CU_ASSERT_EQUAL(ring_run(ms.ring), 0);
     ring_destroy(ms.ring);
 }
@@ -477,7 +473,7 @@ static void test_streams_limit(void)
 }
 
 /* A file shorter than announced: its sender learns why, the connection
- * ends, and the receiver's stream ends with it. */
+ * ends (what was queued is dropped), and the receiver's stream ends with it. */
 static void test_short_file(void)
 {
     memset(&ms, 0, sizeof ms);
@@ -489,7 +485,7 @@ static void test_short_file(void)
     CU_ASSERT_EQUAL(ms.dones, 1);
     CU_ASSERT_EQUAL(ms.done_err, -EIO);
     CU_ASSERT_EQUAL_FATAL(ms.npeers, 1);
-    CU_ASSERT_EQUAL(ms.peer[0].got, SMALL_SIZE);
+    CU_ASSERT(ms.peer[0].got <= SMALL_SIZE);
     CU_ASSERT_EQUAL(ms.peer[0].bad, 0);
     CU_ASSERT_EQUAL(ms.peer[0].ends, 1);
     CU_ASSERT_EQUAL(ms.peer[0].end_err, -EPIPE);

@@ -1,7 +1,8 @@
 /*
  * pool: every task runs exactly once, a full queue blocks or refuses,
- * destroy drains the queue, and pool_parallel covers each index once from
- * any thread, even when no worker is free.
+ * destroy drains the queue, pool_parallel covers each index once from
+ * any thread, even when no worker is free, and workers never take the
+ * signals meant for the signalfd.
  *
  * A "gate" task parks a worker until the test opens it, so that the queue
  * can be filled deterministically. It opens by itself after a few seconds,
@@ -12,6 +13,7 @@
 #include <CUnit/CUnit.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -152,7 +154,13 @@ static void test_try_submit_full(void)
     gate_wait_started(&g);
     CU_ASSERT_EQUAL(pool_try_submit(p, count_task, &runs), 0);
     CU_ASSERT_EQUAL(pool_try_submit(p, count_task, &runs), 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     CU_ASSERT_EQUAL(pool_try_submit(p, count_task, &runs), -EAGAIN);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* At once: a wait would last until the gate opens by itself, seconds later. */
+    CU_ASSERT_TRUE((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) < 100000000L);
+    CU_ASSERT_FALSE(gate_is_open(&g));
     gate_open(&g);
     pool_destroy(p);
     CU_ASSERT_EQUAL(atomic_load(&runs), 2);
@@ -319,6 +327,55 @@ static void test_parallel_no_free_worker(void)
     CU_ASSERT_EQUAL(atomic_load(&runs), 2);
 }
 
+/* What a task saw of its worker's signal mask. */
+struct mask_probe {
+    sigset_t worker;  /* the worker's mask, read inside a task */
+    sigset_t creator; /* the creating thread's mask after pool_create */
+    int rc;
+};
+
+static void read_mask(void *arg)
+{
+    struct mask_probe *m = arg;
+    m->rc = pthread_sigmask(SIG_BLOCK, NULL, &m->worker);
+}
+
+static const int stop_signals[] = {SIGTERM, SIGINT, SIGHUP};
+
+/* Creates the pool from a thread that has the stop signals unblocked. */
+static void *creator_main(void *arg)
+{
+    struct mask_probe *m = arg;
+    sigset_t open;
+    sigemptyset(&open);
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++)
+        sigaddset(&open, stop_signals[i]);
+    m->rc = pthread_sigmask(SIG_UNBLOCK, &open, NULL);
+    pool_t *p;
+    if (m->rc == 0 && (m->rc = pool_create(&p, 1, 1)) == 0) {
+        m->rc = pool_submit(p, read_mask, m);
+        pool_destroy(p);
+    }
+    pthread_sigmask(SIG_BLOCK, NULL, &m->creator);
+    return NULL;
+}
+
+/* Workers have the stop signals blocked even though their creator had
+ * not, the creator's own mask is left alone, and faults stay unblocked. */
+static void test_workers_block_signals(void)
+{
+    struct mask_probe m = {.rc = 1};
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, creator_main, &m), 0);
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL_FATAL(m.rc, 0);
+    for (size_t i = 0; i < sizeof stop_signals / sizeof stop_signals[0]; i++) {
+        CU_ASSERT_EQUAL(sigismember(&m.worker, stop_signals[i]), 1);
+        CU_ASSERT_EQUAL(sigismember(&m.creator, stop_signals[i]), 0);
+    }
+    CU_ASSERT_EQUAL(sigismember(&m.worker, SIGSEGV), 0);
+}
+
 void suite_pool(void)
 {
     CU_pSuite s = CU_add_suite("pool", NULL, NULL);
@@ -330,4 +387,5 @@ void suite_pool(void)
     CU_add_test(s, "parallel uses the workers", test_parallel_uses_workers);
     CU_add_test(s, "parallel from inside every worker", test_parallel_from_workers);
     CU_add_test(s, "parallel with no free worker", test_parallel_no_free_worker);
+    CU_add_test(s, "workers block the stop signals", test_workers_block_signals);
 }
