@@ -13,7 +13,8 @@
  * bytes) from the body's send to its last byte's arrival. Details (count,
  * median, maximum, how late the timer sent them) go to stderr. The
  * receiver checks the first bytes of every piece against the sender's
- * buffer, and the run fails when a byte is off or a heartbeat is lost.
+ * buffer, and the run fails when a byte is off, a heartbeat is lost, or
+ * the whole takes more than two minutes.
  */
 #include "convoy/log.h"
 #include "convoy/mux.h"
@@ -31,7 +32,8 @@
 #define BODY_SIZE ((uint64_t)BODY_MIB << 20)
 #define BEAT_MS   10
 #define BEATS_MAX 100000
-#define CHECK_LEN 8 /* bytes of each piece compared with the sender's buffer */
+#define CHECK_LEN 8      /* bytes of each piece compared with the sender's buffer */
+#define LIMIT_MS  120000 /* a run that takes longer is cut off, and fails */
 
 struct end {
     ring_t *ring;
@@ -43,7 +45,7 @@ struct end {
 static struct end snd, rcv;
 static conn_listener_t *listener;
 static uint8_t *body;
-static struct ring_timer beat;
+static struct ring_timer beat, limit;
 static uint64_t t_start, t_end, beat_due; /* µs */
 static uint64_t got, bad;
 static uint32_t beats_sent, beats_got, beats_lost;
@@ -200,9 +202,18 @@ static void snd_drain(conn_t *c)
     mux_drain(snd.m);
 }
 
+static void limit_fired(struct ring_timer *t)
+{
+    (void)t;
+    fprintf(stderr, "bench_frames: no end after %u ms\n", LIMIT_MS);
+    conn_abort(snd.c, -ETIMEDOUT); /* the receiver sees the end and stops too */
+}
+
 static void snd_close(conn_t *c, int reason)
 {
     (void)c;
+    ring_timer_stop(snd.ring, &limit);
+    ring_timer_stop(snd.ring, &beat);
     if (reason != 0)
         fprintf(stderr, "bench_frames: sender: %s\n", conn_reason_str(reason));
     mux_free(snd.m);
@@ -271,6 +282,7 @@ static int run(void)
         fprintf(stderr, "bench_frames: cannot listen or dial on loopback\n");
         return -1;
     }
+    ring_timer_start(snd.ring, &limit, LIMIT_MS, limit_fired);
     pthread_t t;
     if (pthread_create(&t, NULL, run_ring, &rcv) != 0)
         return -1;
