@@ -1,10 +1,11 @@
 /*
  * ctl — control frames on a connection.
  *
- * The glue between the frame codec and conn: send a frame (its body, if
- * any, follows with conn_write or conn_send_file, so a large body streams
- * like any other bytes), feed received bytes to a decoder, and refuse a
- * peer with an ERROR frame that says why before the connection closes.
+ * The glue between the frame codec and conn: send a frame (its inline
+ * body, if any, follows with conn_write or conn_send_file and holds the
+ * connection until it is through: a body that must not do that is a stream,
+ * mux.h), feed received bytes to a decoder, and refuse a peer with an
+ * ERROR frame that says why before the connection closes.
  */
 #ifndef CONVOY_CTL_H
 #define CONVOY_CTL_H

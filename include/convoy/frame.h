@@ -1,14 +1,19 @@
 /*
  * frame — the convoy control-frame codec, independent of sockets.
  *
- *  0      4     5     6       8          12         16                24
- *  | "CNVY" | ver | type | flags | meta_len | reserved | body_len (u64) |
+ *  0      4     5     6       8          12       16                24
+ *  | "CNVY" | ver | type | flags | meta_len | stream | body_len (u64) |
  *
- * Big-endian header, then meta_len bytes of JSON (an object), then body_len
- * bytes of raw body. The decoder is incremental: it takes whatever bytes the
+ * Big-endian header, then meta_len bytes of JSON (an object), then the
+ * frame's inline body (frame_inline_len). A large body does not follow its
+ * message inline: the message is sent STREAMED, naming a stream and the
+ * body's length, and the body follows in DATA frames of at most
+ * FRAME_CHUNK_MAX bytes on that stream, which the receiver paces with CREDIT
+ * frames, so that other frames pass between the chunks (mux.h runs this on a
+ * connection). The decoder is incremental: it takes whatever bytes the
  * network delivered, validates the header before allocating anything, parses
- * the meta once it is complete, and hands the body on in pieces as they come,
- * so a frame carrying hundreds of megabytes never sits whole in memory.
+ * the meta once it is complete, and hands body bytes on in pieces as they
+ * come, so no body ever sits whole in memory.
  */
 #ifndef CONVOY_FRAME_H
 #define CONVOY_FRAME_H
@@ -19,9 +24,15 @@
 #include <stdint.h>
 
 #define FRAME_MAGIC    "CNVY"
-#define FRAME_VERSION  1
+#define FRAME_VERSION  2
 #define FRAME_HDR_LEN  24
 #define FRAME_META_MAX (64u * 1024) /* hard ceiling of meta_len */
+
+/* Streams: the protocol's constants, the same for every peer. */
+#define FRAME_F_STREAMED  0x0001u        /* the body follows in DATA frames */
+#define FRAME_CHUNK_MAX   (64u * 1024)   /* largest body of one DATA frame */
+#define FRAME_WINDOW      (1024u * 1024) /* a stream's initial credit; no credit exceeds it */
+#define FRAME_STREAMS_MAX 16u            /* streams one side may have open at once */
 
 enum frame_type {
     FRAME_HELLO = 1,
@@ -37,31 +48,41 @@ enum frame_type {
     FRAME_ACCEPTED,
     FRAME_RESULT,
     FRAME_ERROR,
+    FRAME_DATA,   /* a chunk of a STREAMED message's body */
+    FRAME_CREDIT, /* the receiver of a stream grants `credit` more bytes */
 };
 #define FRAME_TYPE_FIRST FRAME_HELLO
-#define FRAME_TYPE_LAST  FRAME_ERROR
+#define FRAME_TYPE_LAST  FRAME_CREDIT
 
 /* Decoder errors; negative and apart from -errno values. */
 enum frame_err {
     FRAME_EMAGIC = -1000, /* first four bytes are not "CNVY" */
     FRAME_EVERSION,       /* version other than FRAME_VERSION */
     FRAME_ETYPE,          /* unknown type */
-    FRAME_EFLAGS,         /* a flag bit this version does not define */
-    FRAME_ERESERVED,      /* reserved field not zero */
-    FRAME_EMETA_LEN,      /* meta_len over the limit */
-    FRAME_EBODY_LEN,      /* body_len over the limit */
-    FRAME_EMETA_JSON,     /* meta is not a JSON object */
-    FRAME_ESCHEMA,        /* meta lacks a field, or has one unknown or mistyped */
+    FRAME_EFLAGS,     /* a flag bit this version does not define, or STREAMED where no body goes */
+    FRAME_ESTREAM,    /* stream 0 where one is needed, or one where none goes */
+    FRAME_EMETA_LEN,  /* meta_len over the limit */
+    FRAME_EBODY_LEN,  /* body_len over the limit, or 0 where a body must be */
+    FRAME_ECREDIT,    /* CREDIT of 0 or more than FRAME_WINDOW */
+    FRAME_EMETA_JSON, /* meta is not a JSON object */
+    FRAME_ESCHEMA,    /* meta lacks a field, or has one unknown or mistyped */
+    FRAME_ESTREAM_ID, /* a new stream's id is not the opener's, or not above its last */
+    FRAME_ESTREAM_GONE, /* DATA or CREDIT for a stream that is not open */
+    FRAME_ESTREAMS,     /* more than FRAME_STREAMS_MAX streams open */
+    FRAME_EFLOW,        /* DATA beyond the credit, or credit beyond the body */
     FRAME_ENOMEM,
 };
 
 struct frame_hdr {
     uint8_t version;
     uint8_t type;      /* enum frame_type */
-    uint16_t flags;    /* none defined yet: must be 0 */
+    uint16_t flags;    /* FRAME_F_* */
     uint32_t meta_len; /* bytes of JSON after the header */
-    uint32_t reserved; /* must be 0 */
-    uint64_t body_len; /* bytes of raw body after the meta */
+    uint32_t stream;   /* STREAMED, DATA, CREDIT: the stream; else 0 */
+    union {
+        uint64_t body_len; /* bytes of body: inline, in this DATA, or (STREAMED) the whole stream */
+        uint64_t credit;   /* CREDIT: bytes granted; nothing follows the header */
+    };
 };
 
 struct frame_limits {
@@ -94,23 +115,38 @@ void frame_hdr_encode(uint8_t out[FRAME_HDR_LEN], const struct frame_hdr *h);
 
 /*
  * Parses and validates a header against lim, in this order: magic, version,
- * type, flags, reserved, meta_len (against lim->meta_max clamped to
- * FRAME_META_MAX), body_len. Returns 0 or the FRAME_E* code of the first
- * check that fails; h is filled with the fields as read either way.
+ * type, flags, stream, meta_len (against lim->meta_max clamped to
+ * FRAME_META_MAX; 0 for DATA and CREDIT), body_len (against lim->body_max;
+ * DATA also against FRAME_CHUNK_MAX, and DATA and STREAMED at least 1),
+ * credit (CREDIT: 1..FRAME_WINDOW). Returns 0 or the FRAME_E* code of the
+ * first check that fails; h is filled with the fields as read either way.
  */
 int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits *lim,
                      struct frame_hdr *h);
+
+/* Body bytes that follow h's meta in the frame itself: body_len, except 0
+ * for a STREAMED message (its body comes in DATA frames) and for CREDIT. */
+uint64_t frame_inline_len(const struct frame_hdr *h);
 
 /*
  * Encodes header and meta of a frame whose body_len bytes of body the caller
  * sends next. meta may be NULL (sent as meta_len 0, read back as {}).
  * On success *out is a malloc'd buffer of *outlen bytes owned by the caller.
- * Returns 0, FRAME_ETYPE for a type outside FRAME_TYPE_FIRST..LAST,
- * FRAME_EMETA_JSON when meta is not an object, FRAME_EMETA_LEN when the JSON
- * exceeds FRAME_META_MAX, or FRAME_ENOMEM; *out is untouched on failure.
+ * Returns 0, FRAME_ETYPE for DATA, CREDIT or a type outside
+ * FRAME_TYPE_FIRST..LAST, FRAME_EMETA_JSON when meta is not an object,
+ * FRAME_EMETA_LEN when the JSON exceeds FRAME_META_MAX, or FRAME_ENOMEM;
+ * *out is untouched on failure.
  */
 int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uint8_t **out,
                  size_t *outlen);
+
+/*
+ * Encodes header and meta of a STREAMED message: its body_len bytes follow
+ * in DATA frames on stream. Returns as frame_encode(), and also FRAME_ETYPE
+ * for ERROR, FRAME_ESTREAM for stream 0 and FRAME_EBODY_LEN for body_len 0.
+ */
+int frame_encode_streamed(enum frame_type type, const cJSON *meta, uint32_t stream,
+                          uint64_t body_len, uint8_t **out, size_t *outlen);
 
 /*
  * Encodes a whole ERROR frame, meta {"code": code, "reason": reason} and no
@@ -125,8 +161,8 @@ int frame_error_encode(const char *code, const char *reason, uint8_t **out, size
  * stops the decoder and is returned by frame_decoder_feed(). meta belongs to
  * the decoder and stays valid until on_end returns. on_body gets pointers
  * into the buffer given to frame_decoder_feed(), never a copy; the pieces of
- * one frame add up to exactly h->body_len bytes. A frame with no body gets
- * on_end right after on_frame. on_body and on_end may be NULL (the body is
+ * one frame add up to exactly frame_inline_len(h) bytes. A frame with no
+ * inline body gets on_end right after on_frame. on_body and on_end may be NULL (the body is
  * then skipped: set lim->body_max to 0 to refuse bodies instead). A sink must
  * not free the decoder from inside a callback.
  */

@@ -11,6 +11,12 @@
  * of length 0, body of length 0) is left at once, so a frame ends in the same
  * feed call that delivered its last byte.
  *
+ * Streams are the same three states: a STREAMED message is a frame with no
+ * inline body, each DATA frame one with an inline body of at most one
+ * chunk, CREDIT a bare header. What a stream may carry at all (its id, its
+ * credit, its length) is the job of the layer that keeps stream state
+ * (mux.c); the header checks here are those the 24 bytes alone decide.
+ *
  * Any error latches: a peer that sent one bad frame has lost the framing, and
  * the only safe answer is an ERROR frame and a close.
  */
@@ -62,6 +68,8 @@ static const char *const type_names[] = {
     [FRAME_ACCEPTED] = "ACCEPTED",
     [FRAME_RESULT] = "RESULT",
     [FRAME_ERROR] = "ERROR",
+    [FRAME_DATA] = "DATA",
+    [FRAME_CREDIT] = "CREDIT",
 };
 
 /* Indexed by err - FRAME_EMAGIC: a reason for people and a code for programs. */
@@ -73,11 +81,16 @@ static const struct {
     {"version", "unsupported frame version"},
     {"type", "unknown frame type"},
     {"flags", "undefined flag bits set"},
-    {"reserved", "reserved header field not zero"},
+    {"stream", "stream field wrong for the frame type"},
     {"meta_len", "meta length over the limit"},
     {"body_len", "body length over the limit"},
+    {"credit", "credit out of range"},
     {"meta_json", "meta is not a JSON object"},
     {"schema", "meta does not match the message schema"},
+    {"stream_id", "new stream id not the sender's next"},
+    {"stream_gone", "frame for a stream that is not open"},
+    {"streams", "too many open streams"},
+    {"flow", "flow control window exceeded"},
     {"nomem", "out of memory"},
 };
 
@@ -127,13 +140,46 @@ void frame_hdr_encode(uint8_t out[FRAME_HDR_LEN], const struct frame_hdr *h)
     out[5] = h->type;
     put_be(out + 6, h->flags, 2);
     put_be(out + 8, h->meta_len, 4);
-    put_be(out + 12, h->reserved, 4);
+    put_be(out + 12, h->stream, 4);
     put_be(out + 16, h->body_len, 8);
 }
 
 static uint32_t meta_limit(const struct frame_limits *lim)
 {
     return lim->meta_max < FRAME_META_MAX ? lim->meta_max : FRAME_META_MAX;
+}
+
+/* A message (not DATA, CREDIT or ERROR) may have its body streamed. */
+static bool type_streams(uint8_t type)
+{
+    return type != FRAME_DATA && type != FRAME_CREDIT && type != FRAME_ERROR;
+}
+
+static bool has_stream(const struct frame_hdr *h)
+{
+    return (h->flags & FRAME_F_STREAMED) || h->type == FRAME_DATA || h->type == FRAME_CREDIT;
+}
+
+static int check_flags(const struct frame_hdr *h)
+{
+    if (h->flags & ~FRAME_F_STREAMED)
+        return FRAME_EFLAGS;
+    return (h->flags & FRAME_F_STREAMED) && !type_streams(h->type) ? FRAME_EFLAGS : 0;
+}
+
+/* meta_len, then body_len or credit, each against what the type allows. */
+static int check_lengths(const struct frame_hdr *h, const struct frame_limits *lim)
+{
+    bool bare = h->type == FRAME_DATA || h->type == FRAME_CREDIT;
+    if (h->meta_len > (bare ? 0 : meta_limit(lim)))
+        return FRAME_EMETA_LEN;
+    if (h->type == FRAME_CREDIT)
+        return h->credit == 0 || h->credit > FRAME_WINDOW ? FRAME_ECREDIT : 0;
+    if (h->body_len > lim->body_max)
+        return FRAME_EBODY_LEN;
+    if (h->type == FRAME_DATA && h->body_len > FRAME_CHUNK_MAX)
+        return FRAME_EBODY_LEN;
+    return has_stream(h) && h->body_len == 0 ? FRAME_EBODY_LEN : 0;
 }
 
 int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits *lim,
@@ -143,7 +189,7 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits 
     h->type = in[5];
     h->flags = (uint16_t)get_be(in + 6, 2);
     h->meta_len = (uint32_t)get_be(in + 8, 4);
-    h->reserved = (uint32_t)get_be(in + 12, 4);
+    h->stream = (uint32_t)get_be(in + 12, 4);
     h->body_len = get_be(in + 16, 8);
     if (memcmp(in, FRAME_MAGIC, 4) != 0)
         return FRAME_EMAGIC;
@@ -151,15 +197,17 @@ int frame_hdr_decode(const uint8_t in[FRAME_HDR_LEN], const struct frame_limits 
         return FRAME_EVERSION;
     if (h->type < FRAME_TYPE_FIRST || h->type > FRAME_TYPE_LAST)
         return FRAME_ETYPE;
-    if (h->flags != 0)
-        return FRAME_EFLAGS;
-    if (h->reserved != 0)
-        return FRAME_ERESERVED;
-    if (h->meta_len > meta_limit(lim))
-        return FRAME_EMETA_LEN;
-    if (h->body_len > lim->body_max)
-        return FRAME_EBODY_LEN;
-    return 0;
+    int rc = check_flags(h);
+    if (rc < 0)
+        return rc;
+    if ((h->stream != 0) != has_stream(h))
+        return FRAME_ESTREAM;
+    return check_lengths(h, lim);
+}
+
+uint64_t frame_inline_len(const struct frame_hdr *h)
+{
+    return (h->flags & FRAME_F_STREAMED) || h->type == FRAME_CREDIT ? 0 : h->body_len;
 }
 
 /* Prints meta, or nothing for NULL; *text is NULL and *len 0 for no meta. */
@@ -183,11 +231,15 @@ static int meta_print(const cJSON *meta, char **text, size_t *len)
     return 0;
 }
 
-int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uint8_t **out,
-                 size_t *outlen)
+/* A type that carries meta: every type but DATA and CREDIT (bare headers). */
+static bool type_is_message(int type)
 {
-    if (type < FRAME_TYPE_FIRST || type > FRAME_TYPE_LAST)
-        return FRAME_ETYPE;
+    return type >= FRAME_TYPE_FIRST && type <= FRAME_ERROR;
+}
+
+/* Header and meta of a message described by h (meta_len is filled in). */
+static int encode(struct frame_hdr *h, const cJSON *meta, uint8_t **out, size_t *outlen)
+{
     char *text;
     size_t len;
     int rc = meta_print(meta, &text, &len);
@@ -198,13 +250,9 @@ int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uin
         rc = FRAME_ENOMEM;
         goto fail;
     }
-    struct frame_hdr h = {
-        .version = FRAME_VERSION,
-        .type = (uint8_t)type,
-        .meta_len = (uint32_t)len,
-        .body_len = body_len,
-    };
-    frame_hdr_encode(buf, &h);
+    h->version = FRAME_VERSION;
+    h->meta_len = (uint32_t)len;
+    frame_hdr_encode(buf, h);
     if (len > 0)
         memcpy(buf + FRAME_HDR_LEN, text, len);
     *out = buf;
@@ -212,6 +260,29 @@ int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uin
 fail:
     cJSON_free(text);
     return rc;
+}
+
+int frame_encode(enum frame_type type, const cJSON *meta, uint64_t body_len, uint8_t **out,
+                 size_t *outlen)
+{
+    if (!type_is_message(type))
+        return FRAME_ETYPE;
+    struct frame_hdr h = {.type = (uint8_t)type, .body_len = body_len};
+    return encode(&h, meta, out, outlen);
+}
+
+int frame_encode_streamed(enum frame_type type, const cJSON *meta, uint32_t stream,
+                          uint64_t body_len, uint8_t **out, size_t *outlen)
+{
+    if (!type_is_message(type) || type == FRAME_ERROR)
+        return FRAME_ETYPE;
+    if (stream == 0)
+        return FRAME_ESTREAM;
+    if (body_len == 0)
+        return FRAME_EBODY_LEN;
+    struct frame_hdr h = {
+        .type = (uint8_t)type, .flags = FRAME_F_STREAMED, .stream = stream, .body_len = body_len};
+    return encode(&h, meta, out, outlen);
 }
 
 int frame_error_encode(const char *code, const char *reason, uint8_t **out, size_t *outlen)
@@ -316,7 +387,7 @@ static int begin_body(frame_decoder_t *d)
     rc = d->sink.on_frame(d->ctx, &d->hdr, d->meta);
     if (rc < 0)
         return rc;
-    d->body_left = d->hdr.body_len;
+    d->body_left = frame_inline_len(&d->hdr);
     d->state = DEC_BODY;
     return d->body_left == 0 ? end_frame(d) : 0;
 }

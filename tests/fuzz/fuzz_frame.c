@@ -9,10 +9,12 @@
  *
  * The sink checks the decoder's promises and aborts when one breaks: frames
  * alternate on_frame / on_end, the body pieces of a frame add up to its
- * body_len and lie inside the piece being fed, an error latches. Every
- * decoded frame is encoded again with frame_encode and decoded by a second
- * decoder, which must read the same header and print the same meta; the meta
- * also goes through frame_meta_check, which must answer 0 or FRAME_ESCHEMA.
+ * frame_inline_len and lie inside the piece being fed, every header field is
+ * within what its type allows, an error latches. Every decoded frame is
+ * encoded again (frame_encode, frame_encode_streamed, or frame_hdr_encode
+ * for the bare DATA and CREDIT headers) and decoded by a second decoder,
+ * which must read the same header and print the same meta; the meta also
+ * goes through frame_meta_check, which must answer 0 or FRAME_ESCHEMA.
  */
 #include "convoy/frame.h"
 
@@ -62,26 +64,63 @@ static int echo_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
 
 static const struct frame_sink echo_sink = {echo_frame, NULL, NULL};
 
+/* Encodes the frame as its sender would, in a malloc'd buffer. */
+static void encode_again(const struct frame_hdr *h, const cJSON *meta, uint8_t **enc, size_t *len)
+{
+    if (h->type == FRAME_DATA || h->type == FRAME_CREDIT) {
+        CHECK((*enc = malloc(FRAME_HDR_LEN)) != NULL);
+        frame_hdr_encode(*enc, h);
+        *len = FRAME_HDR_LEN;
+    } else if (h->flags & FRAME_F_STREAMED) {
+        CHECK(frame_encode_streamed((enum frame_type)h->type, meta, h->stream, h->body_len, enc,
+                                    len) == 0);
+    } else {
+        CHECK(frame_encode((enum frame_type)h->type, meta, h->body_len, enc, len) == 0);
+    }
+}
+
 /* Encodes the frame again and checks that a fresh decoder reads it the same. */
 static void round_trip(const struct frame_hdr *h, const cJSON *meta)
 {
     uint8_t *enc;
     size_t len;
-    CHECK(frame_encode((enum frame_type)h->type, meta, h->body_len, &enc, &len) == 0);
+    encode_again(h, meta, &enc, &len);
     struct frame_limits lim = {.meta_max = FRAME_META_MAX, .body_max = h->body_len};
     struct echo e = {0};
     frame_decoder_t *d;
     CHECK(frame_decoder_new(&d, &lim, &echo_sink, &e) == 0);
     CHECK(frame_decoder_feed(d, enc, len) == 0);
     CHECK(e.frames == 1);
-    CHECK(e.hdr.type == h->type && e.hdr.flags == 0 && e.hdr.body_len == h->body_len);
+    CHECK(e.hdr.type == h->type && e.hdr.flags == h->flags && e.hdr.stream == h->stream &&
+          e.hdr.body_len == h->body_len);
     char *text = cJSON_PrintUnformatted(meta);
     CHECK(text != NULL && e.meta != NULL && strcmp(text, e.meta) == 0);
-    CHECK(e.hdr.meta_len == strlen(text) && len == FRAME_HDR_LEN + strlen(text));
+    size_t meta_len = h->type == FRAME_DATA || h->type == FRAME_CREDIT ? 0 : strlen(text);
+    CHECK(e.hdr.meta_len == meta_len && len == FRAME_HDR_LEN + meta_len);
     cJSON_free(text);
     cJSON_free(e.meta);
     frame_decoder_free(d);
     free(enc);
+}
+
+/* What the header checks promise about a frame they let through. */
+static void check_fields(const struct frame_hdr *h)
+{
+    bool bare = h->type == FRAME_DATA || h->type == FRAME_CREDIT;
+    bool streamed = h->flags & FRAME_F_STREAMED;
+    CHECK(h->version == FRAME_VERSION);
+    CHECK(h->type >= FRAME_TYPE_FIRST && h->type <= FRAME_TYPE_LAST);
+    CHECK((h->flags & ~FRAME_F_STREAMED) == 0 && !(streamed && (bare || h->type == FRAME_ERROR)));
+    CHECK((h->stream != 0) == (bare || streamed));
+    CHECK(h->meta_len <= (bare ? 0 : fuzz_limits.meta_max));
+    if (h->type == FRAME_CREDIT)
+        CHECK(h->credit >= 1 && h->credit <= FRAME_WINDOW);
+    else
+        CHECK(h->body_len <= fuzz_limits.body_max);
+    if (h->type == FRAME_DATA)
+        CHECK(h->body_len >= 1 && h->body_len <= FRAME_CHUNK_MAX);
+    if (streamed)
+        CHECK(h->body_len >= 1 && frame_inline_len(h) == 0);
 }
 
 static int on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
@@ -89,9 +128,9 @@ static int on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
     struct fuzz_state *s = ctx;
     CHECK(!s->in_frame);
     CHECK(cJSON_IsObject(meta));
-    CHECK(h->meta_len <= fuzz_limits.meta_max && h->body_len <= fuzz_limits.body_max);
+    check_fields(h);
     s->in_frame = true;
-    s->body_len = h->body_len;
+    s->body_len = frame_inline_len(h);
     s->body_seen = 0;
     s->frames++;
     char why[64];

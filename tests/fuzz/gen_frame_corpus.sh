@@ -21,7 +21,7 @@ be() {
     printf "$s"
 }
 
-# hdr MAGIC VERSION TYPE FLAGS META_LEN RESERVED BODY_LEN
+# hdr MAGIC VERSION TYPE FLAGS META_LEN STREAM BODY_LEN
 hdr() {
     printf '%s' "$1"
     be 1 "$2"
@@ -34,8 +34,23 @@ hdr() {
 
 # frame TYPE META BODY: a valid frame (type numbers as in frame.h).
 frame() {
-    hdr CNVY 1 "$1" 0 ${#2} 0 ${#3}
+    hdr CNVY 2 "$1" 0 ${#2} 0 ${#3}
     printf '%s%s' "$2" "$3"
+}
+
+# streamed TYPE META STREAM BODY_LEN: a STREAMED message, its body to follow.
+streamed() {
+    hdr CNVY 2 "$1" 1 ${#2} "$3" "$4"
+    printf '%s' "$2"
+}
+
+# data STREAM BYTES: one DATA frame. credit STREAM N: one CREDIT frame.
+data() {
+    hdr CNVY 2 14 0 0 "$1" ${#2}
+    printf '%s' "$2"
+}
+credit() {
+    hdr CNVY 2 15 0 0 "$1" "$2"
 }
 
 # split SIZE...: the fuzz_frame split prefix for these piece sizes (1..256).
@@ -67,20 +82,43 @@ split 256 >"$out/error"
 frame 13 '{"code":"magic","reason":"bad magic: not a convoy frame"}' '' >>"$out/error"
 split 256 >"$out/work-nested"
 frame 10 '{"items":[[1,2],[3,4]],"o":{"a":{"b":[{}]}},"x":1e308,"s":"\u00e9\n"}' "$body" >>"$out/work-nested"
+split 5 24 2 60 >"$out/streams"
+{
+    streamed 10 '{"id":3}' 1 32
+    data 1 "$body"
+    credit 2 65536
+    frame 3 '{"load":1}' ''
+    streamed 12 '' 3 16
+    data 3 "$body"
+    data 1 "$body"
+    frame 5 '' ''
+} >>"$out/streams"
 split 256 >"$out/bad-magic"
-hdr CNVZ 1 1 0 0 0 0 >>"$out/bad-magic"
+hdr CNVZ 2 1 0 0 0 0 >>"$out/bad-magic"
 split 256 >"$out/bad-version"
-hdr CNVY 2 1 0 0 0 0 >>"$out/bad-version"
+hdr CNVY 1 1 0 0 0 0 >>"$out/bad-version"
 split 256 >"$out/bad-type"
-hdr CNVY 1 14 0 0 0 0 >>"$out/bad-type"
+hdr CNVY 2 16 0 0 0 0 >>"$out/bad-type"
 split 256 >"$out/bad-flags"
-hdr CNVY 1 1 1 0 0 0 >>"$out/bad-flags"
-split 256 >"$out/bad-reserved"
-hdr CNVY 1 1 0 0 1 0 >>"$out/bad-reserved"
+hdr CNVY 2 1 2 0 0 0 >>"$out/bad-flags"
+split 256 >"$out/streamed-error"
+hdr CNVY 2 13 1 0 1 4 >>"$out/streamed-error"
+split 256 >"$out/bad-stream"
+hdr CNVY 2 1 0 0 1 0 >>"$out/bad-stream"
+split 256 >"$out/data-no-stream"
+hdr CNVY 2 14 0 0 0 4 >>"$out/data-no-stream"
+split 256 >"$out/data-too-long"
+hdr CNVY 2 14 0 0 1 65537 >>"$out/data-too-long"
+split 256 >"$out/data-with-meta"
+hdr CNVY 2 14 0 2 1 1 >>"$out/data-with-meta"
+split 256 >"$out/credit-zero"
+hdr CNVY 2 15 0 0 1 0 >>"$out/credit-zero"
+split 256 >"$out/credit-too-big"
+hdr CNVY 2 15 0 0 1 1048577 >>"$out/credit-too-big"
 split 256 >"$out/meta-too-long"
-hdr CNVY 1 1 0 1025 0 0 >>"$out/meta-too-long"
+hdr CNVY 2 1 0 1025 0 0 >>"$out/meta-too-long"
 split 256 >"$out/body-too-long"
-hdr CNVY 1 12 0 2 0 4097 >>"$out/body-too-long"
+hdr CNVY 2 12 0 2 0 4097 >>"$out/body-too-long"
 printf '{}' >>"$out/body-too-long"
 split 256 >"$out/meta-array"
 frame 1 '[1,2]' '' >>"$out/meta-array"

@@ -1,7 +1,9 @@
 /*
  * frame: frames survive a round trip, every bad header field is refused with
  * its own code before any callback, input split anywhere decodes the same,
- * and bodies arrive as pointers into the caller's buffer.
+ * and bodies arrive as pointers into the caller's buffer; streamed messages,
+ * DATA and CREDIT frames interleave with others and have every new field
+ * checked.
  */
 #include "convoy/frame.h"
 
@@ -132,7 +134,7 @@ static void test_round_trip(void)
 {
     uint8_t buf[2048], body[300];
     char json[128];
-    for (int t = FRAME_TYPE_FIRST; t <= FRAME_TYPE_LAST; t++) {
+    for (int t = FRAME_TYPE_FIRST; t <= FRAME_ERROR; t++) { /* every message type */
         struct rec r = {0};
         size_t body_len = (size_t)t * 20;
         fill(body, body_len, (unsigned)t);
@@ -184,13 +186,14 @@ static const struct hdr_case hdr_cases[] = {
     {"magic", 0, 1, 'X', FRAME_EMAGIC},
     {"magic last byte", 3, 1, 'y', FRAME_EMAGIC},
     {"version 0", 4, 1, 0, FRAME_EVERSION},
-    {"version 2", 4, 1, 2, FRAME_EVERSION},
+    {"version 1", 4, 1, 1, FRAME_EVERSION},
+    {"version 3", 4, 1, 3, FRAME_EVERSION},
     {"type 0", 5, 1, 0, FRAME_ETYPE},
     {"type LAST+1", 5, 1, FRAME_TYPE_LAST + 1, FRAME_ETYPE},
     {"type 255", 5, 1, 255, FRAME_ETYPE},
-    {"flags low bit", 6, 2, 0x0001, FRAME_EFLAGS},
+    {"flags lowest undefined bit", 6, 2, 0x0002, FRAME_EFLAGS},
     {"flags high bit", 6, 2, 0x8000, FRAME_EFLAGS},
-    {"reserved", 12, 4, 1, FRAME_ERESERVED},
+    {"stream on a plain frame", 12, 4, 1, FRAME_ESTREAM},
     {"meta_len limit+1", 8, 4, 257, FRAME_EMETA_LEN},
     {"meta_len 2^32-1", 8, 4, UINT32_MAX, FRAME_EMETA_LEN},
     {"body_len limit+1", 16, 8, 1025, FRAME_EBODY_LEN},
@@ -239,8 +242,8 @@ static void test_header_fields(void)
 /* With every field wrong, fixing them one by one reveals the check order. */
 static void test_header_order(void)
 {
-    static const int order[] = {FRAME_EMAGIC,    FRAME_EVERSION,  FRAME_ETYPE,    FRAME_EFLAGS,
-                                FRAME_ERESERVED, FRAME_EMETA_LEN, FRAME_EBODY_LEN};
+    static const int order[] = {FRAME_EMAGIC,  FRAME_EVERSION,  FRAME_ETYPE,    FRAME_EFLAGS,
+                                FRAME_ESTREAM, FRAME_EMETA_LEN, FRAME_EBODY_LEN};
     uint8_t buf[FRAME_HDR_LEN], good[FRAME_HDR_LEN];
     struct frame_hdr h;
     valid_hdr(good);
@@ -251,7 +254,7 @@ static void test_header_order(void)
     poke(buf + 8, 4, 100000);
     poke(buf + 12, 4, 7);
     poke(buf + 16, 8, 5000);
-    /* Fields in check order: magic, version, type, flags, reserved, meta_len. */
+    /* Fields in check order: magic, version, type, flags, stream, meta_len. */
     static const size_t fix_off[] = {0, 4, 5, 6, 12, 8};
     static const size_t fix_len[] = {4, 1, 1, 2, 4, 4};
     for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
@@ -568,15 +571,202 @@ static void test_error_frame(void)
     free(out);
 }
 
+/* ---- streams ---- */
+
+static const struct frame_limits streams = {.meta_max = 256, .body_max = 1u << 20};
+
+/* Writes one bare or streamed header with the given fields. */
+static size_t put_hdr(uint8_t *out, uint8_t type, uint16_t flags, uint32_t meta_len,
+                      uint32_t stream, uint64_t body_len)
+{
+    struct frame_hdr h = {.version = FRAME_VERSION,
+                          .type = type,
+                          .flags = flags,
+                          .meta_len = meta_len,
+                          .stream = stream,
+                          .body_len = body_len};
+    frame_hdr_encode(out, &h);
+    return FRAME_HDR_LEN;
+}
+
+struct stream_case {
+    const char *what;
+    uint8_t type;
+    uint16_t flags;
+    uint32_t meta_len, stream;
+    uint64_t body_len; /* or credit */
+    int want;
+};
+
+static const struct stream_case stream_cases[] = {
+    {"STREAMED message", FRAME_WORK, FRAME_F_STREAMED, 2, 1, 1u << 20, 0},
+    {"DATA of a full chunk", FRAME_DATA, 0, 0, 1, FRAME_CHUNK_MAX, 0},
+    {"CREDIT of 1", FRAME_CREDIT, 0, 0, 2, 1, 0},
+    {"CREDIT of a window", FRAME_CREDIT, 0, 0, 2, FRAME_WINDOW, 0},
+    {"STREAMED on ERROR", FRAME_ERROR, FRAME_F_STREAMED, 2, 1, 4, FRAME_EFLAGS},
+    {"STREAMED on DATA", FRAME_DATA, FRAME_F_STREAMED, 0, 1, 4, FRAME_EFLAGS},
+    {"STREAMED on CREDIT", FRAME_CREDIT, FRAME_F_STREAMED, 0, 1, 4, FRAME_EFLAGS},
+    {"STREAMED, stream 0", FRAME_WORK, FRAME_F_STREAMED, 2, 0, 4, FRAME_ESTREAM},
+    {"DATA, stream 0", FRAME_DATA, 0, 0, 0, 4, FRAME_ESTREAM},
+    {"CREDIT, stream 0", FRAME_CREDIT, 0, 0, 0, 4, FRAME_ESTREAM},
+    {"plain message with a stream", FRAME_RESULT, 0, 2, 3, 0, FRAME_ESTREAM},
+    {"DATA with meta", FRAME_DATA, 0, 1, 1, 4, FRAME_EMETA_LEN},
+    {"CREDIT with meta", FRAME_CREDIT, 0, 1, 1, 4, FRAME_EMETA_LEN},
+    {"DATA of 0 bytes", FRAME_DATA, 0, 0, 1, 0, FRAME_EBODY_LEN},
+    {"DATA over a chunk", FRAME_DATA, 0, 0, 1, FRAME_CHUNK_MAX + 1, FRAME_EBODY_LEN},
+    {"DATA of 2^64-1", FRAME_DATA, 0, 0, 1, UINT64_MAX, FRAME_EBODY_LEN},
+    {"STREAMED of 0 bytes", FRAME_WORK, FRAME_F_STREAMED, 2, 1, 0, FRAME_EBODY_LEN},
+    {"STREAMED over body_max", FRAME_WORK, FRAME_F_STREAMED, 2, 1, (1u << 20) + 1, FRAME_EBODY_LEN},
+    {"CREDIT of 0", FRAME_CREDIT, 0, 0, 1, 0, FRAME_ECREDIT},
+    {"CREDIT over a window", FRAME_CREDIT, 0, 0, 1, FRAME_WINDOW + 1, FRAME_ECREDIT},
+    {"CREDIT of 2^64-1", FRAME_CREDIT, 0, 0, 1, UINT64_MAX, FRAME_ECREDIT},
+};
+
+static void test_stream_fields(void)
+{
+    for (size_t i = 0; i < sizeof stream_cases / sizeof stream_cases[0]; i++) {
+        const struct stream_case *c = &stream_cases[i];
+        uint8_t buf[FRAME_HDR_LEN + 2];
+        put_hdr(buf, c->type, c->flags, c->meta_len, c->stream, c->body_len);
+        memcpy(buf + FRAME_HDR_LEN, "{}", 2);
+        struct frame_hdr h;
+        int rc = frame_hdr_decode(buf, &streams, &h);
+        if (rc != c->want)
+            fprintf(stderr, "\n  case '%s': got %d want %d\n", c->what, rc, c->want);
+        CU_ASSERT_EQUAL(rc, c->want);
+        struct rec r = {0};
+        frame_decoder_t *d = decoder(&r, &streams);
+        CU_ASSERT_EQUAL(feed(d, &r, buf, FRAME_HDR_LEN + c->meta_len), c->want);
+        CU_ASSERT_EQUAL(r.nevents, c->want == 0 ? 1 + (c->type != FRAME_DATA) : 0);
+        frame_decoder_free(d);
+        rec_clear(&r);
+    }
+}
+
+/* A STREAMED message, its body in two DATA frames with a CREDIT and a plain
+ * message between them, then a message with no stream. */
+static size_t stream_frames(uint8_t *buf, uint8_t *body, size_t body_len)
+{
+    fill(body, body_len, 5);
+    uint8_t *enc;
+    size_t n, len = 0, half = body_len / 2;
+    CU_ASSERT_FATAL(frame_encode_streamed(FRAME_WORK, NULL, 7, body_len, &enc, &n) == 0);
+    memcpy(buf, enc, n);
+    free(enc);
+    len += n;
+    len += put_hdr(buf + len, FRAME_DATA, 0, 0, 7, half);
+    memcpy(buf + len, body, half);
+    len += half;
+    len += put_hdr(buf + len, FRAME_CREDIT, 0, 0, 2, 1000);
+    len += put_frame(buf + len, FRAME_HEARTBEAT, "{\"n\":1}", NULL, 0);
+    len += put_hdr(buf + len, FRAME_DATA, 0, 0, 7, body_len - half);
+    memcpy(buf + len, body + half, body_len - half);
+    len += body_len - half;
+    return len + put_frame(buf + len, FRAME_BYE, NULL, NULL, 0);
+}
+
+/* The events with each run of body pieces as one B: a cut splits a piece. */
+static void squeeze_events(const struct rec *r, char *out)
+{
+    for (const char *p = r->events; *p; p++) {
+        if (*p != 'B' || p[1] != 'B')
+            *out++ = *p;
+    }
+    *out = '\0';
+}
+
+static void check_stream_frames(const struct rec *r, const uint8_t *body, size_t body_len)
+{
+    char events[sizeof r->events];
+    squeeze_events(r, events);
+    CU_ASSERT_STRING_EQUAL(events, "FEFBEFEFEFBEFE");
+    static const uint8_t types[] = {FRAME_WORK,      FRAME_DATA, FRAME_CREDIT,
+                                    FRAME_HEARTBEAT, FRAME_DATA, FRAME_BYE};
+    for (size_t i = 0; i < sizeof types; i++)
+        CU_ASSERT_EQUAL(r->hdr[i].type, types[i]);
+    CU_ASSERT_EQUAL(r->hdr[0].flags, FRAME_F_STREAMED);
+    CU_ASSERT_EQUAL(r->hdr[0].stream, 7);
+    CU_ASSERT_EQUAL(r->hdr[0].body_len, body_len);
+    CU_ASSERT_EQUAL(frame_inline_len(&r->hdr[0]), 0);
+    CU_ASSERT_EQUAL(r->hdr[1].stream, 7);
+    CU_ASSERT_EQUAL(r->hdr[2].credit, 1000);
+    CU_ASSERT_EQUAL(frame_inline_len(&r->hdr[2]), 0);
+    CU_ASSERT_STRING_EQUAL(r->meta[3], "{\"n\":1}");
+    CU_ASSERT_EQUAL(r->hdr[5].stream, 0);
+    CU_ASSERT_EQUAL(r->body_len, body_len);
+    CU_ASSERT_EQUAL(memcmp(r->body, body, body_len), 0);
+}
+
+static void test_stream_interleaved(void)
+{
+    uint8_t buf[512], body[100];
+    size_t len = stream_frames(buf, body, sizeof body);
+    struct rec r = {0};
+    frame_decoder_t *d = decoder(&r, &streams);
+    CU_ASSERT_EQUAL(feed(d, &r, buf, len), 0);
+    check_stream_frames(&r, body, sizeof body);
+    CU_ASSERT_FALSE(r.copied);
+    CU_ASSERT_TRUE(frame_decoder_idle(d));
+    frame_decoder_free(d);
+    rec_clear(&r);
+}
+
+/* Cut anywhere, in two feeds, the stream decodes to the same events. */
+static void test_stream_truncated(void)
+{
+    uint8_t buf[512], body[100];
+    size_t len = stream_frames(buf, body, sizeof body);
+    for (size_t cut = 0; cut <= len; cut++) {
+        struct rec r = {0};
+        frame_decoder_t *d = decoder(&r, &streams);
+        CU_ASSERT_EQUAL(feed(d, &r, buf, cut), 0);
+        CU_ASSERT_EQUAL(feed(d, &r, buf + cut, len - cut), 0);
+        check_stream_frames(&r, body, sizeof body);
+        CU_ASSERT_TRUE(frame_decoder_idle(d));
+        frame_decoder_free(d);
+        rec_clear(&r);
+    }
+}
+
+static void test_encode_streamed(void)
+{
+    uint8_t *out = NULL;
+    size_t len = 0;
+    CU_ASSERT_EQUAL(frame_encode(FRAME_DATA, NULL, 1, &out, &len), FRAME_ETYPE);
+    CU_ASSERT_EQUAL(frame_encode(FRAME_CREDIT, NULL, 0, &out, &len), FRAME_ETYPE);
+    CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_ERROR, NULL, 1, 1, &out, &len), FRAME_ETYPE);
+    CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_DATA, NULL, 1, 1, &out, &len), FRAME_ETYPE);
+    CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_WORK, NULL, 0, 1, &out, &len), FRAME_ESTREAM);
+    CU_ASSERT_EQUAL(frame_encode_streamed(FRAME_WORK, NULL, 1, 0, &out, &len), FRAME_EBODY_LEN);
+    CU_ASSERT_PTR_NULL(out);
+    CU_ASSERT_EQUAL_FATAL(
+        frame_encode_streamed(FRAME_RESULT, NULL, UINT32_MAX, UINT64_MAX, &out, &len), 0);
+    struct frame_hdr h;
+    struct frame_limits any = {.meta_max = 0, .body_max = UINT64_MAX};
+    CU_ASSERT_EQUAL(frame_hdr_decode(out, &any, &h), 0);
+    CU_ASSERT_EQUAL(h.flags, FRAME_F_STREAMED);
+    CU_ASSERT_EQUAL(h.stream, UINT32_MAX);
+    CU_ASSERT_EQUAL(h.body_len, UINT64_MAX);
+    free(out);
+}
+
 static void test_names(void)
 {
     CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_HELLO), "HELLO");
     CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_CHAIN_SET_NEXT), "CHAIN_SET_NEXT");
     CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_ERROR), "ERROR");
+    CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_DATA), "DATA");
+    CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_CREDIT), "CREDIT");
     CU_ASSERT_STRING_EQUAL(frame_type_str(0), "unknown");
     CU_ASSERT_STRING_EQUAL(frame_type_str(FRAME_TYPE_LAST + 1), "unknown");
     CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_EMAGIC), "magic");
     CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ENOMEM), "nomem");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ESTREAM), "stream");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ECREDIT), "credit");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ESTREAM_ID), "stream_id");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ESTREAM_GONE), "stream_gone");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_ESTREAMS), "streams");
+    CU_ASSERT_STRING_EQUAL(frame_err_code(FRAME_EFLOW), "flow");
     CU_ASSERT_STRING_EQUAL(frame_err_code(-EIO), "unknown");
     CU_ASSERT_STRING_EQUAL(frame_strerror(FRAME_EMETA_LEN), "meta length over the limit");
     CU_ASSERT_STRING_EQUAL(frame_strerror(0), "unknown frame error");
@@ -607,5 +797,9 @@ void suite_frame(void)
     CU_add_test(s, "schema refuses with the field name", test_meta_check_refuses);
     CU_add_test(s, "encode refuses bad input", test_encode_refuses);
     CU_add_test(s, "ERROR frame", test_error_frame);
+    CU_add_test(s, "every stream field out of range", test_stream_fields);
+    CU_add_test(s, "a stream interleaved with other frames", test_stream_interleaved);
+    CU_add_test(s, "streams cut at every byte", test_stream_truncated);
+    CU_add_test(s, "encoding streamed messages", test_encode_streamed);
     CU_add_test(s, "type and error names", test_names);
 }
