@@ -1513,20 +1513,27 @@ const char *conn_reason_str(int reason)
     }
 }
 
-const char *conn_peer_addr(conn_t *c)
+const struct net_addr *conn_peer(conn_t *c)
 {
     if (c->peer == NULL && (c->peer = calloc(1, sizeof *c->peer)) == NULL)
-        return "?";
-    struct conn_peer *p = c->peer;
-    if (p->text[0] != '\0')
-        return p->text;
-    if (p->addr.len == 0) {
-        p->addr.len = sizeof p->addr.ss;
-        if (getpeername(c->fd, (struct sockaddr *)&p->addr.ss, &p->addr.len) < 0) {
-            p->addr.len = 0;
-            return "?";
+        return NULL;
+    struct net_addr *a = &c->peer->addr;
+    if (a->len == 0) {
+        a->len = sizeof a->ss;
+        if (getpeername(c->fd, (struct sockaddr *)&a->ss, &a->len) < 0) {
+            a->len = 0;
+            return NULL;
         }
     }
-    net_addr_str(&p->addr, p->text, sizeof p->text);
-    return p->text;
+    return a;
+}
+
+const char *conn_peer_addr(conn_t *c)
+{
+    const struct net_addr *a = conn_peer(c);
+    if (a == NULL)
+        return "?";
+    if (c->peer->text[0] == '\0')
+        net_addr_str(a, c->peer->text, sizeof c->peer->text);
+    return c->peer->text;
 }
