@@ -11,6 +11,7 @@
 
 #include "convoy/registry.h"
 #include "convoy/shm.h"
+#include "convoy/ticket.h"
 #include "convoy/xfer.h"
 
 #include <stdbool.h>
@@ -18,15 +19,16 @@
 
 /* What the balancer itself records: one row of table BAL_META_TABLE. */
 struct bal_meta {
-    char control[64];      /* its control address, "" until bound */
-    uint64_t started_ms;   /* CLOCK_MONOTONIC */
-    uint64_t next_session; /* so that session ids are not reused across restarts */
-    uint64_t next_xfer;    /* so that transfer ids are not (xfer_table_next_id) */
+    char control[64];          /* its control address, "" until bound */
+    uint64_t started_ms;       /* CLOCK_MONOTONIC */
+    uint64_t next_session;     /* so that session ids are not reused across restarts */
+    uint64_t next_xfer;        /* so that transfer ids are not (xfer_table_next_id) */
+    struct ticket_keyset keys; /* ticket keys, so a restart keeps live tickets valid */
 };
 
 /* The tables of the state segment. Bump a version when its row changes:
  * that table alone starts empty. Another table is one more line here. */
-#define BAL_META_TABLE   ((struct shm_table){1, 2, sizeof(struct bal_meta), 1})
+#define BAL_META_TABLE   ((struct shm_table){1, 3, sizeof(struct bal_meta), 1})
 #define BAL_SERVER_TABLE ((struct shm_table){2, 1, sizeof(struct reg_server), REG_SERVERS})
 /* Transfers: slot i holds a struct xfer_rec, capacity from --max-transfers. */
 #define BAL_XFER_TABLE(cap) ((struct shm_table){3, 1, sizeof(struct xfer_rec), (cap)})
@@ -52,6 +54,12 @@ struct bal_opts {
     uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
     uint32_t max_conns;     /* control connections at once (all threads); 0 = what nofile allows */
     uint32_t max_transfers; /* slots of the transfer table; 0 = XFER_CAPACITY */
+    const char *http;       /* HOST:PORT for clients (HTTPS, or HTTP with insecure_http), or NULL */
+    bool insecure_http;     /* plain HTTP on --http, and redirects to http:// file servers */
+    const char *users;      /* the users file (convoy user); required with --http */
+    const char *policy;     /* policy_parse name; NULL = least-conn */
+    uint32_t ticket_ttl_s;  /* a ticket's lifetime */
+    const char *transfer_log; /* JSON lines of finished transfers, or NULL */
 };
 
 /* Reads the state of the balancer whose state name is `state` (on this

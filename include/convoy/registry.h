@@ -17,6 +17,7 @@
 #ifndef CONVOY_REGISTRY_H
 #define CONVOY_REGISTRY_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,5 +119,13 @@ const struct reg_server *reg_find(const struct reg_table *t, const char *name);
 
 /* Copies the rows in use into out (up to max). Returns how many. */
 size_t reg_snapshot(const struct reg_table *t, struct reg_server *out, size_t max);
+
+/* A row as JSON, ages counted to now: what `convoy status --json` and the
+ * balancer's GET /v1/servers show of a server ({"name", "address",
+ * "state", "weight", "capacity", "active", …}). NULL without memory. */
+cJSON *reg_server_json(const struct reg_server *r, uint64_t now);
+
+/* {"servers": [every row in use, as reg_server_json]}. NULL without memory. */
+cJSON *reg_table_json(const struct reg_table *t, uint64_t now);
 
 #endif

@@ -1,27 +1,37 @@
 /*
- * balancer — the daemon that tracks file servers.
+ * balancer — the daemon that tracks file servers and sends clients to them.
  *
  * The design is simple: N I/O threads, each with its own ring running a
- * membership server (mbr_server) with its own SO_REUSEPORT listener on the
- * control address, so the kernel spreads file servers over them. The
- * balancer's own part is the options, the threads and the state segment:
- * the only state threads share is the server table, which the membership
- * servers change between bal_table_lock() and bal_table_unlock(), the
- * latter publishing it row by row to the shared segment. Nothing crosses
- * threads but ring_post() at shutdown.
+ * membership server (mbr_server) on the control address and, with --http,
+ * the HTTP front (front.c) on the client address, each with its own
+ * SO_REUSEPORT listener, so the kernel spreads connections over them. What
+ * the threads share — the server table, the policy's counts, the transfer
+ * table — they change between bal_lock() and bal_unlock(), the latter
+ * publishing every changed row to the shared segment; the catalog, the
+ * users and the ticket keys have locks of their own. The file servers'
+ * own frames (CATALOG, XFER_*) arrive on their control connections and are
+ * applied on that connection's thread. Nothing else crosses threads but
+ * ring_post() at shutdown and the pool's password checks.
  */
 #include "convoy/balancer.h"
 
+#include "front.h"
+
+#include "convoy/catalog.h"
 #include "convoy/log.h"
 #include "convoy/mbr_server.h"
+#include "convoy/xfer_msg.h"
 #include "convoy/net.h"
 #include "convoy/pki.h"
+#include "convoy/pool.h"
 #include "convoy/proc.h"
 #include "convoy/ring.h"
 #include "convoy/shm.h"
 #include "convoy/tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,25 +39,42 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NOFILE_RESERVE 64u /* descriptors kept for everything but connections */
+#define NOFILE_RESERVE   64u                   /* descriptors kept for everything but connections */
+#define EXPIRE_EVERY_MS  1000                  /* how often redirects never followed are expired */
+#define CATALOG_BODY_MAX ((uint64_t)256 << 20) /* the largest CATALOG a server may send */
 
 struct balancer;
 
-/* One I/O thread: its ring and the membership server on it. */
+/* One I/O thread: its ring and the servers on it. */
 struct bal_thread {
     struct balancer *b;
-    ring_t *ring;   /* this thread's loop */
-    mbrs_t *member; /* file servers accepted on this thread */
-    pthread_t tid;  /* 0 for the main thread */
+    ring_t *ring;             /* this thread's loop */
+    mbrs_t *member;           /* file servers accepted on this thread */
+    front_t *front;           /* clients accepted on this thread; NULL without --http */
+    unsigned stopping;        /* of member and front, those still stopping */
+    struct ring_timer expire; /* the first thread's: expires redirects never followed */
+    pthread_t tid;            /* 0 for the main thread */
 };
 
 struct balancer {
     const struct bal_opts *o;
-    tls_ctx_t *tls;               /* server context, client certificates required */
+    tls_ctx_t *tls;               /* control edge: client certificates required */
+    tls_ctx_t *http_tls;          /* client edge (tickets on); NULL for plain HTTP */
     shm_t *shm;                   /* the state segment: this process is its only writer */
     struct bal_shared *shared;    /* working copy: change only under bal_lock() */
     struct bal_shared *published; /* what the segment holds, to publish only changes */
-    struct net_addr control;      /* with the real port once the first thread bound it */
+    struct bal_meta meta;         /* the meta row as last published */
+    struct policy_state policy;   /* the policy's counts: under bal_lock() */
+    xfer_table_t *xfers;          /* the transfer table: under bal_lock() */
+    uint32_t xfer_cap;
+    struct front_core core;  /* what bal_lock() hands the fronts */
+    int xfer_log;            /* --transfer-log, or -1 */
+    catalog_t *catalog;      /* which server holds which file */
+    users_t *users;          /* --users */
+    ticket_keyring_t *keys;  /* signs tickets; the file servers get it in WELCOME */
+    pool_t *pool;            /* password hashes */
+    struct net_addr control; /* with the real port once the first thread bound it */
+    struct net_addr http;    /* the same for --http */
     unsigned nthreads;
     unsigned max_conns; /* over all threads */
     struct bal_thread *threads;
@@ -72,6 +99,35 @@ static void bal_put(struct balancer *b, const struct shm_table *t, uint32_t slot
                   strerror(-rc));
 }
 
+/* The meta row the working state calls for. */
+static void bal_meta_of(struct balancer *b, struct bal_meta *m)
+{
+    const struct bal_shared *w = b->shared;
+    *m = b->meta;
+    memset(m->control, 0, sizeof m->control);
+    snprintf(m->control, sizeof m->control, "%s", w->control);
+    m->started_ms = w->started_ms;
+    m->next_session = w->reg.next_session;
+    if (b->xfers)
+        m->next_xfer = xfer_table_next_id(b->xfers);
+}
+
+/* Every transfer slot changed since the last publish. Under bal_lock. */
+static void bal_publish_xfers(struct balancer *b)
+{
+    uint32_t slots[64];
+    size_t n;
+    if (b->xfers == NULL)
+        return;
+    do {
+        n = xfer_table_dirty(b->xfers, slots, sizeof slots / sizeof slots[0]);
+        for (size_t i = 0; i < n; i++) {
+            const struct xfer_rec *r = xfer_table_slot(b->xfers, slots[i]);
+            bal_put(b, &BAL_XFER_TABLE(b->xfer_cap), slots[i], r, r != NULL);
+        }
+    } while (n == sizeof slots / sizeof slots[0]);
+}
+
 /* Writes every row of the working copy that differs from what the segment
  * holds (all of them if all), so readers see each change. Under bal_lock. */
 static void bal_publish(struct balancer *b, bool all)
@@ -84,15 +140,13 @@ static void bal_publish(struct balancer *b, bool all)
         bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
         p->reg.rows[i] = *r;
     }
-    struct bal_meta m = {.started_ms = w->started_ms, .next_session = w->reg.next_session};
-    snprintf(m.control, sizeof m.control, "%s", w->control);
-    if (all || strcmp(p->control, w->control) != 0 || p->started_ms != w->started_ms ||
-        p->reg.next_session != w->reg.next_session) {
+    struct bal_meta m;
+    bal_meta_of(b, &m);
+    if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
         bal_put(b, &BAL_META_TABLE, 0, &m, true);
-        memcpy(p->control, w->control, sizeof p->control);
-        p->started_ms = w->started_ms;
-        p->reg.next_session = w->reg.next_session;
+        b->meta = m;
     }
+    bal_publish_xfers(b);
 }
 
 static void bal_unlock(struct balancer *b)
@@ -113,21 +167,160 @@ static void bal_table_unlock(void *arg)
     bal_unlock(arg);
 }
 
+/* The fronts' way into everything they change. */
+static struct front_core *bal_core_lock(void *arg)
+{
+    struct balancer *b = arg;
+    return bal_lock(b) == 0 ? &b->core : NULL;
+}
+
+/* ---- the file servers' own frames ---- */
+
+/* XFER_START, _PROGRESS, _END: the server's account of a transfer. */
+static int bal_xfer_frame(struct balancer *b, mbrs_session_t *s, const struct frame_hdr *h,
+                          const cJSON *meta)
+{
+    struct xfer_msg m;
+    char why[256];
+    if (xfer_msg_parse(h->type, meta, &m, why, sizeof why) < 0) {
+        mbrs_refuse(s, "schema", "%s: %s", frame_type_str(h->type), why);
+        return -EPROTO;
+    }
+    if (bal_lock(b) < 0)
+        return 0; /* logged; the record misses one report, the server is not at fault */
+    int rc = xfer_apply(b->xfers, mbrs_session_name(s), &m, ring_now_ms());
+    bal_unlock(b);
+    if (rc < 0)
+        log_info_limited("balancer", "event=xfer_ignored name=%s type=%s transfer=%llu err=\"%s\"",
+                         mbrs_session_name(s), frame_type_str(h->type), (unsigned long long)m.id,
+                         strerror(-rc));
+    return 0;
+}
+
+/* A CATALOG: its body streams in, and is applied whole at its end. */
+static int bal_catalog_frame(struct balancer *b, mbrs_session_t *s, const cJSON *meta)
+{
+    char why[256];
+    catalog_load_t *l;
+    if (catalog_load_begin(b->catalog, mbrs_session_name(s), mbrs_session_id(s), meta, &l, why,
+                           sizeof why) < 0) {
+        mbrs_refuse(s, "schema", "CATALOG: %s", why);
+        return -EPROTO;
+    }
+    mbrs_session_set_udata(s, l);
+    return 0;
+}
+
+static int bal_on_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
+                        uint32_t stream)
+{
+    (void)stream;
+    struct balancer *b = arg;
+    switch (h->type) {
+    case FRAME_XFER_START:
+    case FRAME_XFER_PROGRESS:
+    case FRAME_XFER_END:
+        return bal_xfer_frame(b, s, h, meta);
+    case FRAME_CATALOG:
+        return bal_catalog_frame(b, s, meta);
+    default:
+        mbrs_refuse(s, "unexpected", "%s is not for the balancer", frame_type_str(h->type));
+        return -EPROTO;
+    }
+}
+
+static int bal_on_body(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *data,
+                       size_t len)
+{
+    (void)arg, (void)stream;
+    char why[256];
+    catalog_load_t *l = mbrs_session_udata(s);
+    if (l && catalog_load_feed(l, data, len, why, sizeof why) < 0) {
+        mbrs_session_set_udata(s, NULL); /* the load freed itself */
+        mbrs_refuse(s, "schema", "CATALOG: %s", why);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static void bal_on_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
+{
+    (void)arg, (void)stream;
+    char why[256];
+    catalog_load_t *l = mbrs_session_udata(s);
+    if (l == NULL)
+        return;
+    mbrs_session_set_udata(s, NULL);
+    if (err < 0)
+        catalog_load_abort(l);
+    else if (catalog_load_end(l, why, sizeof why) < 0)
+        log_warn("balancer", "event=catalog_refused name=%s reason=\"%s\"", mbrs_session_name(s),
+                 why);
+}
+
+/* A server's connection ended: its catalog goes (it sends a full one when
+ * back), and its running legs are interrupted. */
+static void bal_on_gone(void *arg, mbrs_session_t *s)
+{
+    struct balancer *b = arg;
+    catalog_drop(b->catalog, mbrs_session_name(s), mbrs_session_id(s));
+    if (bal_lock(b) < 0)
+        return;
+    size_t n = xfer_server_down(b->xfers, mbrs_session_name(s), ring_now_ms());
+    bal_unlock(b);
+    if (n > 0)
+        log_info("balancer", "event=legs_interrupted name=%s legs=%zu", mbrs_session_name(s), n);
+}
+
+/* WELCOME carries the ticket keys: the file server checks what we sign. */
+static int bal_welcome(void *arg, const char *name, cJSON *meta)
+{
+    (void)name;
+    struct balancer *b = arg;
+    return ticket_keyring_to_json(b->keys, meta);
+}
+
+/* A finished transfer, under bal_lock: one line of the transfer log. */
+static void bal_xfer_finished(const struct xfer_rec *r, void *arg)
+{
+    struct balancer *b = arg;
+    if (b->xfer_log >= 0 && xfer_log_append(b->xfer_log, r) < 0)
+        log_warn_limited("balancer", "event=transfer_log_failed err=\"%s\"", strerror(errno));
+}
+
+static void handle_expire(struct ring_timer *t)
+{
+    struct bal_thread *th = container_of(t, struct bal_thread, expire);
+    struct balancer *b = th->b;
+    if (bal_lock(b) == 0) {
+        xfer_expire(b->xfers, ring_now_ms());
+        bal_unlock(b);
+    }
+    ring_timer_start(th->ring, &th->expire, EXPIRE_EVERY_MS, handle_expire);
+}
+
 /* ---- threads and shutdown ---- */
 
+/* One of the thread's servers has stopped; the last one stops the ring. */
 static void thread_stopped(void *arg)
 {
     struct bal_thread *t = arg;
-    ring_stop(t->ring);
+    if (--t->stopping == 0)
+        ring_stop(t->ring);
 }
 
 static void thread_shutdown(void *arg)
 {
     struct bal_thread *t = arg;
+    ring_timer_stop(t->ring, &t->expire);
+    t->stopping = 1 + (t->member != NULL) + (t->front != NULL);
     if (t->member)
         mbrs_stop(t->member, thread_stopped, t);
-    else
-        ring_stop(t->ring);
+    if (t->front) {
+        front_stop(t->front, thread_stopped, t);
+        t->front = NULL; /* freed by front_stop's end */
+    }
+    thread_stopped(t);
 }
 
 static void on_signal(void *arg, int signo)
@@ -143,6 +336,29 @@ static void *thread_main(void *arg)
     struct bal_thread *t = arg;
     ring_run(t->ring);
     return NULL;
+}
+
+static int thread_init_front(struct balancer *b, struct bal_thread *t)
+{
+    struct front_opts fo = {
+        .ring = t->ring,
+        .addr = b->http,
+        .http = {.tls = b->http_tls, .max_conns = b->max_conns / b->nthreads},
+        .users = b->users,
+        .keys = b->keys,
+        .catalog = b->catalog,
+        .pool = b->pool,
+        .ticket_ttl_s = b->o->ticket_ttl_s,
+        .scheme = b->o->insecure_http ? "http" : "https",
+        .lock = bal_core_lock,
+        .unlock = bal_table_unlock,
+        .arg = b,
+    };
+    int rc = front_start(&t->front, &fo);
+    if (rc < 0)
+        return rc;
+    b->http = *front_addr(t->front);
+    return 0;
 }
 
 static int thread_init(struct balancer *b, struct bal_thread *t)
@@ -165,12 +381,18 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
         .max_conns = b->max_conns / b->nthreads,
         .lock = bal_table_lock,
         .unlock = bal_table_unlock,
+        .welcome = bal_welcome,
+        .on_frame = bal_on_frame,
+        .on_body = bal_on_body,
+        .on_end = bal_on_end,
+        .on_gone = bal_on_gone,
+        .body_max = CATALOG_BODY_MAX,
         .arg = b,
     };
     if ((rc = mbrs_start(&t->member, &mo)) < 0)
         return rc;
     b->control = *mbrs_addr(t->member); /* later threads bind the real port */
-    return 0;
+    return b->o->http ? thread_init_front(b, t) : 0;
 }
 
 /* Logs a row of the segment that is not used, with why. */
@@ -189,14 +411,17 @@ static bool bal_good_control(const char *c, size_t max)
 }
 
 /*
- * Reads the segment's tables into out (zeroed first), validating every row:
+ * Reads the segment's tables into out (zeroed first), and the meta row into
+ * meta when it is not NULL, validating every row:
  * a row that fails reg_repair or cannot be read whole is left out and
  * logged. Returns how many were left out, or -EPROTO when the segment
  * lacks the balancer's tables (another version of them).
  */
-static int bal_load(shm_t *shm, const char *state, struct bal_shared *out)
+static int bal_load(shm_t *shm, const char *state, struct bal_shared *out, struct bal_meta *meta)
 {
     memset(out, 0, sizeof *out);
+    if (meta)
+        memset(meta, 0, sizeof *meta);
     int cap = shm_capacity(shm, &BAL_META_TABLE);
     if (cap < 0 || (cap = shm_capacity(shm, &BAL_SERVER_TABLE)) < 0)
         return -EPROTO; /* the segment exists: its tables are not ours */
@@ -206,6 +431,8 @@ static int bal_load(shm_t *shm, const char *state, struct bal_shared *out)
         memcpy(out->control, m.control, sizeof out->control);
         out->started_ms = m.started_ms;
         out->reg.next_session = m.next_session;
+        if (meta)
+            *meta = m;
     }
     unsigned lost = 0;
     for (uint32_t i = 0; i < REG_SERVERS && i < (uint32_t)cap; i++) {
@@ -224,10 +451,68 @@ static int bal_load(shm_t *shm, const char *state, struct bal_shared *out)
     return (int)lost;
 }
 
+/* The transfer table: the segment's records back, checked one by one. */
+static int bal_load_xfers(struct balancer *b, const char *state)
+{
+    struct xfer_table_opts xo = {.capacity = b->xfer_cap,
+                                 .ttl_ms = (uint64_t)b->o->ticket_ttl_s * 1000,
+                                 .next_id = b->meta.next_xfer,
+                                 .policy = &b->policy,
+                                 .reg = &b->shared->reg,
+                                 .on_finish = bal_xfer_finished,
+                                 .arg = b};
+    int rc = xfer_table_new(&b->xfers, &xo);
+    if (rc < 0)
+        return rc;
+    struct xfer_rec *r = malloc(sizeof *r);
+    if (r == NULL)
+        return -ENOMEM;
+    unsigned kept = 0, dropped = 0;
+    char why[256];
+    for (uint32_t i = 0; i < b->xfer_cap; i++) {
+        int got = shm_get(b->shm, &BAL_XFER_TABLE(b->xfer_cap), i, r, NULL);
+        if (got == 0)
+            continue;
+        if (got == 1 && xfer_table_load(b->xfers, i, r, why, sizeof why) == 0) {
+            kept++;
+            continue;
+        }
+        log_warn("balancer", "event=row_dropped state=%s table=transfers slot=%u reason=\"%s\"",
+                 state, i, got == 1 ? why : "unreadable: stayed mid-write");
+        dropped++;
+    }
+    free(r);
+    xfer_table_loaded(b->xfers);
+    log_info("balancer", "event=transfers state=%s kept=%u dropped=%u capacity=%u", state, kept,
+             dropped, b->xfer_cap);
+    return 0;
+}
+
+/* New ticket keys for this run; the previous run's signing key verifies
+ * on until the tickets it signed have expired. */
+static int bal_keys(struct balancer *b)
+{
+    int rc = ticket_keyring_new(&b->keys);
+    if (rc < 0)
+        return rc;
+    const struct ticket_keyset *prev = b->meta.keys.n ? &b->meta.keys : NULL;
+    uint64_t now = (uint64_t)time(NULL);
+    rc = ticket_keyring_rotate(b->keys, prev, now, b->o->ticket_ttl_s);
+    if (rc == -EINVAL) {
+        log_warn("balancer", "event=ticket_keys_dropped reason=\"stored keys do not validate\"");
+        rc = ticket_keyring_rotate(b->keys, NULL, now, b->o->ticket_ttl_s);
+    }
+    if (rc < 0)
+        return rc;
+    ticket_keyring_save(b->keys, &b->meta.keys);
+    return 0;
+}
+
 static int bal_attach_state(struct balancer *b)
 {
     const char *state = b->o->state ? b->o->state : b->o->name;
-    const struct shm_table tables[] = {BAL_META_TABLE, BAL_SERVER_TABLE};
+    const struct shm_table tables[] = {BAL_META_TABLE, BAL_SERVER_TABLE,
+                                       BAL_XFER_TABLE(b->xfer_cap)};
     enum shm_origin origin;
     b->shared = calloc(1, sizeof *b->shared);
     b->published = calloc(1, sizeof *b->published);
@@ -244,21 +529,30 @@ static int bal_attach_state(struct balancer *b)
                                  : "");
         return rc;
     }
-    int dropped = bal_load(b->shm, state, b->shared);
+    int dropped = bal_load(b->shm, state, b->shared, &b->meta);
     if (dropped < 0) {
         log_error("balancer", "event=state_failed state=%s err=\"%s\"", state, strerror(-dropped));
         return dropped;
     }
-    if ((rc = bal_lock(b)) < 0)
+    if ((rc = bal_keys(b)) < 0 || (rc = bal_lock(b)) < 0) {
+        log_error("balancer", "event=state_failed state=%s err=\"%s\"", state, strerror(-rc));
         return rc;
+    }
     reg_restart(&b->shared->reg, ring_now_ms()); /* down until they reconnect */
     b->shared->pid = getpid();
     b->shared->started_ms = ring_now_ms();
+    rc = bal_load_xfers(b, state);
+    b->core = (struct front_core){&b->shared->reg, &b->policy, b->xfers};
     unsigned kept = 0;
     for (size_t i = 0; i < REG_SERVERS; i++)
         kept += b->shared->reg.rows[i].state != REG_NONE;
-    bal_publish(b, true); /* also overwrites the rows that were dropped */
+    if (rc == 0)
+        bal_publish(b, true); /* also overwrites the rows that were dropped */
     shm_unlock(b->shm);
+    if (rc < 0) {
+        log_error("balancer", "event=state_failed state=%s err=\"%s\"", state, strerror(-rc));
+        return rc;
+    }
     log_info("balancer", "event=state state=%s origin=%s servers_kept=%u servers_dropped=%d", state,
              shm_origin_str(origin), kept, dropped);
     return 0;
@@ -272,6 +566,8 @@ static void bal_release_state(struct balancer *b)
         bal_unlock(b);
     }
     shm_close(b->shm);
+    xfer_table_free(b->xfers);
+    ticket_keyring_free(b->keys);
     free(b->shared);
     free(b->published);
 }
@@ -302,10 +598,13 @@ static int bal_start_threads(struct balancer *b)
             return -rc;
         }
     }
+    char h[64] = "-";
+    if (b->o->http)
+        net_addr_str(&b->http, h, sizeof h);
     log_info("balancer",
-             "event=listening control=%s threads=%u heartbeat_ms=%u dead_after_ms=%u "
+             "event=listening control=%s http=%s threads=%u heartbeat_ms=%u dead_after_ms=%u "
              "hello_timeout_ms=%u",
-             a, b->nthreads, b->o->heartbeat_ms, b->o->dead_after_ms, b->o->hello_timeout_ms);
+             a, h, b->nthreads, b->o->heartbeat_ms, b->o->dead_after_ms, b->o->hello_timeout_ms);
     return 0;
 }
 
@@ -315,7 +614,7 @@ int bal_read_state(const char *state, struct bal_shared *out)
     int rc = shm_attach(&shm, state);
     if (rc < 0)
         return rc;
-    rc = bal_load(shm, state, out);
+    rc = bal_load(shm, state, out, NULL);
     shm_close(shm);
     if (rc < 0)
         return rc;
@@ -347,9 +646,87 @@ static int bal_limits(struct balancer *b)
     return 0;
 }
 
+/* What --http needs: the address, the users, a TLS context with tickets
+ * (clients reconnect often), the pool for password hashes, the policy. */
+static int bal_http_setup(struct balancer *b)
+{
+    const struct bal_opts *o = b->o;
+    char err[512];
+    enum policy_kind kind = POLICY_LEAST_CONN;
+    if (o->policy && policy_parse(o->policy, &kind) < 0) {
+        log_error("balancer", "event=bad_option option=--policy value=\"%s\" err=\"%s\"", o->policy,
+                  "least-conn, least-bytes, weighted, p2c or round-robin");
+        return 2;
+    }
+    policy_init(&b->policy, kind, (uint64_t)time(NULL) ^ (uint64_t)getpid());
+    if (o->http == NULL)
+        return 0;
+    if (net_addr_parse_err(o->http, NET_LISTEN, &b->http, err, sizeof err) < 0) {
+        log_error("balancer", "event=bad_option option=--http value=\"%s\" err=\"%s\"", o->http,
+                  err);
+        return 2;
+    }
+    if (o->users == NULL) {
+        log_error("balancer", "event=bad_option option=--users err=\"%s\"",
+                  "--http needs --users: every request for a file is authenticated");
+        return 2;
+    }
+    if (users_load(&b->users, o->users, err, sizeof err) < 0) {
+        log_error("balancer", "event=users_failed err=\"%s\"", err);
+        return 1;
+    }
+    if (!o->insecure_http &&
+        (tls_ctx_new(&b->http_tls, TLS_SERVER, o->pki, o->name, false, err, sizeof err) < 0 ||
+         tls_ctx_enable_tickets(b->http_tls, err, sizeof err) < 0)) {
+        log_error("balancer", "event=tls_failed edge=http err=\"%s\"", err);
+        return 1;
+    }
+    int rc = pool_create(&b->pool, 0, 1024);
+    if (rc < 0) {
+        log_error("balancer", "event=pool_failed err=\"%s\"", strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+/* The transfer log and the catalog, which every balancer keeps. */
+static int bal_tracking_setup(struct balancer *b)
+{
+    b->xfer_cap = b->o->max_transfers ? b->o->max_transfers : XFER_CAPACITY;
+    if (b->o->transfer_log && (b->xfer_log = xfer_log_open(b->o->transfer_log)) < 0) {
+        log_error("balancer", "event=transfer_log_failed path=%s err=\"%s\"", b->o->transfer_log,
+                  strerror(-b->xfer_log));
+        return 1;
+    }
+    int rc = catalog_new(&b->catalog);
+    if (rc < 0) {
+        log_error("balancer", "event=catalog_failed err=\"%s\"", strerror(-rc));
+        return 1;
+    }
+    return 0;
+}
+
+static void bal_free(struct balancer *b)
+{
+    if (b->threads)
+        for (unsigned i = 0; i < b->nthreads; i++) {
+            mbrs_free(b->threads[i].member);
+            ring_destroy(b->threads[i].ring);
+        }
+    bal_release_state(b);
+    free(b->threads);
+    pool_destroy(b->pool);
+    users_free(b->users);
+    catalog_free(b->catalog);
+    if (b->xfer_log >= 0)
+        close(b->xfer_log);
+    tls_ctx_free(b->http_tls);
+    tls_ctx_free(b->tls);
+}
+
 int bal_run(const struct bal_opts *o)
 {
-    struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1};
+    struct balancer b = {.o = o, .nthreads = o->threads ? o->threads : 1, .xfer_log = -1};
     char err[512];
     int status = 1;
     if (net_addr_parse_err(o->control, NET_LISTEN, &b.control, err, sizeof err) < 0) {
@@ -359,14 +736,18 @@ int bal_run(const struct bal_opts *o)
     }
     if (bal_limits(&b) < 0)
         return 1;
+    if ((status = bal_http_setup(&b)) != 0 || (status = bal_tracking_setup(&b)) != 0)
+        goto out;
+    status = 1;
     if (tls_ctx_new(&b.tls, TLS_SERVER, o->pki, o->name, true, err, sizeof err) < 0) {
         log_error("balancer", "event=tls_failed err=\"%s\"", err);
-        return 1;
+        goto out;
     }
     b.threads = calloc(b.nthreads, sizeof *b.threads);
     if (b.threads == NULL || bal_attach_state(&b) < 0)
         goto out;
     if (bal_start_threads(&b) == 0) {
+        ring_timer_start(b.threads[0].ring, &b.threads[0].expire, EXPIRE_EVERY_MS, handle_expire);
         ring_run(b.threads[0].ring);
         status = 0;
     } else {
@@ -381,13 +762,6 @@ int bal_run(const struct bal_opts *o)
             pthread_join(b.threads[i].tid, NULL);
     log_info("balancer", "event=stopped");
 out:
-    if (b.threads)
-        for (unsigned i = 0; i < b.nthreads; i++) {
-            mbrs_free(b.threads[i].member);
-            ring_destroy(b.threads[i].ring);
-        }
-    bal_release_state(&b);
-    free(b.threads);
-    tls_ctx_free(b.tls);
+    bal_free(&b);
     return status;
 }

@@ -11,7 +11,8 @@ int cmd_balancer(int argc, char **argv)
                          .dead_after_ms = 2000,
                          .hello_timeout_ms = 5000,
                          .threads = 1,
-                         .max_transfers = XFER_CAPACITY};
+                         .max_transfers = XFER_CAPACITY,
+                         .ticket_ttl_s = 60};
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this balancer's certificate name", true),
@@ -30,12 +31,26 @@ int cmd_balancer(int argc, char **argv)
         CLI_OPT_U32("max-transfers", &o.max_transfers, "N",
                     "transfer records kept (default 65536); finished ones make room first", 1,
                     SHM_SLOTS_MAX),
+        CLI_OPT_STR("http", &o.http, "HOST:PORT",
+                    "address clients ask for files (HTTPS; needs --users)", false),
+        CLI_OPT_FLAG("insecure-http", &o.insecure_http,
+                     "plain HTTP on --http, and redirects to http:// file servers"),
+        CLI_OPT_STR("users", &o.users, "FILE", "users and tokens (convoy user)", false),
+        CLI_OPT_STR("policy", &o.policy, "P",
+                    "least-conn (default), least-bytes, weighted, p2c or round-robin", false),
+        CLI_OPT_U32("ticket-ttl-s", &o.ticket_ttl_s, "N",
+                    "lifetime of a redirect's ticket (default 60)", 1, 86400),
+        CLI_OPT_STR("transfer-log", &o.transfer_log, "FILE",
+                    "append one JSON line per finished transfer", false),
         CLI_OPT_LOG_LEVEL,
     };
     const struct cli_cmd cmd = {
         "balancer", "--pki DIR --name NAME --control HOST:PORT [options]",
-        "Tracks file servers: they dial --control with mutual TLS, say HELLO and\n"
-        "send heartbeats; convoy status shows the table.",
+        "Tracks file servers: they dial --control with mutual TLS, say HELLO,\n"
+        "report their files and send heartbeats; convoy status shows the table.\n"
+        "With --http, authenticated clients asking GET /f/PATH are redirected\n"
+        "(307) to the file server the policy picks, with a signed ticket, and\n"
+        "every transfer is tracked from redirect to last byte.",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc >= 0)

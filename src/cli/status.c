@@ -76,7 +76,7 @@ static const char *shown(struct shown *out, const char *field, size_t size)
 
 static int print_json(const struct snapshot *snap)
 {
-    struct shown a, b;
+    struct shown a;
     cJSON *root = cJSON_CreateObject();
     cJSON *bal = cJSON_AddObjectToObject(root, "balancer");
     cJSON *servers = cJSON_AddArrayToObject(root, "servers");
@@ -86,23 +86,13 @@ static int print_json(const struct snapshot *snap)
     cJSON_AddNumberToObject(bal, "pid", snap->running ? snap->s.pid : 0);
     cJSON_AddStringToObject(bal, "control", SHOWN(&a, snap->s.control));
     for (size_t i = 0; i < snap->n; i++) {
-        const struct reg_server *r = &snap->rows[i];
-        cJSON *o = cJSON_CreateObject();
-        if (o == NULL || !cJSON_AddItemToArray(servers, o))
+        /* Rows were validated on load (printable UTF-8 names, HOST:PORT
+         * addresses): cJSON's escaping is all the JSON needs. */
+        cJSON *o = reg_server_json(&snap->rows[i], snap->now);
+        if (o == NULL || !cJSON_AddItemToArray(servers, o)) {
+            cJSON_Delete(o);
             goto fail;
-        cJSON_AddStringToObject(o, "name", SHOWN(&a, r->name));
-        cJSON_AddStringToObject(o, "address", SHOWN(&b, r->addr));
-        cJSON_AddStringToObject(o, "state", reg_state_str(r->state));
-        cJSON_AddNumberToObject(o, "weight", r->weight);
-        cJSON_AddNumberToObject(o, "capacity", r->capacity);
-        cJSON_AddNumberToObject(o, "active", r->load.active);
-        cJSON_AddNumberToObject(o, "bytes_per_s", (double)r->load.bytes_per_s);
-        cJSON_AddNumberToObject(o, "load1", r->load.load1);
-        cJSON_AddNumberToObject(o, "disk_free", (double)r->load.disk_free);
-        cJSON_AddNumberToObject(o, "files", (double)r->files);
-        cJSON_AddNumberToObject(o, "bytes", (double)r->bytes);
-        cJSON_AddNumberToObject(o, "heartbeat_age_ms", (double)age(snap, r->last_seen_ms));
-        cJSON_AddNumberToObject(o, "state_age_ms", (double)age(snap, r->state_ms));
+        }
     }
     char *text = cJSON_Print(root);
     if (text == NULL)

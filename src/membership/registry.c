@@ -253,3 +253,49 @@ size_t reg_snapshot(const struct reg_table *t, struct reg_server *out, size_t ma
     }
     return n;
 }
+
+static double reg_age(uint64_t now, uint64_t then)
+{
+    return now > then ? (double)(now - then) : 0;
+}
+
+cJSON *reg_server_json(const struct reg_server *r, uint64_t now)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && cJSON_AddStringToObject(o, "name", r->name) &&
+        cJSON_AddStringToObject(o, "address", r->addr) &&
+        cJSON_AddStringToObject(o, "state", reg_state_str(r->state)) &&
+        cJSON_AddNumberToObject(o, "weight", r->weight) &&
+        cJSON_AddNumberToObject(o, "capacity", r->capacity) &&
+        cJSON_AddNumberToObject(o, "active", r->load.active) &&
+        cJSON_AddNumberToObject(o, "bytes_per_s", (double)r->load.bytes_per_s) &&
+        cJSON_AddNumberToObject(o, "load1", r->load.load1) &&
+        cJSON_AddNumberToObject(o, "disk_free", (double)r->load.disk_free) &&
+        cJSON_AddNumberToObject(o, "files", (double)r->files) &&
+        cJSON_AddNumberToObject(o, "bytes", (double)r->bytes) &&
+        cJSON_AddNumberToObject(o, "heartbeat_age_ms", reg_age(now, r->last_seen_ms)) &&
+        cJSON_AddNumberToObject(o, "state_age_ms", reg_age(now, r->state_ms)))
+        return o;
+    cJSON_Delete(o);
+    return NULL;
+}
+
+cJSON *reg_table_json(const struct reg_table *t, uint64_t now)
+{
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = doc ? cJSON_AddArrayToObject(doc, "servers") : NULL;
+    for (size_t i = 0; list && i < REG_SERVERS; i++) {
+        if (t->rows[i].state == REG_NONE)
+            continue;
+        cJSON *o = reg_server_json(&t->rows[i], now);
+        if (o == NULL || !cJSON_AddItemToArray(list, o)) {
+            cJSON_Delete(o);
+            list = NULL;
+        }
+    }
+    if (list == NULL) {
+        cJSON_Delete(doc);
+        return NULL;
+    }
+    return doc;
+}

@@ -1,0 +1,505 @@
+/*
+ * front — the balancer's HTTP face.
+ *
+ * A request for a file is four steps, each short: authenticate the user
+ * (users_prepare on this thread; a password that needs its hash goes to
+ * the pool and comes back with ring_post), find the servers whose catalog
+ * holds the path (in the version of the first leg when resuming), choose
+ * one and record the redirect under the owner's lock (the policy counts it
+ * at once, so a burst does not land on one server), then sign a ticket and
+ * answer 307. Nothing waits on the network: the file server, not the
+ * balancer, carries the bytes, and reports them over its control
+ * connection (XFER_*), which the owner applies to the same table.
+ *
+ * Every refusal says why: 401 with WWW-Authenticate, 403 for a role that
+ * may not, 404 when no server holds the file, 429 with Retry-After for a
+ * client that guessed too often, 503 with Retry-After when no server can
+ * take it or the transfer table is full of live transfers.
+ */
+#include "front.h"
+
+#include "convoy/fscat.h"
+#include "convoy/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define FRONT_HITS_MAX   REG_SERVERS
+#define FRONT_RETRY_S    2 /* Retry-After when no server can take a request now */
+#define FRONT_LOCATION   (TICKET_TEXT_MAX + 3 * FSCAT_PATH_MAX + 128)
+#define FRONT_ID_MAX     24 /* digits of a u64, and a NUL */
+#define FRONT_AUTH_REALM "Basic realm=\"convoy\", Bearer realm=\"convoy\""
+
+struct front {
+    struct front_opts o;
+    httpd_t *httpd;
+    unsigned pending;        /* password checks on the pool */
+    bool stopping;           /* front_stop was called */
+    void (*done)(void *arg); /* front_stop's */
+    void *done_arg;
+    struct ring_defer finish; /* runs done once nothing is pending */
+};
+
+/* What a request may do, by path. */
+typedef void (*front_route_fn)(front_t *f, httpd_xchg_t *x, const struct users_check *who);
+
+/* One request waiting for its password's hash. */
+struct front_auth {
+    front_t *f;
+    httpd_xchg_t *x;
+    enum users_role need;
+    front_route_fn next;
+    struct users_check check;
+};
+
+static uint64_t front_unix_s(void)
+{
+    return (uint64_t)time(NULL);
+}
+
+/* ---- answers ---- */
+
+static void front_refuse(httpd_xchg_t *x, int status, const char *why)
+{
+    httpd_reply_text(x, status, why);
+}
+
+static void front_retry_later(httpd_xchg_t *x, int status, unsigned s, const char *why)
+{
+    httpd_header(x, "Retry-After", "%u", s);
+    httpd_reply_text(x, status, why);
+}
+
+static void front_reply_json(httpd_xchg_t *x, cJSON *doc)
+{
+    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
+    cJSON_Delete(doc);
+    if (text == NULL) {
+        front_refuse(x, 500, "out of memory");
+        return;
+    }
+    httpd_reply(x, 200, "application/json", text, strlen(text));
+    cJSON_free(text);
+}
+
+/* ---- authentication ---- */
+
+static void front_maybe_finish(front_t *f);
+
+/* A check's answer, wherever it was reached. */
+static void front_authed(front_t *f, httpd_xchg_t *x, const struct users_check *c,
+                         enum users_role need, front_route_fn next)
+{
+    switch (c->result) {
+    case USERS_OK:
+        if (!users_role_allows(c->role, need)) {
+            front_refuse(x, 403, "your role may not do this");
+            return;
+        }
+        conn_t *conn = httpd_conn(x);
+        if (conn)
+            conn_trust(conn); /* a user: not evicted to make room for strangers */
+        next(f, x, c);
+        return;
+    case USERS_THROTTLED:
+        front_retry_later(x, 429, c->retry_after_s, "too many failed logins: wait");
+        return;
+    case USERS_PENDING: /* cannot be an answer here */
+    case USERS_MISSING:
+    case USERS_MALFORMED:
+    case USERS_DENIED:
+        break;
+    }
+    httpd_header(x, "WWW-Authenticate", "%s", FRONT_AUTH_REALM);
+    front_refuse(x, 401, users_result_str(c->result));
+}
+
+static void front_auth_back(void *arg)
+{
+    struct front_auth *a = arg;
+    front_t *f = a->f;
+    users_finish(f->o.users, &a->check, ring_now_ms());
+    if (!f->stopping)
+        front_authed(f, a->x, &a->check, a->need, a->next);
+    else
+        front_refuse(a->x, 503, "shutting down");
+    f->pending--;
+    free(a);
+    front_maybe_finish(f);
+}
+
+/* On a pool worker: the hash, then back to the front's ring. */
+static void front_auth_hash(void *arg)
+{
+    struct front_auth *a = arg;
+    users_verify(&a->check);
+    while (ring_post_wait(a->f->o.ring, front_auth_back, a, 1000) < 0)
+        ; /* the loop drains its posts; a worker may wait for it */
+}
+
+/* Authenticates the request and runs next with who asked, or answers. */
+static void front_auth(front_t *f, httpd_xchg_t *x, enum users_role need, front_route_fn next)
+{
+    const http_req_t *q = httpd_req(x);
+    size_t len = 0;
+    const char *hdr = http_req_header(q, "Authorization", &len);
+    conn_t *conn = httpd_conn(x);
+    struct front_auth *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        front_refuse(x, 500, "out of memory");
+        return;
+    }
+    *a = (struct front_auth){.f = f, .x = x, .need = need, .next = next};
+    const struct net_addr *peer = conn ? conn_peer(conn) : NULL;
+    if (users_prepare(f->o.users, hdr, len, peer, ring_now_ms(), &a->check) != USERS_PENDING) {
+        front_authed(f, x, &a->check, need, next);
+        free(a);
+        return;
+    }
+    if (pool_try_submit(f->o.pool, front_auth_hash, a) < 0) {
+        users_finish(f->o.users, &a->check, ring_now_ms()); /* wipes the password */
+        free(a);
+        front_retry_later(x, 503, 1, "busy checking passwords: retry");
+        return;
+    }
+    f->pending++;
+}
+
+/* ---- files ---- */
+
+/* The servers a request may go to: those whose catalog holds the file. */
+struct front_hits {
+    struct catalog_hit hit[FRONT_HITS_MAX];
+    size_t n;
+};
+
+static bool front_holds(const struct reg_server *r, size_t row, void *arg)
+{
+    (void)row;
+    const struct front_hits *h = arg;
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->hit[i].server, r->name) == 0)
+            return true;
+    return false;
+}
+
+static const struct catalog_hit *front_hit(const struct front_hits *h, const char *server)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (strcmp(h->hit[i].server, server) == 0)
+            return &h->hit[i];
+    return NULL;
+}
+
+/* What the redirect needs once the table has recorded it. */
+struct front_leg {
+    uint64_t id;
+    char addr[REG_ADDR_MAX];
+    char decision[POLICY_DECISION_MAX];
+    struct policy_decision d;
+};
+
+/* A resumed transfer: who may resume it, and the version it must keep. */
+static int front_resume_of(const struct front_core *core, uint64_t id, const char *user,
+                           enum users_role role, const char *path, struct xfer_rec *out)
+{
+    const struct xfer_rec *r = xfer_find(core->xfers, id);
+    if (r == NULL)
+        return -ENOENT;
+    if (strcmp(r->user, user) != 0 && role != USERS_ADMIN)
+        return -EPERM;
+    if (strcmp(r->path + 1, path) != 0) /* records keep the path "/"-rooted */
+        return -EINVAL;
+    *out = *r;
+    return 0;
+}
+
+/*
+ * Chooses a server among hits and records the redirect (a new transfer, or
+ * a new leg of `resume`), under the owner's lock. 0, or the HTTP status to
+ * answer with.
+ */
+static int front_choose(front_t *f, const struct front_hits *hits, const char *path,
+                        const struct users_check *who, uint64_t resume, const char *failed,
+                        struct front_leg *leg)
+{
+    struct front_core *core = f->o.lock(f->o.arg);
+    if (core == NULL)
+        return 500;
+    struct policy_request req = {.filter = front_holds, .arg = (void *)hits, .avoid = failed};
+    int status = 0;
+    if (policy_choose(core->policy, core->reg, &req, &leg->d) < 0) {
+        status = 503;
+        goto out;
+    }
+    const struct catalog_hit *h = front_hit(hits, leg->d.server);
+    policy_decision_str(&leg->d, leg->decision, sizeof leg->decision);
+    snprintf(leg->addr, sizeof leg->addr, "%s", core->reg->rows[leg->d.row].addr);
+    uint64_t now = ring_now_ms();
+    int rc;
+    if (resume) {
+        rc = xfer_resume(core->xfers, resume, &leg->d, now);
+        leg->id = resume;
+    } else {
+        char digest[XFER_DIGEST_MAX] = "", rooted[XFER_PATH_MAX];
+        if (h->has_sha256)
+            for (int i = 0; i < 32; i++)
+                snprintf(digest + 2 * i, 3, "%02x", h->sha256[i]);
+        snprintf(rooted, sizeof rooted, "/%s", path);
+        struct xfer_new n = {.user = who->user,
+                             .path = rooted,
+                             .size = h->size,
+                             .etag = h->etag,
+                             .digest = digest,
+                             .decision = &leg->d};
+        rc = xfer_redirect(core->xfers, &n, now, &leg->id);
+    }
+    if (rc == -ENOSPC)
+        status = 503; /* every slot holds a live transfer */
+    else if (rc < 0)
+        status = resume ? 409 : 500;
+out:
+    f->o.unlock(f->o.arg);
+    return status;
+}
+
+/* Percent-encodes a catalog path for a URL (its '/' kept). */
+static int front_url_path(char *out, size_t cap, const char *path)
+{
+    static const char keep[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/";
+    size_t n = 0;
+    for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
+        if (n + 4 > cap)
+            return -ENOSPC;
+        if (strchr(keep, *p))
+            out[n++] = (char)*p;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* The 307: a ticket for the chosen server, and why it was chosen. */
+static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const char *user,
+                           const struct front_leg *leg)
+{
+    struct ticket t = {.transfer = leg->id,
+                       .expires = front_unix_s() + f->o.ticket_ttl_s,
+                       .method =
+                           http_req_method(httpd_req(x)) == HTTP_HEAD ? TICKET_HEAD : TICKET_GET};
+    snprintf(t.server, sizeof t.server, "%s", leg->d.server);
+    snprintf(t.user, sizeof t.user, "%s", user);
+    snprintf(t.path, sizeof t.path, "%s", path);
+    char ticket[TICKET_TEXT_MAX + 1], url[3 * FSCAT_PATH_MAX + 1];
+    if (ticket_sign(f->o.keys, &t, ticket, sizeof ticket) < 0 ||
+        front_url_path(url, sizeof url, path) < 0) {
+        front_refuse(x, 500, "cannot sign a ticket");
+        return;
+    }
+    httpd_header(x, "Location", "%s://%s/f/%s?t=%s", f->o.scheme, leg->addr, url, ticket);
+    httpd_header(x, "X-Convoy-Transfer", "%" PRIu64, leg->id);
+    httpd_header(x, "X-Convoy-Decision", "%s", leg->decision);
+    httpd_header(x, "Cache-Control", "no-store");
+    httpd_reply_text(x, 307, "Temporary Redirect");
+    log_debug("front", "event=redirect transfer=%" PRIu64 " user=%s server=%s %s", leg->id, user,
+              leg->d.server, leg->decision);
+}
+
+/* The resume parameters, when given: 0 (none), 1 (resume), or -1 (bad). */
+static int front_resume_args(const http_req_t *q, uint64_t *id, char *failed, size_t cap)
+{
+    char idtext[FRONT_ID_MAX];
+    ssize_t n = http_req_query(q, "resume", idtext, sizeof idtext);
+    if (n == -ENOENT)
+        return 0;
+    char *end;
+    if (n <= 0 || (*id = strtoull(idtext, &end, 10)) == 0 || *end != '\0')
+        return -1;
+    n = http_req_query(q, "failed", failed, cap);
+    if (n == -ENOENT)
+        failed[0] = '\0';
+    else if (n <= 0)
+        return -1;
+    return 1;
+}
+
+static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+{
+    const http_req_t *q = httpd_req(x);
+    const char *path = http_req_path(q) + 3; /* after "/f/" */
+    if (!fscat_path_valid(path, strlen(path)) || strlen(path) + 2 > XFER_PATH_MAX) {
+        front_refuse(x, 404, "no such file");
+        return;
+    }
+    uint64_t resume = 0;
+    char failed[REG_NAME_MAX];
+    int r = front_resume_args(q, &resume, failed, sizeof failed);
+    if (r < 0) {
+        front_refuse(x, 400, "resume wants a transfer id (and failed a server name)");
+        return;
+    }
+    struct xfer_rec first;
+    struct catalog_version v, *vp = NULL;
+    if (r > 0) {
+        struct front_core *core = f->o.lock(f->o.arg);
+        int rc = core ? front_resume_of(core, resume, who->user, who->role, path, &first) : -EIO;
+        f->o.unlock(f->o.arg);
+        if (rc < 0) {
+            front_refuse(x,
+                         rc == -EPERM    ? 403
+                         : rc == -EINVAL ? 400
+                                         : 404,
+                         rc == -EPERM    ? "not your transfer"
+                         : rc == -EINVAL ? "the transfer is for another path"
+                                         : "no such transfer");
+            return;
+        }
+        v = (struct catalog_version){.size = first.size, .etag = first.etag};
+        vp = &v; /* the same bytes, or the resume would splice two files */
+    }
+    struct front_hits *hits = malloc(sizeof *hits);
+    if (hits == NULL) {
+        front_refuse(x, 500, "out of memory");
+        return;
+    }
+    hits->n = catalog_lookup(f->o.catalog, path, vp, hits->hit, FRONT_HITS_MAX);
+    struct front_leg leg;
+    int status = hits->n == 0 ? 404 : front_choose(f, hits, path, who, resume, failed, &leg);
+    free(hits);
+    if (status == 404)
+        front_refuse(x, 404, resume ? "no server holds this version now" : "no such file");
+    else if (status == 503)
+        front_retry_later(x, 503, FRONT_RETRY_S, "no server can take it now");
+    else if (status != 0)
+        front_refuse(x, status,
+                     status == 409 ? "the transfer cannot take another leg" : "internal error");
+    else
+        front_redirect(f, x, path, who->user, &leg);
+}
+
+/* ---- the tables ---- */
+
+static void front_servers(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+{
+    (void)who;
+    struct front_core *core = f->o.lock(f->o.arg);
+    cJSON *doc = core ? reg_table_json(core->reg, ring_now_ms()) : NULL;
+    f->o.unlock(f->o.arg);
+    front_reply_json(x, doc);
+}
+
+static void front_transfers(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+{
+    (void)who;
+    char name[16];
+    enum xfer_state state = XFER_NONE; /* every one */
+    ssize_t n = http_req_query(httpd_req(x), "state", name, sizeof name);
+    if (n != -ENOENT && (n <= 0 || xfer_state_parse(name, &state) < 0)) {
+        front_refuse(x, 400, "state is one of redirected, active, done, failed, interrupted");
+        return;
+    }
+    struct front_core *core = f->o.lock(f->o.arg);
+    cJSON *doc = core ? xfer_table_json(core->xfers, state) : NULL;
+    f->o.unlock(f->o.arg);
+    front_reply_json(x, doc);
+}
+
+/* ---- routing ---- */
+
+struct front_route {
+    const char *path; /* exact, or a prefix when it ends in '/' */
+    bool head_ok;     /* HEAD as well as GET */
+    enum users_role need;
+    front_route_fn fn;
+};
+
+static const struct front_route routes[] = {
+    {"/f/", true, USERS_READ, front_file},
+    {"/v1/servers", false, USERS_ADMIN, front_servers},
+    {"/v1/transfers", false, USERS_ADMIN, front_transfers},
+};
+
+static const struct front_route *front_route_of(const char *path)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+        size_t n = strlen(routes[i].path);
+        bool prefix = routes[i].path[n - 1] == '/';
+        if (prefix ? strncmp(path, routes[i].path, n) == 0 : strcmp(path, routes[i].path) == 0)
+            return &routes[i];
+    }
+    return NULL;
+}
+
+static void front_request(httpd_xchg_t *x, void *arg)
+{
+    front_t *f = arg;
+    const http_req_t *q = httpd_req(x);
+    const struct front_route *r = front_route_of(http_req_path(q));
+    enum http_method m = http_req_method(q);
+    if (r == NULL) {
+        front_refuse(x, 404, "no such resource");
+        return;
+    }
+    if (m != HTTP_GET && !(m == HTTP_HEAD && r->head_ok)) {
+        httpd_header(x, "Allow", "%s", r->head_ok ? "GET, HEAD" : "GET");
+        front_refuse(x, 405, "method not allowed here");
+        return;
+    }
+    front_auth(f, x, r->need, r->fn);
+}
+
+/* ---- lifetime ---- */
+
+static void front_finish(struct ring_defer *d)
+{
+    front_t *f = container_of(d, front_t, finish);
+    if (f->done)
+        f->done(f->done_arg);
+    free(f);
+}
+
+static void front_maybe_finish(front_t *f)
+{
+    if (f->stopping && f->pending == 0)
+        ring_defer(f->o.ring, &f->finish, front_finish);
+}
+
+int front_start(front_t **out, const struct front_opts *o)
+{
+    front_t *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return -ENOMEM;
+    f->o = *o;
+    int rc = httpd_listen(&f->httpd, o->ring, &o->addr, &o->http, front_request, f);
+    if (rc < 0) {
+        char a[64];
+        log_error("front", "event=listen_failed addr=%s err=\"%s\"",
+                  net_addr_str(&o->addr, a, sizeof a), strerror(-rc));
+        free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
+const struct net_addr *front_addr(const front_t *f)
+{
+    return httpd_addr(f->httpd);
+}
+
+void front_stop(front_t *f, void (*done)(void *arg), void *arg)
+{
+    if (f->stopping)
+        return;
+    f->stopping = true;
+    f->done = done;
+    f->done_arg = arg;
+    httpd_stop(f->httpd);
+    front_maybe_finish(f);
+}
