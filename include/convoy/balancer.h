@@ -76,6 +76,12 @@ int bal_read_state(const char *state, struct bal_shared *out);
  * match: a zombie or a reused pid is not). */
 bool bal_running(const struct bal_shared *s);
 
+/* The transfers recorded in the state segment `state` on this host, as
+ * {"transfers": [xfer_rec_json, …]} by ascending id, only those in state
+ * filter unless it is XFER_NONE. Lock-free, like bal_read_state. 0 with
+ * *out set (the caller frees it), or -errno as bal_read_state. */
+int bal_read_transfers(const char *state, enum xfer_state filter, cJSON **out);
+
 /* Runs until SIGINT/SIGTERM. Returns the process exit status; failures are
  * logged with their reason. */
 int bal_run(const struct bal_opts *o);

@@ -623,6 +623,60 @@ int bal_read_state(const char *state, struct bal_shared *out)
     return 0;
 }
 
+/* For sorting a listing by transfer id. */
+static int bal_by_id(const void *a, const void *b)
+{
+    double x = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)a, "id")->valuedouble;
+    double y = cJSON_GetObjectItemCaseSensitive(*(cJSON *const *)b, "id")->valuedouble;
+    return (x > y) - (x < y);
+}
+
+/* Every record of the table that is in use and passes filter, sorted. */
+static int bal_list_xfers(shm_t *shm, uint32_t cap, enum xfer_state filter, cJSON *list)
+{
+    struct xfer_rec *r = malloc(sizeof *r);
+    cJSON **items = calloc(cap ? cap : 1, sizeof *items);
+    size_t n = 0;
+    int rc = r && items ? 0 : -ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < cap; i++) {
+        if (shm_get(shm, &BAL_XFER_TABLE(cap), i, r, NULL) != 1 ||
+            xfer_rec_check(r, NULL, 0) < 0 || (filter != XFER_NONE && r->state != filter))
+            continue; /* free, mid-write or not one the balancer would keep */
+        if ((items[n] = xfer_rec_json(r)) == NULL)
+            rc = -ENOMEM;
+        else
+            n++;
+    }
+    qsort(items, n, sizeof *items, bal_by_id);
+    for (size_t i = 0; i < n; i++)
+        if (!cJSON_AddItemToArray(list, items[i])) {
+            cJSON_Delete(items[i]);
+            rc = -ENOMEM;
+        }
+    free(items);
+    free(r);
+    return rc;
+}
+
+int bal_read_transfers(const char *state, enum xfer_state filter, cJSON **out)
+{
+    shm_t *shm;
+    int rc = shm_attach(&shm, state);
+    if (rc < 0)
+        return rc;
+    int cap = shm_capacity(shm, &BAL_XFER_TABLE(0));
+    cJSON *doc = cJSON_CreateObject();
+    cJSON *list = doc ? cJSON_AddArrayToObject(doc, "transfers") : NULL;
+    rc = cap < 0 ? cap : list == NULL ? -ENOMEM : bal_list_xfers(shm, (uint32_t)cap, filter, list);
+    shm_close(shm);
+    if (rc < 0) {
+        cJSON_Delete(doc);
+        return rc == -ENOENT ? -EPROTO : rc;
+    }
+    *out = doc;
+    return 0;
+}
+
 bool bal_running(const struct bal_shared *s)
 {
     const struct shm_owner o = {s->pid, s->pid_start};

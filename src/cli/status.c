@@ -126,17 +126,69 @@ static void print_table(const struct snapshot *snap)
         printf("(no servers)\n");
 }
 
+/* One line per transfer: id, user, state, size, path, then its legs. */
+static void print_transfer(const cJSON *t)
+{
+    struct shown a, b;
+    const cJSON *legs = cJSON_GetObjectItemCaseSensitive(t, "legs"), *l;
+    const char *user = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "user"));
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "path"));
+    printf("%-8.0f %-12s %-11s %12.0f %s\n",
+           cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "id")),
+           shown(&a, user ? user : "?", 64),
+           cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(t, "state")),
+           cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(t, "size")),
+           shown(&b, path ? path : "?", 1024));
+    cJSON_ArrayForEach(l, legs)
+    {
+        const char *server = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "server"));
+        const char *outcome = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l, "outcome"));
+        printf("    leg %-16s first_byte=%.0f bytes=%.0f outcome=%s\n",
+               shown(&a, server ? server : "?", 64),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "first_byte")),
+               cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(l, "bytes")),
+               outcome ? outcome : "-");
+    }
+}
+
+/* --transfers: the transfer table instead of the servers. */
+static int show_transfers(const char *state, bool json)
+{
+    cJSON *doc;
+    int rc = bal_read_transfers(state, XFER_NONE, &doc);
+    if (rc < 0) {
+        fprintf(stderr, "convoy status: state '%s': %s\n", state, strerror(-rc));
+        return 1;
+    }
+    if (json) {
+        char *text = cJSON_Print(doc);
+        if (text)
+            puts(text);
+        free(text);
+        cJSON_Delete(doc);
+        return text ? 0 : 1;
+    }
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(doc, "transfers"), *t;
+    printf("%-8s %-12s %-11s %12s %s\n", "ID", "USER", "STATE", "SIZE", "PATH");
+    cJSON_ArrayForEach(t, list) print_transfer(t);
+    if (cJSON_GetArraySize(list) == 0)
+        printf("(no transfers)\n");
+    cJSON_Delete(doc);
+    return 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
     const char *state = "balancer";
-    bool json = false;
+    bool json = false, transfers = false;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("state", &state, "NAME",
                     "the balancer's --state (else its --name; default: balancer)", false),
         CLI_OPT_FLAG("json", &json, "one JSON object instead of the table (shape above)"),
+        CLI_OPT_FLAG("transfers", &transfers, "the transfers instead of the servers"),
     };
     const struct cli_cmd cmd = {
-        "status", "[--state NAME] [--json]",
+        "status", "[--state NAME] [--transfers] [--json]",
         "Prints the balancer's servers from its shared memory on this host: name,\n"
         "address, state (up, draining, down), weight, active transfers, load and\n"
         "heartbeat age. Works while the balancer is stopped (its last recorded\n"
@@ -152,11 +204,19 @@ int cmd_status(int argc, char **argv)
         "    \"active\" (transfers), \"bytes_per_s\", \"load1\" (load average),\n"
         "    \"disk_free\" (bytes), \"files\", \"bytes\" (under its root),\n"
         "    \"heartbeat_age_ms\" (since its last frame), \"state_age_ms\" (since\n"
-        "    its state changed)]",
+        "    its state changed)]\n"
+        "\n"
+        "--transfers --json prints {\"transfers\": [{\"id\", \"user\", \"path\",\n"
+        "  \"size\", \"etag\", \"digest\", \"state\" (redirected, active, done, failed,\n"
+        "  interrupted), \"decision\", \"created_ms\", \"expires_ms\", \"ended_ms\",\n"
+        "  \"legs\": [{\"server\", \"first_byte\", \"length\", \"bytes\", \"redirect_ms\",\n"
+        "  \"start_ms\", \"end_ms\", \"outcome\"}, ...]}, ...]} by ascending id.",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc >= 0)
         return rc;
+    if (transfers)
+        return show_transfers(state, json);
     struct snapshot *snap = calloc(1, sizeof *snap);
     if (snap == NULL || take_snapshot(state, snap) < 0) {
         free(snap);
