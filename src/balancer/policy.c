@@ -89,6 +89,16 @@ void policy_count(struct policy_state *ps, const struct reg_table *reg, const ch
     c->outstanding = sat_add64(c->outstanding, dbytes);
 }
 
+void policy_suspect(struct policy_state *ps, const struct reg_table *reg, const char *server)
+{
+    const struct reg_server *r = reg_find(reg, server);
+    if (r == NULL)
+        return;
+    struct policy_count *c = count_of(ps, reg, (size_t)(r - reg->rows));
+    c->suspect = true;
+    c->suspect_seen = r->last_seen_ms;
+}
+
 /* ---- candidates ---- */
 
 /* One candidate as the comparisons see it. */
@@ -106,10 +116,17 @@ static uint32_t weight_of(const struct reg_server *r)
     return r->weight ? r->weight : 1;
 }
 
-static bool is_candidate(const struct reg_server *r, size_t i, const struct policy_request *req)
+/* Whether row i may be chosen; a suspect heard from since is cleared. */
+static bool is_candidate(struct policy_state *ps, const struct reg_table *reg, size_t i,
+                         const struct policy_request *req)
 {
+    const struct reg_server *r = &reg->rows[i];
     if (r->state != REG_UP)
         return false;
+    struct policy_count *c = count_of(ps, reg, i);
+    if (c->suspect && c->suspect_seen == r->last_seen_ms)
+        return false;
+    c->suspect = false;
     if (req->avoid && strcmp(r->name, req->avoid) == 0)
         return false;
     return req->filter == NULL || req->filter(r, i, req->arg);
@@ -123,9 +140,9 @@ static size_t collect(struct policy_state *ps, const struct reg_table *reg,
     for (size_t k = 0; k < REG_SERVERS; k++) {
         size_t i = (ps->next + k) % REG_SERVERS;
         const struct reg_server *r = &reg->rows[i];
-        if (!is_candidate(r, i, req))
+        if (!is_candidate(ps, reg, i, req))
             continue;
-        struct policy_count *c = count_of(ps, reg, i);
+        struct policy_count *c = &ps->rows[i];
         cands[n++] = (struct cand){
             .row = (uint32_t)i,
             .weight = weight_of(r),
