@@ -2,9 +2,10 @@
  * policy — which file server gets the next transfer.
  *
  * The design is simple: one pass over the server table collects the
- * candidates (up, accepted by the caller's filter, not the failed server
- * of a resume) starting at the row after the last one chosen, and each
- * policy is a comparison between two candidates or a walk over them. The
+ * candidates (up, not suspect, accepted by the caller's filter, not the
+ * failed server of a resume) starting at the row after the last one
+ * chosen, and each policy is a comparison between two candidates or a
+ * walk over them. The
  * scan's starting point is what breaks the last tie, so servers that stay
  * equal take turns. Ratios (count / weight) are compared by cross
  * multiplication in 128 bits, so there is no float and no overflow.
@@ -72,8 +73,9 @@ static uint32_t sat_add32(uint32_t v, int32_t d)
 
 static uint64_t sat_add64(uint64_t v, int64_t d)
 {
+    uint64_t m = 0 - (uint64_t)d; /* |d| for d < 0, INT64_MIN included */
     if (d < 0)
-        return (uint64_t)-d > v ? 0 : v - (uint64_t)-d;
+        return m > v ? 0 : v - m;
     return UINT64_MAX - v < (uint64_t)d ? UINT64_MAX : v + (uint64_t)d;
 }
 

@@ -171,6 +171,8 @@ static void test_burst(void)
 {
     for (int k = POLICY_LEAST_CONN; k <= POLICY_ROUND_ROBIN; k++) {
         table(k, 3);
+        row("fs1")->load.load1 = 0.1; /* no tie between idle servers to take turns on */
+        row("fs2")->load.load1 = 0.2;
         int per[3] = {0};
         for (int i = 0; i < 30; i++)
             per[redirect(1000)[2] - '1']++;
