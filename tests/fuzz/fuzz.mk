@@ -18,15 +18,28 @@ fuzz: deps
 	@sh scripts/deps.sh clang:clang
 	@$(MAKE) --no-print-directory fuzz-run
 
-fuzz-run: $(FUZZ_BUILD)/fuzz_frame
+fuzz-run: $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_catalog
 	@mkdir -p $(FUZZ_BUILD)/corpus/frame
 	cp tests/fuzz/corpus/frame/* $(FUZZ_BUILD)/corpus/frame/
 	$(FUZZ_BUILD)/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	    -dict=tests/fuzz/frame.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/frame
+	@mkdir -p $(FUZZ_BUILD)/corpus/catalog
+	cp tests/fuzz/corpus/catalog/* $(FUZZ_BUILD)/corpus/catalog/
+	$(FUZZ_BUILD)/fuzz_catalog -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/catalog
 
 $(FUZZ_BUILD)/fuzz_frame: tests/fuzz/fuzz_frame.c src/runtime/frame.c include/convoy/frame.h
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c src/runtime/frame.c -o $@ $(FUZZ_LIBS)
+
+# The catalog reader lives with the file server's catalog, which also runs
+# the watcher on a ring: the ring and the log come along.
+FUZZ_CAT_SRC = tests/fuzz/fuzz_catalog.c src/fileserver/fscat.c src/runtime/frame.c \
+               src/runtime/ring.c src/runtime/log.c
+
+$(FUZZ_BUILD)/fuzz_catalog: $(FUZZ_CAT_SRC) include/convoy/fscat.h include/convoy/frame.h
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(FUZZ_CAT_SRC) -o $@ $(FUZZ_LIBS) -luring
 
 # Rewrites the committed seeds after a change to the frame format.
 fuzz-corpus:
