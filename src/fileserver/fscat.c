@@ -44,7 +44,7 @@
 
 #define FSCAT_DEPTH_MAX 64u   /* directories deeper than this are skipped, logged */
 #define FSCAT_NOTES_MAX 4096u /* noted paths before a rescan is cheaper */
-#define FSCAT_RESCAN_MS 5000u /* without a watch on every directory */
+#define SKIPS_LOGGED    10u   /* skipped names logged one by one per walk */
 #define INOTIFY_BUF     (64u * 1024)
 #define MARK_PENDING    1u
 #define MARK_GONE       2u
@@ -613,6 +613,7 @@ struct fscat {
     fscat_map_t *map;
     uint64_t files, bytes; /* entries not gone, and their sizes */
     size_t pending;        /* entries marked PENDING */
+    unsigned skipped;      /* names the current walk could not carry */
     /* the watcher */
     ring_t *ring;
     int ifd; /* inotify, -1 without a watcher */
@@ -676,11 +677,14 @@ static void saw_gone(fscat_t *c, struct node *n)
 
 static void watch_dir(fscat_t *c, int dfd, const char *rel);
 
-/* A name the catalog cannot carry, logged once per walk. */
+/* A name the catalog cannot carry: the first SKIPS_LOGGED of a walk are
+ * logged, the rest counted at its end, so that a folder of them rescanned
+ * every FSCAT_RESCAN_MS does not flood the log. */
 static void skip_name(fscat_t *c, const char *dir, const char *why)
 {
-    log_warn("fscat", "event=skipped root=%s dir=\"%s\" reason=\"%s\"", c->root, *dir ? dir : ".",
-             why);
+    if (c->skipped++ < SKIPS_LOGGED)
+        log_warn("fscat", "event=skipped root=%s dir=\"%s\" reason=\"%s\"", c->root,
+                 *dir ? dir : ".", why);
 }
 
 static int walk_dir(fscat_t *c, int dfd, char *path, size_t plen, unsigned depth);
@@ -712,12 +716,13 @@ static int walk_name(fscat_t *c, int dfd, const struct dirent *d, char *path, si
         return 0;
     }
     int sub = openat(dfd, d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (sub < 0)
+    if (sub < 0) {
+        skip_name(c, path, strerror(errno));
         return 0;
+    }
     path[plen + n] = '/';
     path[plen + n + 1] = '\0';
-    int rc = walk_dir(c, sub, path, plen + n + 1, depth + 1);
-    return rc;
+    return walk_dir(c, sub, path, plen + n + 1, depth + 1);
 }
 
 /* Walks the directory dfd (closed here) whose path is path[0..plen). */
@@ -759,8 +764,12 @@ int fscat_rescan(fscat_t *c)
     int dfd = openat(c->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
+    c->skipped = 0;
     int rc = walk_dir(c, dfd, path, 0, 0);
     map_walk(c->map, drop_unseen, c); /* after a failure too: no mark stays */
+    if (c->skipped > SKIPS_LOGGED)
+        log_warn("fscat", "event=skipped root=%s count=%u reason=\"and more names like those\"",
+                 c->root, c->skipped);
     if (rc < 0)
         log_error("fscat", "event=scan_failed root=%s err=\"%s\"", c->root, strerror(-rc));
     return rc;
@@ -811,8 +820,9 @@ static void note_path(fscat_t *c, const char *dir, const char *name)
     char path[FSCAT_PATH_MAX + 2];
     int n = snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
     char *dup = NULL;
-    if (n < 0 || (size_t)n > FSCAT_PATH_MAX || c->nnotes == FSCAT_NOTES_MAX ||
-        (dup = strdup(path)) == NULL) {
+    if (n < 0 || (size_t)n > FSCAT_PATH_MAX || !fscat_path_valid(path, (size_t)n))
+        return; /* never listed: the rescans skip and log it */
+    if (c->nnotes == FSCAT_NOTES_MAX || (dup = strdup(path)) == NULL) {
         c->rescan = true;
         return;
     }

@@ -289,6 +289,7 @@ static void next_delta(void)
 
 static void test_watcher(void)
 {
+    log_set_level(LOG_ERROR);
     char a[256], bpath[256];
     CU_ASSERT_FATAL(fx_tmpdir(root, sizeof root) == 0);
     put("a", "1");
@@ -301,6 +302,11 @@ static void test_watcher(void)
     put("created", "abc");
     next_delta();
     CU_ASSERT(ngot == 1 && find("created") && find("created")->size == 3);
+
+    put("bad\x01name", "x"); /* not representable: never in a delta */
+    put("good", "xy");
+    next_delta();
+    CU_ASSERT(ngot == 1 && find("good"));
 
     put("a", "longer now");
     next_delta();
@@ -321,11 +327,12 @@ static void test_watcher(void)
     put("dir/inside", "12345");
     next_delta();
     CU_ASSERT(find("dir/inside") && find("dir/inside")->size == 5);
-    CU_ASSERT_EQUAL(fscat_files(w.cat), 2);
+    CU_ASSERT_EQUAL(fscat_files(w.cat), 3);
 
     ring_destroy(w.ring);
     fscat_free(w.cat);
     fx_rmtree(root);
+    log_set_level(LOG_INFO);
 }
 
 static void test_sha256_joins(void)
