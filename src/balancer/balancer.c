@@ -39,9 +39,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NOFILE_RESERVE   64u                   /* descriptors kept for everything but connections */
-#define EXPIRE_EVERY_MS  1000                  /* how often redirects never followed are expired */
-#define CATALOG_BODY_MAX ((uint64_t)256 << 20) /* the largest CATALOG a server may send */
+#define NOFILE_RESERVE  64u  /* descriptors kept for everything but connections */
+#define EXPIRE_EVERY_MS 1000 /* how often redirects never followed are expired */
 
 struct balancer;
 
@@ -78,6 +77,12 @@ struct balancer {
     unsigned nthreads;
     unsigned max_conns; /* over all threads */
     struct bal_thread *threads;
+};
+
+/* What the balancer keeps per member session. */
+struct bal_session {
+    catalog_load_t *load; /* the CATALOG being received, or NULL */
+    uint32_t stream;      /* its stream (0: none) */
 };
 
 /* ---- registry access (under bal_lock) ---- */
@@ -197,79 +202,104 @@ static int bal_xfer_frame(struct balancer *b, mbrs_session_t *s, const struct fr
     return 0;
 }
 
-/* A CATALOG: its body streams in, and is applied whole at its end. */
-static int bal_catalog_frame(struct balancer *b, mbrs_session_t *s, const cJSON *meta)
+/* A CATALOG: one at a time per session, its body loaded as it streams. */
+static int bal_catalog(struct balancer *b, mbrs_session_t *ms, const cJSON *meta, uint32_t stream)
 {
+    struct bal_session *bs = mbrs_session_udata(ms);
     char why[256];
-    catalog_load_t *l;
-    if (catalog_load_begin(b->catalog, mbrs_session_name(s), mbrs_session_id(s), meta, &l, why,
-                           sizeof why) < 0) {
-        mbrs_refuse(s, "schema", "CATALOG: %s", why);
+    if (bs == NULL && (bs = calloc(1, sizeof *bs)) == NULL) {
+        mbrs_refuse(ms, "refused", "CATALOG: out of memory");
         return -EPROTO;
     }
-    mbrs_session_set_udata(s, l);
+    mbrs_session_set_udata(ms, bs);
+    if (bs->load != NULL) {
+        mbrs_refuse(ms, "order", "CATALOG while another is streaming");
+        return -EPROTO;
+    }
+    int rc = catalog_load_begin(b->catalog, mbrs_session_name(ms), mbrs_session_id(ms), meta,
+                                &bs->load, why, sizeof why);
+    if (rc == 0 && stream == 0)
+        rc = catalog_load_end(bs->load, why, sizeof why);
+    if (rc < 0 || stream == 0) {
+        bs->load = NULL;
+        if (rc < 0) {
+            mbrs_refuse(ms, "schema", "CATALOG: %s", why);
+            return -EPROTO;
+        }
+        return 0;
+    }
+    bs->stream = stream;
     return 0;
 }
 
-static int bal_on_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
-                        uint32_t stream)
+static int bal_member_frame(void *arg, mbrs_session_t *ms, const struct frame_hdr *h,
+                            const cJSON *meta, uint32_t stream)
 {
-    (void)stream;
-    struct balancer *b = arg;
     switch (h->type) {
     case FRAME_XFER_START:
     case FRAME_XFER_PROGRESS:
     case FRAME_XFER_END:
-        return bal_xfer_frame(b, s, h, meta);
+        return bal_xfer_frame(arg, ms, h, meta);
     case FRAME_CATALOG:
-        return bal_catalog_frame(b, s, meta);
+        return bal_catalog(arg, ms, meta, stream);
     default:
-        mbrs_refuse(s, "unexpected", "%s is not for the balancer", frame_type_str(h->type));
+        mbrs_refuse(ms, "unexpected", "%s is not part of the balancer's protocol",
+                    frame_type_str(h->type));
         return -EPROTO;
     }
 }
 
-static int bal_on_body(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *data,
-                       size_t len)
+static int bal_member_body(void *arg, mbrs_session_t *ms, uint32_t stream, const uint8_t *data,
+                           size_t len)
 {
-    (void)arg, (void)stream;
+    (void)arg;
+    struct bal_session *bs = mbrs_session_udata(ms);
     char why[256];
-    catalog_load_t *l = mbrs_session_udata(s);
-    if (l && catalog_load_feed(l, data, len, why, sizeof why) < 0) {
-        mbrs_session_set_udata(s, NULL); /* the load freed itself */
-        mbrs_refuse(s, "schema", "CATALOG: %s", why);
+    if (bs == NULL || bs->stream != stream)
+        return 0;
+    int rc = catalog_load_feed(bs->load, data, len, why, sizeof why);
+    if (rc < 0) {
+        bs->load = NULL;
+        bs->stream = 0;
+        mbrs_refuse(ms, "schema", "CATALOG: %s", why);
         return -EPROTO;
     }
     return 0;
 }
 
-static void bal_on_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
+static void bal_member_end(void *arg, mbrs_session_t *ms, uint32_t stream, int err)
 {
-    (void)arg, (void)stream;
+    (void)arg;
+    struct bal_session *bs = mbrs_session_udata(ms);
     char why[256];
-    catalog_load_t *l = mbrs_session_udata(s);
-    if (l == NULL)
+    if (bs == NULL || bs->stream != stream)
         return;
-    mbrs_session_set_udata(s, NULL);
+    catalog_load_t *l = bs->load;
+    bs->load = NULL;
+    bs->stream = 0;
     if (err < 0)
         catalog_load_abort(l);
     else if (catalog_load_end(l, why, sizeof why) < 0)
-        log_warn("balancer", "event=catalog_refused name=%s reason=\"%s\"", mbrs_session_name(s),
-                 why);
+        mbrs_refuse(ms, "schema", "CATALOG: %s", why);
 }
 
-/* A server's connection ended: its catalog goes (it sends a full one when
- * back), and its running legs are interrupted. */
-static void bal_on_gone(void *arg, mbrs_session_t *s)
+/* A member's session ended: its catalog goes (it sends a full one when it
+ * is back, and a down server is never chosen meanwhile), and its running
+ * legs are interrupted. */
+static void bal_member_gone(void *arg, mbrs_session_t *ms)
 {
     struct balancer *b = arg;
-    catalog_drop(b->catalog, mbrs_session_name(s), mbrs_session_id(s));
+    struct bal_session *bs = mbrs_session_udata(ms);
+    catalog_drop(b->catalog, mbrs_session_name(ms), mbrs_session_id(ms));
+    if (bs != NULL)
+        catalog_load_abort(bs->load);
+    free(bs);
     if (bal_lock(b) < 0)
         return;
-    size_t n = xfer_server_down(b->xfers, mbrs_session_name(s), ring_now_ms());
+    size_t n = xfer_server_down(b->xfers, mbrs_session_name(ms), ring_now_ms());
     bal_unlock(b);
-    if (n > 0)
-        log_info("balancer", "event=legs_interrupted name=%s legs=%zu", mbrs_session_name(s), n);
+    if (n > 0) /* their legs are interrupted: clients resume elsewhere */
+        log_info("balancer", "event=legs_interrupted name=%s legs=%zu", mbrs_session_name(ms), n);
 }
 
 /* WELCOME carries the ticket keys: the file server checks what we sign. */
@@ -382,11 +412,11 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
         .lock = bal_table_lock,
         .unlock = bal_table_unlock,
         .welcome = bal_welcome,
-        .on_frame = bal_on_frame,
-        .on_body = bal_on_body,
-        .on_end = bal_on_end,
-        .on_gone = bal_on_gone,
-        .body_max = CATALOG_BODY_MAX,
+        .on_frame = bal_member_frame,
+        .on_body = bal_member_body,
+        .on_end = bal_member_end,
+        .on_gone = bal_member_gone,
+        .body_max = FSCAT_BODY_MAX,
         .arg = b,
     };
     if ((rc = mbrs_start(&t->member, &mo)) < 0)
@@ -639,8 +669,8 @@ static int bal_list_xfers(shm_t *shm, uint32_t cap, enum xfer_state filter, cJSO
     size_t n = 0;
     int rc = r && items ? 0 : -ENOMEM;
     for (uint32_t i = 0; rc == 0 && i < cap; i++) {
-        if (shm_get(shm, &BAL_XFER_TABLE(cap), i, r, NULL) != 1 ||
-            xfer_rec_check(r, NULL, 0) < 0 || (filter != XFER_NONE && r->state != filter))
+        if (shm_get(shm, &BAL_XFER_TABLE(cap), i, r, NULL) != 1 || xfer_rec_check(r, NULL, 0) < 0 ||
+            (filter != XFER_NONE && r->state != filter))
             continue; /* free, mid-write or not one the balancer would keep */
         if ((items[n] = xfer_rec_json(r)) == NULL)
             rc = -ENOMEM;
