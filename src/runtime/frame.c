@@ -70,6 +70,7 @@ static const char *const type_names[] = {
     [FRAME_ERROR] = "ERROR",
     [FRAME_DATA] = "DATA",
     [FRAME_CREDIT] = "CREDIT",
+    [FRAME_CATALOG] = "CATALOG",
 };
 
 /* Indexed by err - FRAME_EMAGIC: a reason for people and a code for programs. */
