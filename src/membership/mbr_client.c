@@ -35,8 +35,8 @@
 struct mbrc {
     struct mbrc_opts o;
     enum mbrc_state state;
-    conn_t *c;  /* NULL while disconnected */
-    mux_t *mx;  /* from on_open until on_close */
+    conn_t *c; /* NULL while disconnected */
+    mux_t *mx; /* from on_open until on_close */
     struct mbr_welcome welcome;
     struct ring_timer beat, retry;
     unsigned attempt; /* dials since the last WELCOME */

@@ -51,11 +51,11 @@ struct mbrs_session {
     mux_t *mx; /* from on_open */
     void *udata;
     uint32_t owner_streams[FRAME_STREAMS_MAX]; /* streams handed to the owner; 0: free */
-    char name[REG_NAME_MAX]; /* the certificate's, once HELLO is taken */
-    uint64_t id;             /* registry session; 0 before WELCOME */
-    uint64_t hello_by;       /* ring_now_ms() by which HELLO must have come */
-    uint64_t last_seen;      /* ring_now_ms() of the last frame */
-    bool gone;               /* BYE or timeout already recorded */
+    char name[REG_NAME_MAX];                   /* the certificate's, once HELLO is taken */
+    uint64_t id;                               /* registry session; 0 before WELCOME */
+    uint64_t hello_by;                         /* ring_now_ms() by which HELLO must have come */
+    uint64_t last_seen;                        /* ring_now_ms() of the last frame */
+    bool gone;                                 /* BYE or timeout already recorded */
     struct mbrs_session *prev, *next;
 };
 
@@ -71,7 +71,8 @@ static int session_event(struct mbrs_session *s, enum reg_event e, const struct 
     return rc;
 }
 
-static int session_register(struct mbrs_session *s, const struct reg_hello *h, char *why, size_t whylen)
+static int session_register(struct mbrs_session *s, const struct reg_hello *h, char *why,
+                            size_t whylen)
 {
     struct reg_table *t = s->m->o.lock(s->m->o.arg);
     if (t == NULL) {

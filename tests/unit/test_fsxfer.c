@@ -88,7 +88,7 @@ static void test_away_kept_in_order(void)
         fsxfer_progress(x, a, (uint64_t)i * 10, now + (uint64_t)i * FSXFER_PROGRESS_MS);
     fsxfer_leg_t *b = start(x, 2);
     fsxfer_progress(x, b, 5, now + 10 * FSXFER_PROGRESS_MS);
-    CU_ASSERT_EQUAL(fsxfer_queued(x), 4); /* START 1, PROGRESS 1, START 2, PROGRESS 2 */
+    CU_ASSERT_EQUAL(fsxfer_queued(x), 4);          /* START 1, PROGRESS 1, START 2, PROGRESS 2 */
     fsxfer_end(x, a, 77, XFER_OUT_CLIENT_ABORTED); /* replaces PROGRESS 1 */
     CU_ASSERT_EQUAL(fsxfer_queued(x), 4);
     fsxfer_flush(x); /* still away: nothing goes */
