@@ -4,10 +4,10 @@
  * message's body, and the watcher that turns changes under the root into
  * deltas.
  *
- * The file server keeps one fscat_t: fscat_new scans the root, fscat_full
- * encodes every entry (sent after each WELCOME), fscat_watch follows the
- * root with inotify and calls changed() once changes have settled, and
- * fscat_delta encodes what changed since the last encoding. The balancer
+ * The file server keeps one fscat_t: fscat_new scans the root and follows
+ * it with inotify, fscat_full encodes every entry (sent after each
+ * WELCOME), changed() says when changes have settled, and fscat_delta
+ * encodes what changed since the last encoding. The balancer
  * reads bodies with fscat_reader (catalog.h keeps its index).
  *
  * Paths are relative to the root, '/'-separated, never empty, absolute,
@@ -99,15 +99,41 @@ int fscat_reader_feed(fscat_reader_t *r, const uint8_t *data, size_t len, char *
 int fscat_reader_end(fscat_reader_t *r, char *why, size_t whylen);
 void fscat_reader_free(fscat_reader_t *r);
 
+/* ---- a set of entries by path ---- */
+
+/* The file server's catalog and each server's table in the balancer's
+ * index. Not thread-safe; entries returned are valid until the map changes. */
+typedef struct fscat_map fscat_map_t;
+
+int fscat_map_new(fscat_map_t **out); /* 0 or -ENOMEM */
+void fscat_map_free(fscat_map_t *m);
+const struct fscat_entry *fscat_map_get(const fscat_map_t *m, const char *path);
+/* Adds e (copied, path too) or replaces the entry of its path. 0 or -ENOMEM. */
+int fscat_map_put(fscat_map_t *m, const struct fscat_entry *e);
+bool fscat_map_del(fscat_map_t *m, const char *path); /* false: it had no such path */
+size_t fscat_map_count(const fscat_map_t *m);
+size_t fscat_map_memory(const fscat_map_t *m); /* bytes: nodes, paths, buckets */
+/* fn for every entry, in no order, until one returns < 0 (returned). */
+int fscat_map_each(fscat_map_t *m, int (*fn)(void *arg, const struct fscat_entry *e), void *arg);
+
 /* ---- the file server's catalog ---- */
 
 typedef struct fscat fscat_t;
 
-/* Opens root (a directory, not a symlink) and scans it. 0 or -errno
- * (logged with the root). */
-int fscat_new(fscat_t **out, const char *root);
+/*
+ * Opens root (a directory: the operator's path to it may cross a symlink,
+ * nothing beneath it is followed) and scans it. With a ring, it also follows the root with inotify,
+ * every directory beneath it: once changes have settled for debounce_ms (0: FSCAT_DEBOUNCE_MS) and
+ * some entry differs from what was last encoded, changed(arg) runs from the loop, and the owner
+ * calls fscat_delta when it can send. An overflowed inotify queue, a directory created, moved or
+ * removed, or a directory that could not be watched (the watch limit; then every FSCAT_RESCAN_MS
+ * too) makes the settling a whole rescan instead, logged. 0 or -errno (logged with the root).
+ */
+int fscat_new(fscat_t **out, const char *root, ring_t *ring, uint32_t debounce_ms,
+              void (*changed)(void *arg), void *arg);
 
-/* Frees the catalog and stops its watcher. NULL is a no-op. */
+/* Frees the catalog: once its ring is destroyed (the watcher's read is
+ * pending until then). NULL is a no-op. */
 void fscat_free(fscat_t *c);
 
 /* Regular files and their bytes, as of the last scan or change. */
@@ -115,23 +141,12 @@ uint64_t fscat_files(const fscat_t *c);
 uint64_t fscat_bytes(const fscat_t *c);
 
 /* Every entry into b (which starts empty); what was pending for a delta is
- * in it, so nothing stays pending. 0 or -errno. */
+ * in it, so nothing stays pending. 0 or -errno (b is then empty). */
 int fscat_full(fscat_t *c, struct fscat_body *b);
 
-/* What changed since the last fscat_full or fscat_delta into b (empty:
- * b->count 0), and nothing stays pending. 0 or -errno. */
+/* What changed since the last fscat_full or fscat_delta into b (nothing:
+ * b->count 0), and nothing stays pending. 0 or -errno (b is then empty). */
 int fscat_delta(fscat_t *c, struct fscat_body *b);
-
-/*
- * Follows the root on r with inotify, every directory beneath it. Once
- * changes have settled for debounce_ms (0: FSCAT_DEBOUNCE_MS) and some
- * entry differs from what was last encoded, changed(arg) runs from the
- * loop; the owner then calls fscat_delta when it can send. An overflowed
- * inotify queue, or a directory that could not be watched (the watch limit
- * reached), makes the next settling a whole rescan instead, logged. 0 or
- * -errno.
- */
-int fscat_watch(fscat_t *c, ring_t *r, uint32_t debounce_ms, void (*changed)(void *arg), void *arg);
 
 /* Rescans the whole root now, as after an overflow: entries that differ
  * become pending. 0 or -errno. */

@@ -51,6 +51,11 @@ struct fsdig_opts {
     const fsroot_t *root; /* where fsdig_add's paths are opened */
     const char *cache;    /* the cache file, or NULL for none */
     unsigned jobs;        /* files hashed at once; 0 = the pool's thread count */
+    /* May be NULL: a digest fsdig_add asked for became known, for path
+     * (relative to the root) in the version st describes; from the loop. */
+    void (*on_known)(void *arg, const char *path, const struct stat *st,
+                     const uint8_t digest[FSDIG_LEN]);
+    void *arg;
 };
 
 /* Loads the cache (a missing one is empty, a corrupt one is ignored with a
@@ -59,10 +64,11 @@ int fsdig_create(fsdig_t **out, const struct fsdig_opts *o);
 
 /*
  * A file found by a scan: path relative to the root, st what the scan
- * saw. A version in the cache is known at once; any other is queued to be
- * hashed. 0 or -ENOMEM.
+ * saw. A version already known (from the cache) returns 1 with its digest
+ * in out; any other is queued to be hashed (0), and on_known() runs when it
+ * is. -ENOMEM.
  */
-int fsdig_add(fsdig_t *d, const char *path, const struct stat *st);
+int fsdig_add(fsdig_t *d, const char *path, const struct stat *st, uint8_t out[FSDIG_LEN]);
 
 struct fsdig_wait;
 /* err 0 and the digest, or -ESTALE (the file changed while it was read),

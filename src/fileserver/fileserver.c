@@ -4,14 +4,18 @@
  * One ring runs everything: the membership client, the HTTP server
  * (fshttp), the transfer reports (fsxfer) and the digests' bookkeeping
  * (fsdig); one pool hashes files and writes the digest cache. At start the
- * root is scanned once: the files and bytes announced in HELLO are counted
- * and every file is handed to fsdig, which knows it from the cache or hashes
- * it. The ticket keys arrive in every WELCOME; until the first one, every
- * ticket is refused (no key). The numbers a heartbeat announces are read
- * when asked for, so they are never stale by more than one heartbeat.
+ * catalog scans the root (the files and bytes announced in HELLO), then a
+ * second walk hands every file to fsdig, which knows it from the cache or
+ * hashes it, and each digest joins the catalog as it becomes known (a file
+ * changed later is hashed when first asked for). The ticket keys arrive in every WELCOME; until the
+ * first one, every ticket is refused (no key). The numbers a heartbeat announces are read when
+ * asked for, so they are never stale by more than one heartbeat. The catalog of the root (fscat.h)
+ * goes to the balancer whole after every WELCOME and as deltas when files change, one CATALOG
+ * message at a time: changes made while one streams wait in the catalog for the next.
  */
 #include "convoy/fileserver.h"
 
+#include "convoy/fscat.h"
 #include "convoy/fsdigest.h"
 #include "convoy/fshttp.h"
 #include "convoy/fsroot.h"
@@ -51,8 +55,10 @@ struct fileserver {
     fsh_t *http;
     ticket_keyring_t *keys;
     tls_ctx_t *http_tls;
+    fscat_t *cat;           /* the files under the root */
+    struct fscat_body body; /* the CATALOG streaming, kept until it is sent */
+    bool sending;           /* body is streaming */
     struct ring_timer linger;
-    uint64_t files, bytes; /* under the root, counted at start */
     bool leaving;
 };
 
@@ -65,18 +71,19 @@ static int scan_one(const char *path, const struct stat *st, int type, struct FT
     (void)ftw;
     if (type != FTW_F || !S_ISREG(st->st_mode))
         return 0;
-    scan_fs->files++;
-    scan_fs->bytes += (uint64_t)st->st_size;
     const char *rel = path + scan_root_len;
     while (*rel == '/')
         rel++;
-    if (fsdig_add(scan_fs->dig, rel, st) < 0)
-        log_warn("fileserver", "event=digest_skipped path=\"%s\" err=\"%s\"", rel,
-                 strerror(ENOMEM));
+    uint8_t digest[FSDIG_LEN];
+    int rc = fsdig_add(scan_fs->dig, rel, st, digest);
+    if (rc == 1)
+        fscat_set_sha256(scan_fs->cat, rel, st, digest);
+    else if (rc < 0)
+        log_warn("fileserver", "event=digest_skipped path=\"%s\" err=\"%s\"", rel, strerror(-rc));
     return 0;
 }
 
-/* Counts the files under the root and hands each to fsdig. */
+/* Hands every file under the root to fsdig. */
 static int fs_scan(struct fileserver *fs)
 {
     scan_fs = fs;
@@ -89,6 +96,58 @@ static int fs_scan(struct fileserver *fs)
     }
     return 0;
 }
+
+/* ---- the catalog ---- */
+
+static void fs_catalog_send(struct fileserver *fs, bool full);
+
+static void fs_catalog_sent(void *arg, int err)
+{
+    struct fileserver *fs = arg;
+    fscat_body_free(&fs->body);
+    fs->sending = false;
+    if (err == 0) /* else the connection is lost: the next WELCOME sends it whole */
+        fs_catalog_send(fs, false);
+}
+
+/* The whole catalog, or what changed since the last one sent. */
+static void fs_catalog_send(struct fileserver *fs, bool full)
+{
+    enum mbrc_state st = mbrc_state(fs->member);
+    if (fs->sending || (st != MBRC_REGISTERED && st != MBRC_DRAINING))
+        return;
+    struct fscat_body *b = &fs->body;
+    int rc = full ? fscat_full(fs->cat, b) : fscat_delta(fs->cat, b);
+    if (rc < 0 || (!full && b->count == 0))
+        return;
+    cJSON *meta = fscat_meta_json(full, b->count);
+    if (meta == NULL)
+        rc = -ENOMEM;
+    else if (b->count == 0)
+        rc = mbrc_send(fs->member, FRAME_CATALOG, meta);
+    else if ((rc = mbrc_send_buf(fs->member, FRAME_CATALOG, meta, b->data, b->len, fs_catalog_sent,
+                                 fs)) == 0)
+        fs->sending = true;
+    cJSON_Delete(meta);
+    if (rc < 0)
+        log_warn("fileserver", "event=catalog_failed full=%d entries=%llu err=\"%s\"", full,
+                 (unsigned long long)b->count, strerror(-rc));
+    if (!fs->sending)
+        fscat_body_free(b);
+    else
+        log_debug("fileserver", "event=catalog full=%d entries=%llu bytes=%zu", full,
+                  (unsigned long long)b->count, b->len);
+}
+
+/* A digest the start-up walk asked for is known: it joins the catalog. */
+static void fs_digest_known(void *arg, const char *path, const struct stat *st,
+                            const uint8_t digest[FSDIG_LEN])
+{
+    struct fileserver *fs = arg;
+    fscat_set_sha256(fs->cat, path, st, digest);
+}
+
+/* ---- membership ---- */
 
 static void fs_load(void *arg, struct reg_load *l)
 {
@@ -110,8 +169,8 @@ static void fs_hello(void *arg, struct reg_hello *h)
     h->addr = fs->o->http;
     h->weight = fs->o->weight;
     h->capacity = fs->o->capacity;
-    h->files = fs->files;
-    h->bytes = fs->bytes;
+    h->files = fscat_files(fs->cat);
+    h->bytes = fscat_bytes(fs->cat);
     fs_load(fs, &h->load);
 }
 
@@ -126,11 +185,18 @@ static int fs_welcome(void *arg, const cJSON *meta)
     return rc;
 }
 
-/* Registered again: the reports kept while the balancer was away. */
+/* Registered (again): the reports kept while the balancer was away, and
+ * the whole catalog. */
 static void fs_registered(void *arg)
 {
     struct fileserver *fs = arg;
     fsxfer_flush(fs->xfer);
+    fs_catalog_send(fs, true);
+}
+
+static void fs_changed(void *arg)
+{
+    fs_catalog_send(arg, false);
 }
 
 static int fs_send(void *arg, enum frame_type type, const cJSON *meta)
@@ -197,7 +263,10 @@ static int fs_open_files(struct fileserver *fs)
 {
     const struct fs_opts *o = fs->o;
     char cache[PATH_MAX];
-    int rc = fsroot_open(&fs->root, o->root);
+    int rc = fscat_new(&fs->cat, o->root, fs->ring, 0, fs_changed, fs);
+    if (rc < 0)
+        return rc;
+    rc = fsroot_open(&fs->root, o->root);
     if (rc < 0) {
         log_error("fileserver", "event=bad_root root=%s err=\"%s\"", o->root,
                   rc == -ENOSYS ? "openat2 unavailable (Linux >= 5.6 needed)" : strerror(-rc));
@@ -216,8 +285,12 @@ static int fs_open_files(struct fileserver *fs)
     }
     if ((rc = pool_create(&fs->pool, 0, POOL_QUEUE)) < 0)
         return rc;
-    struct fsdig_opts d = {
-        .ring = fs->ring, .pool = fs->pool, .root = fs->root, .cache = o->state_dir ? cache : NULL};
+    struct fsdig_opts d = {.ring = fs->ring,
+                           .pool = fs->pool,
+                           .root = fs->root,
+                           .cache = o->state_dir ? cache : NULL,
+                           .on_known = fs_digest_known,
+                           .arg = fs};
     if ((rc = fsdig_create(&fs->dig, &d)) < 0)
         return rc;
     return fs_scan(fs);
@@ -297,8 +370,9 @@ int fs_run(const struct fs_opts *o)
         "fileserver",
         "event=started name=%s root=%s files=%llu bytes=%llu http=%s tls=%d digests_cached=%llu "
         "to_hash=%llu",
-        o->name, o->root, (unsigned long long)fs.files, (unsigned long long)fs.bytes, o->http,
-        !o->insecure_http, (unsigned long long)ds.cached, (unsigned long long)ds.pending);
+        o->name, o->root, (unsigned long long)fscat_files(fs.cat),
+        (unsigned long long)fscat_bytes(fs.cat), o->http, !o->insecure_http,
+        (unsigned long long)ds.cached, (unsigned long long)ds.pending);
     ring_run(fs.ring);
     status = 0;
     log_info("fileserver", "event=stopped name=%s", o->name);
@@ -313,6 +387,8 @@ out:
     fsxfer_free(fs.xfer);
     ticket_keyring_free(fs.keys);
     fsroot_free(fs.root);
+    fscat_free(fs.cat);
+    fscat_body_free(&fs.body);
     tls_ctx_free(fs.http_tls);
     tls_ctx_free(mo.tls);
     return status;

@@ -59,6 +59,7 @@ struct job {
     /* The worker's results. */
     int err;
     struct fsdig_key got; /* the version it read */
+    struct stat st;       /* its fstat */
     uint64_t bytes;
     uint8_t digest[FSDIG_LEN];
 };
@@ -74,6 +75,9 @@ struct fsdig {
     ring_t *ring;
     pool_t *pool;
     const fsroot_t *root;
+    void (*on_known)(void *arg, const char *path, const struct stat *st,
+                     const uint8_t digest[FSDIG_LEN]);
+    void *arg;
     char *cache;   /* NULL: no cache file */
     unsigned jobs; /* hashed at once */
     struct entry **buckets;
@@ -304,16 +308,16 @@ static void job_done(void *arg);
 static void job_run(void *arg)
 {
     struct job *j = arg;
-    struct stat before, after;
+    struct stat *before = &j->st, after;
     if (j->fd < 0)
-        j->fd = fsroot_open_file(j->d->root, j->path, strlen(j->path), &before);
-    else if (fstat(j->fd, &before) < 0)
+        j->fd = fsroot_open_file(j->d->root, j->path, strlen(j->path), before);
+    else if (fstat(j->fd, before) < 0)
         j->err = -errno;
     if (j->fd < 0)
         j->err = j->fd;
     if (j->err == 0) {
         int64_t n = hash_fd(j->fd, j->digest);
-        fsdig_key_of(&before, &j->got);
+        fsdig_key_of(before, &j->got);
         if (n < 0)
             j->err = (int)n;
         else if ((j->bytes = (uint64_t)n) != j->got.size || fstat(j->fd, &after) < 0)
@@ -355,6 +359,8 @@ static void job_done(void *arg)
     if (j->err == 0 && key_eq(&j->got, &e->key)) {
         entry_set(d, e, j->digest);
         d->dirty = true;
+        if (j->path && d->on_known && !d->stopping)
+            d->on_known(d->arg, j->path, &j->st, e->digest);
         wake_all(e, 0, e->digest);
     } else {
         int err = j->err ? j->err : -ESTALE;
@@ -611,6 +617,8 @@ int fsdig_create(fsdig_t **out, const struct fsdig_opts *o)
     d->ring = o->ring;
     d->pool = o->pool;
     d->root = o->root;
+    d->on_known = o->on_known;
+    d->arg = o->arg;
     d->jobs = o->jobs ? o->jobs : pool_threads(o->pool);
     d->nbuckets = BUCKETS_MIN;
     d->buckets = calloc(d->nbuckets, sizeof *d->buckets);
@@ -625,18 +633,21 @@ int fsdig_create(fsdig_t **out, const struct fsdig_opts *o)
     return 0;
 }
 
-int fsdig_add(fsdig_t *d, const char *path, const struct stat *st)
+int fsdig_add(fsdig_t *d, const char *path, const struct stat *st, uint8_t out[FSDIG_LEN])
 {
     struct fsdig_key k;
     fsdig_key_of(st, &k);
     struct entry *e = entry_find(d, &k);
-    if (e != NULL) {
-        if (e->ready && !e->seen) {
+    if (e != NULL && e->ready) {
+        if (!e->seen) {
             e->seen = true;
             d->cached++;
         }
-        return 0;
+        memcpy(out, e->digest, FSDIG_LEN);
+        return 1;
     }
+    if (e != NULL) /* already queued */
+        return 0;
     if ((e = entry_new(d, &k)) == NULL)
         return -ENOMEM;
     if (job_new(d, e, path, -1, false) == NULL) {

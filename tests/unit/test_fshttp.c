@@ -163,8 +163,9 @@ static void *scene_main(void *arg)
     struct stat st;
     char p[PATH_MAX * 2];
     snprintf(p, sizeof p, "%s/big.bin", root);
-    if (stat(p, &st) == 0)
-        fsdig_add(dig, "big.bin", &st); /* the scan's; sub/small.txt waits for a request */
+    uint8_t known[FSDIG_LEN];
+    if (stat(p, &st) == 0) /* the scan's; sub/small.txt waits for a request */
+        fsdig_add(dig, "big.bin", &st, known);
     if (s->tls && (rc = tls_ctx_new(&tls, TLS_SERVER, pki, "fs1", false, err, sizeof err)) < 0)
         goto out;
     struct fsh_opts o = {.ring = s->ring,
