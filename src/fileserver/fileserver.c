@@ -7,11 +7,13 @@
  * catalog scans the root (the files and bytes announced in HELLO), then a
  * second walk hands every file to fsdig, which knows it from the cache or
  * hashes it, and each digest joins the catalog as it becomes known (a file
- * changed later is hashed when first asked for). The ticket keys arrive in every WELCOME; until the
- * first one, every ticket is refused (no key). The numbers a heartbeat announces are read when
- * asked for, so they are never stale by more than one heartbeat. The catalog of the root (fscat.h)
- * goes to the balancer whole after every WELCOME and as deltas when files change, one CATALOG
- * message at a time: changes made while one streams wait in the catalog for the next.
+ * changed later is hashed when first asked for). The ticket keys arrive
+ * in every WELCOME; until the first that has them, every ticket is refused
+ * (no key). The numbers a heartbeat announces are read when asked for, so
+ * they are never stale by more than one heartbeat. The catalog of the root
+ * (fscat.h) goes to the balancer whole after every WELCOME and as deltas
+ * when files change, one CATALOG message at a time: changes made while one
+ * streams wait in the catalog for the next.
  */
 #include "convoy/fileserver.h"
 
@@ -174,11 +176,18 @@ static void fs_hello(void *arg, struct reg_hello *h)
     fs_load(fs, &h->load);
 }
 
-/* The balancer's ticket keys, in every WELCOME. */
+/* The balancer's ticket keys, in every WELCOME. A balancer that sends none
+ * issues no tickets: the server stays a member and refuses every ticket. */
 static int fs_welcome(void *arg, const cJSON *meta)
 {
     struct fileserver *fs = arg;
     char why[256];
+    if (cJSON_GetObjectItemCaseSensitive(meta, TICKET_WELCOME_FIELD) == NULL) {
+        log_warn("fileserver", "event=no_ticket_keys err=\"WELCOME without %s: every ticket is "
+                               "refused\"",
+                 TICKET_WELCOME_FIELD);
+        return 0;
+    }
     int rc = ticket_keyring_from_json(fs->keys, meta, (uint64_t)time(NULL), why, sizeof why);
     if (rc < 0)
         log_error("fileserver", "event=bad_welcome err=\"%s\"", why);
@@ -327,7 +336,7 @@ static int fs_start(struct fileserver *fs, struct mbrc_opts *mo, const struct ne
 
 int fs_run(const struct fs_opts *o)
 {
-    static const struct frame_field welcome_fields[] = {{TICKET_WELCOME_FIELD, FF_ARRAY, true}};
+    static const struct frame_field welcome_fields[] = {{TICKET_WELCOME_FIELD, FF_ARRAY, false}};
     struct fileserver fs = {.o = o};
     struct mbrc_opts mo = {.expect_name = o->balancer_name,
                            .expect_role = PKI_ROLE_BALANCER,
