@@ -183,8 +183,9 @@ static int fs_welcome(void *arg, const cJSON *meta)
     struct fileserver *fs = arg;
     char why[256];
     if (cJSON_GetObjectItemCaseSensitive(meta, TICKET_WELCOME_FIELD) == NULL) {
-        log_warn("fileserver", "event=no_ticket_keys err=\"WELCOME without %s: every ticket is "
-                               "refused\"",
+        log_warn("fileserver",
+                 "event=no_ticket_keys err=\"WELCOME without %s: every ticket is "
+                 "refused\"",
                  TICKET_WELCOME_FIELD);
         return 0;
     }
