@@ -773,6 +773,11 @@ int conn_write(conn_t *c, const void *data, size_t len)
     return 0;
 }
 
+uint64_t conn_bytes_out(const conn_t *c)
+{
+    return c->bytes_out;
+}
+
 size_t conn_queued(const conn_t *c)
 {
     return c->out.bytes + c->src_bytes;
