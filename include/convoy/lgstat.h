@@ -19,18 +19,16 @@
 #define LGSTAT_SERVERS_MAX 64
 #define LGSTAT_NAME_MAX    64
 
-/* Why a download failed, one counter each (the JSON keys are lgstat_err_str's). */
+/* Why a download failed, one counter each (the JSON keys are
+ * lgstat_err_str's), after convoy get's exit codes. */
 enum lgstat_err {
-    LGSTAT_E_CONNECT,   /* "connect": TCP connect refused or timed out */
-    LGSTAT_E_TLS,       /* "tls": handshake failed */
     LGSTAT_E_AUTH,      /* "auth": 401/403 */
     LGSTAT_E_NOTFOUND,  /* "not_found": 404 */
     LGSTAT_E_NOSERVER,  /* "no_server": 503 */
-    LGSTAT_E_STATUS,    /* "status": any other unexpected status */
-    LGSTAT_E_PROTOCOL,  /* "protocol": a malformed answer, a missing header */
-    LGSTAT_E_INTEGRITY, /* "integrity": digest or length mismatch */
-    LGSTAT_E_NETWORK,   /* "network": the connection broke mid-answer */
-    LGSTAT_E_TIMEOUT,   /* "timeout": no answer in time, or the run ended first */
+    LGSTAT_E_INTEGRITY, /* "integrity": digest or length mismatch, ETag changed */
+    LGSTAT_E_NETWORK,   /* "network": connect, TLS, a broken or malformed answer, every leg */
+    LGSTAT_E_TIMEOUT,   /* "timeout": still running when the run's time was up */
+    LGSTAT_E_OTHER,     /* "other": anything else */
     LGSTAT_E_COUNT
 };
 

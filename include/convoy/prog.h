@@ -2,9 +2,10 @@
  * prog — a download's progress line for a terminal: bytes, rate, ETA and
  * the server sending, redrawn in place at most every PROG_REDRAW_MS.
  *
- * The rate is a moving average (an exponential one over samples taken at
- * each redraw, with a time constant of PROG_TAU_MS), so the ETA follows a
- * change of speed within seconds without jumping at every packet. The
+ * The rate is the average since the start for the first PROG_TAU_MS, then
+ * a moving average (an exponential one over samples taken at each redraw,
+ * with that time constant), so the ETA follows a change of speed within
+ * seconds without jumping at every packet. The
  * struct is plain state and prog_line() a pure function of it, so tests
  * check the text; prog_draw() is the one part that writes to a terminal.
  */
@@ -25,6 +26,7 @@ struct prog {
     uint64_t t_start;   /* ms */
     uint64_t t_sample;  /* ms of the last rate sample */
     uint64_t at_sample; /* done at the last rate sample */
+    uint64_t at_start;  /* done at t_start */
     double rate;        /* bytes per second, averaged */
     bool have_rate;     /* one sample taken */
     uint64_t t_drawn;   /* ms of the last redraw */

@@ -64,6 +64,16 @@ char *xget_url_authority(const struct xget_url *u, char *buf, size_t len);
 int xget_path_quote(const char *path, char *buf, size_t cap);
 
 /*
+ * The Authorization value for a user: "Basic base64(user:password)" when
+ * password is not NULL, else "Bearer TOKEN" for token. 0, -EINVAL (a user
+ * with ':' or a control character, a token with a space or control
+ * character) or -ENOSPC.
+ */
+#define XGET_AUTH_MAX 1100 /* an Authorization value, with its NUL */
+int xget_auth_basic(const char *user, const char *password, char *buf, size_t cap);
+int xget_auth_bearer(const char *token, char *buf, size_t cap);
+
+/*
  * The SHA-256 of a Repr-Digest field value (a structured dictionary such as
  * `sha-512=:…:, sha-256=:…:`): 0 with out filled, -ENOENT when the field
  * names no sha-256, -EINVAL when the field or its sha-256 member is

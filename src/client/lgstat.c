@@ -33,11 +33,10 @@ struct lgstat {
 };
 
 static const char *const lgstat_names[LGSTAT_E_COUNT] = {
-    [LGSTAT_E_CONNECT] = "connect",    [LGSTAT_E_TLS] = "tls",
     [LGSTAT_E_AUTH] = "auth",          [LGSTAT_E_NOTFOUND] = "not_found",
-    [LGSTAT_E_NOSERVER] = "no_server", [LGSTAT_E_STATUS] = "status",
-    [LGSTAT_E_PROTOCOL] = "protocol",  [LGSTAT_E_INTEGRITY] = "integrity",
+    [LGSTAT_E_NOSERVER] = "no_server", [LGSTAT_E_INTEGRITY] = "integrity",
     [LGSTAT_E_NETWORK] = "network",    [LGSTAT_E_TIMEOUT] = "timeout",
+    [LGSTAT_E_OTHER] = "other",
 };
 
 const char *lgstat_err_str(enum lgstat_err e)

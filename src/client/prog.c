@@ -22,14 +22,21 @@ void prog_start(struct prog *p, uint64_t total, uint64_t done, uint64_t now_ms)
     memcpy(p->server, server, sizeof server);
 }
 
+/* For the first PROG_TAU_MS the rate is the average since the start (so
+ * the burst a connection starts with is diluted, not taken as the speed);
+ * after it, an exponential moving average of the samples. */
 static void prog_sample(struct prog *p, uint64_t now_ms)
 {
-    uint64_t dt = now_ms - p->t_sample;
-    if (dt == 0)
+    uint64_t dt = now_ms - p->t_sample, since = now_ms - p->t_start;
+    if (dt == 0 || since < PROG_REDRAW_MS) /* a first packet is no rate */
         return;
-    double inst = (double)(p->done - p->at_sample) * 1000.0 / (double)dt;
-    double keep = exp(-(double)dt / PROG_TAU_MS);
-    p->rate = p->have_rate ? p->rate * keep + inst * (1.0 - keep) : inst;
+    if (since <= PROG_TAU_MS) {
+        p->rate = (double)(p->done - p->at_start) * 1000.0 / (double)since;
+    } else {
+        double inst = (double)(p->done - p->at_sample) * 1000.0 / (double)dt;
+        double keep = exp(-(double)dt / PROG_TAU_MS);
+        p->rate = p->rate * keep + inst * (1.0 - keep);
+    }
     p->have_rate = true;
     p->t_sample = now_ms;
     p->at_sample = p->done;

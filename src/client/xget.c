@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -170,6 +171,39 @@ int xget_path_quote(const char *path, char *buf, size_t cap)
         return -ENAMETOOLONG;
     buf[n] = '\0';
     return (int)n;
+}
+
+/* ---- credentials ---- */
+
+static bool xget_printable(const char *s, bool space_ok)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f || (*s == ' ' && !space_ok))
+            return false;
+    return true;
+}
+
+int xget_auth_basic(const char *user, const char *password, char *buf, size_t cap)
+{
+    char plain[1024];
+    if (strchr(user, ':') != NULL || !xget_printable(user, true) || !xget_printable(password, true))
+        return -EINVAL;
+    int n = snprintf(plain, sizeof plain, "%s:%s", user, password);
+    if (n < 0 || (size_t)n >= sizeof plain || cap < 6 + 4 * ((size_t)n + 2) / 3 + 1) {
+        OPENSSL_cleanse(plain, sizeof plain);
+        return -ENOSPC;
+    }
+    memcpy(buf, "Basic ", 6);
+    EVP_EncodeBlock((unsigned char *)buf + 6, (const unsigned char *)plain, n);
+    OPENSSL_cleanse(plain, sizeof plain);
+    return 0;
+}
+
+int xget_auth_bearer(const char *token, char *buf, size_t cap)
+{
+    if (*token == '\0' || !xget_printable(token, false))
+        return -EINVAL;
+    return snprintf(buf, cap, "Bearer %s", token) < (int)cap ? 0 : -ENOSPC;
 }
 
 /* ---- Repr-Digest ---- */

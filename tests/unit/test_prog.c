@@ -42,6 +42,21 @@ static void test_rate_eta(void)
     CU_ASSERT(p.rate > 0.48 * 1048576 && p.rate < 0.6 * 1048576);
 }
 
+/* A burst right after the start does not seed the rate. */
+static void test_first_sample(void)
+{
+    struct prog p = {0};
+    prog_start(&p, 10u << 20, 0, 0);
+    CU_ASSERT(prog_update(&p, 0, 0));
+    prog_start(&p, 10u << 20, 0, 0); /* the sink opened: counts restart */
+    CU_ASSERT(prog_update(&p, 65536, 2));
+    CU_ASSERT_FALSE(p.have_rate);
+    prog_update(&p, 65536 + 104858, 102);
+    prog_update(&p, 65536 + 2 * 104858, 202);
+    CU_ASSERT(p.have_rate);
+    CU_ASSERT(p.rate < 1.8 * 1048576);
+}
+
 static void test_fit(void)
 {
     struct prog p = {0};
@@ -84,6 +99,7 @@ void suite_prog(void)
     CU_pSuite s = CU_add_suite("prog", NULL, NULL);
     CU_add_test(s, "redraw at most every 100 ms", test_redraw_pace);
     CU_add_test(s, "moving-average rate and ETA", test_rate_eta);
+    CU_add_test(s, "a first burst is no rate", test_first_sample);
     CU_add_test(s, "fits the terminal width", test_fit);
     CU_add_test(s, "byte counts, server names without controls", test_bytes_and_names);
 }

@@ -243,6 +243,20 @@ static void test_part_refused(void)
     unlink(meta);
 }
 
+static void test_auth(void)
+{
+    char buf[128];
+    CU_ASSERT_EQUAL(xget_auth_basic("alice", "open sesame", buf, sizeof buf), 0);
+    CU_ASSERT_STRING_EQUAL(buf, "Basic YWxpY2U6b3BlbiBzZXNhbWU=");
+    CU_ASSERT_EQUAL(xget_auth_basic("a:b", "pw", buf, sizeof buf), -EINVAL);
+    CU_ASSERT_EQUAL(xget_auth_basic("a", "p\r\nX-Evil: 1", buf, sizeof buf), -EINVAL);
+    CU_ASSERT_EQUAL(xget_auth_basic("alice", "open sesame", buf, 20), -ENOSPC);
+    CU_ASSERT_EQUAL(xget_auth_bearer("tok123", buf, sizeof buf), 0);
+    CU_ASSERT_STRING_EQUAL(buf, "Bearer tok123");
+    CU_ASSERT_EQUAL(xget_auth_bearer("t k", buf, sizeof buf), -EINVAL);
+    CU_ASSERT_EQUAL(xget_auth_bearer("", buf, sizeof buf), -EINVAL);
+}
+
 static void test_exit_codes(void)
 {
     CU_ASSERT_EQUAL(xget_exit_for_status(200), XGET_OK);
@@ -286,5 +300,6 @@ void suite_xget(void)
     CU_add_test(s, "part meta: round trip, refused forms", test_meta);
     CU_add_test(s, "part: a second run resumes and the digest covers all", test_part_resume);
     CU_add_test(s, "part: not resumed without meta or when too long", test_part_refused);
+    CU_add_test(s, "Authorization values", test_auth);
     CU_add_test(s, "exit codes", test_exit_codes);
 }
