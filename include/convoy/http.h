@@ -48,8 +48,9 @@ const char *http_method_str(enum http_method m);
 /* The reason phrase of a status ("Not Found"), "Unknown" for others. */
 const char *http_status_reason(int status);
 
-/* Limits of a parser; 0 in any field picks its default (HTTP_*_MAX). A
- * field may only lower the default, never raise it. */
+/* Limits of a parser; 0 in any field picks its default (HTTP_*_MAX). The
+ * head limits may only be lowered (a larger value counts as the default);
+ * body_max may be anything (an upload service raises it). */
 struct http_limits {
     uint32_t line_max;    /* start line, CRLF included */
     uint32_t head_max;    /* whole head, the empty line included */
