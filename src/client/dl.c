@@ -479,11 +479,15 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         if (n == 0 || used == len)
             break;
     }
-    if (!d->gone && http_resp_body_done(d->resp))
+    if (d->gone)
+        return (ssize_t)len;
+    if (http_resp_body_done(d->resp)) {
         dl_answer_end(d);
-    else if (!d->gone && d->taking)
+        return (ssize_t)len; /* what follows an answer is not ours: the connection closes */
+    }
+    if (d->taking)
         dl_pace(d);
-    return (ssize_t)len; /* what follows an answer is not ours: a closing connection */
+    return (ssize_t)used; /* a piece of framing not yet whole comes again with what follows */
 }
 
 static void dl_on_eof(conn_t *c)
