@@ -144,7 +144,7 @@ static double lgstat_rank_ms(const lgstat_t *s, double q)
 
 void lgstat_summary(lgstat_t *s, double seconds, struct lgstat_summary *out)
 {
-    if (!s->sorted) {
+    if (!s->sorted && s->nlat > 0) {
         qsort(s->lat, s->nlat, sizeof *s->lat, lgstat_cmp);
         s->sorted = true;
     }
