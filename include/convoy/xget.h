@@ -20,7 +20,7 @@ enum xget_exit {
     XGET_OK = 0,
     XGET_EFAIL = 1,      /* anything else: a local file could not be written... */
     XGET_EUSAGE = 2,     /* bad command line */
-    XGET_EAUTH = 3,      /* 401 or 403: credentials refused */
+    XGET_EAUTH = 3,      /* 401 or 403: credentials refused (429: slowed after failures) */
     XGET_ENOTFOUND = 4,  /* 404: no server holds the path */
     XGET_EINTEGRITY = 5, /* the bytes do not match Repr-Digest, or a leg changed ETag */
     XGET_ENOSERVER = 6,  /* 503 after every retry: no server up */

@@ -11,9 +11,11 @@
 
 #include "convoy/dl.h"
 #include "convoy/lgstat.h"
+#include "convoy/log.h"
 #include "convoy/xget.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +43,7 @@ struct lg {
     struct lg_client *cl;
     uint32_t nclients;
     struct ring_timer hard; /* --max-seconds */
+    struct log_limit say;   /* failures printed: 10 a second */
     uint64_t t0_ms;
 };
 
@@ -89,8 +92,13 @@ static void lg_done(void *arg, int code, const char *why)
         lgstat_fail(lg->stat, LGSTAT_E_TIMEOUT);
     else
         lgstat_fail(lg->stat, lg_kind(code));
-    if (code != XGET_OK && !lg->stopping)
-        fprintf(stderr, "convoy loadgen: %s: %s\n", xget_exit_str(code), why);
+    uint64_t dropped;
+    char more[64] = "";
+    if (code != XGET_OK && !lg->stopping && log_limit_pass(&lg->say, ring_now_ms(), &dropped)) {
+        if (dropped != 0)
+            snprintf(more, sizeof more, " (and %" PRIu64 " before it not shown)", dropped);
+        fprintf(stderr, "convoy loadgen: %s: %s%s\n", xget_exit_str(code), why, more);
+    }
     c->dl = NULL;
     lg->running--;
     lg_next(c);

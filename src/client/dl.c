@@ -620,10 +620,13 @@ static void dl_ask(dl_t *d)
 
 static void dl_fetch(dl_t *d)
 {
-    char extra[XGET_ETAG_MAX + 96] = "";
+    char extra[XGET_ETAG_MAX + 128] = "";
     d->phase = DL_FETCH;
+    /* If-Range: a server whose file changed sends all of it (200), not
+     * the rest of another version */
     if (d->off > 0)
-        snprintf(extra, sizeof extra, "Range: bytes=%" PRIu64 "-\r\n", d->off);
+        snprintf(extra, sizeof extra, "Range: bytes=%" PRIu64 "-\r\nIf-Range: %s\r\n", d->off,
+                 d->m.etag);
     if (d->sink.progress != NULL)
         d->sink.progress(d->sink.arg, d->server, d->off, d->have_m ? d->m.size : 0);
     dl_send(d, &d->fs, d->fs.path, extra);

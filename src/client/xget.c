@@ -56,6 +56,7 @@ int xget_exit_for_status(int status)
         return XGET_OK;
     case 401:
     case 403:
+    case 429: /* slowed after failed logins */
         return XGET_EAUTH;
     case 404:
         return XGET_ENOTFOUND;

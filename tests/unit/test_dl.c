@@ -41,8 +41,9 @@ struct fs {
     enum fs_mode mode;
     uint64_t after; /* FS_DROP, FS_STALL: bytes of body sent first */
     int requests;
-    char range[64]; /* the last Range value, "" for none */
-    bool saw_auth;  /* an Authorization reached a file server */
+    char range[64];    /* the last Range value, "" for none */
+    char if_range[64]; /* the last If-Range value */
+    bool saw_auth;     /* an Authorization reached a file server */
 };
 
 struct srv_conn {
@@ -156,6 +157,7 @@ static void fs_answer(conn_t *c, struct fs *fs)
     char auth[64];
     fs->saw_auth |= header_of(s->req, "\r\nAuthorization: ", auth, sizeof auth) != NULL;
     uint64_t first = 0;
+    header_of(s->req, "\r\nIf-Range: ", fs->if_range, sizeof fs->if_range);
     if (header_of(s->req, "\r\nRange: ", range, sizeof range) != NULL) {
         snprintf(fs->range, sizeof fs->range, "%s", range);
         first = strtoull(range + 6, NULL, 10);
@@ -476,6 +478,7 @@ static void test_part_resumed(void)
     scene_run(&o, false);
     expect_whole_file();
     CU_ASSERT_STRING_EQUAL(sc.fs[0].range, "bytes=500000-");
+    CU_ASSERT_STRING_EQUAL(sc.fs[0].if_range, ETAG);
     CU_ASSERT_EQUAL(sc.keep, 500000);
 }
 

@@ -263,6 +263,7 @@ static void test_exit_codes(void)
     CU_ASSERT_EQUAL(xget_exit_for_status(206), XGET_OK);
     CU_ASSERT_EQUAL(xget_exit_for_status(401), XGET_EAUTH);
     CU_ASSERT_EQUAL(xget_exit_for_status(403), XGET_EAUTH);
+    CU_ASSERT_EQUAL(xget_exit_for_status(429), XGET_EAUTH);
     CU_ASSERT_EQUAL(xget_exit_for_status(404), XGET_ENOTFOUND);
     CU_ASSERT_EQUAL(xget_exit_for_status(503), XGET_ENOSERVER);
     CU_ASSERT_EQUAL(xget_exit_for_status(418), XGET_ENET);
