@@ -48,6 +48,8 @@ static httpd_t *plain, *secure;
 static tls_ctx_t *srv_tls;
 static pthread_t ring_thread;
 static atomic_int files_done, bodies_ended, body_errors;
+static int files_open, files_open_max; /* the ring's thread only */
+static atomic_int later_gone;          /* late answers that found the client gone */
 static struct ring_timer stop_timer;
 
 static uint8_t file_byte(uint64_t i)
@@ -65,7 +67,10 @@ struct later {
 static void later_fired(struct ring_timer *t)
 {
     struct later *l = container_of(t, struct later, t);
-    httpd_reply_text(l->x, 200, "later");
+    bool alive = httpd_alive(l->x);
+    int rc = httpd_reply_text(l->x, 200, "later");
+    if (!alive && rc == -EPIPE)
+        atomic_fetch_add(&later_gone, 1);
     free(l);
 }
 
@@ -73,6 +78,7 @@ static void file_sent(void *arg, int err)
 {
     (void)arg;
     (void)err;
+    files_open--;
     atomic_fetch_add(&files_done, 1);
 }
 
@@ -123,7 +129,9 @@ static void serve_file(httpd_xchg_t *x, const http_req_t *q)
         status = 206;
     }
     httpd_header(x, "Accept-Ranges", "bytes");
-    httpd_reply_file(x, status, file_fd, off, len, file_sent, NULL);
+    if (httpd_reply_file(x, status, file_fd, off, len, file_sent, NULL) == 0 &&
+        ++files_open > files_open_max)
+        files_open_max = files_open;
 }
 
 static void handle(httpd_xchg_t *x, void *arg)
@@ -463,6 +471,23 @@ static void test_half_closed(void)
     close(fd);
 }
 
+/* The connection dies (here: its idle timeout, 600 ms without traffic)
+ * while its answer is pending: the late answer finds the exchange, learns
+ * the client is gone, and frees it. */
+static void test_client_gone(void)
+{
+    int gone = atomic_load(&later_gone);
+    int fd = dial();
+    char req[128], buf[64];
+    snprintf(req, sizeof req, "GET /later?ms=%u HTTP/1.1\r\nHost: t\r\n\r\n", IDLE_MS + 300);
+    send_str(fd, req);
+    CU_ASSERT_EQUAL(read_all(fd, buf, sizeof buf), 0);
+    for (int i = 0; i < 100 && atomic_load(&later_gone) == gone; i++)
+        usleep(10000);
+    CU_ASSERT_EQUAL(atomic_load(&later_gone), gone + 1);
+    close(fd);
+}
+
 /* Checks that body[0..len) is the file's bytes from off. */
 static bool is_file_region(const uint8_t *body, uint64_t off, size_t len)
 {
@@ -502,6 +527,7 @@ static void test_file_plain(void)
     for (int i = 0; i < 100 && atomic_load(&files_done) < before + 3; i++)
         usleep(10000);
     CU_ASSERT_EQUAL(atomic_load(&files_done), before + 3);
+    CU_ASSERT_EQUAL(files_open_max, 1); /* pipelined file answers, one at a time */
     free(body);
     http_resp_free(r);
     close(st->fd);
@@ -622,6 +648,7 @@ void suite_httpd(void)
     CU_add_test(s, "refused requests get their status and a close", test_refused);
     CU_add_test(s, "header deadline (408) and idle close", test_header_deadline);
     CU_add_test(s, "a half-closed client gets its answer", test_half_closed);
+    CU_add_test(s, "a pending answer after the client left", test_client_gone);
     CU_add_test(s, "file answers, ranges, 416, HEAD", test_file_plain);
     CU_add_test(s, "request bodies, dropped bodies, 100-continue", test_body);
     CU_add_test(s, "curl over plain HTTP and TLS", test_curl);
