@@ -145,6 +145,15 @@ static void ticket_sort_retired(struct ticket_key *k, size_t n)
         }
 }
 
+/* Whether a key of s other than k itself holds k's id. */
+static bool ticket_id_taken(const struct ticket_keyset *s, const struct ticket_key *k)
+{
+    for (uint32_t i = 0; i < s->n; i++)
+        if (&s->key[i] != k && s->key[i].id == k->id)
+            return true;
+    return false;
+}
+
 /* A fresh random key whose id (non-zero) is not in s; k may be in s. */
 static int ticket_key_make(const struct ticket_keyset *s, struct ticket_key *k)
 {
@@ -152,7 +161,7 @@ static int ticket_key_make(const struct ticket_keyset *s, struct ticket_key *k)
     do {
         if (RAND_bytes((unsigned char *)&k->id, sizeof k->id) != 1)
             return -EIO;
-    } while (k->id == 0 || ticket_has_id(s->key, s->n, k->id));
+    } while (k->id == 0 || ticket_id_taken(s, k));
     return RAND_bytes(k->secret, sizeof k->secret) == 1 ? 0 : -EIO;
 }
 
