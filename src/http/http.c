@@ -230,14 +230,13 @@ static bool word_eq(const char *s, size_t n, const char *word)
 
 static void head_init(struct head *h, const struct http_limits *lim, bool response)
 {
-    char *buf = h->buf;
+    char *buf = h->buf; /* kept across requests */
     size_t cap = h->cap;
-    memset(h, 0, offsetof(struct head, buf));
+    memset(h, 0, sizeof *h);
     h->buf = buf;
     h->cap = cap;
     h->response = response;
     h->minor = 1;
-    memset(&h->body, 0, sizeof h->body);
     if (lim)
         h->lim = *lim;
     if (!h->lim.line_max || h->lim.line_max > HTTP_LINE_MAX)
