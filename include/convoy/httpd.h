@@ -145,7 +145,8 @@ typedef void (*httpd_body_fn)(httpd_xchg_t *x, void *arg, const uint8_t *piece, 
 int httpd_read_body(httpd_xchg_t *x, httpd_body_fn fn, void *arg);
 
 /* Backpressure while reading a body: no piece is delivered between pause
- * and resume (the client's sending stalls once the buffers fill). */
+ * and resume (the client's sending stalls once the buffers fill). The end
+ * of a body whose last piece has come is reported even while paused. */
 void httpd_pause(httpd_xchg_t *x);
 void httpd_resume(httpd_xchg_t *x);
 
