@@ -193,7 +193,7 @@ static int bal_xfer_frame(struct balancer *b, mbrs_session_t *s, const struct fr
     }
     if (bal_lock(b) < 0)
         return 0; /* logged; the record misses one report, the server is not at fault */
-    int rc = xfer_apply(b->xfers, mbrs_session_name(s), &m, ring_now_ms());
+    int rc = xfer_apply(b->xfers, mbrs_session_name(s), &m, xfer_now_ms());
     bal_unlock(b);
     if (rc < 0)
         log_info_limited("balancer", "event=xfer_ignored name=%s type=%s transfer=%llu err=\"%s\"",
@@ -296,7 +296,7 @@ static void bal_member_gone(void *arg, mbrs_session_t *ms)
     free(bs);
     if (bal_lock(b) < 0)
         return;
-    size_t n = xfer_server_down(b->xfers, mbrs_session_name(ms), ring_now_ms());
+    size_t n = xfer_server_down(b->xfers, mbrs_session_name(ms), xfer_now_ms());
     bal_unlock(b);
     if (n > 0) /* their legs are interrupted: clients resume elsewhere */
         log_info("balancer", "event=legs_interrupted name=%s legs=%zu", mbrs_session_name(ms), n);
@@ -323,7 +323,7 @@ static void handle_expire(struct ring_timer *t)
     struct bal_thread *th = container_of(t, struct bal_thread, expire);
     struct balancer *b = th->b;
     if (bal_lock(b) == 0) {
-        xfer_expire(b->xfers, ring_now_ms());
+        xfer_expire(b->xfers, xfer_now_ms());
         bal_unlock(b);
     }
     ring_timer_start(th->ring, &th->expire, EXPIRE_EVERY_MS, handle_expire);

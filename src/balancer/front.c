@@ -239,7 +239,7 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
     const struct catalog_hit *h = front_hit(hits, leg->d.server);
     policy_decision_str(&leg->d, leg->decision, sizeof leg->decision);
     snprintf(leg->addr, sizeof leg->addr, "%s", core->reg->rows[leg->d.row].addr);
-    uint64_t now = ring_now_ms();
+    uint64_t now = xfer_now_ms();
     int rc;
     if (resume) {
         rc = xfer_resume(core->xfers, resume, &leg->d, now);
