@@ -33,6 +33,7 @@
 #define FILE_LEN (4u << 20)
 #define ETAG     "\"x-4m\""
 #define AUTH     "Basic YWxpY2U6c2VjcmV0" /* alice:secret */
+#define STALL_MS 300 /* convoy get's --stall-ms here; the answer comes 3 times later */
 
 enum bal_mode { BAL_OK, BAL_NO_SERVER };
 
@@ -46,7 +47,10 @@ static struct {
     char bal_url[64], fs_hp[48];
     uint8_t sha[32];
     int bal_mode, bad_digest; /* set by the test between commands */
-    char last_range[64];      /* the file server's last Range, "" for none */
+    int stall_next;           /* the next file request gets no answer in time */
+    httpd_xchg_t *stalled;    /* that request, answered (too late) by stall_t */
+    struct ring_timer stall_t;
+    char last_range[64]; /* the file server's last Range, "" for none */
     int fs_requests;
 } g;
 
@@ -73,13 +77,21 @@ static void bal_handle(httpd_xchg_t *x, void *arg)
     }
     httpd_header(x, "Location", "https://%s/f/x.bin?t=ticket", g.fs_hp);
     httpd_header(x, "X-Convoy-Transfer", "t1");
-    httpd_header(x, "X-Convoy-Decision", "policy=least-conn server=fs1 active=0 weight=1");
+    httpd_header(x, "X-Convoy-Decision", "policy=least-conn server=%s active=0 weight=1",
+                 http_req_query_raw(q)[0] != '\0' ? "fs2" : "fs1"); /* a resume: "another" */
     httpd_reply(x, 307, NULL, NULL, 0);
 }
 
 static void fs_done(void *arg, int err)
 {
     (void)arg, (void)err;
+}
+
+static void stall_fired(struct ring_timer *t)
+{
+    (void)t;
+    httpd_reply_text(g.stalled, 503, "too late"); /* the client is gone: -EPIPE, freed */
+    g.stalled = NULL;
 }
 
 static void fs_handle(httpd_xchg_t *x, void *arg)
@@ -90,6 +102,11 @@ static void fs_handle(httpd_xchg_t *x, void *arg)
     char dig[64], cr[96];
     uint8_t sha[32];
     __atomic_add_fetch(&g.fs_requests, 1, __ATOMIC_RELEASE);
+    if (__atomic_exchange_n(&g.stall_next, 0, __ATOMIC_ACQ_REL)) {
+        g.stalled = x;
+        ring_timer_start(g.ring, &g.stall_t, 3 * STALL_MS, stall_fired);
+        return;
+    }
     snprintf(g.last_range, sizeof g.last_range, "%s", range ? range : "");
     memcpy(sha, g.sha, 32);
     sha[0] ^= (uint8_t)__atomic_load_n(&g.bad_digest, __ATOMIC_ACQUIRE);
@@ -272,6 +289,21 @@ static void test_interrupt_resume(void)
     CU_ASSERT_FALSE(exists("r.bin.part"));
 }
 
+/* The file server does not answer: after --stall-ms the download asks
+ * the balancer to resume elsewhere, and says so. (A break mid-body, and
+ * the exact byte the next leg starts at, are dl's unit tests.) */
+static void test_failover(void)
+{
+    char err[4096], opts[64];
+    rm("f.bin");
+    __atomic_store_n(&g.stall_next, 1, __ATOMIC_RELEASE);
+    snprintf(opts, sizeof opts, "--stall-ms %d x.bin -o f.bin", STALL_MS);
+    CU_ASSERT_EQUAL(get("secret", err, sizeof err, opts), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "fs1 failed; resuming at byte 0 on fs2"));
+    CU_ASSERT(same_as_file("f.bin"));
+    usleep(3 * STALL_MS * 1000); /* the late answer is made before the next test */
+}
+
 static double num(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItem(o, key);
@@ -395,5 +427,6 @@ void suite_get(void)
     CU_add_test(s, "convoy get: OUT whole, nothing left, nothing drawn", test_get_ok);
     CU_add_test(s, "convoy get: an exit code per failure", test_exit_codes);
     CU_add_test(s, "convoy get: interrupted, then continued", test_interrupt_resume);
+    CU_add_test(s, "convoy get: a stalled leg resumes elsewhere", test_failover);
     CU_add_test(s, "convoy loadgen get --json", test_loadgen_json);
 }
