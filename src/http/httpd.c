@@ -336,7 +336,8 @@ static bool x_keep(const httpd_xchg_t *x)
     return http_req_keep_alive(x->q) && !x->close_after && !x->hc->eof && !x->hc->srv->stopping;
 }
 
-/* What every answer does once its bytes are queued (rc 0) or failed. */
+/* What every answer does once its bytes are queued (rc 0) or failed. The
+ * connection lets go of x here unless it still has a body to drop. */
 static void answered(httpd_xchg_t *x, int rc)
 {
     struct hconn *hc = x->hc;
@@ -353,8 +354,7 @@ static void answered(httpd_xchg_t *x, int rc)
     }
     if (conn_queued(hc->c) >= CONN_HIGH_WATER)
         hc->out_full = true;
-    hc_update_pause(hc);
-    x_release(x);
+    hc_update_pause(hc); /* x is freed by now unless the body or a file holds it */
 }
 
 /* Checks that x can be answered: 0, or the error after which x is gone. */

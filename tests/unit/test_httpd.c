@@ -10,6 +10,7 @@
  *   /later?ms=N    pending, answered by a ring timer N ms later
  *   /file?off&len  a region of the suite's file (conn_send_file)
  *   /echo          reads the body (PUT/POST), answers its length and sum
+ *   /slow          the same, pausing after every piece for 1 ms
  *   /close         answers with Connection: close
  */
 #include "convoy/http.h"
@@ -84,7 +85,17 @@ static void file_sent(void *arg, int err)
 
 struct echo {
     uint64_t len, sum;
+    struct ring_timer resume; /* /slow: the end of a pause */
+    httpd_xchg_t *x;
 };
+
+static atomic_int pauses;
+
+static void resume_fired(struct ring_timer *t)
+{
+    struct echo *e = container_of(t, struct echo, resume);
+    httpd_resume(e->x);
+}
 
 static void echo_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, int err)
 {
@@ -92,8 +103,14 @@ static void echo_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, 
     for (size_t i = 0; i < len; i++)
         e->sum += p[i];
     e->len += len;
+    if (len && e->x) { /* /slow */
+        httpd_pause(x);
+        atomic_fetch_add(&pauses, 1);
+        ring_timer_start(ring, &e->resume, 1, resume_fired);
+    }
     if (len)
         return;
+    ring_timer_stop(ring, &e->resume); /* the end comes even while paused */
     atomic_fetch_add(err ? &body_errors : &bodies_ended, 1);
     char msg[64];
     snprintf(msg, sizeof msg, "len=%llu sum=%llu", (unsigned long long)e->len,
@@ -147,8 +164,10 @@ static void handle(httpd_xchg_t *x, void *arg)
         ring_timer_start(ring, &l->t, query_num(q, "ms", 10), later_fired);
     } else if (strcmp(path, "/file") == 0) {
         serve_file(x, q);
-    } else if (strcmp(path, "/echo") == 0) {
-        httpd_read_body(x, echo_body, calloc(1, sizeof(struct echo)));
+    } else if (strcmp(path, "/echo") == 0 || strcmp(path, "/slow") == 0) {
+        struct echo *e = calloc(1, sizeof *e);
+        e->x = strcmp(path, "/slow") == 0 ? x : NULL;
+        httpd_read_body(x, echo_body, e);
     } else if (strcmp(path, "/close") == 0) {
         httpd_close_after(x);
         httpd_reply_text(x, 200, "bye");
@@ -572,6 +591,39 @@ static void test_body(void)
     close(st.fd);
 }
 
+/* A handler that holds the body back: the client's writes stall, then go on. */
+static void test_body_backpressure(void)
+{
+    struct stream st = {.fd = dial()};
+    http_resp_t *r;
+    CU_ASSERT_FATAL(http_resp_new(&r, NULL) == 0);
+    size_t len = 4u << 20;
+    char head[128];
+    snprintf(head, sizeof head, "PUT /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             len);
+    send_str(st.fd, head);
+    uint8_t *body = malloc(len);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum += body[i] = (uint8_t)i;
+    int before = atomic_load(&pauses);
+    size_t off = 0;
+    ssize_t n;
+    while (off < len && (n = write(st.fd, body + off, len - off)) > 0)
+        off += (size_t)n;
+    CU_ASSERT_EQUAL(off, len);
+    uint8_t got[128];
+    size_t blen;
+    CU_ASSERT_EQUAL(read_resp(&st, r, HTTP_PUT, got, sizeof got, &blen), 200);
+    char want[64];
+    snprintf(want, sizeof want, "len=%zu sum=%llu\n", len, (unsigned long long)sum);
+    CU_ASSERT_STRING_EQUAL((char *)got, want);
+    CU_ASSERT_TRUE(atomic_load(&pauses) - before > 10);
+    free(body);
+    http_resp_free(r);
+    close(st.fd);
+}
+
 /* Runs curl with args (NULL-terminated, after "curl"): its exit status. */
 static int run_curl(const char *const *args)
 {
@@ -651,5 +703,6 @@ void suite_httpd(void)
     CU_add_test(s, "a pending answer after the client left", test_client_gone);
     CU_add_test(s, "file answers, ranges, 416, HEAD", test_file_plain);
     CU_add_test(s, "request bodies, dropped bodies, 100-continue", test_body);
+    CU_add_test(s, "a body held back by the handler", test_body_backpressure);
     CU_add_test(s, "curl over plain HTTP and TLS", test_curl);
 }
