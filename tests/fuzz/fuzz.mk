@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range
+FUZZ_TARGETS = frame http_req http_range xget
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -31,6 +31,10 @@ fuzz_http_req_MAXLEN = 4096
 fuzz_http_range_SRC = src/http/http.c
 fuzz_http_range_DICT = http
 fuzz_http_range_MAXLEN = 128
+fuzz_xget_SRC       = src/client/xget.c src/runtime/net.c
+fuzz_xget_DICT      = xget
+fuzz_xget_MAXLEN    = 512
+fuzz_xget_LIBS      = -lcrypto
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
@@ -44,7 +48,7 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
 .SECONDEXPANSION:
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRC) $(wildcard include/convoy/*.h)
 	@mkdir -p $(FUZZ_BUILD)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(fuzz_$*_SRC) -o $@ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(fuzz_$*_SRC) -o $@ $(FUZZ_LIBS) $(fuzz_$*_LIBS)
 
 # Rewrites the committed seeds after a change to the frame format.
 fuzz-corpus:
