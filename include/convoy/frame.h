@@ -48,11 +48,12 @@ enum frame_type {
     FRAME_ACCEPTED,
     FRAME_RESULT,
     FRAME_ERROR,
-    FRAME_DATA,   /* a chunk of a STREAMED message's body */
-    FRAME_CREDIT, /* the receiver of a stream grants `credit` more bytes */
+    FRAME_DATA,    /* a chunk of a STREAMED message's body */
+    FRAME_CREDIT,  /* the receiver of a stream grants `credit` more bytes */
+    FRAME_CATALOG, /* a file server's files, whole or changed, in its body (fscat.h) */
 };
 #define FRAME_TYPE_FIRST FRAME_HELLO
-#define FRAME_TYPE_LAST  FRAME_CREDIT
+#define FRAME_TYPE_LAST  FRAME_CATALOG
 
 /* Decoder errors; negative and apart from -errno values. */
 enum frame_err {

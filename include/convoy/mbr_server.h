@@ -13,11 +13,18 @@
  * hello_timeout_ms of its accept is closed, whatever TLS did meanwhile; one
  * whose HELLO is accepted is trusted (conn_trust), never evicted to make
  * room for strangers when max_conns are open.
+ *
+ * The connection runs on a mux (mux.h): the owner's own messages share it
+ * with membership's, both ways. Frames of a type membership does not handle
+ * (XFER_*, CATALOG, …) reach the owner's on_frame with the session they
+ * came on, their bodies (up to body_max, streamed beside the heartbeats)
+ * through on_body and on_end; mbrs_send answers on a session.
  * Not thread-safe: call everything on the server's ring.
  */
 #ifndef CONVOY_MBR_SERVER_H
 #define CONVOY_MBR_SERVER_H
 
+#include "convoy/frame.h"
 #include "convoy/net.h"
 #include "convoy/registry.h"
 #include "convoy/ring.h"
@@ -29,6 +36,10 @@
 #define MBRS_HELLO_TIMEOUT_MS 5000u /* default: from accept to HELLO */
 
 typedef struct mbrs mbrs_t;
+
+/* A registered member's control connection, as the owner sees it: valid
+ * from the on_frame that names it until on_gone returns. */
+typedef struct mbrs_session mbrs_session_t;
 
 struct mbrs_opts {
     ring_t *ring;              /* the I/O thread this server runs on */
@@ -48,7 +59,23 @@ struct mbrs_opts {
      * Runs on this server's ring, so concurrently with the other threads'
      * servers. 0, or -errno to refuse the member. */
     int (*welcome)(void *arg, const char *name, cJSON *meta);
-    void *arg; /* handed to lock, unlock and welcome */
+    /* May be NULL: then every type membership does not handle is refused
+     * (ERROR unexpected). A frame of such a type from the registered member
+     * of session s (before HELLO is taken every such frame is refused
+     * "order"): stream 0 without body, else its body follows through
+     * on_body, then on_end (err 0, or -EPIPE when the connection ended
+     * first). meta and data are valid during the call. on_frame and on_body
+     * return 0, or -EPROTO after mbrs_refuse. */
+    int (*on_frame)(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
+                    uint32_t stream);
+    int (*on_body)(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *data, size_t len);
+    void (*on_end)(void *arg, mbrs_session_t *s, uint32_t stream, int err);
+    /* May be NULL. The session's connection ended (after every on_end):
+     * drop what the owner keeps for it; s is freed when this returns. Runs
+     * only for sessions whose HELLO was taken. */
+    void (*on_gone)(void *arg, mbrs_session_t *s);
+    uint64_t body_max; /* largest body a member may stream; 0 = none (refused "body_len") */
+    void *arg;         /* handed to every callback above */
 };
 
 /* Listens on o->addr and starts the sweep. 0 or -errno (logged with the
@@ -65,5 +92,24 @@ void mbrs_stop(mbrs_t *s, void (*done)(void *arg), void *arg);
 
 /* Frees the server: after done ran, or after its ring stopped for good. */
 void mbrs_free(mbrs_t *s);
+
+/* The member's name (its certificate's) and the registry session id its
+ * row holds (reg_hello's), for keying what the owner keeps per member. */
+const char *mbrs_session_name(const mbrs_session_t *s);
+uint64_t mbrs_session_id(const mbrs_session_t *s);
+
+/* The owner's pointer for the session, NULL until set. */
+void mbrs_session_set_udata(mbrs_session_t *s, void *udata);
+void *mbrs_session_udata(const mbrs_session_t *s);
+
+/* A message without body to the member, ahead of every body chunk not yet
+ * written. Returns 0, -EPIPE once the session is closing, -errno or
+ * FRAME_E* (mux_send). */
+int mbrs_send(mbrs_session_t *s, enum frame_type type, const cJSON *meta);
+
+/* Refuses the member from on_frame or on_body: ERROR code with the reason,
+ * then close (its row goes down). The handler then returns -EPROTO. */
+void mbrs_refuse(mbrs_session_t *s, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -8,10 +8,13 @@
  * the only state threads share is the server table, which the membership
  * servers change between bal_table_lock() and bal_table_unlock(), the
  * latter publishing it row by row to the shared segment. Nothing crosses
- * threads but ring_post() at shutdown.
+ * threads but ring_post() at shutdown. The file servers' catalogs arrive
+ * on the membership connections and go to one index (catalog.h), which
+ * any thread may read.
  */
 #include "convoy/balancer.h"
 
+#include "convoy/catalog.h"
 #include "convoy/log.h"
 #include "convoy/mbr_server.h"
 #include "convoy/net.h"
@@ -51,6 +54,13 @@ struct balancer {
     unsigned nthreads;
     unsigned max_conns; /* over all threads */
     struct bal_thread *threads;
+    catalog_t *catalog; /* which server holds which file */
+};
+
+/* What the balancer keeps per member session. */
+struct bal_session {
+    catalog_load_t *load; /* the CATALOG being received, or NULL */
+    uint32_t stream;      /* its stream (0: none) */
 };
 
 /* ---- registry access (under bal_lock) ---- */
@@ -113,6 +123,97 @@ static void bal_table_unlock(void *arg)
     bal_unlock(arg);
 }
 
+/* ---- the members' own frames ---- */
+
+/* A CATALOG: one at a time per session, its body loaded as it streams. */
+static int bal_catalog(struct balancer *b, mbrs_session_t *ms, const cJSON *meta, uint32_t stream)
+{
+    struct bal_session *bs = mbrs_session_udata(ms);
+    char why[256];
+    if (bs == NULL && (bs = calloc(1, sizeof *bs)) == NULL) {
+        mbrs_refuse(ms, "refused", "CATALOG: out of memory");
+        return -EPROTO;
+    }
+    mbrs_session_set_udata(ms, bs);
+    if (bs->load != NULL) {
+        mbrs_refuse(ms, "order", "CATALOG while another is streaming");
+        return -EPROTO;
+    }
+    int rc = catalog_load_begin(b->catalog, mbrs_session_name(ms), mbrs_session_id(ms), meta,
+                                &bs->load, why, sizeof why);
+    if (rc == 0 && stream == 0)
+        rc = catalog_load_end(bs->load, why, sizeof why);
+    if (rc < 0 || stream == 0) {
+        bs->load = NULL;
+        if (rc < 0) {
+            mbrs_refuse(ms, "schema", "CATALOG: %s", why);
+            return -EPROTO;
+        }
+        return 0;
+    }
+    bs->stream = stream;
+    return 0;
+}
+
+static int bal_member_frame(void *arg, mbrs_session_t *ms, const struct frame_hdr *h,
+                            const cJSON *meta, uint32_t stream)
+{
+    switch (h->type) {
+    case FRAME_CATALOG:
+        return bal_catalog(arg, ms, meta, stream);
+    default:
+        mbrs_refuse(ms, "unexpected", "%s is not part of the balancer's protocol",
+                    frame_type_str(h->type));
+        return -EPROTO;
+    }
+}
+
+static int bal_member_body(void *arg, mbrs_session_t *ms, uint32_t stream, const uint8_t *data,
+                           size_t len)
+{
+    (void)arg;
+    struct bal_session *bs = mbrs_session_udata(ms);
+    char why[256];
+    if (bs == NULL || bs->stream != stream)
+        return 0;
+    int rc = catalog_load_feed(bs->load, data, len, why, sizeof why);
+    if (rc < 0) {
+        bs->load = NULL;
+        bs->stream = 0;
+        mbrs_refuse(ms, "schema", "CATALOG: %s", why);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static void bal_member_end(void *arg, mbrs_session_t *ms, uint32_t stream, int err)
+{
+    (void)arg;
+    struct bal_session *bs = mbrs_session_udata(ms);
+    char why[256];
+    if (bs == NULL || bs->stream != stream)
+        return;
+    catalog_load_t *l = bs->load;
+    bs->load = NULL;
+    bs->stream = 0;
+    if (err < 0)
+        catalog_load_abort(l);
+    else if (catalog_load_end(l, why, sizeof why) < 0)
+        mbrs_refuse(ms, "schema", "CATALOG: %s", why);
+}
+
+/* A member's session ended: its catalog goes (it sends a full one when it
+ * is back, and a down server is never chosen meanwhile). */
+static void bal_member_gone(void *arg, mbrs_session_t *ms)
+{
+    struct balancer *b = arg;
+    struct bal_session *bs = mbrs_session_udata(ms);
+    catalog_drop(b->catalog, mbrs_session_name(ms), mbrs_session_id(ms));
+    if (bs != NULL)
+        catalog_load_abort(bs->load);
+    free(bs);
+}
+
 /* ---- threads and shutdown ---- */
 
 static void thread_stopped(void *arg)
@@ -165,6 +266,11 @@ static int thread_init(struct balancer *b, struct bal_thread *t)
         .max_conns = b->max_conns / b->nthreads,
         .lock = bal_table_lock,
         .unlock = bal_table_unlock,
+        .on_frame = bal_member_frame,
+        .on_body = bal_member_body,
+        .on_end = bal_member_end,
+        .on_gone = bal_member_gone,
+        .body_max = FSCAT_BODY_MAX,
         .arg = b,
     };
     if ((rc = mbrs_start(&t->member, &mo)) < 0)
@@ -364,7 +470,7 @@ int bal_run(const struct bal_opts *o)
         return 1;
     }
     b.threads = calloc(b.nthreads, sizeof *b.threads);
-    if (b.threads == NULL || bal_attach_state(&b) < 0)
+    if (b.threads == NULL || catalog_new(&b.catalog) < 0 || bal_attach_state(&b) < 0)
         goto out;
     if (bal_start_threads(&b) == 0) {
         ring_run(b.threads[0].ring);
@@ -387,6 +493,7 @@ out:
             ring_destroy(b.threads[i].ring);
         }
     bal_release_state(&b);
+    catalog_free(b.catalog);
     free(b.threads);
     tls_ctx_free(b.tls);
     return status;

@@ -3,10 +3,14 @@
  *
  * One ring runs the membership client; the numbers it announces (files and
  * bytes under the root, free disk, load average) are read when asked for,
- * so they are never stale by more than one heartbeat.
+ * so they are never stale by more than one heartbeat. The catalog of the
+ * root (fscat.h) goes to the balancer whole after every WELCOME and as
+ * deltas when files change, one CATALOG message at a time: changes made
+ * while one streams wait in the catalog for the next.
  */
 #include "convoy/fileserver.h"
 
+#include "convoy/fscat.h"
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
 #include "convoy/membership.h"
@@ -17,7 +21,6 @@
 #include "convoy/tls.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,42 +31,65 @@ struct fileserver {
     const struct fs_opts *o;
     ring_t *ring;
     mbrc_t *member;
-    uint64_t files, bytes; /* under the root, counted at start */
+    fscat_t *cat;           /* the files under the root */
+    struct fscat_body body; /* the CATALOG streaming, kept until it is sent */
+    bool sending;           /* body is streaming */
     bool leaving;
 };
 
-static __thread uint64_t scan_files, scan_bytes; /* nftw has no context argument */
+/* ---- the catalog ---- */
 
-static int scan_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+static void fs_catalog_send(struct fileserver *fs, bool full);
+
+static void fs_catalog_sent(void *arg, int err)
 {
-    (void)path;
-    (void)ftw;
-    if (type == FTW_F && S_ISREG(st->st_mode)) {
-        scan_files++;
-        scan_bytes += (uint64_t)st->st_size;
-    }
-    return 0;
+    struct fileserver *fs = arg;
+    fscat_body_free(&fs->body);
+    fs->sending = false;
+    if (err == 0) /* else the connection is lost: the next WELCOME sends it whole */
+        fs_catalog_send(fs, false);
 }
 
-static int fs_scan(struct fileserver *fs)
+/* The whole catalog, or what changed since the last one sent. */
+static void fs_catalog_send(struct fileserver *fs, bool full)
 {
-    struct stat st;
-    int err = stat(fs->o->root, &st) < 0 ? errno : S_ISDIR(st.st_mode) ? 0 : ENOTDIR;
-    if (err) {
-        log_error("fileserver", "event=bad_root root=%s err=\"%s\"", fs->o->root, strerror(err));
-        return -err;
-    }
-    scan_files = scan_bytes = 0;
-    if (nftw(fs->o->root, scan_one, 32, FTW_PHYS) < 0) {
-        int rc = -errno;
-        log_error("fileserver", "event=scan_failed root=%s err=\"%s\"", fs->o->root,
-                  strerror(errno));
-        return rc;
-    }
-    fs->files = scan_files;
-    fs->bytes = scan_bytes;
-    return 0;
+    enum mbrc_state st = mbrc_state(fs->member);
+    if (fs->sending || (st != MBRC_REGISTERED && st != MBRC_DRAINING))
+        return;
+    struct fscat_body *b = &fs->body;
+    int rc = full ? fscat_full(fs->cat, b) : fscat_delta(fs->cat, b);
+    if (rc < 0 || (!full && b->count == 0))
+        return;
+    cJSON *meta = fscat_meta_json(full, b->count);
+    if (meta == NULL)
+        rc = -ENOMEM;
+    else if (b->count == 0)
+        rc = mbrc_send(fs->member, FRAME_CATALOG, meta);
+    else if ((rc = mbrc_send_buf(fs->member, FRAME_CATALOG, meta, b->data, b->len, fs_catalog_sent,
+                                 fs)) == 0)
+        fs->sending = true;
+    cJSON_Delete(meta);
+    if (rc < 0)
+        log_warn("fileserver", "event=catalog_failed full=%d entries=%llu err=\"%s\"", full,
+                 (unsigned long long)b->count, strerror(-rc));
+    if (!fs->sending)
+        fscat_body_free(b);
+    else
+        log_debug("fileserver", "event=catalog full=%d entries=%llu bytes=%zu", full,
+                  (unsigned long long)b->count, b->len);
 }
+
+static void fs_registered(void *arg)
+{
+    fs_catalog_send(arg, true);
+}
+
+static void fs_changed(void *arg)
+{
+    fs_catalog_send(arg, false);
+}
+
+/* ---- membership ---- */
 
 static void fs_load(void *arg, struct reg_load *l)
 {
@@ -84,8 +110,8 @@ static void fs_hello(void *arg, struct reg_hello *h)
     h->addr = fs->o->http;
     h->weight = fs->o->weight;
     h->capacity = fs->o->capacity;
-    h->files = fs->files;
-    h->bytes = fs->bytes;
+    h->files = fscat_files(fs->cat);
+    h->bytes = fscat_bytes(fs->cat);
     fs_load(fs, &h->load);
 }
 
@@ -116,6 +142,7 @@ int fs_run(const struct fs_opts *o)
                            .retry_max_ms = o->retry_max_ms,
                            .hello = fs_hello,
                            .load = fs_load,
+                           .registered = fs_registered,
                            .arg = &fs};
     char err[512];
     int status = 1;
@@ -139,8 +166,6 @@ int fs_run(const struct fs_opts *o)
         log_error("fileserver", "event=bad_option err=\"--name takes 1-63 of A-Z a-z 0-9 . _ -\"");
         return 2;
     }
-    if (fs_scan(&fs) < 0)
-        return 1;
     long nofile = proc_raise_nofile();
     if (nofile < 0)
         log_warn("fileserver", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
@@ -155,19 +180,24 @@ int fs_run(const struct fs_opts *o)
         goto out;
     }
     mo.ring = fs.ring;
+    if (fscat_new(&fs.cat, o->root, fs.ring, 0, fs_changed, &fs) < 0)
+        goto out;
     if ((rc = ring_watch_signals(fs.ring, fs_signal, &fs)) < 0 ||
         (rc = mbrc_start(&fs.member, &mo)) < 0) {
         log_error("fileserver", "event=start_failed err=\"%s\"", strerror(-rc));
         goto out;
     }
     log_info("fileserver", "event=started name=%s root=%s files=%llu bytes=%llu http=%s", o->name,
-             o->root, (unsigned long long)fs.files, (unsigned long long)fs.bytes, o->http);
+             o->root, (unsigned long long)fscat_files(fs.cat),
+             (unsigned long long)fscat_bytes(fs.cat), o->http);
     ring_run(fs.ring);
     status = 0;
     log_info("fileserver", "event=stopped name=%s", o->name);
 out:
     mbrc_free(fs.member);
     ring_destroy(fs.ring);
+    fscat_free(fs.cat);
+    fscat_body_free(&fs.body);
     tls_ctx_free(mo.tls);
     return status;
 }

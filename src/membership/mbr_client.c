@@ -9,6 +9,11 @@
  * retry_max_ms and waits a random time in [d/2, d] ("equal jitter"), so a
  * cluster of servers that lost their coordinator together does not come back
  * in lockstep; it resets after each WELCOME.
+ *
+ * The connection runs on a mux: heartbeats pass between the chunks of a
+ * body the owner streams (a catalog), and frames of types membership does
+ * not know go to the owner's handlers. The owner may send only while
+ * registered or draining, before BYE: the coordinator refuses anything else.
  */
 #include "convoy/mbr_client.h"
 
@@ -16,8 +21,10 @@
 #include "convoy/ctl.h"
 #include "convoy/log.h"
 #include "convoy/membership.h"
+#include "convoy/mux.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,12 +36,13 @@ struct mbrc {
     struct mbrc_opts o;
     enum mbrc_state state;
     conn_t *c; /* NULL while disconnected */
-    frame_decoder_t *dec;
+    mux_t *mx; /* from on_open until on_close */
     struct mbr_welcome welcome;
     struct ring_timer beat, retry;
     unsigned attempt; /* dials since the last WELCOME */
     uint64_t drain_since;
     bool bye_sent;
+    uint32_t owner_streams[FRAME_STREAMS_MAX]; /* streams handed to the owner; 0: free */
     void (*done)(void *arg);
     char addr[64];
 };
@@ -85,7 +93,7 @@ static void mbrc_schedule_retry(mbrc_t *m)
 static void mbrc_send_bye(mbrc_t *m)
 {
     m->bye_sent = true;
-    ctl_send(m->c, FRAME_BYE, NULL);
+    mux_send(m->mx, FRAME_BYE, NULL);
     conn_close(m->c);
     log_info("member", "event=bye coordinator=%s", m->addr);
 }
@@ -119,7 +127,7 @@ static void handle_beat(struct ring_timer *t)
     m->o.load(m->o.arg, &l);
     cJSON *meta = mbr_heartbeat_json(&l);
     if (meta)
-        ctl_send(m->c, FRAME_HEARTBEAT, meta);
+        mux_send(m->mx, FRAME_HEARTBEAT, meta);
     cJSON_Delete(meta);
     if (m->state == MBRC_DRAINING)
         mbrc_drain_check(m);
@@ -152,13 +160,42 @@ static int mbrc_on_welcome(mbrc_t *m, const cJSON *meta)
              (unsigned long long)m->welcome.session, m->welcome.heartbeat_ms);
     if (!m->beat.active)
         beat_arm(m, m->welcome.heartbeat_ms);
+    if (m->o.registered)
+        m->o.registered(m->o.arg);
     return 0;
 }
 
-static int mbrc_on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
+static uint32_t *owner_slot(mbrc_t *m, uint32_t stream)
 {
-    mbrc_t *m = ctx;
+    for (unsigned i = 0; i < FRAME_STREAMS_MAX; i++)
+        if (m->owner_streams[i] == stream)
+            return &m->owner_streams[i];
+    return NULL;
+}
+
+/* A frame of a type membership does not know: the owner's, once registered. */
+static int mbrc_owner_frame(mbrc_t *m, const struct frame_hdr *h, const cJSON *meta,
+                            uint32_t stream)
+{
+    if (m->o.on_frame == NULL || m->state == MBRC_CONNECTING) {
+        ctl_refuse(m->c, "unexpected", "%s is not part of the membership protocol",
+                   frame_type_str(h->type));
+        return -EPROTO;
+    }
+    int rc = m->o.on_frame(m->o.arg, h, meta, stream);
+    if (rc == 0 && stream != 0)
+        *owner_slot(m, 0) = stream; /* the mux opens at most FRAME_STREAMS_MAX */
+    return rc;
+}
+
+static int mbrc_on_frame(mux_t *mx, const struct frame_hdr *h, const cJSON *meta, uint32_t stream)
+{
+    mbrc_t *m = mux_udata(mx);
     const char *code, *reason;
+    if ((h->type == FRAME_WELCOME || h->type == FRAME_ERROR) && stream != 0) {
+        ctl_refuse(m->c, "body_len", "%s carries no body", frame_type_str(h->type));
+        return -EPROTO;
+    }
     switch (h->type) {
     case FRAME_WELCOME:
         if (m->state != MBRC_CONNECTING) {
@@ -171,21 +208,36 @@ static int mbrc_on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta
         log_warn("member", "event=refused coordinator=%s code=%s reason=\"%s\"", m->addr, code,
                  reason);
         return 0; /* the coordinator closes; we dial again after the backoff */
-    default:
-        ctl_refuse(m->c, "unexpected", "%s is not part of the membership protocol",
+    case FRAME_HELLO:
+    case FRAME_HEARTBEAT:
+    case FRAME_DRAIN:
+    case FRAME_BYE:
+        ctl_refuse(m->c, "unexpected", "%s is not a coordinator's message",
                    frame_type_str(h->type));
         return -EPROTO;
+    default:
+        return mbrc_owner_frame(m, h, meta, stream);
     }
 }
 
-static int mbrc_on_end(void *ctx)
+static int mbrc_on_body(mux_t *mx, uint32_t stream, const uint8_t *data, size_t len)
 {
-    (void)ctx;
+    mbrc_t *m = mux_udata(mx);
+    return owner_slot(m, stream) ? m->o.on_body(m->o.arg, stream, data, len) : 0;
+}
+
+static int mbrc_on_end(mux_t *mx, uint32_t stream, int err)
+{
+    mbrc_t *m = mux_udata(mx);
+    uint32_t *slot = owner_slot(m, stream);
+    if (slot != NULL) {
+        *slot = 0;
+        m->o.on_end(m->o.arg, stream, err);
+    }
     return 0;
 }
 
-static const struct frame_sink mbrc_sink = {.on_frame = mbrc_on_frame, .on_end = mbrc_on_end};
-static const struct frame_limits mbrc_limits = {.meta_max = FRAME_META_MAX, .body_max = 0};
+static const struct mux_handlers mbrc_mux = {mbrc_on_frame, mbrc_on_body, mbrc_on_end};
 
 static void mbrc_open(conn_t *c)
 {
@@ -193,23 +245,32 @@ static void mbrc_open(conn_t *c)
     struct reg_hello h = {0};
     m->o.hello(m->o.arg, &h);
     cJSON *meta = mbr_hello_json(&h);
-    if (meta == NULL || ctl_send(c, FRAME_HELLO, meta) < 0)
-        conn_abort(c, -ENOMEM);
+    int rc = meta ? mux_new(&m->mx, c, MUX_DIALLER, m->o.body_max, &mbrc_mux, m) : -ENOMEM;
+    if (rc == 0)
+        rc = mux_send(m->mx, FRAME_HELLO, meta);
+    if (rc < 0)
+        conn_abort(c, rc);
     cJSON_Delete(meta);
 }
 
 static ssize_t mbrc_data(conn_t *c, const uint8_t *data, size_t len)
 {
     mbrc_t *m = conn_udata(c);
-    return ctl_feed(c, m->dec, data, len);
+    return mux_feed(m->mx, data, len);
+}
+
+static void mbrc_drain(conn_t *c)
+{
+    mbrc_t *m = conn_udata(c);
+    mux_drain(m->mx);
 }
 
 static void mbrc_closed(conn_t *c, int reason)
 {
     mbrc_t *m = conn_udata(c);
+    mux_free(m->mx); /* the owner's streams end here, both ways */
+    m->mx = NULL;
     m->c = NULL;
-    frame_decoder_free(m->dec);
-    m->dec = NULL;
     if (m->state == MBRC_DRAINING || m->state == MBRC_LEFT) {
         m->state = MBRC_LEFT;
         if (m->done)
@@ -226,6 +287,7 @@ static void mbrc_closed(conn_t *c, int reason)
 static const struct conn_handlers mbrc_handlers = {
     .on_open = mbrc_open,
     .on_data = mbrc_data,
+    .on_drain = mbrc_drain,
     .on_close = mbrc_closed,
 };
 
@@ -237,13 +299,9 @@ static void mbrc_dial(mbrc_t *m)
                            .expect_peer = m->o.expect_name,
                            .expect_role = m->o.expect_role,
                            .handshake_ms = 5000};
-    int rc = frame_decoder_new(&m->dec, &mbrc_limits, &mbrc_sink, m);
-    if (rc == 0)
-        rc = conn_connect(&m->c, m->o.ring, &m->o.server, &co, &mbrc_handlers, m);
+    int rc = conn_connect(&m->c, m->o.ring, &m->o.server, &co, &mbrc_handlers, m);
     if (rc < 0) {
         log_warn("member", "event=dial_failed coordinator=%s err=\"%s\"", m->addr, strerror(-rc));
-        frame_decoder_free(m->dec);
-        m->dec = NULL;
         m->c = NULL;
         m->state = MBRC_DISCONNECTED;
         mbrc_schedule_retry(m);
@@ -274,7 +332,7 @@ void mbrc_leave(mbrc_t *m, void (*done)(void *arg))
         m->done = done;
         m->state = MBRC_DRAINING;
         m->drain_since = ring_now_ms();
-        ctl_send(m->c, FRAME_DRAIN, NULL);
+        mux_send(m->mx, FRAME_DRAIN, NULL);
         log_info("member", "event=draining coordinator=%s", m->addr);
         mbrc_drain_check(m);
         return;
@@ -294,8 +352,57 @@ void mbrc_leave(mbrc_t *m, void (*done)(void *arg))
 
 void mbrc_free(mbrc_t *m)
 {
-    if (m == NULL)
-        return;
-    frame_decoder_free(m->dec);
     free(m);
+}
+
+/* The owner may speak while the coordinator listens: registered or
+ * draining, and not after BYE. */
+static bool mbrc_can_send(const mbrc_t *m)
+{
+    return m->mx != NULL && !m->bye_sent &&
+           (m->state == MBRC_REGISTERED || m->state == MBRC_DRAINING);
+}
+
+int mbrc_send(mbrc_t *m, enum frame_type type, const cJSON *meta)
+{
+    return mbrc_can_send(m) ? mux_send(m->mx, type, meta) : -ENOTCONN;
+}
+
+/* mux_done_fn to the owner's: the stream's own arg carries both. */
+struct send_done {
+    void (*done)(void *arg, int err);
+    void *arg;
+};
+
+static void mbrc_sent(mux_t *mx, void *arg, int err)
+{
+    (void)mx;
+    struct send_done d = *(struct send_done *)arg;
+    free(arg);
+    d.done(d.arg, err);
+}
+
+int mbrc_send_buf(mbrc_t *m, enum frame_type type, const cJSON *meta, const void *body,
+                  uint64_t len, void (*done)(void *arg, int err), void *arg)
+{
+    if (!mbrc_can_send(m))
+        return -ENOTCONN;
+    struct send_done *d = malloc(sizeof *d);
+    if (d == NULL)
+        return -ENOMEM;
+    *d = (struct send_done){done, arg};
+    int rc = mux_send_buf(m->mx, type, meta, body, len, mbrc_sent, d, NULL);
+    if (rc < 0)
+        free(d);
+    return rc;
+}
+
+void mbrc_refuse(mbrc_t *m, const char *code, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    ctl_refuse(m->c, code, "%s", reason);
 }

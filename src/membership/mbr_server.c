@@ -9,6 +9,11 @@
  * ends with the TLS handshake), and a member silent past dead-after is
  * marked down and closed. Stopping closes the listener and every session
  * and tells the owner from the loop once the last on_close has run.
+ *
+ * Each connection runs on a mux, so a member may stream bodies (up to
+ * body_max) beside its heartbeats. Membership's own messages never carry
+ * one (refused "body_len", as before); the others go to the owner, which
+ * gets on_end only for the streams it was handed.
  */
 #include "convoy/mbr_server.h"
 
@@ -16,8 +21,10 @@
 #include "convoy/ctl.h"
 #include "convoy/log.h"
 #include "convoy/membership.h"
+#include "convoy/mux.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,27 +41,27 @@ struct mbrs {
     bool stopping;
     void (*done)(void *arg); /* mbrs_stop's */
     void *done_arg;
-    struct session *sessions;
+    struct mbrs_session *sessions;
 };
 
 /* One member's control connection. */
-struct session {
+struct mbrs_session {
     mbrs_t *m;
     conn_t *c;
-    frame_decoder_t *dec;
-    char name[REG_NAME_MAX]; /* the certificate's, once HELLO is taken */
-    uint64_t id;             /* registry session; 0 before WELCOME */
-    uint64_t hello_by;       /* ring_now_ms() by which HELLO must have come */
-    uint64_t last_seen;      /* ring_now_ms() of the last frame */
-    bool gone;               /* BYE or timeout already recorded */
-    struct session *prev, *next;
+    mux_t *mx; /* from on_open */
+    void *udata;
+    uint32_t owner_streams[FRAME_STREAMS_MAX]; /* streams handed to the owner; 0: free */
+    char name[REG_NAME_MAX];                   /* the certificate's, once HELLO is taken */
+    uint64_t id;                               /* registry session; 0 before WELCOME */
+    uint64_t hello_by;                         /* ring_now_ms() by which HELLO must have come */
+    uint64_t last_seen;                        /* ring_now_ms() of the last frame */
+    bool gone;                                 /* BYE or timeout already recorded */
+    struct mbrs_session *prev, *next;
 };
-
-static const struct frame_limits ctl_limits = {.meta_max = FRAME_META_MAX, .body_max = 0};
 
 /* ---- the table, under the owner's lock ---- */
 
-static int session_event(struct session *s, enum reg_event e, const struct reg_load *l)
+static int session_event(struct mbrs_session *s, enum reg_event e, const struct reg_load *l)
 {
     struct reg_table *t = s->m->o.lock(s->m->o.arg);
     if (t == NULL)
@@ -64,7 +71,8 @@ static int session_event(struct session *s, enum reg_event e, const struct reg_l
     return rc;
 }
 
-static int session_register(struct session *s, const struct reg_hello *h, char *why, size_t whylen)
+static int session_register(struct mbrs_session *s, const struct reg_hello *h, char *why,
+                            size_t whylen)
 {
     struct reg_table *t = s->m->o.lock(s->m->o.arg);
     if (t == NULL) {
@@ -78,7 +86,7 @@ static int session_register(struct session *s, const struct reg_hello *h, char *
 
 /* ---- frames from a member ---- */
 
-static int send_welcome(struct session *s)
+static int send_welcome(struct mbrs_session *s)
 {
     const struct mbrs_opts *o = &s->m->o;
     struct mbr_welcome w = {s->id, o->heartbeat_ms, o->dead_after_ms};
@@ -87,7 +95,7 @@ static int send_welcome(struct session *s)
     if (rc == 0 && o->welcome)
         rc = o->welcome(o->arg, s->name, reply);
     if (rc == 0)
-        rc = ctl_send(s->c, FRAME_WELCOME, reply);
+        rc = mux_send(s->mx, FRAME_WELCOME, reply);
     cJSON_Delete(reply);
     return rc;
 }
@@ -95,7 +103,7 @@ static int send_welcome(struct session *s)
 /* The certificate names the member; a HELLO may repeat the name, never
  * change it. A certificate without a readable, valid name is refused
  * here, before anything compares or logs it. */
-static int check_name(struct session *s, const struct reg_hello *h, const char **cn)
+static int check_name(struct mbrs_session *s, const struct reg_hello *h, const char **cn)
 {
     *cn = conn_peer_name(s->c);
     if (!mbr_name_valid(*cn)) {
@@ -109,7 +117,7 @@ static int check_name(struct session *s, const struct reg_hello *h, const char *
     return 0;
 }
 
-static int on_hello(struct session *s, const cJSON *meta)
+static int on_hello(struct mbrs_session *s, const cJSON *meta)
 {
     struct reg_hello h;
     const char *cn;
@@ -145,7 +153,7 @@ static enum reg_event event_of(enum frame_type type)
                                    : REG_EV_BYE;
 }
 
-static int on_membership(struct session *s, enum frame_type type, const cJSON *meta)
+static int on_membership(struct mbrs_session *s, enum frame_type type, const cJSON *meta)
 {
     struct reg_load load;
     char why[256];
@@ -176,14 +184,46 @@ static int on_membership(struct session *s, enum frame_type type, const cJSON *m
     return 0;
 }
 
-static int on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
+/* ---- the owner's frames ---- */
+
+static uint32_t *owner_slot(struct mbrs_session *s, uint32_t stream)
 {
-    struct session *s = ctx;
+    for (unsigned i = 0; i < FRAME_STREAMS_MAX; i++)
+        if (s->owner_streams[i] == stream)
+            return &s->owner_streams[i];
+    return NULL;
+}
+
+/* A type membership does not handle, from a registered member. */
+static int on_owner_frame(struct mbrs_session *s, const struct frame_hdr *h, const cJSON *meta,
+                          uint32_t stream)
+{
+    const struct mbrs_opts *o = &s->m->o;
+    if (o->on_frame == NULL) {
+        ctl_refuse(s->c, "unexpected", "%s is not part of the membership protocol",
+                   frame_type_str(h->type));
+        return -EPROTO;
+    }
+    int rc = o->on_frame(o->arg, s, h, meta, stream);
+    if (rc == 0 && stream != 0)
+        *owner_slot(s, 0) = stream; /* the mux opens at most FRAME_STREAMS_MAX */
+    return rc;
+}
+
+static int mux_frame(mux_t *mx, const struct frame_hdr *h, const cJSON *meta, uint32_t stream)
+{
+    struct mbrs_session *s = mux_udata(mx);
+    const char *code, *reason;
     s->last_seen = ring_now_ms();
     if (s->gone)
         return 0;
-    if (s->id == 0 && h->type != FRAME_HELLO) {
+    if (s->id == 0 && h->type != FRAME_HELLO && h->type != FRAME_ERROR) {
         ctl_refuse(s->c, "order", "expected HELLO, got %s", frame_type_str(h->type));
+        return -EPROTO;
+    }
+    bool ours = h->type <= FRAME_BYE || h->type == FRAME_ERROR;
+    if (ours && stream != 0) {
+        ctl_refuse(s->c, "body_len", "%s carries no body", frame_type_str(h->type));
         return -EPROTO;
     }
     switch (h->type) {
@@ -197,28 +237,67 @@ static int on_frame(void *ctx, const struct frame_hdr *h, const cJSON *meta)
     case FRAME_DRAIN:
     case FRAME_BYE:
         return on_membership(s, h->type, meta);
-    default:
-        ctl_refuse(s->c, "unexpected", "%s is not part of the membership protocol",
-                   frame_type_str(h->type));
+    case FRAME_ERROR: /* the member is closing: no ERROR answers an ERROR */
+        ctl_error_fields(meta, &code, &reason);
+        log_warn("mbr_server", "event=member_error name=%s code=%s reason=\"%s\"",
+                 s->id ? s->name : "-", code, reason);
+        conn_close(s->c);
         return -EPROTO;
+    case FRAME_WELCOME:
+        ctl_refuse(s->c, "unexpected", "%s is not a member's message", frame_type_str(h->type));
+        return -EPROTO;
+    default:
+        return on_owner_frame(s, h, meta, stream);
     }
 }
 
-static const struct frame_sink session_sink = {.on_frame = on_frame};
+static int mux_body(mux_t *mx, uint32_t stream, const uint8_t *data, size_t len)
+{
+    struct mbrs_session *s = mux_udata(mx);
+    s->last_seen = ring_now_ms(); /* a long body is a sign of life too */
+    if (s->gone || owner_slot(s, stream) == NULL)
+        return 0;
+    return s->m->o.on_body(s->m->o.arg, s, stream, data, len);
+}
+
+static int mux_end(mux_t *mx, uint32_t stream, int err)
+{
+    struct mbrs_session *s = mux_udata(mx);
+    uint32_t *slot = owner_slot(s, stream);
+    if (slot == NULL)
+        return 0;
+    *slot = 0;
+    s->m->o.on_end(s->m->o.arg, s, stream, err);
+    return 0;
+}
+
+static const struct mux_handlers session_mux = {mux_frame, mux_body, mux_end};
 
 /* ---- connections ---- */
 
 static ssize_t session_data(conn_t *c, const uint8_t *data, size_t len)
 {
-    struct session *s = conn_udata(c);
-    return ctl_feed(c, s->dec, data, len);
+    struct mbrs_session *s = conn_udata(c);
+    return mux_feed(s->mx, data, len);
+}
+
+static void session_drain(conn_t *c)
+{
+    struct mbrs_session *s = conn_udata(c);
+    mux_drain(s->mx);
 }
 
 static void session_open(conn_t *c)
 {
+    struct mbrs_session *s = conn_udata(c);
     const char *cn = conn_peer_name(c);
     log_debug("mbr_server", "event=connected peer=%s name=%s", conn_peer_addr(c),
               mbr_name_valid(cn) ? cn : "-");
+    int rc = mux_new(&s->mx, c, MUX_ACCEPTOR, s->m->o.body_max, &session_mux, s);
+    if (rc < 0) {
+        log_error("mbr_server", "event=accept_failed err=\"%s\"", strerror(-rc));
+        conn_abort(c, rc);
+    }
 }
 
 static void run_done(struct ring_defer *d)
@@ -239,12 +318,15 @@ static void maybe_done(mbrs_t *m)
 
 static void session_close(conn_t *c, int reason)
 {
-    struct session *s = conn_udata(c);
+    struct mbrs_session *s = conn_udata(c);
     if (s == NULL)
         return;
     if (s->id != 0 && !s->gone && session_event(s, REG_EV_DISCONNECT, NULL) == REG_DOWN)
         log_info("mbr_server", "event=down name=%s reason=\"%s\"", s->name,
                  conn_reason_str(reason));
+    mux_free(s->mx); /* the owner's streams end here */
+    if (s->id != 0 && s->m->o.on_gone)
+        s->m->o.on_gone(s->m->o.arg, s);
     mbrs_t *m = s->m;
     if (s->prev)
         s->prev->next = s->next;
@@ -252,7 +334,6 @@ static void session_close(conn_t *c, int reason)
         m->sessions = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    frame_decoder_free(s->dec);
     free(s);
     maybe_done(m);
 }
@@ -260,15 +341,15 @@ static void session_close(conn_t *c, int reason)
 static const struct conn_handlers session_handlers = {
     .on_open = session_open,
     .on_data = session_data,
+    .on_drain = session_drain,
     .on_close = session_close,
 };
 
 static void session_accept(conn_t *c, void *arg)
 {
     mbrs_t *m = arg;
-    struct session *s = calloc(1, sizeof *s);
-    if (s == NULL || frame_decoder_new(&s->dec, &ctl_limits, &session_sink, s) < 0) {
-        free(s);
+    struct mbrs_session *s = calloc(1, sizeof *s);
+    if (s == NULL) {
         log_error("mbr_server", "event=accept_failed err=\"%s\"", strerror(ENOMEM));
         conn_abort(c, -ENOMEM);
         return;
@@ -287,7 +368,7 @@ static void session_accept(conn_t *c, void *arg)
 /* ---- the sweep ---- */
 
 /* A session past its deadline: no HELLO in time, or a member gone silent. */
-static void sweep_one(struct session *s, uint64_t now)
+static void sweep_one(struct mbrs_session *s, uint64_t now)
 {
     if (s->gone)
         return;
@@ -315,7 +396,7 @@ static void handle_sweep(struct ring_timer *timer)
 {
     mbrs_t *m = container_of(timer, mbrs_t, sweep);
     uint64_t now = ring_now_ms();
-    for (struct session *s = m->sessions; s; s = s->next)
+    for (struct mbrs_session *s = m->sessions; s; s = s->next)
         sweep_one(s, now);
     sweep_arm(m);
 }
@@ -375,7 +456,7 @@ void mbrs_stop(mbrs_t *m, void (*done)(void *arg), void *arg)
     conn_listener_close(m->listener);
     m->listener = NULL;
     ring_timer_stop(m->o.ring, &m->sweep);
-    for (struct session *s = m->sessions; s; s = s->next)
+    for (struct mbrs_session *s = m->sessions; s; s = s->next)
         conn_abort(s->c, -ESHUTDOWN);
     maybe_done(m);
 }
@@ -383,4 +464,39 @@ void mbrs_stop(mbrs_t *m, void (*done)(void *arg), void *arg)
 void mbrs_free(mbrs_t *m)
 {
     free(m);
+}
+
+const char *mbrs_session_name(const mbrs_session_t *s)
+{
+    return s->name;
+}
+
+uint64_t mbrs_session_id(const mbrs_session_t *s)
+{
+    return s->id;
+}
+
+void mbrs_session_set_udata(mbrs_session_t *s, void *udata)
+{
+    s->udata = udata;
+}
+
+void *mbrs_session_udata(const mbrs_session_t *s)
+{
+    return s->udata;
+}
+
+int mbrs_send(mbrs_session_t *s, enum frame_type type, const cJSON *meta)
+{
+    return mux_send(s->mx, type, meta);
+}
+
+void mbrs_refuse(mbrs_session_t *s, const char *code, const char *fmt, ...)
+{
+    char reason[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
+    ctl_refuse(s->c, code, "%s", reason);
 }

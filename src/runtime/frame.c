@@ -70,6 +70,7 @@ static const char *const type_names[] = {
     [FRAME_ERROR] = "ERROR",
     [FRAME_DATA] = "DATA",
     [FRAME_CREDIT] = "CREDIT",
+    [FRAME_CATALOG] = "CATALOG",
 };
 
 /* Indexed by err - FRAME_EMAGIC: a reason for people and a code for programs. */
@@ -234,7 +235,8 @@ static int meta_print(const cJSON *meta, char **text, size_t *len)
 /* A type that carries meta: every type but DATA and CREDIT (bare headers). */
 static bool type_is_message(int type)
 {
-    return type >= FRAME_TYPE_FIRST && type <= FRAME_ERROR;
+    return type >= FRAME_TYPE_FIRST && type <= FRAME_TYPE_LAST && type != FRAME_DATA &&
+           type != FRAME_CREDIT;
 }
 
 /* Header and meta of a message described by h (meta_len is filled in). */

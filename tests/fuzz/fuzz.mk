@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range xget
+FUZZ_TARGETS = frame http_req http_range xget catalog
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -35,6 +35,12 @@ fuzz_xget_SRC       = src/client/xget.c src/runtime/net.c
 fuzz_xget_DICT      = xget
 fuzz_xget_MAXLEN    = 512
 fuzz_xget_LIBS      = -lcrypto
+# The catalog reader lives with the file server's catalog, which also runs
+# the watcher on a ring: the ring and the log come along.
+fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/ring.c \
+                      src/runtime/log.c
+fuzz_catalog_LIBS   = -luring
+fuzz_catalog_MAXLEN = 4096
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
@@ -42,7 +48,8 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
 	@mkdir -p $(FUZZ_BUILD)/corpus/$*
 	cp tests/fuzz/corpus/$*/* $(FUZZ_BUILD)/corpus/$*/
 	$(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=$(fuzz_$*_MAXLEN) \
-	    -dict=tests/fuzz/$(fuzz_$*_DICT).dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
+	    $(if $(fuzz_$*_DICT),-dict=tests/fuzz/$(fuzz_$*_DICT).dict) \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
 
 .PRECIOUS: $(FUZZ_BUILD)/fuzz_%
 .SECONDEXPANSION:
