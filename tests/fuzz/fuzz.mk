@@ -18,15 +18,26 @@ fuzz: deps
 	@sh scripts/deps.sh clang:clang
 	@$(MAKE) --no-print-directory fuzz-run
 
-fuzz-run: $(FUZZ_BUILD)/fuzz_frame
-	@mkdir -p $(FUZZ_BUILD)/corpus/frame
+fuzz-run: $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_ticket
+	@mkdir -p $(FUZZ_BUILD)/corpus/frame $(FUZZ_BUILD)/corpus/ticket
 	cp tests/fuzz/corpus/frame/* $(FUZZ_BUILD)/corpus/frame/
 	$(FUZZ_BUILD)/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
 	    -dict=tests/fuzz/frame.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/frame
+	cp tests/fuzz/corpus/ticket/* $(FUZZ_BUILD)/corpus/ticket/
+	$(FUZZ_BUILD)/fuzz_ticket -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/ticket
 
 $(FUZZ_BUILD)/fuzz_frame: tests/fuzz/fuzz_frame.c src/runtime/frame.c include/convoy/frame.h
 	@mkdir -p $(FUZZ_BUILD)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c src/runtime/frame.c -o $@ $(FUZZ_LIBS)
+
+# The ticket decoder and the WELCOME keyring reader (seeds: tickets signed
+# with the target's fixed keys, and keyring JSON).
+TICKET_FUZZ_SRC = tests/fuzz/fuzz_ticket.c src/auth/ticket.c src/auth/b64.c src/runtime/frame.c \
+                  src/runtime/log.c
+$(FUZZ_BUILD)/fuzz_ticket: $(TICKET_FUZZ_SRC) include/convoy/ticket.h include/convoy/b64.h
+	@mkdir -p $(FUZZ_BUILD)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -pthread $(TICKET_FUZZ_SRC) -o $@ $(FUZZ_LIBS) -lcrypto
 
 # Rewrites the committed seeds after a change to the frame format.
 fuzz-corpus:
