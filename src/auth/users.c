@@ -659,12 +659,22 @@ static void users_record(users_t *db, struct users_check *c, const char *name, b
     }
 }
 
+/* Whether the len bytes of s (not NUL-terminated: a header slice) are
+ * base64url characters. */
+static bool users_b64url_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] >= 'A' && s[i] <= 'Z') && !(s[i] >= 'a' && s[i] <= 'z') &&
+            !(s[i] >= '0' && s[i] <= '9') && s[i] != '-' && s[i] != '_')
+            return false;
+    return true;
+}
+
 static enum users_result users_bearer(users_t *db, const char *tok, size_t len,
                                       struct users_check *c, uint64_t now_ms)
 {
     uint8_t h[32];
-    if (len != USERS_TOKEN_LEN || strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                              "0123456789-_") < len)
+    if (len != USERS_TOKEN_LEN || !users_b64url_ok(tok, len))
         return users_set(c, USERS_MALFORMED);
     EVP_Digest(tok, len, h, NULL, EVP_sha256(), NULL);
     struct users_tok key;
