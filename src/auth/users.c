@@ -284,7 +284,8 @@ void users_free(users_t *db)
 {
     if (db == NULL)
         return;
-    OPENSSL_cleanse(db->e, db->cap * sizeof *db->e);
+    if (db->e != NULL)
+        OPENSSL_cleanse(db->e, db->cap * sizeof *db->e);
     free(db->e);
     free(db->by_token);
     pthread_mutex_destroy(&db->lock);
@@ -305,6 +306,8 @@ static int users_cmp_name(const void *a, const void *b)
 static struct users_entry *users_find(users_t *db, const char *name)
 {
     struct users_entry k;
+    if (db->n == 0)
+        return NULL; /* db->e may be NULL, which bsearch must not see */
     snprintf(k.name, sizeof k.name, "%s", name);
     return bsearch(&k, db->e, db->n, sizeof *db->e, users_cmp_name);
 }
@@ -318,7 +321,8 @@ static int users_cmp_token(const void *a, const void *b)
  * tokens. */
 static int users_index(users_t *db, char *err, size_t errlen)
 {
-    qsort(db->e, db->n, sizeof *db->e, users_cmp_name);
+    if (db->n > 0)
+        qsort(db->e, db->n, sizeof *db->e, users_cmp_name);
     free(db->by_token);
     db->ntok = 0;
     db->by_token = calloc(db->n ? db->n : 1, sizeof *db->by_token);
