@@ -11,6 +11,7 @@
 
 #include "convoy/registry.h"
 #include "convoy/shm.h"
+#include "convoy/xfer.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -20,12 +21,15 @@ struct bal_meta {
     char control[64];      /* its control address, "" until bound */
     uint64_t started_ms;   /* CLOCK_MONOTONIC */
     uint64_t next_session; /* so that session ids are not reused across restarts */
+    uint64_t next_xfer;    /* so that transfer ids are not (xfer_table_next_id) */
 };
 
 /* The tables of the state segment. Bump a version when its row changes:
  * that table alone starts empty. Another table is one more line here. */
-#define BAL_META_TABLE   ((struct shm_table){1, 1, sizeof(struct bal_meta), 1})
+#define BAL_META_TABLE   ((struct shm_table){1, 2, sizeof(struct bal_meta), 1})
 #define BAL_SERVER_TABLE ((struct shm_table){2, 1, sizeof(struct reg_server), REG_SERVERS})
+/* Transfers: slot i holds a struct xfer_rec, capacity from --max-transfers. */
+#define BAL_XFER_TABLE(cap) ((struct shm_table){3, 1, sizeof(struct xfer_rec), (cap)})
 
 /* The balancer's state as one copy: what bal_read_state returns, and the
  * balancer's own working copy, which it publishes row by row. */
@@ -46,7 +50,8 @@ struct bal_opts {
     uint32_t heartbeat_ms;     /* told to servers in WELCOME */
     uint32_t dead_after_ms;    /* silence after which a server is down */
     uint32_t hello_timeout_ms; /* from accept to HELLO; 0 = MBRS_HELLO_TIMEOUT_MS */
-    uint32_t max_conns; /* control connections at once (all threads); 0 = what nofile allows */
+    uint32_t max_conns;     /* control connections at once (all threads); 0 = what nofile allows */
+    uint32_t max_transfers; /* slots of the transfer table; 0 = XFER_CAPACITY */
 };
 
 /* Reads the state of the balancer whose state name is `state` (on this

@@ -7,8 +7,11 @@
 
 int cmd_balancer(int argc, char **argv)
 {
-    struct bal_opts o = {
-        .heartbeat_ms = 500, .dead_after_ms = 2000, .hello_timeout_ms = 5000, .threads = 1};
+    struct bal_opts o = {.heartbeat_ms = 500,
+                         .dead_after_ms = 2000,
+                         .hello_timeout_ms = 5000,
+                         .threads = 1,
+                         .max_transfers = XFER_CAPACITY};
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this balancer's certificate name", true),
@@ -24,6 +27,9 @@ int cmd_balancer(int argc, char **argv)
         CLI_OPT_U32("threads", &o.threads, "N", "I/O threads (default 1)", 1, 64),
         CLI_OPT_U32("max-conns", &o.max_conns, "N",
                     "control connections at once (default: what the fd limit allows)", 1, 10000000),
+        CLI_OPT_U32("max-transfers", &o.max_transfers, "N",
+                    "transfer records kept (default 65536); finished ones make room first", 1,
+                    SHM_SLOTS_MAX),
         CLI_OPT_LOG_LEVEL,
     };
     const struct cli_cmd cmd = {
