@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define PKI_ROLE_BALANCER   "balancer"
 #define PKI_ROLE_FILESERVER "fileserver"
@@ -57,5 +58,13 @@ int pki_issue(const char *dir, const char *name, const char *role, const char *c
  */
 int pki_check_file(int fd, const char *path, bool secret, char *err, size_t errlen);
 int pki_check_dir(const char *dir, char *err, size_t errlen);
+
+/* Writes path whole or not at all, the way keys are written: the len bytes
+ * of data go to a hidden temporary file beside path, created with mode from
+ * the start (so a secret is never readable by others), synced, then renamed
+ * over path. 0 or -errno, reason in err without a prefix ("write
+ * /x/.users.0a1b2c3d4e5f: No space left on device"). */
+int pki_write_atomic(const char *path, const char *data, size_t len, mode_t mode, char *err,
+                     size_t errlen);
 
 #endif

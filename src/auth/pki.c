@@ -122,17 +122,19 @@ static int pki_ossl_fail(char *err, size_t errlen, const char *fmt, ...)
     return pki_fail(err, errlen, -EIO, "%s: %s", what, reason);
 }
 
-static void pki_say(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static int pki_say(char *err, size_t errlen, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-/* The checks' messages carry no prefix: tls.c and pki.c add theirs. */
-static void pki_say(char *err, size_t errlen, const char *fmt, ...)
+/* Writes the reason without a prefix and returns rc: the checks' and the
+ * file writer's callers (tls.c, users.c, pki.c itself) add their own. */
+static int pki_say(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     if (err != NULL && errlen > 0)
         vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
+    return rc;
 }
 
 /* Owned by us or by root: anyone else could change its mode or contents. */
@@ -147,20 +149,20 @@ int pki_check_file(int fd, const char *path, bool secret, char *err, size_t errl
     mode_t others = secret ? 077 : 022;
     if (fstat(fd, &st) != 0) {
         int rc = -errno;
-        pki_say(err, errlen, "stat %s: %s", path, strerror(-rc));
+        pki_say(err, errlen, 0, "stat %s: %s", path, strerror(-rc));
         return rc;
     }
     if (!S_ISREG(st.st_mode)) {
-        pki_say(err, errlen, "%s is not a regular file", path);
+        pki_say(err, errlen, 0, "%s is not a regular file", path);
         return -EPERM;
     }
     if (!pki_owner_ok(&st)) {
-        pki_say(err, errlen, "%s is owned by uid %u, not by us (uid %u) or root", path,
+        pki_say(err, errlen, 0, "%s is owned by uid %u, not by us (uid %u) or root", path,
                 (unsigned)st.st_uid, (unsigned)geteuid());
         return -EPERM;
     }
     if (st.st_mode & others) {
-        pki_say(err, errlen, "%s has mode %04o: group and others can %s it (chmod %s %s)", path,
+        pki_say(err, errlen, 0, "%s has mode %04o: group and others can %s it (chmod %s %s)", path,
                 (unsigned)(st.st_mode & 07777), secret ? "read" : "write", secret ? "600" : "644",
                 path);
         return -EPERM;
@@ -174,16 +176,16 @@ static int pki_check_one_dir(const char *dir, char *err, size_t errlen)
     struct stat st;
     if (stat(dir, &st) != 0) {
         int rc = -errno;
-        pki_say(err, errlen, "stat %s: %s", dir, strerror(-rc));
+        pki_say(err, errlen, 0, "stat %s: %s", dir, strerror(-rc));
         return rc;
     }
     if (!pki_owner_ok(&st)) {
-        pki_say(err, errlen, "folder %s is owned by uid %u, not by us (uid %u) or root", dir,
+        pki_say(err, errlen, 0, "folder %s is owned by uid %u, not by us (uid %u) or root", dir,
                 (unsigned)st.st_uid, (unsigned)geteuid());
         return -EPERM;
     }
     if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX)) {
-        pki_say(err, errlen,
+        pki_say(err, errlen, 0,
                 "folder %s has mode %04o: group or others could replace the files in it", dir,
                 (unsigned)(st.st_mode & 07777));
         return -EPERM;
@@ -196,7 +198,7 @@ int pki_check_dir(const char *dir, char *err, size_t errlen)
     char real[PATH_MAX];
     if (realpath(dir, real) == NULL) {
         int rc = -errno;
-        pki_say(err, errlen, "%s: %s", dir, strerror(-rc));
+        pki_say(err, errlen, 0, "%s: %s", dir, strerror(-rc));
         return rc;
     }
     /* From the folder itself up to "/"; realpath left no links to follow. */
@@ -259,31 +261,30 @@ struct pki_file {
     bool tmp_exists; /* tmp is on disk and still ours to remove */
 };
 
-/* Writes pem to a hidden temporary file in dir, created with `mode` from
- * the start and synced, and names its destination dir/base+ext. */
+/* Writes the len bytes of data to a hidden temporary file in dir, created
+ * with `mode` from the start and synced, and names its destination
+ * dir/base+ext. */
 static int pki_write_tmp(struct pki_file *f, const char *dir, const char *base, const char *ext,
-                         BIO *pem, mode_t mode, char *err, size_t errlen)
+                         const char *data, size_t len, mode_t mode, char *err, size_t errlen)
 {
     unsigned char rnd[6];
-    char *data;
-    long len = BIO_get_mem_data(pem, &data);
     if (RAND_bytes(rnd, sizeof rnd) != 1)
-        return pki_ossl_fail(err, errlen, "random temporary name");
+        return pki_say(err, errlen, -EIO, "random temporary name: RAND_bytes failed");
     int n = snprintf(f->tmp, sizeof f->tmp, "%s/.%s%s.%02x%02x%02x%02x%02x%02x", dir, base, ext,
                      rnd[0], rnd[1], rnd[2], rnd[3], rnd[4], rnd[5]);
     if (n < 0 || (size_t)n >= sizeof f->tmp || pki_path(f->path, sizeof f->path, dir, base, ext))
-        return pki_fail(err, errlen, -ENAMETOOLONG, "path too long: %s/%s%s", dir, base, ext);
+        return pki_say(err, errlen, -ENAMETOOLONG, "path too long: %s/%s%s", dir, base, ext);
     int fd = open(f->tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
     if (fd < 0)
-        return pki_fail(err, errlen, -errno, "open %s: %s", f->path, strerror(errno));
+        return pki_say(err, errlen, -errno, "open %s: %s", f->path, strerror(errno));
     f->tmp_exists = true;
-    int rc = len > 0 ? pki_write_all(fd, data, (size_t)len) : -EIO;
+    int rc = pki_write_all(fd, data, len);
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && rc == 0)
         rc = -errno;
     if (rc != 0)
-        return pki_fail(err, errlen, rc, "write %s: %s", f->tmp, strerror(-rc));
+        return pki_say(err, errlen, rc, "write %s: %s", f->tmp, strerror(-rc));
     return 0;
 }
 
@@ -292,11 +293,46 @@ static int pki_write_tmp(struct pki_file *f, const char *dir, const char *base, 
 static int pki_place(struct pki_file *f, bool replace, char *err, size_t errlen)
 {
     if (replace ? rename(f->tmp, f->path) : link(f->tmp, f->path))
-        return pki_fail(err, errlen, -errno, "%s %s: %s", replace ? "rename to" : "create", f->path,
-                        strerror(errno));
+        return pki_say(err, errlen, -errno, "%s %s: %s", replace ? "rename to" : "create", f->path,
+                       strerror(errno));
     if (replace)
         f->tmp_exists = false;
     return 0;
+}
+
+int pki_write_atomic(const char *path, const char *data, size_t len, mode_t mode, char *err,
+                     size_t errlen)
+{
+    struct pki_file f = {.tmp_exists = false};
+    char dir[PKI_PATH_MAX];
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    int n = slash == NULL ? snprintf(dir, sizeof dir, ".")
+                          : snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    if (*base == '\0' || n < 0 || (size_t)n >= sizeof dir)
+        return pki_say(err, errlen, -EINVAL, "bad file name: %s", path);
+    if (slash == path)
+        dir[0] = '\0'; /* "/x": the temporary file is "/.x.…" */
+    int rc = pki_write_tmp(&f, dir, base, "", data, len, mode, err, errlen);
+    if (rc == 0)
+        rc = pki_place(&f, true, err, errlen);
+    if (f.tmp_exists)
+        unlink(f.tmp);
+    return rc;
+}
+
+/* Prepends "pki: " to the message in err. */
+static void pki_prefix(char *err, size_t errlen)
+{
+    static const char prefix[] = "pki: ";
+    size_t len = strnlen(err, errlen);
+    if (errlen < sizeof prefix)
+        return;
+    if (len + sizeof prefix > errlen)
+        len = errlen - sizeof prefix;
+    memmove(err + sizeof prefix - 1, err, len);
+    memcpy(err, prefix, sizeof prefix - 1);
+    err[len + sizeof prefix - 1] = '\0';
 }
 
 /*
@@ -320,13 +356,19 @@ static int pki_store_pair(const char *dir, const char *base, EVP_PKEY *key, X509
         rc = pki_ossl_fail(err, errlen, "encode PEM");
         goto fail;
     }
-    rc = pki_write_tmp(&kf, dir, base, ".key", kb, 0600, err, errlen);
+    char *kdata, *cdata;
+    long klen = BIO_get_mem_data(kb, &kdata), clen = BIO_get_mem_data(cb, &cdata);
+    rc = klen > 0 && clen > 0 ? 0 : pki_say(err, errlen, -EIO, "encode PEM: empty");
     if (rc == 0)
-        rc = pki_write_tmp(&cf, dir, base, ".crt", cb, 0644, err, errlen);
+        rc = pki_write_tmp(&kf, dir, base, ".key", kdata, (size_t)klen, 0600, err, errlen);
+    if (rc == 0)
+        rc = pki_write_tmp(&cf, dir, base, ".crt", cdata, (size_t)clen, 0644, err, errlen);
     if (rc == 0)
         rc = pki_place(&kf, replace_key, err, errlen);
     if (rc == 0 && (rc = pki_place(&cf, true, err, errlen)) != 0 && !replace_key)
         unlink(kf.path); /* ours alone (link() made it); it would block the next init */
+    if (rc != 0)
+        pki_prefix(err, errlen);
 fail:
     if (cf.tmp_exists)
         unlink(cf.tmp);

@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"pki", cmd_pki, "create the cluster CA and issue certificates"},
     {"get", cmd_get, "download a file through the balancer, resuming on failures"},
     {"loadgen", cmd_loadgen, "many downloads at once through the balancer, with figures"},
+    {"user", cmd_user, "add users, their passwords and API tokens to a users file"},
     {"demo", cmd_demo, "run a balancer and file servers on loopback through failures"},
 };
 

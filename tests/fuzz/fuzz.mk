@@ -11,7 +11,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC      ?= clang
 FUZZ_CFLAGS   = -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
                 -std=gnu11 -D_GNU_SOURCE -Iinclude $(shell pkg-config --cflags libcjson)
-FUZZ_LIBS     = $(shell pkg-config --libs libcjson) -lm
+FUZZ_LIBS     = $(shell pkg-config --libs libcjson) -lcrypto -lm
 
 .PHONY: fuzz fuzz-run fuzz-corpus
 
@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range xget catalog
+FUZZ_TARGETS = frame http_req http_range xget catalog ticket
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -41,6 +41,11 @@ fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/rin
                       src/runtime/log.c
 fuzz_catalog_LIBS   = -luring
 fuzz_catalog_MAXLEN = 4096
+# The ticket decoder and the WELCOME keyring reader (seeds: tickets signed
+# with the target's fixed keys, and keyring JSON).
+fuzz_ticket_SRC     = src/auth/ticket.c src/auth/b64.c src/runtime/frame.c src/runtime/log.c
+fuzz_ticket_DICT    = ticket
+fuzz_ticket_MAXLEN  = 4096
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
