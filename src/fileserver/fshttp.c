@@ -334,7 +334,7 @@ static void handle(httpd_xchg_t *x, void *arg)
         req_release(r);
         return;
     }
-    int rc = fsdig_get(s->o.dig, r->fd, &r->st, r->digest, &r->wait, on_digest);
+    int rc = fsdig_get(s->o.dig, r->path + 1, r->fd, &r->st, r->digest, &r->wait, on_digest);
     if (rc == 1)
         answer(r);
     else if (rc < 0) {
