@@ -86,7 +86,7 @@ void http_req_reset(http_req_t *q);
  *   -414 request line over line_max, -431 head over head_max or more than
  *   headers_max fields, -501 unknown method or a transfer coding other than
  *   "chunked", -505 a version other than HTTP/1.0 and HTTP/1.1,
- *   -417 an Expect other than "100-continue".
+ *   -417 an Expect other than "100-continue", -500 out of memory.
  * Empty lines before a request are skipped (RFC 9112 §2.2) and count in
  * the returned length. After an error the parser answers the same error
  * until reset. http_req_error() says why in words.

@@ -15,8 +15,9 @@
  * Keep-alive and pipelining: requests are read one at a time; the next
  * request's handler runs only once the previous answer is queued on the
  * connection (conn's one ordered queue then keeps answers in request
- * order), and while the output is above CONN_HIGH_WATER no new request is
- * read. Pipelined requests wait in conn's input meanwhile.
+ * order). No new request is read while the output is above
+ * CONN_HIGH_WATER, nor while a file answer's last byte is not yet queued.
+ * Pipelined requests wait in conn's input meanwhile.
  *
  * Hostile clients: while a request's head is read the connection's input
  * is limited to the head limit and the head must arrive within header_ms
@@ -88,7 +89,9 @@ const http_req_t *httpd_req(const httpd_xchg_t *x);
  * conn_set_in_max), or NULL once it has closed. */
 conn_t *httpd_conn(const httpd_xchg_t *x);
 
-/* Whether the client can still receive the answer. */
+/* Whether the connection is open, as far as the server knows: while an
+ * answer is pending the server does not read, so a client that left is
+ * noticed when the answer is written, or at the idle timeout. */
 bool httpd_alive(const httpd_xchg_t *x);
 
 /* Adds a field to the answer ("ETag", "Content-Range", "Location"…; the
@@ -129,11 +132,13 @@ int httpd_reply_file(httpd_xchg_t *x, int status, int fd, uint64_t off, uint64_t
  * Reads the request's body: fn(x, arg, piece, len, err) runs from the loop
  * with each piece of payload (valid during the call only), then once with
  * len 0 at its end (err 0) or when it cannot be read (err < 0: the
- * connection closed, -EBADMSG bad chunk framing, -EMSGSIZE over body_max);
- * that last call always comes. Sends "100 Continue" first when the client
- * asked for it. The handler may answer at any time (before the end of the
- * body too: the rest is then read and dropped). 0, or -EALREADY when
- * called twice. A body the handler never reads is dropped after its answer.
+ * connection closed, -EBADMSG bad chunk framing, -EMSGSIZE over body_max:
+ * the connection then closes after the answer); that last call always
+ * comes, unless the handler answered before it. Sends "100 Continue"
+ * first when the client asked for it. The handler may answer at any time
+ * (before the end of the body too: no more calls then, and the rest is read
+ * and dropped). 0, or -EALREADY when called twice or after the answer. A
+ * body the handler never reads is dropped after its answer.
  */
 typedef void (*httpd_body_fn)(httpd_xchg_t *x, void *arg, const uint8_t *piece, size_t len,
                               int err);

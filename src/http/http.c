@@ -195,12 +195,23 @@ const char *http_status_reason(int status)
 
 /* ---- characters ---- */
 
-/* tchar of RFC 9110 §5.6.2. */
+/* tchar of RFC 9110 §5.6.2, as a table: names are checked byte by byte. */
+#define T1(c) [c] = true
+static const bool tchar[256] = {
+    T1('!'), T1('#'), T1('$'), T1('%'), T1('&'), T1('\''), T1('*'), T1('+'), T1('-'), T1('.'),
+    T1('^'), T1('_'), T1('`'), T1('|'), T1('~'), T1('0'),  T1('1'), T1('2'), T1('3'), T1('4'),
+    T1('5'), T1('6'), T1('7'), T1('8'), T1('9'), T1('a'),  T1('b'), T1('c'), T1('d'), T1('e'),
+    T1('f'), T1('g'), T1('h'), T1('i'), T1('j'), T1('k'),  T1('l'), T1('m'), T1('n'), T1('o'),
+    T1('p'), T1('q'), T1('r'), T1('s'), T1('t'), T1('u'),  T1('v'), T1('w'), T1('x'), T1('y'),
+    T1('z'), T1('A'), T1('B'), T1('C'), T1('D'), T1('E'),  T1('F'), T1('G'), T1('H'), T1('I'),
+    T1('J'), T1('K'), T1('L'), T1('M'), T1('N'), T1('O'),  T1('P'), T1('Q'), T1('R'), T1('S'),
+    T1('T'), T1('U'), T1('V'), T1('W'), T1('X'), T1('Y'),  T1('Z'),
+};
+#undef T1
+
 static bool is_tchar(unsigned char c)
 {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return tchar[c];
 }
 
 /* field-vchar, SP, HTAB (obs-text included): what a field value may hold. */
@@ -230,14 +241,13 @@ static bool word_eq(const char *s, size_t n, const char *word)
 
 static void head_init(struct head *h, const struct http_limits *lim, bool response)
 {
-    char *buf = h->buf;
+    char *buf = h->buf; /* kept across requests */
     size_t cap = h->cap;
-    memset(h, 0, offsetof(struct head, buf));
+    memset(h, 0, sizeof *h);
     h->buf = buf;
     h->cap = cap;
     h->response = response;
     h->minor = 1;
-    memset(&h->body, 0, sizeof h->body);
     if (lim)
         h->lim = *lim;
     if (!h->lim.line_max || h->lim.line_max > HTTP_LINE_MAX)
@@ -1000,12 +1010,18 @@ static void w_str(struct http_w *w, const char *s)
 
 void http_w_status(struct http_w *w, int status)
 {
-    char line[128]; /* the longest reason and the date fit */
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %03d %s\r\nDate: %s\r\n", status,
-                     http_status_reason(status), http_date_now());
-    if (status < 100 || status > 999)
+    if (status < 100 || status > 999) {
         w->err = w->err ? w->err : -EINVAL;
-    w_put(w, line, (size_t)n < sizeof line ? (size_t)n : sizeof line);
+        return;
+    }
+    char code[5] = {'0' + (char)(status / 100), '0' + (char)(status / 10 % 10),
+                    '0' + (char)(status % 10), ' ', '\0'};
+    w_put(w, "HTTP/1.1 ", 9);
+    w_put(w, code, 4);
+    w_str(w, http_status_reason(status));
+    w_put(w, "\r\nDate: ", 8);
+    w_put(w, http_date_now(), 29);
+    w_put(w, "\r\n", 2);
 }
 
 void http_w_request(struct http_w *w, enum http_method m, const char *target, const char *host)

@@ -11,8 +11,10 @@
  * leaves the exchange to its answerer.
  *
  * Reading stops (conn_pause) while an answer is pending, while the handler
- * holds back a body (httpd_pause), and while the output is above conn's
- * high-water mark; conn keeps what was offered and re-offers it on resume,
+ * holds back a body (httpd_pause), while the output is above conn's
+ * high-water mark, and while a file answer is still being read into the
+ * output (so that pipelined requests for files never hold more than one
+ * open file per connection); conn keeps what was offered and re-offers it,
  * so pipelined requests wait in conn's input, bounded by in_max, and
  * answers leave in request order through conn's one queue.
  *
@@ -72,9 +74,10 @@ struct hconn {
     enum hc_state state;
     httpd_xchg_t *x; /* the current exchange, or NULL */
     struct ring_timer hdr_timer;
-    bool paused;   /* conn_pause() is in effect */
-    bool out_full; /* the output went above the high-water mark */
-    bool eof;      /* the client finished sending */
+    bool paused;    /* conn_pause() is in effect */
+    bool out_full;  /* the output went above the high-water mark */
+    unsigned files; /* file answers whose last byte is not queued yet */
+    bool eof;       /* the client finished sending */
     struct hconn *prev, *next;
 };
 
@@ -129,7 +132,7 @@ static void x_release(httpd_xchg_t *x)
 static void hc_update_pause(struct hconn *hc)
 {
     httpd_xchg_t *x = hc->x;
-    bool want = hc->state != HC_CLOSING && (hc->out_full || hc->state == HC_WAIT ||
+    bool want = hc->state != HC_CLOSING && (hc->out_full || hc->files > 0 || hc->state == HC_WAIT ||
                                             (hc->state == HC_BODY && x && x->body_paused));
     if (want && !hc->paused)
         conn_pause(hc->c);
@@ -198,18 +201,22 @@ static void hc_refuse(struct hconn *hc, int status)
 {
     char buf[512];
     const char *reason = http_status_reason(status);
+    size_t rlen = strlen(reason);
     struct http_w w;
-    http_w_init(&w, buf, sizeof buf);
+    http_w_init(&w, buf, sizeof buf - rlen - 1);
     http_w_status(&w, status);
     http_w_header(&w, "Content-Type", "text/plain");
-    http_w_headerf(&w, "Content-Length", "%zu", strlen(reason) + 1);
+    http_w_headerf(&w, "Content-Length", "%zu", rlen + 1);
     http_w_header(&w, "Connection", "close");
     ssize_t n = http_w_finish(&w);
-    if (n > 0 && conn_write(hc->c, buf, (size_t)n) == 0)
-        conn_write(hc->c, reason, strlen(reason)), conn_write(hc->c, "\n", 1);
+    if (n > 0) { /* the body, the reason phrase, in the room kept for it */
+        memcpy(buf + n, reason, rlen);
+        buf[(size_t)n + rlen] = '\n';
+        conn_write(hc->c, buf, (size_t)n + rlen + 1);
+    }
     if (log_enabled(LOG_DEBUG))
         log_debug("httpd", "event=refused peer=%s status=%d why=\"%s\"", conn_peer_addr(hc->c),
-                  status, hc->x ? http_req_error(hc->x->q) : "timeout");
+                  status, hc->x && *http_req_error(hc->x->q) ? http_req_error(hc->x->q) : reason);
     conn_set_deadline(hc->c, CLOSE_MS);
     hc_closing(hc);
 }
@@ -261,6 +268,7 @@ static ssize_t step_body(struct hconn *hc, const uint8_t *data, size_t len)
         return -1;
     }
     if (n < 0) {
+        x->close_after = true; /* the framing is lost */
         body_end(x, n == -413 ? -EMSGSIZE : -EBADMSG);
         if (hc->x == x && !x->answered)
             hc_refuse(hc, (int)-n);
@@ -303,7 +311,7 @@ static ssize_t hc_data(conn_t *c, const uint8_t *data, size_t len)
     size_t used = 0;
     for (;;) {
         hc_update_pause(hc);
-        if (hc->paused && hc->state != HC_CLOSING)
+        if (hc->paused)
             break;
         enum hc_state before = hc->state;
         ssize_t n = hc_step(hc, data + used, len - used);
@@ -328,7 +336,8 @@ static bool x_keep(const httpd_xchg_t *x)
     return http_req_keep_alive(x->q) && !x->close_after && !x->hc->eof && !x->hc->srv->stopping;
 }
 
-/* What every answer does once its bytes are queued (rc 0) or failed. */
+/* What every answer does once its bytes are queued (rc 0) or failed. The
+ * connection lets go of x here unless it still has a body to drop. */
 static void answered(httpd_xchg_t *x, int rc)
 {
     struct hconn *hc = x->hc;
@@ -345,8 +354,7 @@ static void answered(httpd_xchg_t *x, int rc)
     }
     if (conn_queued(hc->c) >= CONN_HIGH_WATER)
         hc->out_full = true;
-    hc_update_pause(hc);
-    x_release(x);
+    hc_update_pause(hc); /* x is freed by now unless the body or a file holds it */
 }
 
 /* Checks that x can be answered: 0, or the error after which x is gone. */
@@ -396,8 +404,12 @@ int httpd_reply_text(httpd_xchg_t *x, int status, const char *msg)
 
 static void file_sent(conn_t *c, void *arg, int err)
 {
-    (void)c;
     httpd_xchg_t *x = arg;
+    if (c) { /* the connection may read the next request */
+        struct hconn *hc = conn_udata(c);
+        hc->files--;
+        hc_update_pause(hc);
+    }
     x->file_pending = false;
     x->file_done(x->file_arg, err);
     x_release(x);
@@ -417,10 +429,12 @@ int httpd_reply_file(httpd_xchg_t *x, int status, int fd, uint64_t off, uint64_t
     rc = reply_head(x, status, NULL, len);
     x->file_done = done;
     x->file_arg = arg;
-    if (rc == 0 && len && http_req_method(x->q) != HTTP_HEAD)
+    if (rc == 0 && len && http_req_method(x->q) != HTTP_HEAD) {
         rc = conn_send_file(x->hc->c, fd, off, len, file_sent, x);
-    else if (rc == 0)
+        x->hc->files += rc == 0;
+    } else if (rc == 0) {
         ring_defer(x->ring, &x->file_defer, head_file_done);
+    }
     x->file_pending = rc == 0;
     answered(x, rc);
     return rc;

@@ -1,5 +1,6 @@
 # Fuzz targets: `make fuzz` builds each parser's libFuzzer target with clang,
-# ASan and UBSan in build-fuzz/ and runs it for FUZZ_SECONDS. Not part of
+# ASan and UBSan in build-fuzz/ and runs each for FUZZ_SECONDS, one after
+# the other (`make fuzz-run-http_req` runs one). Not part of
 # `make test`. The run works on a copy of the committed seed corpus in
 # build-fuzz/corpus/, so new inputs never land in the repository; crash
 # inputs are written to build-fuzz/ too. Reproduce one with
@@ -18,15 +19,32 @@ fuzz: deps
 	@sh scripts/deps.sh clang:clang
 	@$(MAKE) --no-print-directory fuzz-run
 
-fuzz-run: $(FUZZ_BUILD)/fuzz_frame
-	@mkdir -p $(FUZZ_BUILD)/corpus/frame
-	cp tests/fuzz/corpus/frame/* $(FUZZ_BUILD)/corpus/frame/
-	$(FUZZ_BUILD)/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
-	    -dict=tests/fuzz/frame.dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/frame
+# Each target: its name, the sources it links, its dictionary and its
+# longest input.
+FUZZ_TARGETS = frame http_req http_range
+fuzz_frame_SRC      = src/runtime/frame.c
+fuzz_frame_DICT     = frame
+fuzz_frame_MAXLEN   = 8192
+fuzz_http_req_SRC   = src/http/http.c
+fuzz_http_req_DICT  = http
+fuzz_http_req_MAXLEN = 4096
+fuzz_http_range_SRC = src/http/http.c
+fuzz_http_range_DICT = http
+fuzz_http_range_MAXLEN = 128
 
-$(FUZZ_BUILD)/fuzz_frame: tests/fuzz/fuzz_frame.c src/runtime/frame.c include/convoy/frame.h
+fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
+
+fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
+	@mkdir -p $(FUZZ_BUILD)/corpus/$*
+	cp tests/fuzz/corpus/$*/* $(FUZZ_BUILD)/corpus/$*/
+	$(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=$(fuzz_$*_MAXLEN) \
+	    -dict=tests/fuzz/$(fuzz_$*_DICT).dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
+
+.PRECIOUS: $(FUZZ_BUILD)/fuzz_%
+.SECONDEXPANSION:
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRC) $(wildcard include/convoy/*.h)
 	@mkdir -p $(FUZZ_BUILD)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) tests/fuzz/fuzz_frame.c src/runtime/frame.c -o $@ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(fuzz_$*_SRC) -o $@ $(FUZZ_LIBS)
 
 # Rewrites the committed seeds after a change to the frame format.
 fuzz-corpus:

@@ -10,6 +10,7 @@
  *   /later?ms=N    pending, answered by a ring timer N ms later
  *   /file?off&len  a region of the suite's file (conn_send_file)
  *   /echo          reads the body (PUT/POST), answers its length and sum
+ *   /slow          the same, pausing after every piece for 1 ms
  *   /close         answers with Connection: close
  */
 #include "convoy/http.h"
@@ -48,6 +49,8 @@ static httpd_t *plain, *secure;
 static tls_ctx_t *srv_tls;
 static pthread_t ring_thread;
 static atomic_int files_done, bodies_ended, body_errors;
+static int files_open, files_open_max; /* the ring's thread only */
+static atomic_int later_gone;          /* late answers that found the client gone */
 static struct ring_timer stop_timer;
 
 static uint8_t file_byte(uint64_t i)
@@ -65,7 +68,10 @@ struct later {
 static void later_fired(struct ring_timer *t)
 {
     struct later *l = container_of(t, struct later, t);
-    httpd_reply_text(l->x, 200, "later");
+    bool alive = httpd_alive(l->x);
+    int rc = httpd_reply_text(l->x, 200, "later");
+    if (!alive && rc == -EPIPE)
+        atomic_fetch_add(&later_gone, 1);
     free(l);
 }
 
@@ -73,12 +79,23 @@ static void file_sent(void *arg, int err)
 {
     (void)arg;
     (void)err;
+    files_open--;
     atomic_fetch_add(&files_done, 1);
 }
 
 struct echo {
     uint64_t len, sum;
+    struct ring_timer resume; /* /slow: the end of a pause */
+    httpd_xchg_t *x;
 };
+
+static atomic_int pauses;
+
+static void resume_fired(struct ring_timer *t)
+{
+    struct echo *e = container_of(t, struct echo, resume);
+    httpd_resume(e->x);
+}
 
 static void echo_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, int err)
 {
@@ -86,6 +103,11 @@ static void echo_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, 
     for (size_t i = 0; i < len; i++)
         e->sum += p[i];
     e->len += len;
+    if (len && e->x) { /* /slow */
+        httpd_pause(x);
+        atomic_fetch_add(&pauses, 1);
+        ring_timer_start(ring, &e->resume, 1, resume_fired);
+    }
     if (len)
         return;
     atomic_fetch_add(err ? &body_errors : &bodies_ended, 1);
@@ -123,7 +145,9 @@ static void serve_file(httpd_xchg_t *x, const http_req_t *q)
         status = 206;
     }
     httpd_header(x, "Accept-Ranges", "bytes");
-    httpd_reply_file(x, status, file_fd, off, len, file_sent, NULL);
+    if (httpd_reply_file(x, status, file_fd, off, len, file_sent, NULL) == 0 &&
+        ++files_open > files_open_max)
+        files_open_max = files_open;
 }
 
 static void handle(httpd_xchg_t *x, void *arg)
@@ -139,8 +163,10 @@ static void handle(httpd_xchg_t *x, void *arg)
         ring_timer_start(ring, &l->t, query_num(q, "ms", 10), later_fired);
     } else if (strcmp(path, "/file") == 0) {
         serve_file(x, q);
-    } else if (strcmp(path, "/echo") == 0) {
-        httpd_read_body(x, echo_body, calloc(1, sizeof(struct echo)));
+    } else if (strcmp(path, "/echo") == 0 || strcmp(path, "/slow") == 0) {
+        struct echo *e = calloc(1, sizeof *e);
+        e->x = strcmp(path, "/slow") == 0 ? x : NULL;
+        httpd_read_body(x, echo_body, e);
     } else if (strcmp(path, "/close") == 0) {
         httpd_close_after(x);
         httpd_reply_text(x, 200, "bye");
@@ -463,6 +489,23 @@ static void test_half_closed(void)
     close(fd);
 }
 
+/* The connection dies (here: its idle timeout, 600 ms without traffic)
+ * while its answer is pending: the late answer finds the exchange, learns
+ * the client is gone, and frees it. */
+static void test_client_gone(void)
+{
+    int gone = atomic_load(&later_gone);
+    int fd = dial();
+    char req[128], buf[64];
+    snprintf(req, sizeof req, "GET /later?ms=%u HTTP/1.1\r\nHost: t\r\n\r\n", IDLE_MS + 300);
+    send_str(fd, req);
+    CU_ASSERT_EQUAL(read_all(fd, buf, sizeof buf), 0);
+    for (int i = 0; i < 100 && atomic_load(&later_gone) == gone; i++)
+        usleep(10000);
+    CU_ASSERT_EQUAL(atomic_load(&later_gone), gone + 1);
+    close(fd);
+}
+
 /* Checks that body[0..len) is the file's bytes from off. */
 static bool is_file_region(const uint8_t *body, uint64_t off, size_t len)
 {
@@ -502,6 +545,7 @@ static void test_file_plain(void)
     for (int i = 0; i < 100 && atomic_load(&files_done) < before + 3; i++)
         usleep(10000);
     CU_ASSERT_EQUAL(atomic_load(&files_done), before + 3);
+    CU_ASSERT_EQUAL(files_open_max, 1); /* pipelined file answers, one at a time */
     free(body);
     http_resp_free(r);
     close(st->fd);
@@ -542,6 +586,39 @@ static void test_body(void)
     for (int i = 0; i < 100 && atomic_load(&body_errors) == ended; i++)
         usleep(10000);
     CU_ASSERT_EQUAL(atomic_load(&body_errors), ended + 1);
+    http_resp_free(r);
+    close(st.fd);
+}
+
+/* A handler that holds the body back: the client's writes stall, then go on. */
+static void test_body_backpressure(void)
+{
+    struct stream st = {.fd = dial()};
+    http_resp_t *r;
+    CU_ASSERT_FATAL(http_resp_new(&r, NULL) == 0);
+    size_t len = 4u << 20;
+    char head[128];
+    snprintf(head, sizeof head, "PUT /slow HTTP/1.1\r\nHost: t\r\nContent-Length: %zu\r\n\r\n",
+             len);
+    send_str(st.fd, head);
+    uint8_t *body = malloc(len);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum += body[i] = (uint8_t)i;
+    int before = atomic_load(&pauses);
+    size_t off = 0;
+    ssize_t n;
+    while (off < len && (n = write(st.fd, body + off, len - off)) > 0)
+        off += (size_t)n;
+    CU_ASSERT_EQUAL(off, len);
+    uint8_t got[128];
+    size_t blen;
+    CU_ASSERT_EQUAL(read_resp(&st, r, HTTP_PUT, got, sizeof got, &blen), 200);
+    char want[64];
+    snprintf(want, sizeof want, "len=%zu sum=%llu\n", len, (unsigned long long)sum);
+    CU_ASSERT_STRING_EQUAL((char *)got, want);
+    CU_ASSERT_TRUE(atomic_load(&pauses) - before > 10);
+    free(body);
     http_resp_free(r);
     close(st.fd);
 }
@@ -622,7 +699,9 @@ void suite_httpd(void)
     CU_add_test(s, "refused requests get their status and a close", test_refused);
     CU_add_test(s, "header deadline (408) and idle close", test_header_deadline);
     CU_add_test(s, "a half-closed client gets its answer", test_half_closed);
+    CU_add_test(s, "a pending answer after the client left", test_client_gone);
     CU_add_test(s, "file answers, ranges, 416, HEAD", test_file_plain);
     CU_add_test(s, "request bodies, dropped bodies, 100-continue", test_body);
+    CU_add_test(s, "a body held back by the handler", test_body_backpressure);
     CU_add_test(s, "curl over plain HTTP and TLS", test_curl);
 }
