@@ -192,7 +192,11 @@ const char *conn_peer_name(const conn_t *c);
  * (plain, not yet, or a certificate without a role). */
 const char *conn_peer_role(const conn_t *c);
 
-/* "HOST:PORT" of the peer (looked up when first asked). */
+/* The peer's address (looked up when first asked), or NULL when it cannot
+ * be known (out of memory, a socket already reset). */
+const struct net_addr *conn_peer(conn_t *c);
+
+/* "HOST:PORT" of the peer (looked up when first asked), "?" when unknown. */
 const char *conn_peer_addr(conn_t *c);
 
 #endif

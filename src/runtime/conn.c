@@ -126,8 +126,14 @@ struct conn {
     uint32_t pipe_bytes;            /* spliced in and not yet out */
     struct conn_listener *listener; /* that accepted it, while it lives */
     struct conn *lprev, *lnext;     /* in one of the listener's lists */
-    struct net_addr addr;           /* the peer; len 0 until looked up */
-    char peer[64];                  /* "HOST:PORT", "" until asked for */
+    struct conn_peer *peer;         /* the peer's address, made when first needed */
+};
+
+/* Who the peer is: only dialled connections and logged ones need it, so
+ * an idle accepted connection does not carry it. */
+struct conn_peer {
+    struct net_addr addr; /* len 0 until looked up */
+    char text[64];        /* "HOST:PORT", "" until asked for */
 };
 
 struct conn_list {
@@ -353,6 +359,7 @@ static void conn_free(conn_t *c)
     outq_free(&c->early);
     free(c->file_chunk);
     free(c->in);
+    free(c->peer);
     free(c);
 }
 
@@ -1224,16 +1231,22 @@ int conn_connect(conn_t **out, ring_t *r, const struct net_addr *addr, const str
     if (fd < 0)
         return fd;
     conn_t *c = conn_new(r, fd, o, h);
-    if (c == NULL) {
+    struct conn_peer *p = c ? calloc(1, sizeof *p) : NULL; /* connect reads it until done */
+    if (p == NULL) {
+        if (c)
+            tls_free(c->tls);
+        free(c);
         close(fd);
         return -ENOMEM;
     }
     c->udata = udata;
-    c->addr = *addr;
+    c->peer = p;
+    p->addr = *addr;
     c->state = CS_CONNECTING;
     c->connect_op.cb = handle_connect;
     c->connect_busy = true;
-    ring_connect(r, &c->connect_op, fd, (const struct sockaddr *)&c->addr.ss, c->addr.len);
+    ring_connect(r, &c->connect_op, fd, (const struct sockaddr *)&c->peer->addr.ss,
+                 c->peer->addr.len);
     conn_start(c, o);
     *out = c;
     return 0;
@@ -1505,17 +1518,27 @@ const char *conn_reason_str(int reason)
     }
 }
 
-const char *conn_peer_addr(conn_t *c)
+const struct net_addr *conn_peer(conn_t *c)
 {
-    if (c->peer[0] != '\0')
-        return c->peer;
-    if (c->addr.len == 0) {
-        c->addr.len = sizeof c->addr.ss;
-        if (getpeername(c->fd, (struct sockaddr *)&c->addr.ss, &c->addr.len) < 0) {
-            c->addr.len = 0;
-            return "?";
+    if (c->peer == NULL && (c->peer = calloc(1, sizeof *c->peer)) == NULL)
+        return NULL;
+    struct net_addr *a = &c->peer->addr;
+    if (a->len == 0) {
+        a->len = sizeof a->ss;
+        if (getpeername(c->fd, (struct sockaddr *)&a->ss, &a->len) < 0) {
+            a->len = 0;
+            return NULL;
         }
     }
-    net_addr_str(&c->addr, c->peer, sizeof c->peer);
-    return c->peer;
+    return a;
+}
+
+const char *conn_peer_addr(conn_t *c)
+{
+    const struct net_addr *a = conn_peer(c);
+    if (a == NULL)
+        return "?";
+    if (c->peer->text[0] == '\0')
+        net_addr_str(a, c->peer->text, sizeof c->peer->text);
+    return c->peer->text;
 }

@@ -31,8 +31,8 @@
  *
  * Errors: every SSL_* call starts from an empty thread-local error queue and
  * leaves it empty. A failure is mapped once to TLS_EVERIFY, TLS_ENOCERT or
- * TLS_EPROTO with its words in t->err, and is sticky: an SSL object that
- * failed is never called again, so later calls return the same answer.
+ * TLS_EPROTO with its words in t->err (made at the first failure), and is sticky: an SSL object
+ * that failed is never called again, so later calls return the same answer.
  *
  * Speed: the balancer pushes gigabytes through here. AES-128-GCM comes
  * first as the fastest suite measured here (docs/security.md), and servers impose
@@ -116,22 +116,28 @@ struct tls_q {
     size_t bytes; /* unread, over all segments */
 };
 
+/* A verified peer's name and role, kept only by sessions whose peer
+ * presented a certificate (control edges), not by every HTTPS client's. */
+struct tls_who {
+    char peer[TLS_CN_MAX + 1];   /* CN */
+    char role[PKI_ROLE_MAX + 1]; /* role, "" if none */
+};
+
 struct tls {
     SSL *ssl;
     struct tls_q in;       /* ciphertext fed, not yet read by OpenSSL */
     struct tls_q out;      /* ciphertext for the network, when no output fn */
     tls_output_fn *out_fn; /* takes ciphertext as it is made, or NULL */
     void *out_arg;
-    int out_err;                 /* out_fn's failure, for the words */
-    char *expect_peer;           /* CN the peer must carry, or NULL */
-    char *expect_role;           /* role the peer must carry, or NULL */
-    int failed;                  /* sticky TLS_E* once the session failed, else 0 */
-    bool done;                   /* handshake complete */
-    bool name_mismatch;          /* the verify callback refused the peer's CN or role */
-    char peer[TLS_CN_MAX + 1];   /* verified peer's CN, "" until known */
-    char role[PKI_ROLE_MAX + 1]; /* verified peer's role, "" until known or if none */
-    SSL_SESSION *ticket;         /* client: the newest session the server sent, or NULL */
-    char err[TLS_ERR_MAX];       /* last failure in words */
+    int out_err;         /* out_fn's failure, for the words */
+    char *expect_peer;   /* CN the peer must carry, or NULL */
+    char *expect_role;   /* role the peer must carry, or NULL */
+    int failed;          /* sticky TLS_E* once the session failed, else 0 */
+    bool done;           /* handshake complete */
+    bool name_mismatch;  /* the verify callback refused the peer's CN or role */
+    struct tls_who *who; /* the verified peer, when it showed a certificate */
+    SSL_SESSION *ticket; /* client: the newest session the server sent, or NULL */
+    char *err;           /* last failure in words, made at the first (TLS_ERR_MAX) */
 };
 
 /* ---- helpers ---- */
@@ -159,6 +165,21 @@ static const char *tls_ossl_reason(char *buf, size_t cap)
         ERR_error_string_n(code, buf, cap);
     ERR_clear_error();
     return buf;
+}
+
+/* Writes the session's last failure in words. The buffer is made at the
+ * first failure: a healthy session (most of them, for their whole life)
+ * carries no text. Out of memory, the words are lost, not the error. */
+static void tls_why(tls_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void tls_why(tls_t *t, const char *fmt, ...)
+{
+    if (t->err == NULL && (t->err = malloc(TLS_ERR_MAX)) == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->err, TLS_ERR_MAX, fmt, ap);
+    va_end(ap);
 }
 
 /* The certificate's common name into buf. Refuses a missing CN, one that
@@ -308,21 +329,20 @@ static int tls_check_peer(tls_t *t, X509 *leaf)
     if (tls_cert_cn(leaf, cn, sizeof cn) != 0) {
         /* The CN is the peer's identity: without one there is nobody to
          * name in logs or to match against a registry. */
-        snprintf(t->err, sizeof t->err, "peer certificate has no readable common name");
+        tls_why(t, "peer certificate has no readable common name");
         return -1;
     }
     tls_cert_role(leaf, role, sizeof role);
     if (t->expect_peer != NULL && strcmp(cn, t->expect_peer) != 0) {
-        snprintf(t->err, sizeof t->err, "peer is '%s', expected '%s'", cn, t->expect_peer);
+        tls_why(t, "peer is '%s', expected '%s'", cn, t->expect_peer);
         return -1;
     }
     if (t->expect_role != NULL && role[0] == '\0') {
-        snprintf(t->err, sizeof t->err, "peer '%s' has no role, expected '%s'", cn, t->expect_role);
+        tls_why(t, "peer '%s' has no role, expected '%s'", cn, t->expect_role);
         return -1;
     }
     if (t->expect_role != NULL && strcmp(role, t->expect_role) != 0) {
-        snprintf(t->err, sizeof t->err, "peer '%s' has role '%s', expected '%s'", cn, role,
-                 t->expect_role);
+        tls_why(t, "peer '%s' has role '%s', expected '%s'", cn, role, t->expect_role);
         return -1;
     }
     return 0;
@@ -717,12 +737,15 @@ void tls_free(tls_t *t)
     SSL_SESSION_free(t->ticket);
     free(t->expect_peer);
     free(t->expect_role);
+    free(t->err);
+    free(t->who);
     free(t);
 }
 
 /* Words and code for an SSL_ERROR_SSL; the queue is read and emptied. */
 static int tls_map_ssl_error(tls_t *t)
 {
+    char why[TLS_ERR_MAX];
     unsigned long code = ERR_peek_error();
     long vr = SSL_get_verify_result(t->ssl);
     int rc = TLS_EPROTO;
@@ -730,15 +753,14 @@ static int tls_map_ssl_error(tls_t *t)
         rc = TLS_EVERIFY; /* t->err written by the callback */
     } else if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
                ERR_GET_REASON(code) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE) {
-        snprintf(t->err, sizeof t->err, "peer did not return a certificate");
+        tls_why(t, "peer did not return a certificate");
         rc = TLS_ENOCERT;
     } else if (ERR_GET_LIB(code) == ERR_LIB_SSL &&
                ERR_GET_REASON(code) == SSL_R_CERTIFICATE_VERIFY_FAILED && vr != X509_V_OK) {
-        snprintf(t->err, sizeof t->err, "certificate verify failed: %s",
-                 X509_verify_cert_error_string(vr));
+        tls_why(t, "certificate verify failed: %s", X509_verify_cert_error_string(vr));
         rc = TLS_EVERIFY;
     } else {
-        tls_ossl_reason(t->err, sizeof t->err);
+        tls_why(t, "%s", tls_ossl_reason(why, sizeof why));
     }
     ERR_clear_error();
     return rc;
@@ -765,9 +787,9 @@ static int tls_result(tls_t *t, int ret)
          * means the output refused bytes or the state machine broke: both
          * are protocol ends. */
         if (t->out_err != 0)
-            snprintf(t->err, sizeof t->err, "output refused: %s", strerror(-t->out_err));
+            tls_why(t, "output refused: %s", strerror(-t->out_err));
         else
-            snprintf(t->err, sizeof t->err, "unexpected SSL_get_error %d", e);
+            tls_why(t, "unexpected SSL_get_error %d", e);
         ERR_clear_error();
         rc = TLS_EPROTO;
         break;
@@ -789,7 +811,7 @@ static int tls_check_resumed(tls_t *t, X509 *peer)
     if (t->expect_peer == NULL && t->expect_role == NULL)
         return 0;
     if (peer == NULL) {
-        snprintf(t->err, sizeof t->err, "peer did not return a certificate");
+        tls_why(t, "peer did not return a certificate");
         t->failed = TLS_ENOCERT;
     } else if (SSL_get_verify_result(t->ssl) != X509_V_OK || tls_check_peer(t, peer) != 0) {
         t->failed = TLS_EVERIFY;
@@ -811,11 +833,15 @@ int tls_handshake(tls_t *t)
     X509 *peer = SSL_get0_peer_certificate(t->ssl);
     if (SSL_session_reused(t->ssl) && tls_check_resumed(t, peer) != 0)
         return t->failed;
-    t->done = true;
     if (peer != NULL && SSL_get_verify_result(t->ssl) == X509_V_OK) {
-        tls_cert_cn(peer, t->peer, sizeof t->peer);
-        tls_cert_role(peer, t->role, sizeof t->role);
+        if ((t->who = calloc(1, sizeof *t->who)) == NULL) {
+            tls_why(t, "out of memory");
+            return t->failed = TLS_EPROTO; /* a peer without its name is nobody */
+        }
+        tls_cert_cn(peer, t->who->peer, sizeof t->who->peer);
+        tls_cert_role(peer, t->who->role, sizeof t->who->role);
     }
+    t->done = true;
     return 1;
 }
 
@@ -851,7 +877,7 @@ int tls_write(tls_t *t, const void *buf, size_t len)
     if (t->failed)
         return t->failed;
     if (!t->done) {
-        snprintf(t->err, sizeof t->err, "write before the handshake finished");
+        tls_why(t, "write before the handshake finished");
         return TLS_EPROTO;
     }
     const char *p = buf;
@@ -862,7 +888,7 @@ int tls_write(tls_t *t, const void *buf, size_t len)
         if (ret != 1 && tls_result(t, ret) == 0) {
             /* Only a renegotiation could make a write wait for input, and
              * TLS 1.3 has none. */
-            snprintf(t->err, sizeof t->err, "write waits for input");
+            tls_why(t, "write waits for input");
             t->failed = TLS_EPROTO;
         }
         if (ret != 1)
@@ -914,12 +940,12 @@ int tls_set_output(tls_t *t, tls_output_fn *fn, void *arg)
 
 const char *tls_peer_name(const tls_t *t)
 {
-    return t->done && t->peer[0] != '\0' ? t->peer : NULL;
+    return t->done && t->who && t->who->peer[0] != '\0' ? t->who->peer : NULL;
 }
 
 const char *tls_peer_role(const tls_t *t)
 {
-    return t->done && t->role[0] != '\0' ? t->role : NULL;
+    return t->done && t->who && t->who->role[0] != '\0' ? t->who->role : NULL;
 }
 
 ssize_t tls_session_save(const tls_t *t, void *buf, size_t cap)
@@ -973,5 +999,5 @@ const char *tls_cipher(const tls_t *t)
 
 const char *tls_errstr(const tls_t *t)
 {
-    return t->err[0] != '\0' ? t->err : "no error";
+    return t->err != NULL && t->err[0] != '\0' ? t->err : "no error";
 }
