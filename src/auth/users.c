@@ -538,7 +538,7 @@ static uint64_t users_thr_wait(users_t *db, const struct users_tkey *k, uint64_t
         return 0;
     if (t->blocked_ms > now_ms)
         return t->blocked_ms - now_ms;
-    if (t->failures > 0 && t->failures + t->pending >= USERS_FREE_FAILURES)
+    if (t->failures > 0 && t->pending > 0 && t->failures + t->pending >= USERS_FREE_FAILURES)
         return 1000; /* earlier guesses are still being checked */
     return 0;
 }

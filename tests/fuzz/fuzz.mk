@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range
+FUZZ_TARGETS = frame http_req http_range ticket
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -31,6 +31,11 @@ fuzz_http_req_MAXLEN = 4096
 fuzz_http_range_SRC = src/http/http.c
 fuzz_http_range_DICT = http
 fuzz_http_range_MAXLEN = 128
+# The ticket decoder and the WELCOME keyring reader (seeds: tickets signed
+# with the target's fixed keys, and keyring JSON); no dictionary.
+fuzz_ticket_SRC     = src/auth/ticket.c src/auth/b64.c src/runtime/frame.c src/runtime/log.c
+fuzz_ticket_MAXLEN  = 4096
+fuzz_ticket_LIBS    = -pthread -lcrypto
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
@@ -38,13 +43,13 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
 	@mkdir -p $(FUZZ_BUILD)/corpus/$*
 	cp tests/fuzz/corpus/$*/* $(FUZZ_BUILD)/corpus/$*/
 	$(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=$(fuzz_$*_MAXLEN) \
-	    -dict=tests/fuzz/$(fuzz_$*_DICT).dict -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
+	    $(if $(fuzz_$*_DICT),-dict=tests/fuzz/$(fuzz_$*_DICT).dict) -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
 
 .PRECIOUS: $(FUZZ_BUILD)/fuzz_%
 .SECONDEXPANSION:
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $$(fuzz_$$*_SRC) $(wildcard include/convoy/*.h)
 	@mkdir -p $(FUZZ_BUILD)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(fuzz_$*_SRC) -o $@ $(FUZZ_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $< $(fuzz_$*_SRC) -o $@ $(FUZZ_LIBS) $(fuzz_$*_LIBS)
 
 # Rewrites the committed seeds after a change to the frame format.
 fuzz-corpus:
