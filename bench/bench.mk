@@ -34,7 +34,8 @@ $(BUILD)/bench_kernel: bench/kernel.c $(BUILD)/libconvoy.a
 # in a temporary folder and stops it by its PID.
 BENCH_R_DEPS   = nginx:/usr/sbin/nginx
 BENCH_R_OUT    = $(BUILD)/bench_runtime.txt
-BENCH_R_PROGS  = $(BUILD)/bench_runtime $(if $(wildcard bench/frames.c),$(BUILD)/bench_frames)
+BENCH_R_PROGS  = $(BUILD)/bench_runtime $(if $(wildcard bench/frames.c),$(BUILD)/bench_frames) \
+                 $(BUILD)/bench_catalog
 
 # Each program's rows go to the screen and to BENCH_R_OUT; one that fails
 # fails the rule (its status is kept across the pipe to tee).
@@ -62,4 +63,16 @@ bench-frames: deps
 
 $(BUILD)/bench_frames: bench/frames.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
 	$(CC) $(CFLAGS_ALL) -o $@ bench/frames.c $(BUILD)/obj/tests/common/fixture.o \
+	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
+
+# `make bench-catalog`: 3 file servers × 100,000 files joining a balancer
+# (bench/catalog.c), one `catalog …` line; bench-runtime runs it too.
+.PHONY: bench-catalog
+
+bench-catalog: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench_catalog binaries
+	$(BUILD)/bench_catalog
+
+$(BUILD)/bench_catalog: bench/catalog.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/catalog.c $(BUILD)/obj/tests/common/fixture.o \
 	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)

@@ -33,6 +33,7 @@
 #define FSCAT_BODY_MAX    (256ull << 20) /* body of one CATALOG message */
 #define FSCAT_ENTRIES_MAX 1000000u       /* entries in one CATALOG message */
 #define FSCAT_DEBOUNCE_MS 100u           /* default: changes settle this long */
+#define FSCAT_RESCAN_MS   5000u          /* rescans while a directory has no watch */
 
 struct fscat_entry {
     const char *path;          /* relative to the root (see above) */

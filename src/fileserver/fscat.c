@@ -44,7 +44,7 @@
 
 #define FSCAT_DEPTH_MAX 64u   /* directories deeper than this are skipped, logged */
 #define FSCAT_NOTES_MAX 4096u /* noted paths before a rescan is cheaper */
-#define FSCAT_RESCAN_MS 5000u /* without a watch on every directory */
+#define SKIPS_LOGGED    10u   /* skipped names logged one by one per walk */
 #define INOTIFY_BUF     (64u * 1024)
 #define MARK_PENDING    1u
 #define MARK_GONE       2u
@@ -55,10 +55,32 @@
 
 /* ---- ETag and paths ---- */
 
+/* Digits of v in base 10 or 16 at out, without NUL; their count. By hand:
+ * a catalog writes three numbers per file, and printf costs more than the
+ * rest of the line. */
+static size_t put_u64(char *out, uint64_t v, unsigned base)
+{
+    char t[20];
+    size_t n = 0;
+    do {
+        t[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = t[n - 1 - i];
+    return n;
+}
+
 void fscat_etag(const struct stat *st, char out[FSCAT_ETAG_MAX])
 {
     uint64_t ns = (uint64_t)st->st_mtim.tv_sec * 1000000000u + (uint64_t)st->st_mtim.tv_nsec;
-    snprintf(out, FSCAT_ETAG_MAX, "\"%" PRIx64 "-%" PRIx64 "\"", (uint64_t)st->st_size, ns);
+    size_t n = 0;
+    out[n++] = '"';
+    n += put_u64(out + n, (uint64_t)st->st_size, 16);
+    out[n++] = '-';
+    n += put_u64(out + n, ns, 16);
+    out[n++] = '"';
+    out[n] = '\0'; /* at most 1 + 16 + 1 + 16 + 1 + 1 bytes */
 }
 
 /* Length of the UTF-8 sequence at p (at most n bytes), 0 if it is not one
@@ -335,14 +357,23 @@ static size_t put_entry(char *out, const struct fscat_entry *e)
         memcpy(out + n, ",\"gone\":true}\n", 14);
         return n + 14;
     }
-    n += (size_t)sprintf(out + n, ",\"size\":%" PRIu64 ",\"mtime\":%" PRId64 ",\"etag\":", e->size,
-                         e->mtime_ns);
-    n += put_str(out + n, e->etag);
+    memcpy(out + n, ",\"size\":", 8);
+    n += 8;
+    n += put_u64(out + n, e->size, 10);
+    memcpy(out + n, ",\"mtime\":", 9);
+    n += 9;
+    if (e->mtime_ns < 0)
+        out[n++] = '-';
+    n += put_u64(out + n, e->mtime_ns < 0 ? -(uint64_t)e->mtime_ns : (uint64_t)e->mtime_ns, 10);
+    memcpy(out + n, ",\"etag\":", 8);
+    n += 8 + put_str(out + n + 8, e->etag);
     if (e->has_sha256) {
         memcpy(out + n, ",\"sha256\":\"", 11);
         n += 11;
-        for (int i = 0; i < 32; i++)
-            n += (size_t)sprintf(out + n, "%02x", e->sha256[i]);
+        for (int i = 0; i < 32; i++) {
+            out[n++] = "0123456789abcdef"[e->sha256[i] >> 4];
+            out[n++] = "0123456789abcdef"[e->sha256[i] & 15];
+        }
         out[n++] = '"';
     }
     memcpy(out + n, "}\n", 2);
@@ -613,6 +644,7 @@ struct fscat {
     fscat_map_t *map;
     uint64_t files, bytes; /* entries not gone, and their sizes */
     size_t pending;        /* entries marked PENDING */
+    unsigned skipped;      /* names the current walk could not carry */
     /* the watcher */
     ring_t *ring;
     int ifd; /* inotify, -1 without a watcher */
@@ -676,11 +708,14 @@ static void saw_gone(fscat_t *c, struct node *n)
 
 static void watch_dir(fscat_t *c, int dfd, const char *rel);
 
-/* A name the catalog cannot carry, logged once per walk. */
+/* A name the catalog cannot carry: the first SKIPS_LOGGED of a walk are
+ * logged, the rest counted at its end, so that a folder of them rescanned
+ * every FSCAT_RESCAN_MS does not flood the log. */
 static void skip_name(fscat_t *c, const char *dir, const char *why)
 {
-    log_warn("fscat", "event=skipped root=%s dir=\"%s\" reason=\"%s\"", c->root, *dir ? dir : ".",
-             why);
+    if (c->skipped++ < SKIPS_LOGGED)
+        log_warn("fscat", "event=skipped root=%s dir=\"%s\" reason=\"%s\"", c->root,
+                 *dir ? dir : ".", why);
 }
 
 static int walk_dir(fscat_t *c, int dfd, char *path, size_t plen, unsigned depth);
@@ -712,12 +747,13 @@ static int walk_name(fscat_t *c, int dfd, const struct dirent *d, char *path, si
         return 0;
     }
     int sub = openat(dfd, d->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (sub < 0)
+    if (sub < 0) {
+        skip_name(c, path, strerror(errno));
         return 0;
+    }
     path[plen + n] = '/';
     path[plen + n + 1] = '\0';
-    int rc = walk_dir(c, sub, path, plen + n + 1, depth + 1);
-    return rc;
+    return walk_dir(c, sub, path, plen + n + 1, depth + 1);
 }
 
 /* Walks the directory dfd (closed here) whose path is path[0..plen). */
@@ -759,8 +795,12 @@ int fscat_rescan(fscat_t *c)
     int dfd = openat(c->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
+    c->skipped = 0;
     int rc = walk_dir(c, dfd, path, 0, 0);
     map_walk(c->map, drop_unseen, c); /* after a failure too: no mark stays */
+    if (c->skipped > SKIPS_LOGGED)
+        log_warn("fscat", "event=skipped root=%s count=%u reason=\"and more names like those\"",
+                 c->root, c->skipped);
     if (rc < 0)
         log_error("fscat", "event=scan_failed root=%s err=\"%s\"", c->root, strerror(-rc));
     return rc;
@@ -811,8 +851,9 @@ static void note_path(fscat_t *c, const char *dir, const char *name)
     char path[FSCAT_PATH_MAX + 2];
     int n = snprintf(path, sizeof path, "%s%s%s", dir, *dir ? "/" : "", name);
     char *dup = NULL;
-    if (n < 0 || (size_t)n > FSCAT_PATH_MAX || c->nnotes == FSCAT_NOTES_MAX ||
-        (dup = strdup(path)) == NULL) {
+    if (n < 0 || (size_t)n > FSCAT_PATH_MAX || !fscat_path_valid(path, (size_t)n))
+        return; /* never listed: the rescans skip and log it */
+    if (c->nnotes == FSCAT_NOTES_MAX || (dup = strdup(path)) == NULL) {
         c->rescan = true;
         return;
     }

@@ -213,10 +213,11 @@ static int on_owner_frame(struct mbrs_session *s, const struct frame_hdr *h, con
 static int mux_frame(mux_t *mx, const struct frame_hdr *h, const cJSON *meta, uint32_t stream)
 {
     struct mbrs_session *s = mux_udata(mx);
+    const char *code, *reason;
     s->last_seen = ring_now_ms();
     if (s->gone)
         return 0;
-    if (s->id == 0 && h->type != FRAME_HELLO) {
+    if (s->id == 0 && h->type != FRAME_HELLO && h->type != FRAME_ERROR) {
         ctl_refuse(s->c, "order", "expected HELLO, got %s", frame_type_str(h->type));
         return -EPROTO;
     }
@@ -236,8 +237,13 @@ static int mux_frame(mux_t *mx, const struct frame_hdr *h, const cJSON *meta, ui
     case FRAME_DRAIN:
     case FRAME_BYE:
         return on_membership(s, h->type, meta);
+    case FRAME_ERROR: /* the member is closing: no ERROR answers an ERROR */
+        ctl_error_fields(meta, &code, &reason);
+        log_warn("mbr_server", "event=member_error name=%s code=%s reason=\"%s\"",
+                 s->id ? s->name : "-", code, reason);
+        conn_close(s->c);
+        return -EPROTO;
     case FRAME_WELCOME:
-    case FRAME_ERROR:
         ctl_refuse(s->c, "unexpected", "%s is not a member's message", frame_type_str(h->type));
         return -EPROTO;
     default:

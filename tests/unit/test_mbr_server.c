@@ -93,8 +93,9 @@ static void srv_stopped(void *arg)
     ring_stop(sc.ring);
 }
 
-/* A scene: a ring, a server on 127.0.0.1:0 and a watchdog. */
-static void scene_start(void)
+/* A scene: a ring, a server on 127.0.0.1:0 (its options changed by tweak,
+ * if not NULL) and a watchdog. */
+static void scene_start_with(void (*tweak)(struct mbrs_opts *o))
 {
     memset(&sc, 0, sizeof sc);
     struct mbrs_opts o = {.tls = srv_tls,
@@ -108,8 +109,15 @@ static void scene_start(void)
     CU_ASSERT_FATAL(net_addr_parse("127.0.0.1:0", &o.addr) == 0);
     CU_ASSERT_FATAL(ring_create(&sc.ring, 64) == 0);
     o.ring = sc.ring;
+    if (tweak)
+        tweak(&o);
     CU_ASSERT_FATAL(mbrs_start(&sc.srv, &o) == 0);
     ring_timer_start(sc.ring, &sc.watchdog, WATCHDOG_MS, handle_watchdog);
+}
+
+static void scene_start(void)
+{
+    scene_start_with(NULL);
 }
 
 static void scene_end(void)
@@ -185,6 +193,133 @@ static void test_join_welcome_fields_leave(void)
     scene_end();
 }
 
+/* ---- the owners' own frames, both ways, beside membership's ---- */
+
+#define BODY_LEN (3u << 20) /* three windows: credit must flow */
+
+static struct {
+    uint8_t *body;     /* what the member streams */
+    uint64_t got, sum; /* body bytes the owner received, and their sum */
+    uint64_t sum_sent; /* the sum it should be */
+    int frames, ends;  /* owner frames (XFER_START, CATALOG) and on_end(0) seen */
+    int sent_done;     /* the member's done(0) */
+    int answers, gone; /* frames the member's owner got; on_gone */
+    char name[32];     /* the session's name as the owner saw it */
+} of;
+
+static int own_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
+                     uint32_t stream)
+{
+    (void)arg;
+    (void)meta;
+    snprintf(of.name, sizeof of.name, "%s", mbrs_session_name(s));
+    CU_ASSERT(mbrs_session_id(s) > 0);
+    CU_ASSERT((h->type == FRAME_CATALOG) == (stream != 0));
+    of.frames++;
+    return 0;
+}
+
+static int own_body(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *data, size_t len)
+{
+    (void)arg;
+    (void)s;
+    (void)stream;
+    for (size_t i = 0; i < len; i++)
+        of.sum += data[i];
+    of.got += len;
+    return 0;
+}
+
+static void own_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
+{
+    (void)arg;
+    (void)stream;
+    CU_ASSERT_EQUAL(err, 0);
+    of.ends++;
+    cJSON *meta = cJSON_CreateObject();
+    CU_ASSERT(mbrs_send(s, FRAME_XFER_END, meta) == 0); /* an answer to the member */
+    cJSON_Delete(meta);
+}
+
+static void own_gone(void *arg, mbrs_session_t *s)
+{
+    (void)arg;
+    CU_ASSERT_STRING_EQUAL(mbrs_session_name(s), "fs1");
+    of.gone++;
+}
+
+static void member_sent(void *arg, int err)
+{
+    (void)arg;
+    CU_ASSERT_EQUAL(err, 0);
+    of.sent_done++;
+}
+
+static void member_registered(void *arg)
+{
+    (void)arg;
+    cJSON *meta = cJSON_CreateObject();
+    CU_ASSERT(mbrc_send(sc.cli, FRAME_XFER_START, meta) == 0);
+    CU_ASSERT(mbrc_send_buf(sc.cli, FRAME_CATALOG, meta, of.body, BODY_LEN, member_sent, NULL) ==
+              0);
+    cJSON_Delete(meta);
+}
+
+static int member_frame(void *arg, const struct frame_hdr *h, const cJSON *meta, uint32_t stream)
+{
+    (void)arg;
+    (void)meta;
+    CU_ASSERT_EQUAL(h->type, FRAME_XFER_END);
+    CU_ASSERT_EQUAL(stream, 0);
+    of.answers++;
+    ring_timer_start(sc.ring, &sc.leave, 0, leave_now);
+    return 0;
+}
+
+static void owner_handlers(struct mbrs_opts *o)
+{
+    o->on_frame = own_frame;
+    o->on_body = own_body;
+    o->on_end = own_end;
+    o->on_gone = own_gone;
+    o->body_max = BODY_LEN;
+    o->welcome = NULL;
+}
+
+static void test_owner_frames(void)
+{
+    memset(&of, 0, sizeof of);
+    of.body = malloc(BODY_LEN);
+    CU_ASSERT_FATAL(of.body != NULL);
+    for (size_t i = 0; i < BODY_LEN; i++) {
+        of.body[i] = (uint8_t)(i * 7);
+        of.sum_sent += of.body[i];
+    }
+    scene_start_with(owner_handlers);
+    struct mbrc_opts co = {.ring = sc.ring,
+                           .tls = cli_tls,
+                           .server = *mbrs_addr(sc.srv),
+                           .expect_name = "balancer",
+                           .hello = fs_hello,
+                           .load = fs_load,
+                           .registered = member_registered,
+                           .on_frame = member_frame};
+    CU_ASSERT_FATAL(mbrc_start(&sc.cli, &co) == 0);
+    CU_ASSERT_EQUAL(mbrc_send(sc.cli, FRAME_XFER_START, NULL), -ENOTCONN); /* not yet in */
+    ring_run(sc.ring);
+    CU_ASSERT_FALSE(sc.timed_out);
+    CU_ASSERT_STRING_EQUAL(of.name, "fs1");
+    CU_ASSERT_EQUAL(of.frames, 2);
+    CU_ASSERT_EQUAL(of.got, BODY_LEN);
+    CU_ASSERT_EQUAL(of.sum, of.sum_sent);
+    CU_ASSERT_EQUAL(of.ends, 1);
+    CU_ASSERT_EQUAL(of.sent_done, 1);
+    CU_ASSERT_EQUAL(of.answers, 1);
+    CU_ASSERT_EQUAL(of.gone, 1);
+    scene_end();
+    free(of.body);
+}
+
 /* ---- a peer that completes TLS and never says HELLO ---- */
 
 static void silent_open(conn_t *c)
@@ -232,6 +367,7 @@ void suite_mbr_server(void)
     CU_pSuite s = CU_add_suite("mbr_server", suite_init, suite_clean);
     CU_add_test(s, "a member joins, gets the owner's WELCOME fields, leaves",
                 test_join_welcome_fields_leave);
+    CU_add_test(s, "the owners' frames and a 3 MiB body, both ways", test_owner_frames);
     CU_add_test(s, "TLS done, no HELLO: closed at the HELLO deadline",
                 test_hello_deadline_after_handshake);
 }
