@@ -47,6 +47,8 @@ struct policy_count {
     uint32_t active;         /* legs started on it, not ended */
     uint64_t outstanding;    /* bytes its pending and active legs have left */
     int64_t current;         /* smooth weighted round-robin's running weight */
+    bool suspect;            /* a client failed on it: not chosen until it is heard again */
+    uint64_t suspect_seen;   /* its last_seen_ms when it became suspect */
 };
 
 /*
@@ -91,7 +93,7 @@ struct policy_decision {
 
 /*
  * Picks a server for one new leg. Candidates are rows that are up (never
- * draining or down), pass req->filter and are not req->avoid. Changes the
+ * draining or down), not suspect, pass req->filter and are not req->avoid. Changes the
  * policy's own state (rotation, running weights, the RNG) but no count:
  * the transfer table counts the leg when it records the redirect.
  * Returns the row (>= 0) with *d filled, or -EAGAIN when there is no
@@ -116,6 +118,14 @@ int policy_decision_str(const struct policy_decision *d, char *buf, size_t len);
  */
 void policy_count(struct policy_state *ps, const struct reg_table *reg, const char *server,
                   int32_t dpending, int32_t dactive, int64_t dbytes);
+
+/*
+ * Marks the server named server suspect (a client resuming names it as
+ * the one that failed): it is no candidate until the balancer hears from
+ * it again (its row's last_seen_ms moves: a heartbeat or any frame). No
+ * effect when no row holds that name. Under the table lock.
+ */
+void policy_suspect(struct policy_state *ps, const struct reg_table *reg, const char *server);
 
 /* Zeroes every count (before the transfer table recounts after a restart). */
 void policy_reset_counts(struct policy_state *ps);

@@ -2,15 +2,17 @@
  * xfer — the balancer's transfer records, their state machine and the
  * table that holds them.
  *
- *              REDIRECT            START              END(complete)
- *   (none) ─────────────▶ redirected ─────▶ active ─────────────────▶ done
- *                          │  ▲   ▲          │  ▲ PROGRESS
- *                   EXPIRE │  │   │ RESUME   │  │
- *                          ▼  │   └──────────┤  │ PROGRESS
- *                       failed│ RESUME       ▼  │
- *                          ▲  └────────── interrupted ──▶ done (END complete)
- *                          └──── EXPIRE ─────┘
- *            (active → interrupted: SERVER_DOWN, or END client-aborted/error)
+ *               REDIRECT              START                END(complete)
+ *     (none) ───────────▶ redirected ─────────▶ active ───────────────────▶ done
+ *                          │    ▲                │  ▲                        ▲
+ *                          │    │ RESUME         │  │ PROGRESS               │
+ *                   EXPIRE │    └──────────┐     │  │                        │
+ *                          │               │     ▼  │          END(complete) │
+ *                          ▼               └── interrupted ──────────────────┘
+ *                        failed ◀───── EXPIRE ─────┘
+ *
+ *   active → interrupted: SERVER_DOWN, or END(client-aborted | error).
+ *   RESUME (a new leg) from redirected, active or interrupted → redirected.
  *
  * A transfer is one file fetched by one user, in one or more legs: a leg is
  * one redirect to one server, from the redirect to that server's XFER_END.
@@ -21,7 +23,8 @@
  * interrupted records expire (→ failed) when nobody follows or resumes
  * them within the ticket lifetime.
  *
- * The table is plain data with no I/O: the balancer keeps it under its one
+ * The table is plain data with no I/O (but the log's two functions at the
+ * end): the balancer keeps it under its one
  * table lock (bal_lock) and publishes the slots it reports dirty to the
  * shared segment (BAL_XFER_TABLE), where each slot holds one struct
  * xfer_rec; it keeps the policy's per-server counts (policy.h) in step
@@ -174,7 +177,8 @@ int xfer_table_load(xfer_table_t *t, uint32_t slot, const struct xfer_rec *r, ch
 
 /* Ends loading: finished records are ordered for reuse oldest first, next
  * ids start above every loaded one, and the policy's counts are rebuilt
- * from the live legs (policy_reset_counts first). */
+ * from the live legs (policy_reset_counts first), so the server table
+ * must hold its rows (as loaded) by then. Once, after the loads. */
 void xfer_table_loaded(xfer_table_t *t);
 
 /* The record in slot, or NULL when it is free or out of range. */
@@ -226,9 +230,11 @@ int xfer_resume(xfer_table_t *t, uint64_t id, const struct policy_decision *d, u
  * START, PROGRESS or END from server (the connection's certificate name)
  * about its newest leg of transfer m->id. 0; -ENOENT: no such transfer
  * (never given, or its finished record was reused); -ESRCH: it has no leg
- * on server in a phase the message fits; -EPROTO: a START whose path or
- * size is not the record's, or bytes beyond the leg's length; -EINVAL: the
- * transfer is finished.
+ * on server in a phase the message fits; -EPROTO: a START whose path is
+ * not the record's or whose first_byte + length exceeds its size, or bytes
+ * beyond the leg's length; -EINVAL: the transfer is finished, or an END
+ * whose outcome is none or interrupted. A START's size, ETag and digest replace the
+ * record's: what the server sends is what the record keeps.
  */
 int xfer_apply(xfer_table_t *t, const char *server, const struct xfer_msg *m, uint64_t now);
 

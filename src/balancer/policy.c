@@ -2,9 +2,10 @@
  * policy — which file server gets the next transfer.
  *
  * The design is simple: one pass over the server table collects the
- * candidates (up, accepted by the caller's filter, not the failed server
- * of a resume) starting at the row after the last one chosen, and each
- * policy is a comparison between two candidates or a walk over them. The
+ * candidates (up, not suspect, accepted by the caller's filter, not the
+ * failed server of a resume) starting at the row after the last one
+ * chosen, and each policy is a comparison between two candidates or a
+ * walk over them. The
  * scan's starting point is what breaks the last tie, so servers that stay
  * equal take turns. Ratios (count / weight) are compared by cross
  * multiplication in 128 bits, so there is no float and no overflow.
@@ -72,8 +73,9 @@ static uint32_t sat_add32(uint32_t v, int32_t d)
 
 static uint64_t sat_add64(uint64_t v, int64_t d)
 {
+    uint64_t m = 0 - (uint64_t)d; /* |d| for d < 0, INT64_MIN included */
     if (d < 0)
-        return (uint64_t)-d > v ? 0 : v - (uint64_t)-d;
+        return m > v ? 0 : v - m;
     return UINT64_MAX - v < (uint64_t)d ? UINT64_MAX : v + (uint64_t)d;
 }
 
@@ -87,6 +89,16 @@ void policy_count(struct policy_state *ps, const struct reg_table *reg, const ch
     c->pending = sat_add32(c->pending, dpending);
     c->active = sat_add32(c->active, dactive);
     c->outstanding = sat_add64(c->outstanding, dbytes);
+}
+
+void policy_suspect(struct policy_state *ps, const struct reg_table *reg, const char *server)
+{
+    const struct reg_server *r = reg_find(reg, server);
+    if (r == NULL)
+        return;
+    struct policy_count *c = count_of(ps, reg, (size_t)(r - reg->rows));
+    c->suspect = true;
+    c->suspect_seen = r->last_seen_ms;
 }
 
 /* ---- candidates ---- */
@@ -106,10 +118,17 @@ static uint32_t weight_of(const struct reg_server *r)
     return r->weight ? r->weight : 1;
 }
 
-static bool is_candidate(const struct reg_server *r, size_t i, const struct policy_request *req)
+/* Whether row i may be chosen; a suspect heard from since is cleared. */
+static bool is_candidate(struct policy_state *ps, const struct reg_table *reg, size_t i,
+                         const struct policy_request *req)
 {
+    const struct reg_server *r = &reg->rows[i];
     if (r->state != REG_UP)
         return false;
+    struct policy_count *c = count_of(ps, reg, i);
+    if (c->suspect && c->suspect_seen == r->last_seen_ms)
+        return false;
+    c->suspect = false;
     if (req->avoid && strcmp(r->name, req->avoid) == 0)
         return false;
     return req->filter == NULL || req->filter(r, i, req->arg);
@@ -123,9 +142,9 @@ static size_t collect(struct policy_state *ps, const struct reg_table *reg,
     for (size_t k = 0; k < REG_SERVERS; k++) {
         size_t i = (ps->next + k) % REG_SERVERS;
         const struct reg_server *r = &reg->rows[i];
-        if (!is_candidate(r, i, req))
+        if (!is_candidate(ps, reg, i, req))
             continue;
-        struct policy_count *c = count_of(ps, reg, i);
+        struct policy_count *c = &ps->rows[i];
         cands[n++] = (struct cand){
             .row = (uint32_t)i,
             .weight = weight_of(r),

@@ -428,7 +428,8 @@ static void leg_set(struct xfer_table *t, struct xfer_rec *r, struct xfer_leg *l
     l->bytes = bytes;
     int32_t dpending = (phase == XFER_LEG_PENDING) - was_pending;
     int32_t drunning = (phase == XFER_LEG_RUNNING) - was_running;
-    t->info[slot_of(t, r)].running += (uint32_t)drunning;
+    struct slot_info *info = &t->info[slot_of(t, r)];
+    info->running = (uint32_t)((int64_t)info->running + drunning);
     if (t->o.policy)
         policy_count(t->o.policy, t->o.reg, l->server, dpending, drunning,
                      (int64_t)leg_left(l) - (int64_t)left);

@@ -171,6 +171,8 @@ static void test_burst(void)
 {
     for (int k = POLICY_LEAST_CONN; k <= POLICY_ROUND_ROBIN; k++) {
         table(k, 3);
+        row("fs1")->load.load1 = 0.1; /* no tie between idle servers to take turns on */
+        row("fs2")->load.load1 = 0.2;
         int per[3] = {0};
         for (int i = 0; i < 30; i++)
             per[redirect(1000)[2] - '1']++;
@@ -243,6 +245,22 @@ static void test_p2c(void)
         CU_ASSERT_STRING_EQUAL(redirect(1), first[i]);
 }
 
+/* A resume names the server that failed: it is skipped until heard again. */
+static void test_suspect(void)
+{
+    table(POLICY_LEAST_CONN, 2);
+    row("fs1")->last_seen_ms = 1000;
+    policy_count(ps, reg, "fs2", 0, 5, 0);
+    policy_suspect(ps, reg, "fs1");
+    policy_suspect(ps, reg, "nosuch");
+    CU_ASSERT_STRING_EQUAL(choose(), "fs2");
+    CU_ASSERT_STRING_EQUAL(choose(), "fs2");
+    row("fs1")->last_seen_ms = 1500; /* its next heartbeat */
+    CU_ASSERT_STRING_EQUAL(choose(), "fs1");
+    CU_ASSERT_FALSE(ps->rows[0].suspect);
+    CU_ASSERT_STRING_EQUAL(choose(), "fs1");
+}
+
 static void test_row_reused(void)
 {
     table(POLICY_LEAST_CONN, 2);
@@ -298,6 +316,7 @@ void suite_policy(void)
     CU_add_test(s, "weighted: smooth round-robin as nginx", test_weighted);
     CU_add_test(s, "round-robin skips draining", test_round_robin);
     CU_add_test(s, "p2c: the lighter of two, seeded", test_p2c);
+    CU_add_test(s, "a suspect server waits for its next heartbeat", test_suspect);
     CU_add_test(s, "a reused row counts afresh", test_row_reused);
     CU_add_test(s, "least-conn over 300 transfers within 20% of equal", test_least_conn_spread);
 }
