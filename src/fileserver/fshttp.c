@@ -87,8 +87,10 @@ static void leg_measure(struct req *r)
 
 static void leg_end(struct req *r, enum xfer_outcome outcome)
 {
+    if (outcome == XFER_OUT_COMPLETE)
+        r->sent = r->len;
     if (r->leg)
-        fsxfer_end(r->s->o.xfer, r->leg, outcome == XFER_OUT_COMPLETE ? r->len : r->sent, outcome);
+        fsxfer_end(r->s->o.xfer, r->leg, r->sent, outcome);
     log_debug("fshttp", "event=leg_end id=%llu path=\"%s\" bytes=%llu outcome=%s",
               (unsigned long long)r->tk.transfer, r->path, (unsigned long long)r->sent,
               xfer_outcome_str(outcome));
