@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BIG_SIZE (3u * 1024 * 1024 + 123)
-#define REPORTS  64
+#define BIG_SIZE  (3u * 1024 * 1024 + 123)
+#define REPORTS   64
 #define HUGE_SIZE (128ll << 20)
 
 static char tmp[PATH_MAX], root[PATH_MAX + 8], pki[PATH_MAX + 8];
@@ -145,6 +145,12 @@ static void scene_ready(struct scene *s, int rc, int port)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void stop_linger(struct ring_timer *t)
+{
+    (void)t;
+    ring_stop(scene->ring);
+}
+
 /* The file server's ring thread: everything it owns is made and freed here. */
 static void *scene_main(void *arg)
 {
@@ -193,6 +199,9 @@ static void *scene_main(void *arg)
     scene_ready(s, 0, atoi(strrchr(bound, ':') + 1));
     ring_run(s->ring);
     fsh_stop(h);
+    struct ring_timer linger = {0}; /* for the closes, as the daemon lingers */
+    ring_timer_start(s->ring, &linger, 100, stop_linger);
+    ring_run(s->ring);
 out:
     if (!s->ready)
         scene_ready(s, rc < 0 ? rc : -1, 0);
