@@ -97,7 +97,7 @@ bool httpd_alive(const httpd_xchg_t *x);
 /* Adds a field to the answer ("ETag", "Content-Range", "Location"…; the
  * server writes Date, Content-Length and Connection itself). Up to 8 KiB
  * of fields per answer. 0, -ENOSPC, -EINVAL (CR, LF or NUL in it: nothing
- * added), -EALREADY once answered. */
+ * added), -ENOMEM, -EALREADY once answered. */
 int httpd_header(httpd_xchg_t *x, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -108,7 +108,9 @@ void httpd_close_after(httpd_xchg_t *x);
  * Answers with status and a body copied now (len bytes, NULL for none;
  * ctype: Content-Type, or NULL for none). A HEAD gets the same head
  * without the body. The exchange is freed. Returns 0, -EPIPE when the
- * connection had closed, -ENOMEM, or -EINVAL when a field did not fit.
+ * connection had closed, -ENOMEM, or -EINVAL when the fields did not fit
+ * the head; after an error the connection is closed at once. -EALREADY
+ * when x was answered before (nothing happens then).
  */
 int httpd_reply(httpd_xchg_t *x, int status, const char *ctype, const void *body, size_t len);
 
@@ -145,7 +147,8 @@ typedef void (*httpd_body_fn)(httpd_xchg_t *x, void *arg, const uint8_t *piece, 
 int httpd_read_body(httpd_xchg_t *x, httpd_body_fn fn, void *arg);
 
 /* Backpressure while reading a body: no piece is delivered between pause
- * and resume (the client's sending stalls once the buffers fill). */
+ * and resume (the client's sending stalls once the buffers fill). The end
+ * of a body whose last piece has come is reported even while paused. */
 void httpd_pause(httpd_xchg_t *x);
 void httpd_resume(httpd_xchg_t *x);
 

@@ -66,6 +66,10 @@ enum xfer_event {
 };
 
 /* "none", "redirected", "active", "done", "failed", "interrupted"; "unknown". */
+/* The clock every time of a transfer record is on: CLOCK_REALTIME in ms
+ * (records outlive the process and are read by people and other hosts). */
+uint64_t xfer_now_ms(void);
+
 const char *xfer_state_str(enum xfer_state s);
 /* "redirect", "start", "progress", "end", "server-down", "resume", "expire". */
 const char *xfer_event_str(enum xfer_event e);

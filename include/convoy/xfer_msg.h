@@ -24,9 +24,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define XFER_PATH_MAX   512 /* with the NUL: the longest path the balancer tracks */
-#define XFER_ETAG_MAX   64  /* with the NUL */
-#define XFER_DIGEST_MAX 65  /* 64 lowercase hex digits of SHA-256, and the NUL */
+#define XFER_PATH_MAX   1025 /* a ticket's path (1024 bytes, "/" included) and the NUL */
+#define XFER_ETAG_MAX   64   /* with the NUL */
+#define XFER_DIGEST_MAX 65   /* 64 lowercase hex digits of SHA-256, and the NUL */
 
 /* How a leg ended. */
 enum xfer_outcome {

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- names and the transition function ---- */
@@ -41,6 +42,13 @@ static const char *const event_names[] = {
 };
 
 #define NELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+uint64_t xfer_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
 
 const char *xfer_state_str(enum xfer_state s)
 {

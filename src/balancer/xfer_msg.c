@@ -150,7 +150,7 @@ static int parse_start(const cJSON *meta, struct xfer_msg *m, char *why, size_t 
     m->etag = str(meta, "etag");
     m->digest = str(meta, "digest");
     if (!xfer_msg_path_valid(m->path))
-        return refuse(why, whylen, "bad path: '/' then printable bytes, shorter than 512");
+        return refuse(why, whylen, "bad path: '/' then printable bytes, at most 1024 bytes");
     if (m->etag && !xfer_msg_etag_valid(m->etag))
         return refuse(why, whylen, "bad etag: 1-63 printable ASCII bytes");
     if (m->digest && !xfer_msg_digest_valid(m->digest))

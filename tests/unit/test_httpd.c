@@ -110,6 +110,7 @@ static void echo_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, 
     }
     if (len)
         return;
+    ring_timer_stop(ring, &e->resume); /* the end comes even while paused */
     atomic_fetch_add(err ? &body_errors : &bodies_ended, 1);
     char msg[64];
     snprintf(msg, sizeof msg, "len=%llu sum=%llu", (unsigned long long)e->len,

@@ -395,6 +395,50 @@ static void test_capacity(void)
     CU_ASSERT_EQUAL(xfer_table_dirty(tab, dirty, 8), 4);
 }
 
+/* Many transfers through a small table: every id still held is found in
+ * its own record, every id given up is gone (the id index under churn). */
+static void test_churn(void)
+{
+    fresh(64);
+    static uint64_t held[2000];
+    unsigned seed = 3;
+    for (int i = 0; i < 2000; i++) {
+        uint64_t id = redirect(reg->rows[i % 3].name, T0);
+        held[i] = id;
+        if (rand_r(&seed) % 4 != 0) { /* most finish at once, the rest expire later */
+            CU_ASSERT_EQUAL(start(reg->rows[i % 3].name, id, 0, T0), 0);
+            CU_ASSERT_EQUAL(report(reg->rows[i % 3].name, id, SIZE, XFER_OUT_COMPLETE, T0), 0);
+        }
+        if (i % 50 == 49)
+            xfer_expire(tab, T0 + TTL);
+        for (int j = i; j >= 0 && j > i - 100; j--) {
+            const struct xfer_rec *r = xfer_find(tab, held[j]);
+            CU_ASSERT(r == NULL || r->id == held[j]);
+        }
+    }
+    int live = 0;
+    for (uint32_t s = 0; s < 64; s++) {
+        const struct xfer_rec *r = xfer_table_slot(tab, s);
+        if (r) {
+            CU_ASSERT_PTR_EQUAL(xfer_find(tab, r->id), r);
+            live++;
+        }
+    }
+    CU_ASSERT_EQUAL(live, 64);
+    CU_ASSERT_PTR_NULL(xfer_find(tab, held[0]));
+    CU_ASSERT_PTR_NOT_NULL(xfer_find(tab, held[1999]));
+    int found = 0;
+    for (int i = 0; i < 2000; i++)
+        found += xfer_find(tab, held[i]) != NULL;
+    CU_ASSERT_EQUAL(found, 64);
+    xfer_expire(tab, T0 + TTL);
+    for (int i = 0; i < 3; i++) {
+        CU_ASSERT_EQUAL(count(reg->rows[i].name)->active, 0);
+        CU_ASSERT_EQUAL(count(reg->rows[i].name)->pending, 0);
+        CU_ASSERT_EQUAL(count(reg->rows[i].name)->outstanding, 0);
+    }
+}
+
 /* The balancer restarts: the rows come back from the segment. */
 static void test_reload(void)
 {
@@ -524,6 +568,7 @@ void suite_xfer(void)
     CU_add_test(s, "redirects and interruptions expire", test_expire);
     CU_add_test(s, "reports that do not fit are refused", test_errors);
     CU_add_test(s, "capacity: finished make room oldest first, else ENOSPC", test_capacity);
+    CU_add_test(s, "the id index under churn", test_churn);
     CU_add_test(s, "reload after a restart: counts, ids", test_reload);
     CU_add_test(s, "rows from the segment are checked", test_row_check);
     CU_add_test(s, "the transfer log", test_log);
