@@ -46,6 +46,14 @@ int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const 
 void tls_ctx_free(tls_ctx_t *ctx);
 
 /*
+ * A client context for a user's tool (convoy get): trusts the certificates
+ * in the PEM file ca_file and nothing else, presents none. ca_file must pass
+ * pki_check_file as a public file (nobody else can replace the trust
+ * anchor). 0, or -errno / -EPROTO / -EPERM with the reason in err.
+ */
+int tls_ctx_new_cafile(tls_ctx_t **out, const char *ca_file, char *err, size_t errlen);
+
+/*
  * Session resumption with TLS 1.3 tickets, for client-facing listeners
  * (HTTPS) and the clients that dial them; call before the context's first
  * session. On a server context: stateless tickets (one per handshake,

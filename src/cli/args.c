@@ -21,7 +21,11 @@ static void cli_usage(const struct cli_cmd *cmd, FILE *out)
     for (size_t i = 0; i < cmd->nopts; i++) {
         const struct cli_opt *o = &cmd->opts[i];
         char left[64];
-        snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
+        char shrt[8] = "";
+        if (o->short_name != 0)
+            snprintf(shrt, sizeof shrt, "-%c, ", o->short_name);
+        snprintf(left, sizeof left, "%s--%s%s%s", shrt, o->name, o->arg ? " " : "",
+                 o->arg ? o->arg : "");
         fprintf(out, "  %-24s %s%s\n", left, o->help, o->required ? " (required)" : "");
     }
     fprintf(out, "  %-24s %s\n", "--help", "this text");
@@ -79,7 +83,9 @@ static int cli_check_required(const struct cli_cmd *cmd)
     return 0;
 }
 
-int cli_parse(const struct cli_cmd *cmd, int argc, char **argv)
+/* Reads the options; returns -1 to go on (optind at the first operand),
+ * else the exit status. */
+static int cli_options(const struct cli_cmd *cmd, int argc, char **argv)
 {
     struct option longopts[CLI_MAX_OPTS + 2] = {{0}};
     size_t n = cmd->nopts < CLI_MAX_OPTS ? cmd->nopts : CLI_MAX_OPTS;
@@ -88,14 +94,25 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv)
             cmd->opts[i].name, cmd->opts[i].kind == CLI_FLAG ? no_argument : required_argument,
             NULL, 256 + (int)i};
     longopts[n] = (struct option){"help", no_argument, NULL, 'h'};
+    char shorts[2 * CLI_MAX_OPTS + 2] = "h";
+    for (size_t i = 0, k = 1; i < n; i++) {
+        if (cmd->opts[i].short_name == 0)
+            continue;
+        shorts[k++] = cmd->opts[i].short_name;
+        if (cmd->opts[i].kind != CLI_FLAG)
+            shorts[k++] = ':';
+    }
     optind = 0; /* afresh: the demo parses more than one command line */
     opterr = 0; /* our own messages, prefixed like every other */
     int ch;
-    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, shorts, longopts, NULL)) != -1) {
         if (ch == 'h') {
             cli_usage(cmd, stdout);
             return 0;
         }
+        for (size_t i = 0; ch != '?' && ch < 256 && i < n; i++)
+            if (cmd->opts[i].short_name == ch)
+                ch = 256 + (int)i;
         if (ch < 256 || cli_apply(cmd, &cmd->opts[ch - 256], optarg) < 0) {
             if (ch < 256)
                 fprintf(stderr, "convoy %s: bad option '%s' (see convoy %s --help)\n", cmd->name,
@@ -103,9 +120,31 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc) {
+    return cli_check_required(cmd) < 0 ? 2 : -1;
+}
+
+int cli_parse(const struct cli_cmd *cmd, int argc, char **argv)
+{
+    int rc = cli_options(cmd, argc, argv);
+    if (rc == -1 && optind != argc) {
         fprintf(stderr, "convoy %s: unexpected argument '%s'\n", cmd->name, argv[optind]);
         return 2;
     }
-    return cli_check_required(cmd) < 0 ? 2 : -1;
+    return rc;
+}
+
+int cli_parse_args(const struct cli_cmd *cmd, int argc, char **argv, char ***args, int *nargs,
+                   int min)
+{
+    int rc = cli_options(cmd, argc, argv);
+    if (rc != -1)
+        return rc;
+    *args = argv + optind;
+    *nargs = argc - optind;
+    if (*nargs < min) {
+        fprintf(stderr, "convoy %s: expected %s (see convoy %s --help)\n", cmd->name, cmd->synopsis,
+                cmd->name);
+        return 2;
+    }
+    return -1;
 }

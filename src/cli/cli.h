@@ -16,6 +16,8 @@ int cmd_status(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_user(int argc, char **argv);
+int cmd_get(int argc, char **argv);
+int cmd_loadgen(int argc, char **argv);
 
 /* A subcommand's options, declared once: cli_parse() reads them and prints
  * the help from them. */
@@ -34,25 +36,30 @@ struct cli_opt {
     const char *help; /* one line */
     bool required;
     uint32_t min, max;
+    char short_name; /* also -X, or 0 */
 };
 
 /* Table rows. */
 #define CLI_OPT_STR(name, dst, arg, help, required)                                                \
     {                                                                                              \
-        name, CLI_STR, dst, arg, help, required, 0, 0                                              \
+        name, CLI_STR, dst, arg, help, required, 0, 0, 0                                           \
+    }
+#define CLI_OPT_STR_SHORT(name, short_name, dst, arg, help)                                        \
+    {                                                                                              \
+        name, CLI_STR, dst, arg, help, false, 0, 0, short_name                                     \
     }
 #define CLI_OPT_U32(name, dst, arg, help, min, max)                                                \
     {                                                                                              \
-        name, CLI_U32, dst, arg, help, false, min, max                                             \
+        name, CLI_U32, dst, arg, help, false, min, max, 0                                          \
     }
 #define CLI_OPT_FLAG(name, dst, help)                                                              \
     {                                                                                              \
-        name, CLI_FLAG, dst, NULL, help, false, 0, 0                                               \
+        name, CLI_FLAG, dst, NULL, help, false, 0, 0, 0                                            \
     }
 #define CLI_OPT_LOG_LEVEL                                                                          \
     {                                                                                              \
         "log-level", CLI_LEVEL, NULL, "LEVEL", "debug, info, warn or error (default info)", false, \
-            0, 0                                                                                   \
+            0, 0, 0                                                                                \
     }
 
 struct cli_cmd {
@@ -69,5 +76,10 @@ struct cli_cmd {
  * --help, 2 after a usage error (explained on stderr).
  */
 int cli_parse(const struct cli_cmd *cmd, int argc, char **argv);
+
+/* As cli_parse(), for a command that takes operands after its options:
+ * *args and *nargs get them, and fewer than min is a usage error. */
+int cli_parse_args(const struct cli_cmd *cmd, int argc, char **argv, char ***args, int *nargs,
+                   int min);
 
 #endif

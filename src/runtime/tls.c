@@ -257,14 +257,12 @@ static int tls_open(FILE **f, const char *dir, const char *name, const char *ext
     return rc;
 }
 
-/* Trusts every certificate in dir/ca.crt, and nothing else. */
-static int tls_load_ca(SSL_CTX *ssl, const char *dir, char *err, size_t errlen)
+/* Trusts every certificate in the open PEM file f (at path), and nothing
+ * else; closes f. */
+static int tls_load_ca_file(SSL_CTX *ssl, FILE *f, const char *path, char *err, size_t errlen)
 {
-    char path[TLS_PATH_MAX], why[TLS_ERR_MAX];
-    FILE *f;
-    int rc = tls_open(&f, dir, "ca", ".crt", path, err, errlen);
-    if (rc != 0)
-        return rc;
+    char why[TLS_ERR_MAX];
+    int rc = 0;
     X509_STORE *store = SSL_CTX_get_cert_store(ssl);
     X509 *x;
     int count = 0;
@@ -287,6 +285,15 @@ static int tls_load_ca(SSL_CTX *ssl, const char *dir, char *err, size_t errlen)
         tls_set_err(err, errlen, "tls: load %s: %s", path, tls_ossl_reason(why, sizeof why));
     ERR_clear_error();
     return -EPROTO;
+}
+
+/* Trusts every certificate in dir/ca.crt, and nothing else. */
+static int tls_load_ca(SSL_CTX *ssl, const char *dir, char *err, size_t errlen)
+{
+    char path[TLS_PATH_MAX];
+    FILE *f;
+    int rc = tls_open(&f, dir, "ca", ".crt", path, err, errlen);
+    return rc != 0 ? rc : tls_load_ca_file(ssl, f, path, err, errlen);
 }
 
 /* Presents dir/name.crt with dir/name.key, which must belong together. */
@@ -387,25 +394,64 @@ static int tls_ctx_setup(SSL_CTX *ssl, enum tls_role role, bool require_client_c
                : -1;
 }
 
-int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
-                bool require_client_cert, char *err, size_t errlen)
+/* A context with its SSL_CTX set up and nothing trusted yet. */
+static int tls_ctx_make(tls_ctx_t **out, enum tls_role role, bool require_client_cert, char *err,
+                        size_t errlen)
 {
-    char why[TLS_PATH_MAX + 128];
-    int rc = -ENOMEM;
+    char why[TLS_ERR_MAX];
     ERR_clear_error();
     tls_ctx_t *ctx = calloc(1, sizeof *ctx);
     if (ctx == NULL) {
         tls_set_err(err, errlen, "tls: out of memory");
-        return rc;
+        return -ENOMEM;
     }
     ctx->role = role;
     ctx->mtls = role == TLS_SERVER && require_client_cert;
     ctx->ssl = SSL_CTX_new(role == TLS_SERVER ? TLS_server_method() : TLS_client_method());
     if (ctx->ssl == NULL || tls_ctx_setup(ctx->ssl, role, require_client_cert) != 0) {
         tls_set_err(err, errlen, "tls: new context: %s", tls_ossl_reason(why, sizeof why));
-        rc = -EPROTO;
+        tls_ctx_free(ctx);
+        return -EPROTO;
+    }
+    *out = ctx;
+    return 0;
+}
+
+int tls_ctx_new_cafile(tls_ctx_t **out, const char *ca_file, char *err, size_t errlen)
+{
+    char why[TLS_PATH_MAX + 128];
+    tls_ctx_t *ctx;
+    int rc = tls_ctx_make(&ctx, TLS_CLIENT, false, err, errlen);
+    if (rc != 0)
+        return rc;
+    FILE *f = fopen(ca_file, "re");
+    if (f == NULL) {
+        rc = -errno;
+        tls_set_err(err, errlen, "tls: load %s: %s", ca_file, strerror(-rc));
         goto fail;
     }
+    if ((rc = pki_check_file(fileno(f), ca_file, false, why, sizeof why)) != 0) {
+        tls_set_err(err, errlen, "tls: %s", why);
+        fclose(f);
+        goto fail;
+    }
+    if ((rc = tls_load_ca_file(ctx->ssl, f, ca_file, err, errlen)) != 0)
+        goto fail;
+    *out = ctx;
+    return 0;
+fail:
+    tls_ctx_free(ctx);
+    return rc;
+}
+
+int tls_ctx_new(tls_ctx_t **out, enum tls_role role, const char *pki_dir, const char *name,
+                bool require_client_cert, char *err, size_t errlen)
+{
+    char why[TLS_PATH_MAX + 128];
+    tls_ctx_t *ctx;
+    int rc = tls_ctx_make(&ctx, role, require_client_cert, err, errlen);
+    if (rc != 0)
+        return rc;
     rc = tls_load_ca(ctx->ssl, pki_dir, err, errlen);
     if (rc == 0 && (rc = pki_check_dir(pki_dir, why, sizeof why)) != 0)
         tls_set_err(err, errlen, "tls: %s", why);

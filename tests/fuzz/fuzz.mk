@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range ticket catalog
+FUZZ_TARGETS = frame http_req http_range xget ticket catalog
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -31,6 +31,10 @@ fuzz_http_req_MAXLEN = 4096
 fuzz_http_range_SRC = src/http/http.c
 fuzz_http_range_DICT = http
 fuzz_http_range_MAXLEN = 128
+fuzz_xget_SRC       = src/client/xget.c src/runtime/net.c
+fuzz_xget_DICT      = xget
+fuzz_xget_MAXLEN    = 512
+fuzz_xget_LIBS      = -lcrypto
 # The ticket decoder and the WELCOME keyring reader (seeds: tickets signed
 # with the target's fixed keys, and keyring JSON); no dictionary.
 fuzz_ticket_SRC     = src/auth/ticket.c src/auth/b64.c src/runtime/frame.c src/runtime/log.c
@@ -38,9 +42,10 @@ fuzz_ticket_MAXLEN  = 4096
 fuzz_ticket_LIBS    = -pthread -lcrypto
 # The catalog reader lives with the file server's catalog, which also runs
 # the watcher on a ring: the ring and the log come along.
-fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/ring.c src/runtime/log.c
-fuzz_catalog_MAXLEN = 4096
+fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/ring.c \
+                      src/runtime/log.c
 fuzz_catalog_LIBS   = -luring
+fuzz_catalog_MAXLEN = 4096
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
@@ -48,7 +53,8 @@ fuzz-run-%: $(FUZZ_BUILD)/fuzz_%
 	@mkdir -p $(FUZZ_BUILD)/corpus/$*
 	cp tests/fuzz/corpus/$*/* $(FUZZ_BUILD)/corpus/$*/
 	$(FUZZ_BUILD)/fuzz_$* -max_total_time=$(FUZZ_SECONDS) -max_len=$(fuzz_$*_MAXLEN) \
-	    $(if $(fuzz_$*_DICT),-dict=tests/fuzz/$(fuzz_$*_DICT).dict) -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
+	    $(if $(fuzz_$*_DICT),-dict=tests/fuzz/$(fuzz_$*_DICT).dict) \
+	    -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus/$*
 
 .PRECIOUS: $(FUZZ_BUILD)/fuzz_%
 .SECONDEXPANSION:

@@ -709,6 +709,41 @@ static void test_ctx_errors(void)
     tls_free(c);
 }
 
+/* A user's client trusts one CA file: a server of that CA passes, one of
+ * another CA does not; a file others may replace, or that holds no
+ * certificate, is refused. */
+static void test_ca_file(void)
+{
+    char ca[256], bad[256];
+    tls_ctx_t *ctx = NULL;
+    struct pair p;
+    snprintf(ca, sizeof ca, "%s/ca.crt", home);
+    CU_ASSERT_EQUAL_FATAL(tls_ctx_new_cafile(&ctx, ca, err, sizeof err), 0);
+    handshake(&p, ctx, NULL, srv_fs2, NULL);
+    CU_ASSERT_EQUAL(p.crc, 1);
+    CU_ASSERT_EQUAL(p.src, 1);
+    pair_free(&p);
+    handshake(&p, ctx, NULL, srv_foreign, NULL);
+    CU_ASSERT_EQUAL(p.crc, TLS_EVERIFY);
+    pair_free(&p);
+    tls_ctx_free(ctx);
+    ctx = NULL;
+    CU_ASSERT_EQUAL(tls_ctx_new_cafile(&ctx, "/nonexistent/ca.crt", err, sizeof err), -ENOENT);
+    CU_ASSERT_STRING_EQUAL(err, "tls: load /nonexistent/ca.crt: No such file or directory");
+    snprintf(bad, sizeof bad, "%s/open-ca.crt", base);
+    CU_ASSERT_FATAL(fx_copy(ca, bad) == 0);
+    CU_ASSERT_FATAL(chmod(bad, 0666) == 0);
+    CU_ASSERT_EQUAL(tls_ctx_new_cafile(&ctx, bad, err, sizeof err), -EPERM);
+    CU_ASSERT_FATAL(chmod(bad, 0644) == 0);
+    FILE *f = fopen(bad, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    fputs("not a certificate\n", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(tls_ctx_new_cafile(&ctx, bad, err, sizeof err), -EPROTO);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "no certificate"));
+    CU_ASSERT_PTR_NULL(ctx);
+}
+
 void suite_tls(void)
 {
     CU_pSuite s = CU_add_suite("tls", suite_init, suite_clean);
@@ -736,4 +771,5 @@ void suite_tls(void)
     CU_add_test(s, "server's cipher order wins", test_server_cipher_order);
     CU_add_test(s, "TLS 1.2 refused", test_tls12_refused);
     CU_add_test(s, "context and misuse errors", test_ctx_errors);
+    CU_add_test(s, "a user's client trusts one CA file", test_ca_file);
 }
