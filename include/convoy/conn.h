@@ -144,6 +144,10 @@ int conn_send_file(conn_t *c, int fd, uint64_t off, uint64_t len, conn_done_fn d
  * conn_send_buf() (file regions count once read). */
 size_t conn_queued(const conn_t *c);
 
+/* Bytes the socket has taken so far (ciphertext with TLS): what a sender
+ * that queued a long file region reads as its progress. */
+uint64_t conn_bytes_out(const conn_t *c);
+
 /* Stops and restarts delivering on_data (backpressure toward the peer).
  * What resume releases is delivered from the loop, soon after. */
 void conn_pause(conn_t *c);

@@ -15,9 +15,9 @@ int cmd_fileserver(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_user(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
-int cmd_user(int argc, char **argv);
 
 /* A subcommand's options, declared once: cli_parse() reads them and prints
  * the help from them. */

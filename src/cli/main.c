@@ -22,9 +22,9 @@ static const struct command commands[] = {
     {"fileserver", cmd_fileserver, "join a balancer and report a folder and its load"},
     {"status", cmd_status, "show the balancer's server table on this host"},
     {"pki", cmd_pki, "create the cluster CA and issue certificates"},
+    {"user", cmd_user, "add users, their passwords and API tokens to a users file"},
     {"get", cmd_get, "download a file through the balancer, resuming on failures"},
     {"loadgen", cmd_loadgen, "many downloads at once through the balancer, with figures"},
-    {"user", cmd_user, "add users, their passwords and API tokens to a users file"},
     {"demo", cmd_demo, "run a balancer and file servers on loopback through failures"},
 };
 

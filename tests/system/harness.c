@@ -117,8 +117,11 @@ pid_t h_balancer_nofile(struct cluster *c, unsigned nofile)
     return h_balancer_argv(c, prefix, c->pki, "balancer", NULL);
 }
 
-pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
-                      const char *http)
+/* A file server's command line, inside netns (NULL: this one), announcing
+ * http (NULL: a free loopback port), followed by extra (NULL-terminated or
+ * NULL). */
+static pid_t h_fileserver_argv(struct cluster *c, const char *name, const char *pki,
+                               const char *netns, const char *http, const char *const *extra)
 {
     char port[32], root[512], bin[512];
     if (http == NULL) {
@@ -131,26 +134,41 @@ pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, cons
      * an absolute path. */
     if (realpath(convoy_bin(), bin) == NULL)
         return -1;
-    char *argv[] = {"/usr/sbin/ip",
-                    "netns",
-                    "exec",
-                    (char *)netns,
-                    bin,
-                    "fileserver",
-                    "--pki",
-                    (char *)pki,
-                    "--name",
-                    (char *)name,
-                    "--root",
-                    root,
-                    "--balancer",
-                    c->control,
-                    "--http",
-                    (char *)http,
-                    "--retry-max-ms",
-                    "300",
-                    NULL};
+    char *argv[40] = {"/usr/sbin/ip",
+                      "netns",
+                      "exec",
+                      (char *)netns,
+                      bin,
+                      "fileserver",
+                      "--pki",
+                      (char *)pki,
+                      "--name",
+                      (char *)name,
+                      "--root",
+                      root,
+                      "--balancer",
+                      c->control,
+                      "--http",
+                      (char *)http,
+                      "--retry-max-ms",
+                      "300"};
+    size_t n = 18;
+    for (size_t i = 0; extra && extra[i] && n < sizeof argv / sizeof argv[0] - 1; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
     return h_spawn(c, name, netns ? argv : argv + 4);
+}
+
+pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
+                      const char *http)
+{
+    return h_fileserver_argv(c, name, pki, netns, http, NULL);
+}
+
+pid_t h_fileserver_with(struct cluster *c, const char *name, const char *http,
+                        const char *const *extra)
+{
+    return h_fileserver_argv(c, name, c->pki, NULL, http, extra);
 }
 
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)

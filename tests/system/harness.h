@@ -62,6 +62,11 @@ pid_t h_fileserver(struct cluster *c, const char *name, const char *pki);
 pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, const char *netns,
                       const char *http);
 
+/* File server `name` of c->pki on http (NULL: a free loopback port), with
+ * the NULL-terminated options extra added. pid or -1. */
+pid_t h_fileserver_with(struct cluster *c, const char *name, const char *http,
+                        const char *const *extra);
+
 /* Signals a process this cluster started and, if wait, reaps it and
  * returns its exit status (-1 if it did not exit within 5 s). */
 int h_signal(struct cluster *c, pid_t pid, int sig, bool wait);
