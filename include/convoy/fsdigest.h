@@ -51,7 +51,7 @@ struct fsdig_opts {
     const fsroot_t *root; /* where fsdig_add's paths are opened */
     const char *cache;    /* the cache file, or NULL for none */
     unsigned jobs;        /* files hashed at once; 0 = the pool's thread count */
-    /* May be NULL: a digest fsdig_add asked for became known, for path
+    /* May be NULL: a digest that was hashed became known, for path
      * (relative to the root) in the version st describes; from the loop. */
     void (*on_known)(void *arg, const char *path, const struct stat *st,
                      const uint8_t digest[FSDIG_LEN]);
@@ -85,13 +85,15 @@ struct fsdig_wait {
 };
 
 /*
- * The digest of the open file fd, whose fstat is st. Returns 1 with out
- * filled when it is known. Otherwise returns 0 and w waits: cb(w, …) runs
- * once, later, from the loop, unless fsdig_cancel(w) comes first; the
- * module hashes its own duplicate of fd, so the caller may close fd at any
- * time. -EMFILE (no descriptor to duplicate) or -ENOMEM: nothing waits.
+ * The digest of the open file fd, whose fstat is st, found at path
+ * (relative to the root). Returns 1 with out filled when it is known.
+ * Otherwise returns 0 and w waits: cb(w, …) runs once, later, from the
+ * loop, unless fsdig_cancel(w) comes first; the module hashes its own
+ * duplicate of fd, so the caller may close fd at any time, and on_known()
+ * runs for path when the hash lands. -EMFILE (no descriptor to duplicate)
+ * or -ENOMEM: nothing waits.
  */
-int fsdig_get(fsdig_t *d, int fd, const struct stat *st, uint8_t out[FSDIG_LEN],
+int fsdig_get(fsdig_t *d, const char *path, int fd, const struct stat *st, uint8_t out[FSDIG_LEN],
               struct fsdig_wait *w, fsdig_cb cb);
 
 /* Stops w waiting (its cb will not run); no-op when it does not wait. */

@@ -15,8 +15,9 @@
  * Every answer with a body to send is a leg of the ticket's transfer,
  * reported to the balancer through fsxfer: START when the head is queued,
  * PROGRESS every FSXFER_PROGRESS_MS with the bytes the socket took, END
- * once every byte has left (complete), or when the client went first
- * (client-aborted), or when the file could not be read (error).
+ * once the last byte is queued on the connection (complete), or when the
+ * client went first (client-aborted), or when the file could not be read
+ * (error).
  *
  * The ticket must be made out for this server (its name), for the path
  * "/<path>" (the request's path, percent-decoded, without its "/f"), and for

@@ -145,23 +145,14 @@ static void ticket_sort_retired(struct ticket_key *k, size_t n)
         }
 }
 
-/* Whether a key of s other than k itself holds k's id. */
-static bool ticket_id_taken(const struct ticket_keyset *s, const struct ticket_key *k)
-{
-    for (uint32_t i = 0; i < s->n; i++)
-        if (&s->key[i] != k && s->key[i].id == k->id)
-            return true;
-    return false;
-}
-
-/* A fresh random key whose id (non-zero) is not in s; k may be in s. */
-static int ticket_key_make(const struct ticket_keyset *s, struct ticket_key *k)
+/* A fresh random key whose id (non-zero) is none of the n others'. */
+static int ticket_key_make(const struct ticket_key *others, uint32_t n, struct ticket_key *k)
 {
     memset(k, 0, sizeof *k);
     do {
         if (RAND_bytes((unsigned char *)&k->id, sizeof k->id) != 1)
             return -EIO;
-    } while (k->id == 0 || ticket_id_taken(s, k));
+    } while (k->id == 0 || ticket_has_id(others, n, k->id));
     return RAND_bytes(k->secret, sizeof k->secret) == 1 ? 0 : -EIO;
 }
 
@@ -181,8 +172,7 @@ int ticket_keyring_rotate(ticket_keyring_t *kr, const struct ticket_keyset *prev
     next.n = 1;
     for (uint32_t i = 0; i < old.n && next.n < TICKET_KEYS_MAX; i++)
         ticket_keep(&next, &old.key[i], now);
-    /* key[0] (id 0 until made) gets an id none of the retired keys has. */
-    rc = ticket_key_make(&next, &next.key[0]);
+    rc = ticket_key_make(next.key + 1, next.n - 1, &next.key[0]);
     if (rc == 0)
         ticket_replace(kr, &next);
     OPENSSL_cleanse(&old, sizeof old);

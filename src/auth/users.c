@@ -284,7 +284,8 @@ void users_free(users_t *db)
 {
     if (db == NULL)
         return;
-    OPENSSL_cleanse(db->e, db->cap * sizeof *db->e);
+    if (db->e != NULL)
+        OPENSSL_cleanse(db->e, db->cap * sizeof *db->e);
     free(db->e);
     free(db->by_token);
     pthread_mutex_destroy(&db->lock);
@@ -305,6 +306,8 @@ static int users_cmp_name(const void *a, const void *b)
 static struct users_entry *users_find(users_t *db, const char *name)
 {
     struct users_entry k;
+    if (db->n == 0)
+        return NULL; /* db->e may be NULL, which bsearch must not see */
     snprintf(k.name, sizeof k.name, "%s", name);
     return bsearch(&k, db->e, db->n, sizeof *db->e, users_cmp_name);
 }
@@ -318,7 +321,8 @@ static int users_cmp_token(const void *a, const void *b)
  * tokens. */
 static int users_index(users_t *db, char *err, size_t errlen)
 {
-    qsort(db->e, db->n, sizeof *db->e, users_cmp_name);
+    if (db->n > 0)
+        qsort(db->e, db->n, sizeof *db->e, users_cmp_name);
     free(db->by_token);
     db->ntok = 0;
     db->by_token = calloc(db->n ? db->n : 1, sizeof *db->by_token);
@@ -538,7 +542,7 @@ static uint64_t users_thr_wait(users_t *db, const struct users_tkey *k, uint64_t
         return 0;
     if (t->blocked_ms > now_ms)
         return t->blocked_ms - now_ms;
-    if (t->failures > 0 && t->failures + t->pending >= USERS_FREE_FAILURES)
+    if (t->failures > 0 && t->pending > 0 && t->failures + t->pending >= USERS_FREE_FAILURES)
         return 1000; /* earlier guesses are still being checked */
     return 0;
 }
@@ -659,12 +663,22 @@ static void users_record(users_t *db, struct users_check *c, const char *name, b
     }
 }
 
+/* Whether the len bytes of s (not NUL-terminated: a header slice) are
+ * base64url characters. */
+static bool users_b64url_ok(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!(s[i] >= 'A' && s[i] <= 'Z') && !(s[i] >= 'a' && s[i] <= 'z') &&
+            !(s[i] >= '0' && s[i] <= '9') && s[i] != '-' && s[i] != '_')
+            return false;
+    return true;
+}
+
 static enum users_result users_bearer(users_t *db, const char *tok, size_t len,
                                       struct users_check *c, uint64_t now_ms)
 {
     uint8_t h[32];
-    if (len != USERS_TOKEN_LEN || strspn(tok, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                                              "0123456789-_") < len)
+    if (len != USERS_TOKEN_LEN || !users_b64url_ok(tok, len))
         return users_set(c, USERS_MALFORMED);
     EVP_Digest(tok, len, h, NULL, EVP_sha256(), NULL);
     struct users_tok key;

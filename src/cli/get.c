@@ -59,8 +59,12 @@ static int get_write(void *arg, uint64_t off, const uint8_t *p, size_t len)
 static void get_progress(void *arg, const char *server, uint64_t done, uint64_t total)
 {
     struct get *g = arg;
-    if (strcmp(g->prog.server, server) != 0)
+    if (strcmp(g->prog.server, server) != 0) {
+        if (g->prog.server[0] != '\0' && !g->quiet) /* a resume: say so, above the bar */
+            fprintf(stderr, "%sconvoy get: %s failed; resuming at byte %" PRIu64 " on %s\n",
+                    g->bar ? "\r\033[K" : "", g->prog.server, done, server);
         prog_server(&g->prog, server);
+    }
     g->prog.total = total;
     if (g->bar && prog_update(&g->prog, done, ring_now_ms()))
         prog_draw(&g->prog, g->name, stderr);

@@ -15,6 +15,7 @@
 
 #include "convoy/conn.h"
 #include "convoy/http.h"
+#include "convoy/log.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -121,10 +122,14 @@ static void dl_end(dl_t *d, int code, const char *fmt, ...)
     d->phase = DL_END;
     d->next = DL_NEXT_END;
     ring_timer_stop(d->ring, &d->wait);
-    if (d->c != NULL)
+    if (d->c != NULL && code == XGET_OK) { /* the answer is whole: a clean close */
+        d->gone = true;
+        conn_close(d->c);
+    } else if (d->c != NULL) {
         dl_drop(d, -ECANCELED);
-    else
+    } else {
         ring_defer(d->ring, &d->end_d, dl_end_run);
+    }
 }
 
 void dl_cancel(dl_t *d, int code, const char *why)
@@ -510,6 +515,8 @@ static void dl_failed(dl_t *d, int reason)
     if (d->why[0] == '\0')
         snprintf(d->why, sizeof d->why, "%s%s%s", dl_who(d), *dl_who(d) ? ": " : "",
                  conn_reason_str(reason));
+    log_debug("dl", "event=leg_failed transfer=%s server=%s at=%" PRIu64 " why=\"%s\"", d->transfer,
+              d->phase == DL_FETCH ? d->server : "balancer", d->off, d->why);
     if (d->phase == DL_FETCH) {
         if (++d->legs >= d->o.legs_max) {
             dl_end(d, XGET_ENET, "gave up after %u legs: %s", d->legs, d->why);
@@ -629,6 +636,8 @@ static void dl_fetch(dl_t *d)
                  d->m.etag);
     if (d->sink.progress != NULL)
         d->sink.progress(d->sink.arg, d->server, d->off, d->have_m ? d->m.size : 0);
+    log_debug("dl", "event=leg transfer=%s server=%s from=%" PRIu64, d->transfer, d->server,
+              d->off);
     dl_send(d, &d->fs, d->fs.path, extra);
 }
 

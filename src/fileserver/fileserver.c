@@ -6,8 +6,8 @@
  * (fsdig); one pool hashes files and writes the digest cache. At start the
  * catalog scans the root (the files and bytes announced in HELLO), then a
  * second walk hands every file to fsdig, which knows it from the cache or
- * hashes it, and each digest joins the catalog as it becomes known (a file
- * changed later is hashed when first asked for). The ticket keys arrive
+ * hashes it; a file changed later is hashed when first asked for. Each
+ * digest hashed joins the catalog as it becomes known. The ticket keys arrive
  * in every WELCOME; until the first that has them, every ticket is refused
  * (no key). The numbers a heartbeat announces are read when asked for, so
  * they are never stale by more than one heartbeat. The catalog of the root
@@ -141,7 +141,7 @@ static void fs_catalog_send(struct fileserver *fs, bool full)
                   (unsigned long long)b->count, b->len);
 }
 
-/* A digest the start-up walk asked for is known: it joins the catalog. */
+/* A digest was hashed: it joins the catalog. */
 static void fs_digest_known(void *arg, const char *path, const struct stat *st,
                             const uint8_t digest[FSDIG_LEN])
 {

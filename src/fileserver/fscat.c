@@ -232,29 +232,41 @@ static void map_grow(fscat_map_t *m)
     m->nbuckets = nb;
 }
 
-/* The node for e->path, its fields set from e (a new one unmarked). */
+/* The node of path, found or added (*added: unmarked, its entry empty but
+ * for the path), in one search. NULL without memory. */
+static struct node *map_get_or_add(fscat_map_t *m, const char *path, bool *added)
+{
+    size_t len = strlen(path);
+    uint64_t h = path_hash(path, len);
+    struct node **slot = map_slot(m, path, len, h);
+    struct node *n = *slot;
+    *added = n == NULL;
+    if (n != NULL)
+        return n;
+    if ((n = malloc(sizeof *n + len + 1)) == NULL)
+        return NULL;
+    memcpy(n->path, path, len + 1);
+    n->hash = h;
+    n->mark = 0;
+    n->next = NULL;
+    n->e = (struct fscat_entry){.path = n->path};
+    *slot = n;
+    m->count++;
+    m->bytes += sizeof *n + len + 1;
+    if (m->count > m->nbuckets)
+        map_grow(m);
+    return n;
+}
+
+/* The node for e->path, its fields set from e. */
 static struct node *map_put(fscat_map_t *m, const struct fscat_entry *e)
 {
-    size_t len = strlen(e->path);
-    uint64_t h = path_hash(e->path, len);
-    struct node **slot = map_slot(m, e->path, len, h);
-    struct node *n = *slot;
-    if (n == NULL) {
-        n = malloc(sizeof *n + len + 1);
-        if (n == NULL)
-            return NULL;
-        memcpy(n->path, e->path, len + 1);
-        n->hash = h;
-        n->mark = 0;
-        n->next = NULL;
-        *slot = n;
-        m->count++;
-        m->bytes += sizeof *n + len + 1;
-        if (m->count > m->nbuckets)
-            map_grow(m);
+    bool added;
+    struct node *n = map_get_or_add(m, e->path, &added);
+    if (n != NULL) {
+        n->e = *e;
+        n->e.path = n->path;
     }
-    n->e = *e;
-    n->e.path = n->path;
     return n;
 }
 
@@ -672,25 +684,26 @@ static void mark_pending(fscat_t *c, struct node *n)
 /* The file at path (st) as found now: a new or changed entry is pending. */
 static int saw_file(fscat_t *c, const char *path, const struct stat *st)
 {
-    struct node *n = map_find(c->map, path);
+    bool added;
+    struct node *n = map_get_or_add(c->map, path, &added);
     int64_t mtime = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
-    if (n && !(n->mark & MARK_GONE) && n->e.size == (uint64_t)st->st_size &&
-        n->e.mtime_ns == mtime) {
+    if (n == NULL)
+        return -ENOMEM;
+    bool known = !added && !(n->mark & MARK_GONE);
+    if (known && n->e.size == (uint64_t)st->st_size && n->e.mtime_ns == mtime) {
         n->mark |= MARK_SEEN;
         return 0;
     }
-    if (n && !(n->mark & MARK_GONE)) {
+    if (known) {
         c->files--;
         c->bytes -= n->e.size;
     }
-    struct fscat_entry e = {.path = path, .size = (uint64_t)st->st_size, .mtime_ns = mtime};
-    fscat_etag(st, e.etag);
-    if ((n = map_put(c->map, &e)) == NULL)
-        return -ENOMEM;
+    n->e = (struct fscat_entry){.path = n->path, .size = (uint64_t)st->st_size, .mtime_ns = mtime};
+    fscat_etag(st, n->e.etag);
     n->mark = (uint8_t)((n->mark & ~MARK_GONE) | MARK_SEEN);
     mark_pending(c, n);
     c->files++;
-    c->bytes += e.size;
+    c->bytes += n->e.size;
     return 0;
 }
 

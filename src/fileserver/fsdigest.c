@@ -52,7 +52,7 @@ struct entry {
 struct job {
     fsdig_t *d;
     struct entry *e;
-    char *path;              /* scan: opened beneath the root by the worker */
+    char *path;              /* relative to the root (the scan's: opened by the worker) */
     int fd;                  /* request: a duplicate of its descriptor; else -1 */
     bool submitted;          /* in the pool (else in the backlog) */
     struct job *prev, *next; /* backlog */
@@ -359,16 +359,15 @@ static void job_done(void *arg)
     if (j->err == 0 && key_eq(&j->got, &e->key)) {
         entry_set(d, e, j->digest);
         d->dirty = true;
-        if (j->path && d->on_known && !d->stopping)
+        if (d->on_known && !d->stopping)
             d->on_known(d->arg, j->path, &j->st, e->digest);
         wake_all(e, 0, e->digest);
     } else {
         int err = j->err ? j->err : -ESTALE;
         if (j->err == 0)
             job_other_version(d, j);
-        if (err != -ENOENT || j->path == NULL)
-            log_warn("fsdig", "event=hash_failed path=\"%s\" err=\"%s\"",
-                     j->path ? j->path : "(request)", strerror(-err));
+        if (err != -ENOENT)
+            log_warn("fsdig", "event=hash_failed path=\"%s\" err=\"%s\"", j->path, strerror(-err));
         entry_unlink(d, e);
         wake_all(e, err, NULL);
         free(e);
@@ -658,7 +657,7 @@ int fsdig_add(fsdig_t *d, const char *path, const struct stat *st, uint8_t out[F
     return 0;
 }
 
-int fsdig_get(fsdig_t *d, int fd, const struct stat *st, uint8_t out[FSDIG_LEN],
+int fsdig_get(fsdig_t *d, const char *path, int fd, const struct stat *st, uint8_t out[FSDIG_LEN],
               struct fsdig_wait *w, fsdig_cb cb)
 {
     struct fsdig_key k;
@@ -680,7 +679,7 @@ int fsdig_get(fsdig_t *d, int fd, const struct stat *st, uint8_t out[FSDIG_LEN],
             close(dup);
             return -ENOMEM;
         }
-        if (job_new(d, e, NULL, dup, true) == NULL) {
+        if (job_new(d, e, path, dup, true) == NULL) {
             entry_unlink(d, e);
             free(e);
             return -ENOMEM;

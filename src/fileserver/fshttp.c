@@ -3,10 +3,12 @@
  *
  * A request that passes the gates becomes a struct req, which lives until
  * its leg has ended: through the wait for a digest (r->x set, r->wait
- * armed), the file's streaming (httpd's done pending), and the drain of
- * what conn still holds after the last byte was queued, so that "complete"
- * means the socket took every byte. One ring timer per request reports
- * progress while it streams and watches the drain after.
+ * armed) and the file's streaming (httpd's done pending). One ring timer
+ * per request reports progress while it streams. A leg is complete when
+ * httpd says its last byte is queued on the connection: conn holds at most
+ * CONN_HIGH_WATER more, and once the connection is gone nothing can say
+ * whether those left (a graceful close sends them first, an abort drops
+ * them), so waiting for them would only make the outcome racy.
  *
  * A leg's bytes are what the socket took since its answer began (the head
  * included, ciphertext with TLS), capped at the leg's length: the
@@ -26,8 +28,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-#define DRAIN_POLL_MS 2 /* after the last byte is queued, until conn holds none */
 
 struct req {
     fsh_t *s;
@@ -83,13 +83,14 @@ static void leg_measure(struct req *r)
         return;
     uint64_t out = conn_bytes_out(c) - r->out0;
     r->sent = out < r->len ? out : r->len;
-    r->left = conn_queued(c);
 }
 
 static void leg_end(struct req *r, enum xfer_outcome outcome)
 {
+    if (outcome == XFER_OUT_COMPLETE)
+        r->sent = r->len;
     if (r->leg)
-        fsxfer_end(r->s->o.xfer, r->leg, outcome == XFER_OUT_COMPLETE ? r->len : r->sent, outcome);
+        fsxfer_end(r->s->o.xfer, r->leg, r->sent, outcome);
     log_debug("fshttp", "event=leg_end id=%llu path=\"%s\" bytes=%llu outcome=%s",
               (unsigned long long)r->tk.transfer, r->path, (unsigned long long)r->sent,
               xfer_outcome_str(outcome));
@@ -99,15 +100,10 @@ static void leg_end(struct req *r, enum xfer_outcome outcome)
 static void leg_tick(struct ring_timer *t)
 {
     struct req *r = container_of(t, struct req, timer);
-    bool alive = conn_get(r->conn) != NULL;
     leg_measure(r);
-    if (r->queued_all && (!alive || r->left == 0)) {
-        leg_end(r, alive || r->left == 0 ? XFER_OUT_COMPLETE : XFER_OUT_CLIENT_ABORTED);
-        return;
-    }
-    if (!r->queued_all && r->leg)
+    if (r->leg)
         fsxfer_progress(r->s->o.xfer, r->leg, r->sent, ring_now_ms());
-    ring_timer_start(r->s->o.ring, t, r->queued_all ? DRAIN_POLL_MS : FSXFER_PROGRESS_MS, leg_tick);
+    ring_timer_start(r->s->o.ring, t, FSXFER_PROGRESS_MS, leg_tick);
 }
 
 /* What a failed send says about who failed: the file (error) or the
@@ -138,8 +134,7 @@ static void file_done(void *arg, int err)
         leg_end(r, send_outcome(err));
         return;
     }
-    r->queued_all = true;
-    ring_timer_start(r->s->o.ring, &r->timer, 0, leg_tick);
+    leg_end(r, XFER_OUT_COMPLETE);
 }
 
 static void leg_begin(struct req *r, uint64_t off)
@@ -334,7 +329,7 @@ static void handle(httpd_xchg_t *x, void *arg)
         req_release(r);
         return;
     }
-    int rc = fsdig_get(s->o.dig, r->fd, &r->st, r->digest, &r->wait, on_digest);
+    int rc = fsdig_get(s->o.dig, r->path + 1, r->fd, &r->st, r->digest, &r->wait, on_digest);
     if (rc == 1)
         answer(r);
     else if (rc < 0) {

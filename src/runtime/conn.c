@@ -33,6 +33,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1055,7 +1056,9 @@ static void conn_resume_now(conn_t *c)
 
 void conn_resume(conn_t *c)
 {
-    if (!c->paused)
+    /* Closed: nothing to deliver, and the deferred step must not be queued
+     * by a handler conn_free runs (a send's done), or it would outlive c. */
+    if (!c->paused || c->state == CS_CLOSED)
         return;
     c->paused = false;
     conn_defer(c, DEF_RESUME);
@@ -1120,10 +1123,27 @@ struct ref_slot {
 
 static __thread struct ref_slot *ref_slots;
 static __thread uint32_t ref_cap, ref_free;
+static pthread_key_t ref_key; /* its destructor frees a thread's table when the thread ends */
+static pthread_once_t ref_once = PTHREAD_ONCE_INIT;
+
+static void ref_table_free(void *unused)
+{
+    (void)unused;
+    free(ref_slots);
+    ref_slots = NULL;
+    ref_cap = ref_free = 0;
+}
+
+static void ref_key_make(void)
+{
+    if (pthread_key_create(&ref_key, ref_table_free) != 0)
+        abort(); /* only without memory at start: a broken invariant */
+}
 
 static int ref_grow(void)
 {
     uint32_t cap = ref_cap ? ref_cap * 2 : 256;
+    pthread_once(&ref_once, ref_key_make);
     struct ref_slot *s = realloc(ref_slots, cap * sizeof *s);
     if (s == NULL)
         return -ENOMEM;
@@ -1132,6 +1152,7 @@ static int ref_grow(void)
     ref_free = ref_cap + 1;
     ref_slots = s;
     ref_cap = cap;
+    (void)pthread_setspecific(ref_key, s); /* failing only leaks the table at thread exit */
     return 0;
 }
 

@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range catalog
+FUZZ_TARGETS = frame http_req http_range xget ticket catalog
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -31,6 +31,15 @@ fuzz_http_req_MAXLEN = 4096
 fuzz_http_range_SRC = src/http/http.c
 fuzz_http_range_DICT = http
 fuzz_http_range_MAXLEN = 128
+fuzz_xget_SRC       = src/client/xget.c src/runtime/net.c
+fuzz_xget_DICT      = xget
+fuzz_xget_MAXLEN    = 512
+fuzz_xget_LIBS      = -lcrypto
+# The ticket decoder and the WELCOME keyring reader (seeds: tickets signed
+# with the target's fixed keys, and keyring JSON); no dictionary.
+fuzz_ticket_SRC     = src/auth/ticket.c src/auth/b64.c src/runtime/frame.c src/runtime/log.c
+fuzz_ticket_MAXLEN  = 4096
+fuzz_ticket_LIBS    = -pthread -lcrypto
 # The catalog reader lives with the file server's catalog, which also runs
 # the watcher on a ring: the ring and the log come along.
 fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/ring.c \

@@ -33,6 +33,7 @@
 #define FILE_LEN (4u << 20)
 #define ETAG     "\"x-4m\""
 #define AUTH     "Basic YWxpY2U6c2VjcmV0" /* alice:secret */
+#define BREAK_AT (64u * 1024)
 
 enum bal_mode { BAL_OK, BAL_NO_SERVER };
 
@@ -46,6 +47,8 @@ static struct {
     char bal_url[64], fs_hp[48];
     uint8_t sha[32];
     int bal_mode, bad_digest; /* set by the test between commands */
+    int break_next;           /* the next file answer breaks after BREAK_AT bytes */
+    int short_fd;             /* the served file's first BREAK_AT bytes */
     char last_range[64];      /* the file server's last Range, "" for none */
     int fs_requests;
 } g;
@@ -73,7 +76,8 @@ static void bal_handle(httpd_xchg_t *x, void *arg)
     }
     httpd_header(x, "Location", "https://%s/f/x.bin?t=ticket", g.fs_hp);
     httpd_header(x, "X-Convoy-Transfer", "t1");
-    httpd_header(x, "X-Convoy-Decision", "policy=least-conn server=fs1 active=0 weight=1");
+    httpd_header(x, "X-Convoy-Decision", "policy=least-conn server=%s active=0 weight=1",
+                 http_req_query_raw(q)[0] != '\0' ? "fs2" : "fs1"); /* a resume: "another" */
     httpd_reply(x, 307, NULL, NULL, 0);
 }
 
@@ -100,6 +104,11 @@ static void fs_handle(httpd_xchg_t *x, void *arg)
         http_content_range(cr, sizeof cr, HTTP_RANGE_PARTIAL, &r, FILE_LEN);
         httpd_header(x, "Content-Range", "%s", cr);
         httpd_reply_file(x, 206, g.fd, r.first, r.last - r.first + 1, fs_done, NULL);
+        return;
+    }
+    if (__atomic_exchange_n(&g.break_next, 0, __ATOMIC_ACQ_REL)) {
+        /* the whole length promised, a shorter file read: conn closes at its end */
+        httpd_reply_file(x, 200, g.short_fd, 0, FILE_LEN, fs_done, NULL);
         return;
     }
     httpd_reply_file(x, 200, g.fd, 0, FILE_LEN, fs_done, NULL);
@@ -272,6 +281,29 @@ static void test_interrupt_resume(void)
     CU_ASSERT_FALSE(exists("r.bin.part"));
 }
 
+/* The file server's connection breaks within its first 64 KiB (what was
+ * queued when the short file ran out is lost with the connection): the
+ * download asks the balancer to resume elsewhere, says so, and continues at
+ * the byte it had. (A stall, and the checks of the next leg's answer, are
+ * dl's unit tests.) */
+static void test_failover(void)
+{
+    char err[4096], want[64];
+    rm("f.bin");
+    __atomic_store_n(&g.break_next, 1, __ATOMIC_RELEASE);
+    CU_ASSERT_EQUAL(get("secret", err, sizeof err, "x.bin -o f.bin"), 0);
+    const char *m = strstr(err, "fs1 failed; resuming at byte ");
+    CU_ASSERT_FATAL(m != NULL);
+    unsigned long at = strtoul(m + strlen("fs1 failed; resuming at byte "), NULL, 10);
+    CU_ASSERT(at <= BREAK_AT);
+    CU_ASSERT_PTR_NOT_NULL(strstr(m, " on fs2\n"));
+    want[0] = '\0';
+    if (at > 0)
+        snprintf(want, sizeof want, "bytes=%lu-", at);
+    CU_ASSERT_STRING_EQUAL(g.last_range, want);
+    CU_ASSERT(same_as_file("f.bin"));
+}
+
 static double num(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItem(o, key);
@@ -312,8 +344,19 @@ static void test_loadgen_json(void)
 
 /* ---- setup ---- */
 
+static int write_all(const char *path, const uint8_t *p, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    int rc = f != NULL && fwrite(p, 1, len, f) == len ? 0 : -1;
+    if (f != NULL && fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The served file, and a copy of its first BREAK_AT bytes. */
 static int make_file(void)
 {
+    char shrt[160];
     uint8_t *buf = malloc(FILE_LEN);
     if (buf == NULL)
         return -1;
@@ -321,11 +364,11 @@ static int make_file(void)
         buf[i] = (uint8_t)(i * 2654435761u >> 13);
     SHA256(buf, FILE_LEN, g.sha);
     snprintf(g.file, sizeof g.file, "%s/served.bin", g.dir);
-    FILE *f = fopen(g.file, "w");
-    int rc = f != NULL && fwrite(buf, 1, FILE_LEN, f) == FILE_LEN ? 0 : -1;
-    if (f != NULL && fclose(f) != 0)
-        rc = -1;
+    snprintf(shrt, sizeof shrt, "%s/short.bin", g.dir);
+    int rc = write_all(g.file, buf, FILE_LEN) || write_all(shrt, buf, BREAK_AT) ? -1 : 0;
     free(buf);
+    if (rc == 0 && (g.short_fd = open(shrt, O_RDONLY | O_CLOEXEC)) < 0)
+        rc = -1;
     return rc;
 }
 
@@ -384,6 +427,7 @@ static int suite_clean(void)
     ring_destroy(g.ring);
     tls_ctx_free(g.tls);
     close(g.fd);
+    close(g.short_fd);
     log_set_level(LOG_INFO);
     fx_rmtree(g.dir);
     return 0;
@@ -395,5 +439,6 @@ void suite_get(void)
     CU_add_test(s, "convoy get: OUT whole, nothing left, nothing drawn", test_get_ok);
     CU_add_test(s, "convoy get: an exit code per failure", test_exit_codes);
     CU_add_test(s, "convoy get: interrupted, then continued", test_interrupt_resume);
+    CU_add_test(s, "convoy get: a broken leg resumes elsewhere at its byte", test_failover);
     CU_add_test(s, "convoy loadgen get --json", test_loadgen_json);
 }

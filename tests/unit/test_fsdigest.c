@@ -30,6 +30,7 @@ struct scene {
     struct ring_timer poll;
     uint64_t deadline;
     bool (*until)(struct scene *s);
+    int known; /* on_known calls */
     /* one waiting request */
     struct fsdig_wait w;
     int calls, err;
@@ -92,13 +93,27 @@ static void to_hex(const uint8_t d[FSDIG_LEN], char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", d[i]);
 }
 
+static void count_known(void *arg, const char *path, const struct stat *st,
+                        const uint8_t digest[FSDIG_LEN])
+{
+    (void)path;
+    (void)st;
+    (void)digest;
+    ((struct scene *)arg)->known++;
+}
+
 static void scene_start(struct scene *s, const char *cache_file)
 {
     memset(s, 0, sizeof *s);
     CU_ASSERT_EQUAL_FATAL(ring_create(&s->ring, 64), 0);
     CU_ASSERT_EQUAL_FATAL(pool_create(&s->pool, 2, 64), 0);
     CU_ASSERT_EQUAL_FATAL(fsroot_open(&s->root, root), 0);
-    struct fsdig_opts o = {.ring = s->ring, .pool = s->pool, .root = s->root, .cache = cache_file};
+    struct fsdig_opts o = {.ring = s->ring,
+                           .pool = s->pool,
+                           .root = s->root,
+                           .cache = cache_file,
+                           .on_known = count_known,
+                           .arg = s};
     CU_ASSERT_EQUAL_FATAL(fsdig_create(&s->dig, &o), 0);
 }
 
@@ -158,7 +173,7 @@ static int get(struct scene *s, const char *rel, uint8_t out[FSDIG_LEN])
     struct stat st;
     int fd = fsroot_open_file(s->root, rel, strlen(rel), &st);
     CU_ASSERT_FATAL(fd >= 0);
-    int rc = fsdig_get(s->dig, fd, &st, out, &s->w, on_digest);
+    int rc = fsdig_get(s->dig, rel, fd, &st, out, &s->w, on_digest);
     close(fd); /* the module hashes its own duplicate */
     return rc;
 }
@@ -201,6 +216,7 @@ static void test_matches_sha256sum(void)
     fsdig_stats(s.dig, &st);
     CU_ASSERT_EQUAL(st.hashed, 3);
     CU_ASSERT_EQUAL(st.known, 3);
+    CU_ASSERT_EQUAL(s.known, 3); /* each joins the catalog */
     CU_ASSERT_EQUAL(st.bytes, sizes[0] + sizes[1] + sizes[2]);
     /* RFC 9530's example: the SHA-256 of {"hello": "world"}. */
     static const uint8_t hello[FSDIG_LEN] = {0x58, 0x4f, 0xd7, 0xe9, 0xd5, 0x8a, 0x3c, 0x58,
@@ -228,6 +244,7 @@ static void test_request_waits(void)
     sha256sum("wait", want);
     to_hex(s.got, got);
     CU_ASSERT_STRING_EQUAL(got, want);
+    CU_ASSERT_EQUAL(s.known, 1);
     CU_ASSERT_EQUAL(get(&s, "wait", d), 1); /* known now, at once */
     CU_ASSERT_EQUAL(memcmp(d, s.got, FSDIG_LEN), 0);
     /* A request that gives up: its callback never runs. */

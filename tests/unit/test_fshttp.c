@@ -23,8 +23,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BIG_SIZE (3u * 1024 * 1024 + 123)
-#define REPORTS  64
+#define BIG_SIZE  (3u * 1024 * 1024 + 123)
+#define REPORTS   64
+#define HUGE_SIZE (128ll << 20)
 
 static char tmp[PATH_MAX], root[PATH_MAX + 8], pki[PATH_MAX + 8];
 
@@ -77,6 +78,10 @@ static int setup(void)
     snprintf(p, sizeof p, "%s/sub", root);
     mkdir(p, 0755);
     if (put("big.bin", BIG_SIZE) < 0 || put("sub/small.txt", 100) < 0)
+        return -1;
+    snprintf(p, sizeof p, "%s/huge.bin", root); /* sparse: more than any socket buffers */
+    FILE *h = fopen(p, "w");
+    if (h == NULL || fclose(h) != 0 || truncate(p, HUGE_SIZE) < 0)
         return -1;
     snprintf(p, sizeof p, "%s/fifo", root);
     mkfifo(p, 0644);
@@ -140,6 +145,12 @@ static void scene_ready(struct scene *s, int rc, int port)
     pthread_mutex_unlock(&s->lock);
 }
 
+static void stop_linger(struct ring_timer *t)
+{
+    (void)t;
+    ring_stop(scene->ring);
+}
+
 /* The file server's ring thread: everything it owns is made and freed here. */
 static void *scene_main(void *arg)
 {
@@ -168,6 +179,9 @@ static void *scene_main(void *arg)
     uint8_t known[FSDIG_LEN];
     if (stat(p, &st) == 0) /* the scan's; sub/small.txt waits for a request */
         fsdig_add(dig, "big.bin", &st, known);
+    snprintf(p, sizeof p, "%s/huge.bin", root);
+    if (stat(p, &st) == 0)
+        fsdig_add(dig, "huge.bin", &st, known);
     if (s->tls && (rc = tls_ctx_new(&tls, TLS_SERVER, pki, "fs1", false, err, sizeof err)) < 0)
         goto out;
     struct fsh_opts o = {.ring = s->ring,
@@ -185,6 +199,9 @@ static void *scene_main(void *arg)
     scene_ready(s, 0, atoi(strrchr(bound, ':') + 1));
     ring_run(s->ring);
     fsh_stop(h);
+    struct ring_timer linger = {0}; /* for the closes, as the daemon lingers */
+    ring_timer_start(s->ring, &linger, 100, stop_linger);
+    ring_run(s->ring);
 out:
     if (!s->ready)
         scene_ready(s, rc < 0 ? rc : -1, 0);
@@ -423,6 +440,18 @@ static void check_downloads(void)
     CU_ASSERT_TRUE(header(&a, "Content-Length", v, sizeof v) && strcmp(v, cr) == 0);
     CU_ASSERT_TRUE(header(&a, "Repr-Digest", v, sizeof v));
     CU_ASSERT_EQUAL(a.body_len, (long)strlen(a.headers)); /* curl -I writes the head, no body */
+
+    /* A client that goes away mid-way: PROGRESS while it reads, then END
+     * client-aborted with fewer bytes than the file. */
+    get_with("/huge.bin", "--limit-rate 2M --max-time 2", 20, &a);
+    n = reports_of(20, r, 8);
+    CU_ASSERT_FATAL(n >= 3);
+    CU_ASSERT_EQUAL(r[0].type, FRAME_XFER_START);
+    CU_ASSERT_EQUAL(r[1].type, FRAME_XFER_PROGRESS);
+    CU_ASSERT(r[1].bytes > 0 && r[1].bytes < (uint64_t)HUGE_SIZE);
+    CU_ASSERT_EQUAL(r[n - 1].type, FRAME_XFER_END);
+    CU_ASSERT_STRING_EQUAL(r[n - 1].outcome, "client-aborted");
+    CU_ASSERT(r[n - 1].bytes >= r[n - 2].bytes && r[n - 1].bytes < (uint64_t)HUGE_SIZE);
 
     /* If-None-Match with the ETag: 304. */
     char etag[128], inm[200];
