@@ -295,7 +295,8 @@ static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const 
                            http_req_method(httpd_req(x)) == HTTP_HEAD ? TICKET_HEAD : TICKET_GET};
     snprintf(t.server, sizeof t.server, "%s", leg->d.server);
     snprintf(t.user, sizeof t.user, "%s", user);
-    snprintf(t.path, sizeof t.path, "/%s", path); /* "/"-rooted, as the server and records name it */
+    snprintf(t.path, sizeof t.path, "/%s",
+             path); /* "/"-rooted, as the server and records name it */
     char ticket[TICKET_TEXT_MAX + 1], url[3 * FSCAT_PATH_MAX + 1];
     if (ticket_sign(f->o.keys, &t, ticket, sizeof ticket) < 0 ||
         front_url_path(url, sizeof url, path) < 0) {
