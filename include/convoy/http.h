@@ -33,7 +33,7 @@
 #define HTTP_BODY_MAX    (1u << 20)   /* default body limit: past it 413 */
 
 /* Methods the server knows. Any other token is answered 501 (RFC 9110
- * §9.1: unrecognised or not implemented); a known method a resource does not
+ * §9.1: a method the server does not recognise); a known method a resource does not
  * allow is the handler's 405. */
 enum http_method {
     HTTP_GET,

@@ -658,7 +658,7 @@ static int decide_method(http_req_t *q)
             q->method = (enum http_method)i;
             return 0;
         }
-    return head_fail(&q->h, -501, "method not implemented");
+    return head_fail(&q->h, -501, "method unknown to this server");
 }
 
 /* The meaning of a complete request head. */
