@@ -63,11 +63,6 @@ static uint64_t front_unix_s(void)
 
 /* ---- answers ---- */
 
-static void front_refuse(httpd_xchg_t *x, int status, const char *why)
-{
-    httpd_reply_text(x, status, why);
-}
-
 static void front_retry_later(httpd_xchg_t *x, int status, unsigned s, const char *why)
 {
     httpd_header(x, "Retry-After", "%u", s);
@@ -79,7 +74,7 @@ static void front_reply_json(httpd_xchg_t *x, cJSON *doc)
     char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
     cJSON_Delete(doc);
     if (text == NULL) {
-        front_refuse(x, 500, "out of memory");
+        httpd_reply_text(x, 500, "out of memory");
         return;
     }
     httpd_reply(x, 200, "application/json", text, strlen(text));
@@ -97,7 +92,7 @@ static void front_authed(front_t *f, httpd_xchg_t *x, const struct users_check *
     switch (c->result) {
     case USERS_OK:
         if (!users_role_allows(c->role, need)) {
-            front_refuse(x, 403, "your role may not do this");
+            httpd_reply_text(x, 403, "your role may not do this");
             return;
         }
         conn_t *conn = httpd_conn(x);
@@ -115,7 +110,7 @@ static void front_authed(front_t *f, httpd_xchg_t *x, const struct users_check *
         break;
     }
     httpd_header(x, "WWW-Authenticate", "%s", FRONT_AUTH_REALM);
-    front_refuse(x, 401, users_result_str(c->result));
+    httpd_reply_text(x, 401, users_result_str(c->result));
 }
 
 static void front_auth_back(void *arg)
@@ -126,7 +121,7 @@ static void front_auth_back(void *arg)
     if (!f->stopping)
         front_authed(f, a->x, &a->check, a->need, a->next);
     else
-        front_refuse(a->x, 503, "shutting down");
+        httpd_reply_text(a->x, 503, "shutting down");
     f->pending--;
     free(a);
     front_maybe_finish(f);
@@ -150,7 +145,7 @@ static void front_auth(front_t *f, httpd_xchg_t *x, enum users_role need, front_
     conn_t *conn = httpd_conn(x);
     struct front_auth *a = calloc(1, sizeof *a);
     if (a == NULL) {
-        front_refuse(x, 500, "out of memory");
+        httpd_reply_text(x, 500, "out of memory");
         return;
     }
     *a = (struct front_auth){.f = f, .x = x, .need = need, .next = next};
@@ -300,7 +295,7 @@ static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const 
     char ticket[TICKET_TEXT_MAX + 1], url[3 * FSCAT_PATH_MAX + 1];
     if (ticket_sign(f->o.keys, &t, ticket, sizeof ticket) < 0 ||
         front_url_path(url, sizeof url, path) < 0) {
-        front_refuse(x, 500, "cannot sign a ticket");
+        httpd_reply_text(x, 500, "cannot sign a ticket");
         return;
     }
     httpd_header(x, "Location", "%s://%s/f/%s?t=%s", f->o.scheme, leg->addr, url, ticket);
@@ -335,14 +330,14 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
     const http_req_t *q = httpd_req(x);
     const char *path = http_req_path(q) + 3; /* after "/f/" */
     if (!fscat_path_valid(path, strlen(path)) || strlen(path) + 2 > XFER_PATH_MAX) {
-        front_refuse(x, 404, "no such file");
+        httpd_reply_text(x, 404, "no such file");
         return;
     }
     uint64_t resume = 0;
     char failed[REG_NAME_MAX];
     int r = front_resume_args(q, &resume, failed, sizeof failed);
     if (r < 0) {
-        front_refuse(x, 400, "resume wants a transfer id (and failed a server name)");
+        httpd_reply_text(x, 400, "resume wants a transfer id (and failed a server name)");
         return;
     }
     struct xfer_rec first;
@@ -352,13 +347,13 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
         int rc = core ? front_resume_of(core, resume, who->user, who->role, path, &first) : -EIO;
         f->o.unlock(f->o.arg);
         if (rc < 0) {
-            front_refuse(x,
-                         rc == -EPERM    ? 403
-                         : rc == -EINVAL ? 400
-                                         : 404,
-                         rc == -EPERM    ? "not your transfer"
-                         : rc == -EINVAL ? "the transfer is for another path"
-                                         : "no such transfer");
+            httpd_reply_text(x,
+                             rc == -EPERM    ? 403
+                             : rc == -EINVAL ? 400
+                                             : 404,
+                             rc == -EPERM    ? "not your transfer"
+                             : rc == -EINVAL ? "the transfer is for another path"
+                                             : "no such transfer");
             return;
         }
         v = (struct catalog_version){.size = first.size, .etag = first.etag};
@@ -366,7 +361,7 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
     }
     struct front_hits *hits = malloc(sizeof *hits);
     if (hits == NULL) {
-        front_refuse(x, 500, "out of memory");
+        httpd_reply_text(x, 500, "out of memory");
         return;
     }
     hits->n = catalog_lookup(f->o.catalog, path, vp, hits->hit, FRONT_HITS_MAX);
@@ -374,12 +369,12 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
     int status = hits->n == 0 ? 404 : front_choose(f, hits, path, who, resume, failed, &leg);
     free(hits);
     if (status == 404)
-        front_refuse(x, 404, resume ? "no server holds this version now" : "no such file");
+        httpd_reply_text(x, 404, resume ? "no server holds this version now" : "no such file");
     else if (status == 503)
         front_retry_later(x, 503, FRONT_RETRY_S, "no server can take it now");
     else if (status != 0)
-        front_refuse(x, status,
-                     status == 409 ? "the transfer cannot take another leg" : "internal error");
+        httpd_reply_text(x, status,
+                         status == 409 ? "the transfer cannot take another leg" : "internal error");
     else
         front_redirect(f, x, path, who->user, &leg);
 }
@@ -402,7 +397,7 @@ static void front_transfers(front_t *f, httpd_xchg_t *x, const struct users_chec
     enum xfer_state state = XFER_NONE; /* every one */
     ssize_t n = http_req_query(httpd_req(x), "state", name, sizeof name);
     if (n != -ENOENT && (n <= 0 || xfer_state_parse(name, &state) < 0)) {
-        front_refuse(x, 400, "state is one of redirected, active, done, failed, interrupted");
+        httpd_reply_text(x, 400, "state is one of redirected, active, done, failed, interrupted");
         return;
     }
     struct front_core *core = f->o.lock(f->o.arg);
@@ -444,12 +439,12 @@ static void front_request(httpd_xchg_t *x, void *arg)
     const struct front_route *r = front_route_of(http_req_path(q));
     enum http_method m = http_req_method(q);
     if (r == NULL) {
-        front_refuse(x, 404, "no such resource");
+        httpd_reply_text(x, 404, "no such resource");
         return;
     }
     if (m != HTTP_GET && !(m == HTTP_HEAD && r->head_ok)) {
         httpd_header(x, "Allow", "%s", r->head_ok ? "GET, HEAD" : "GET");
-        front_refuse(x, 405, "method not allowed here");
+        httpd_reply_text(x, 405, "method not allowed here");
         return;
     }
     front_auth(f, x, r->need, r->fn);

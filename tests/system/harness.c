@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <signal.h>
@@ -174,6 +175,18 @@ pid_t h_fileserver_with(struct cluster *c, const char *name, const char *http,
 pid_t h_fileserver(struct cluster *c, const char *name, const char *pki)
 {
     return h_fileserver_in(c, name, pki, NULL, NULL);
+}
+
+int h_put_file(struct cluster *c, const char *rel, size_t size)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/data/%s", c->dir, rel);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = ftruncate(fd, (off_t)size);
+    close(fd);
+    return rc;
 }
 
 static struct h_proc *h_find(struct cluster *c, pid_t pid)

@@ -67,6 +67,10 @@ pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, cons
 pid_t h_fileserver_with(struct cluster *c, const char *name, const char *http,
                         const char *const *extra);
 
+/* Makes (or empties) the file rel under the cluster's data folder, size
+ * bytes of zeros. 0 or -1. */
+int h_put_file(struct cluster *c, const char *rel, size_t size);
+
 /* Signals a process this cluster started and, if wait, reaps it and
  * returns its exit status (-1 if it did not exit within 5 s). */
 int h_signal(struct cluster *c, pid_t pid, int sig, bool wait);

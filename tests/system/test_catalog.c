@@ -22,18 +22,6 @@
 static const char *const three[] = {"fs1", "fs2", "fs3", NULL};
 static struct cluster cl;
 
-static int put_file(const char *rel, size_t size)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/data/%s", cl.dir, rel);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return -1;
-    int rc = ftruncate(fd, (off_t)size);
-    close(fd);
-    return rc;
-}
-
 /* The data folder every file server serves: four files, one in a folder. */
 static int make_data(void)
 {
@@ -42,8 +30,8 @@ static int make_data(void)
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/data/sub", cl.dir);
     mkdir(path, 0755);
-    return put_file("a.bin", 1000) || put_file("b.bin", 2000) || put_file("c.txt", 3) ||
-           put_file("sub/d.bin", 4096);
+    return h_put_file(&cl, "a.bin", 1000) || h_put_file(&cl, "b.bin", 2000) ||
+           h_put_file(&cl, "c.txt", 3) || h_put_file(&cl, "sub/d.bin", 4096);
 }
 
 /* Waits for server name's one-entry delta leaving it files entries. */
@@ -66,7 +54,7 @@ static void test_full_then_delta(void)
         snprintf(want, sizeof want, "event=catalog name=%s kind=full entries=4 files=4", three[i]);
         CU_ASSERT(h_wait_log(&cl, "balancer", want, UP_MS));
     }
-    CU_ASSERT_FATAL(put_file("new.bin", 5) == 0);
+    CU_ASSERT_FATAL(h_put_file(&cl, "new.bin", 5) == 0);
     for (int i = 0; i < 3; i++) /* each server's first delta, before the next change */
         CU_ASSERT(wait_delta(three[i], 5));
     char path[512];
@@ -88,7 +76,7 @@ static void test_back_sends_full(void)
     CU_ASSERT(h_wait_log(&cl, "balancer", "event=catalog name=fs1 kind=full", UP_MS));
     h_signal(&cl, fs1, SIGKILL, true);
     CU_ASSERT(h_wait_state(&cl, "fs1", "down", UP_MS) >= 0);
-    CU_ASSERT_FATAL(put_file("late.bin", 7) == 0);
+    CU_ASSERT_FATAL(h_put_file(&cl, "late.bin", 7) == 0);
     CU_ASSERT_FATAL(h_fileserver(&cl, "fs1", cl.pki) > 0);
     CU_ASSERT(
         h_wait_log(&cl, "balancer", "event=catalog name=fs1 kind=full entries=5 files=5", UP_MS));

@@ -26,18 +26,6 @@
 static const char *const one[] = {"fs1", NULL};
 static struct cluster cl;
 
-static int put_file(const char *rel, size_t size)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/data/%s", cl.dir, rel);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0)
-        return -1;
-    int rc = ftruncate(fd, (off_t)size);
-    close(fd);
-    return rc;
-}
-
 /* The served folder: two files and a planted symlink to /etc. */
 static int make_data(void)
 {
@@ -45,7 +33,8 @@ static int make_data(void)
     snprintf(path, sizeof path, "%s/data", cl.dir);
     mkdir(path, 0755);
     snprintf(path, sizeof path, "%s/data/etc", cl.dir);
-    return put_file("a.bin", 3 << 20) || put_file("b.bin", 5000) || symlink("/etc", path);
+    return h_put_file(&cl, "a.bin", 3 << 20) || h_put_file(&cl, "b.bin", 5000) ||
+           symlink("/etc", path);
 }
 
 /* curl's status for target on http, the body's first line in body. */
