@@ -90,19 +90,25 @@ $(BUILD)/unit_tests: $(UNIT_OBJ) $(BUILD)/libconvoy.a
 $(BUILD)/system_tests: $(SYS_OBJ) $(BUILD)/libconvoy.a
 	$(CC) -o $@ $(SYS_OBJ) $(BUILD)/libconvoy.a $(CUNIT_LIBS) $(LDLIBS_ALL)
 
+# What the suites run beside convoy: the format check, network namespaces,
+# and the unmodified clients users fetch files with.
+TEST_DEPS := clang-format:clang-format iproute2:/usr/sbin/ip curl:curl wget:wget
+
 test: deps
-	@sh scripts/deps.sh clang-format:clang-format iproute2:/usr/sbin/ip
+	@sh scripts/deps.sh $(TEST_DEPS)
 	@$(MAKE) --no-print-directory WERROR=-Werror binaries
 	@$(MAKE) --no-print-directory check-format
 	@sh tests/run.sh $(BUILD)
 
 asan: deps
+	@sh scripts/deps.sh $(TEST_DEPS)
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	    SAN='-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined' binaries
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    sh tests/run.sh build-asan
 
 tsan: deps
+	@sh scripts/deps.sh $(TEST_DEPS)
 	@$(MAKE) --no-print-directory BUILD=build-tsan OPT=-O1 \
 	    SAN='-fsanitize=thread -fno-omit-frame-pointer' binaries
 	@TSAN_OPTIONS=halt_on_error=1 sh tests/run.sh build-tsan

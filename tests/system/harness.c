@@ -9,6 +9,9 @@
 #include "convoy/net.h"
 #include "convoy/shm.h"
 #include "convoy/tls.h"
+#include "convoy/users.h"
+
+#include <openssl/evp.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -189,6 +192,111 @@ int h_put_file(struct cluster *c, const char *rel, size_t size)
     return rc;
 }
 
+int h_front_init(struct cluster *c, const char *const *servers)
+{
+    char err[256], root[512];
+    if (h_cluster_init(c, servers) < 0)
+        return -1;
+    snprintf(c->users, sizeof c->users, "%s/users", c->dir);
+    if (users_file_add(c->users, "alice", USERS_READ, "secret", 6, err, sizeof err) < 0) {
+        fprintf(stderr, "harness: users: %s\n", err);
+        return -1;
+    }
+    snprintf(root, sizeof root, "%s/data", c->dir);
+    mkdir(root, 0755);
+    snprintf(c->http, sizeof c->http, "127.0.0.1:%d", proc_free_port());
+    return 0;
+}
+
+pid_t h_front_balancer(struct cluster *c, const char *const *extra)
+{
+    const char *args[32] = {"--http", c->http, "--users", c->users};
+    size_t n = 4;
+    for (size_t i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    return h_balancer_as(c, c->pki, "balancer", args);
+}
+
+int h_front_servers(struct cluster *c, const char *const *servers, pid_t *pids)
+{
+    for (size_t i = 0; servers[i]; i++) {
+        pid_t pid = h_fileserver_with(c, servers[i], NULL, NULL);
+        if (pid < 0)
+            return -1;
+        if (pids)
+            pids[i] = pid;
+    }
+    for (size_t i = 0; servers[i]; i++)
+        if (h_wait_state(c, servers[i], "up", 5000) < 0)
+            return -1;
+    return 0;
+}
+
+/* Word k of the pattern: a splitmix64 step of k, different for every k. */
+static uint64_t pattern_word(uint64_t k)
+{
+    uint64_t z = k * 0x9e3779b97f4a7c15ull + 0x632be59bd9b4e019ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+int h_put_pattern(struct cluster *c, const char *rel, size_t size, unsigned char sha[32])
+{
+    enum { WORDS = 1 << 17 };
+    static uint64_t buf[WORDS];
+    char path[512];
+    snprintf(path, sizeof path, "%s/data/%s", c->dir, rel);
+    FILE *f = fopen(path, "we");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = f && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    for (size_t off = 0; rc == 0 && off < size;) {
+        size_t len = size - off < sizeof buf ? size - off : sizeof buf;
+        for (size_t w = 0; w < (len + 7) / 8; w++)
+            buf[w] = pattern_word(off / 8 + w);
+        if (fwrite(buf, 1, len, f) != len || EVP_DigestUpdate(md, buf, len) != 1)
+            rc = -1;
+        off += len;
+    }
+    if (rc == 0 && EVP_DigestFinal_ex(md, sha, NULL) != 1)
+        rc = -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+int h_sha256_file(const char *path, unsigned char sha[32])
+{
+    static unsigned char buf[1 << 20];
+    FILE *f = fopen(path, "re");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int rc = f && md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -1;
+    size_t n;
+    while (rc == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        if (EVP_DigestUpdate(md, buf, n) != 1)
+            rc = -1;
+    if (rc == 0 && (ferror(f) || EVP_DigestFinal_ex(md, sha, NULL) != 1))
+        rc = -1;
+    if (f)
+        fclose(f);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+pid_t h_convoy(struct cluster *c, const char *name, const char *const *args)
+{
+    char *argv[48] = {(char *)convoy_bin()};
+    size_t n = 1;
+    for (size_t i = 0; args[i] && n < sizeof argv / sizeof argv[0] - 1; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    if (setenv("CONVOY_PASSWORD", "secret", 1) < 0)
+        return -1;
+    return h_spawn(c, name, argv);
+}
+
 static struct h_proc *h_find(struct cluster *c, pid_t pid)
 {
     for (size_t i = 0; i < H_MAX_PROCS; i++)
@@ -202,13 +310,76 @@ int h_signal(struct cluster *c, pid_t pid, int sig, bool wait)
     struct h_proc *p = h_find(c, pid);
     if (p == NULL || kill(pid, sig) < 0)
         return -1;
-    if (!wait)
-        return 0;
+    return wait ? h_wait_exit(c, pid, 5000) : 0;
+}
+
+int h_wait_exit(struct cluster *c, pid_t pid, uint32_t timeout_ms)
+{
+    struct h_proc *p = h_find(c, pid);
     int status;
-    if (proc_wait(pid, 5000, &status) < 0)
+    if (p == NULL || proc_wait(pid, timeout_ms, &status) < 0)
         return -1;
     p->pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+cJSON *h_transfers(struct cluster *c)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s status --state %s --transfers --json 2>/dev/null", convoy_bin(),
+             c->state);
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return NULL;
+    size_t len = 0, cap = 1 << 16;
+    char *buf = malloc(cap);
+    for (size_t n = 1; buf && n > 0; len += n) {
+        if (cap - len < 4096) {
+            char *more = cap < (64u << 20) ? realloc(buf, cap * 2) : NULL;
+            if (more == NULL) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more;
+            cap *= 2;
+        }
+        n = fread(buf + len, 1, cap - len - 1, p);
+    }
+    int rc = pclose(p);
+    cJSON *doc = NULL;
+    if (buf && rc == 0) {
+        buf[len] = '\0';
+        doc = cJSON_Parse(buf);
+    }
+    free(buf);
+    return doc;
+}
+
+double h_num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsNumber(v) ? cJSON_GetNumberValue(v) : -1;
+}
+
+const char *h_str(const cJSON *o, const char *key)
+{
+    const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(o, key));
+    return v ? v : "";
+}
+
+const cJSON *h_transfer(const cJSON *doc, const char *path)
+{
+    const cJSON *t, *found = NULL;
+    path += path[0] == '/';
+    cJSON_ArrayForEach(t, cJSON_GetObjectItemCaseSensitive(doc, "transfers"))
+    {
+        const char *p = h_str(t, "path");
+        if (strcmp(p + (p[0] == '/'), path) == 0 &&
+            (found == NULL || h_num(t, "id") > h_num(found, "id")))
+            found = t;
+    }
+    return found;
 }
 
 /* Prints and counts the sanitizer reports in one process's log. */

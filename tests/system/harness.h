@@ -28,6 +28,8 @@ struct cluster {
     char foreign_pki[300]; /* "rogue": signed by another CA, trusting ours */
     char state[64];
     char control[32];
+    char http[32];   /* the balancer's client address, once h_front_start ran */
+    char users[300]; /* its users file: alice (read), password "secret" */
     struct h_proc procs[H_MAX_PROCS];
 };
 
@@ -67,12 +69,54 @@ pid_t h_fileserver_in(struct cluster *c, const char *name, const char *pki, cons
 pid_t h_fileserver_with(struct cluster *c, const char *name, const char *http,
                         const char *const *extra);
 
+/* The file-transfer scene in three steps, so that files can be put in
+ * place before the servers start: h_front_init makes the cluster, a free
+ * port for the balancer's HTTP front (c->http) and the users file c->users
+ * holding alice (read) with password "secret"; h_front_balancer starts the
+ * balancer with that front and users, extra (NULL or NULL-terminated)
+ * added, again after a kill; h_front_servers starts servers
+ * (NULL-terminated) and waits until each is up. 0 (a pid) or -1. */
+int h_front_init(struct cluster *c, const char *const *servers);
+pid_t h_front_balancer(struct cluster *c, const char *const *extra);
+/* pids (may be NULL) gets each server's pid. */
+int h_front_servers(struct cluster *c, const char *const *servers, pid_t *pids);
+
+/* The file rel under the data folder, size bytes of a pattern that differs
+ * at every 8-byte offset (so that bytes written at the wrong place cannot
+ * pass a digest by chance), and its SHA-256 into sha. 0 or -1. */
+int h_put_pattern(struct cluster *c, const char *rel, size_t size, unsigned char sha[32]);
+
+/* The SHA-256 of file path. 0 or -1. */
+int h_sha256_file(const char *path, unsigned char sha[32]);
+
+/* Runs `convoy ARGS...` (NULL-terminated) in the background as process
+ * `name` of this cluster (its stdout and stderr in the log of that name),
+ * with CONVOY_PASSWORD=secret. pid or -1. */
+pid_t h_convoy(struct cluster *c, const char *name, const char *const *args);
+
+/* Waits for a process this cluster started to exit: its exit status (as
+ * h_signal's), or -1 after timeout_ms (the process is left running). */
+int h_wait_exit(struct cluster *c, pid_t pid, uint32_t timeout_ms);
+
+/* `convoy status --transfers --json`, parsed; NULL if it failed. */
+cJSON *h_transfers(struct cluster *c);
+
+/* The newest record of path ("/x" or "x") in a h_transfers document, or
+ * NULL. */
+const cJSON *h_transfer(const cJSON *doc, const char *path);
+
+/* A number field of a JSON object, -1 when absent; a string field, "" when
+ * absent. */
+double h_num(const cJSON *o, const char *key);
+const char *h_str(const cJSON *o, const char *key);
+
 /* Makes (or empties) the file rel under the cluster's data folder, size
  * bytes of zeros. 0 or -1. */
 int h_put_file(struct cluster *c, const char *rel, size_t size);
 
 /* Signals a process this cluster started and, if wait, reaps it and
- * returns its exit status (-1 if it did not exit within 5 s). */
+ * returns its exit status, 128 + the signal that ended it, or -1 if it
+ * did not exit within 5 s. */
 int h_signal(struct cluster *c, pid_t pid, int sig, bool wait);
 
 /* `convoy status --state S --json`, parsed; NULL if it failed. */
