@@ -213,6 +213,17 @@ static int front_resume_of(const struct front_core *core, uint64_t id, const cha
     return 0;
 }
 
+/* A resume names the server that failed the client: when that is the
+ * server of the transfer's newest leg (a client cannot make just any
+ * server suspect), it is passed over until the balancer hears from it
+ * again. Under the owner's lock. */
+static void front_suspect(struct front_core *core, uint64_t resume, const char *failed)
+{
+    const struct xfer_rec *r = xfer_find(core->xfers, resume);
+    if (r && r->nlegs > 0 && strcmp(r->legs[r->nlegs - 1].server, failed) == 0)
+        policy_suspect(core->policy, core->reg, failed);
+}
+
 /*
  * Chooses a server among hits and records the redirect (a new transfer, or
  * a new leg of `resume`), under the owner's lock. 0, or the HTTP status to
@@ -227,6 +238,8 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         return 500;
     struct policy_request req = {.filter = front_holds, .arg = (void *)hits, .avoid = failed};
     int status = 0;
+    if (resume && failed[0])
+        front_suspect(core, resume, failed);
     if (policy_choose(core->policy, core->reg, &req, &leg->d) < 0) {
         status = 503;
         goto out;
@@ -334,7 +347,7 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
         return;
     }
     uint64_t resume = 0;
-    char failed[REG_NAME_MAX];
+    char failed[REG_NAME_MAX] = ""; /* none unless a resume names it */
     int r = front_resume_args(q, &resume, failed, sizeof failed);
     if (r < 0) {
         httpd_reply_text(x, 400, "resume wants a transfer id (and failed a server name)");
