@@ -2,8 +2,8 @@
  * policy — which file server gets the next transfer.
  *
  * The design is simple: one pass over the server table collects the
- * candidates (up, not suspect, accepted by the caller's filter, not the
- * failed server of a resume) starting at the row after the last one
+ * candidates (up, not suspect, under its announced capacity, accepted by
+ * the caller's filter, not the failed server of a resume) starting at the row after the last one
  * chosen, and each policy is a comparison between two candidates or a
  * walk over them. The
  * scan's starting point is what breaks the last tie, so servers that stay
@@ -129,6 +129,8 @@ static bool is_candidate(struct policy_state *ps, const struct reg_table *reg, s
     if (c->suspect && c->suspect_seen == r->last_seen_ms)
         return false;
     c->suspect = false;
+    if (r->capacity && c->pending + c->active >= r->capacity)
+        return false; /* as many transfers as it said it takes */
     if (req->avoid && strcmp(r->name, req->avoid) == 0)
         return false;
     return req->filter == NULL || req->filter(r, i, req->arg);

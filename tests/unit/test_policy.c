@@ -261,6 +261,28 @@ static void test_suspect(void)
     CU_ASSERT_STRING_EQUAL(choose(), "fs1");
 }
 
+/* A server with as many transfers as its capacity is passed over, under
+ * every policy, and takes work again once one ends. */
+static void test_capacity(void)
+{
+    for (int k = POLICY_LEAST_CONN; k <= POLICY_ROUND_ROBIN; k++) {
+        table((enum policy_kind)k, 2);
+        row("fs1")->capacity = 1;
+        row("fs2")->capacity = 2;
+        int fs1 = 0, fs2 = 0;
+        for (int i = 0; i < 3; i++) {
+            const char *s = redirect(100);
+            fs1 += strcmp(s, "fs1") == 0;
+            fs2 += strcmp(s, "fs2") == 0;
+        }
+        CU_ASSERT_EQUAL(fs1, 1);
+        CU_ASSERT_EQUAL(fs2, 2);
+        CU_ASSERT_STRING_EQUAL(choose(), "none"); /* every server full: 503 */
+        policy_count(ps, reg, "fs1", -1, 0, -100);
+        CU_ASSERT_STRING_EQUAL(choose(), "fs1");
+    }
+}
+
 static void test_row_reused(void)
 {
     table(POLICY_LEAST_CONN, 2);
@@ -317,6 +339,7 @@ void suite_policy(void)
     CU_add_test(s, "round-robin skips draining", test_round_robin);
     CU_add_test(s, "p2c: the lighter of two, seeded", test_p2c);
     CU_add_test(s, "a suspect server waits for its next heartbeat", test_suspect);
+    CU_add_test(s, "a server at its capacity is passed over", test_capacity);
     CU_add_test(s, "a reused row counts afresh", test_row_reused);
     CU_add_test(s, "least-conn over 300 transfers within 20% of equal", test_least_conn_spread);
 }
