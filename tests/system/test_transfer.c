@@ -19,7 +19,7 @@ struct scene {
     struct cluster cl;
 };
 
-static int scene_start(struct scene *s)
+static int scene_start_with(struct scene *s, const char *const *balancer_extra)
 {
     char path[512];
     if (h_front_init(&s->cl, two) < 0)
@@ -28,7 +28,14 @@ static int scene_start(struct scene *s)
     FILE *f = fopen(path, "w");
     if (f == NULL || fputs("hello, convoy\n", f) < 0 || fclose(f) != 0)
         return -1;
-    return h_front_balancer(&s->cl, NULL) < 0 || h_front_servers(&s->cl, two, NULL) < 0 ? -1 : 0;
+    return h_front_balancer(&s->cl, balancer_extra) < 0 || h_front_servers(&s->cl, two, NULL) < 0
+               ? -1
+               : 0;
+}
+
+static int scene_start(struct scene *s)
+{
+    return scene_start_with(s, NULL);
 }
 
 /* Runs curl with args after the common ones; its stdout into out. The
@@ -143,10 +150,35 @@ static void test_refusals(void)
     CU_ASSERT_EQUAL(h_cluster_free(&s.cl), 0);
 }
 
+/* A redirect not followed within the ticket's lifetime: the file server
+ * refuses the ticket as expired; the same request followed at once works. */
+static void test_expired_ticket(void)
+{
+    struct scene s;
+    char url[2048], args[4096], out[4096];
+    static const char *const ttl[] = {"--ticket-ttl-s", "1", NULL};
+    CU_ASSERT_FATAL(scene_start_with(&s, ttl) == 0);
+    snprintf(args, sizeof args,
+             "-o /dev/null -w '%%{redirect_url}' -u alice:secret https://%s/f/hello.txt",
+             s.cl.http);
+    CU_ASSERT_EQUAL_FATAL(curl(&s, args, url, sizeof url), 0);
+    CU_ASSERT_FATAL(strstr(url, "?t=") != NULL);
+    snprintf(args, sizeof args, "'%s'", url);
+    CU_ASSERT_EQUAL(curl(&s, args, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "hello, convoy\n"); /* fresh: served */
+    sleep(2);
+    snprintf(args, sizeof args, "-w ' %%{http_code}' '%s'", url);
+    CU_ASSERT_EQUAL(curl(&s, args, out, sizeof out), 0);
+    CU_ASSERT(strstr(out, "expired") != NULL);
+    CU_ASSERT(strstr(out, " 403") != NULL);
+    CU_ASSERT_EQUAL(h_cluster_free(&s.cl), 0);
+}
+
 void suite_transfer(void)
 {
     CU_pSuite s = CU_add_suite("transfer", NULL, NULL);
     CU_add_test(s, "curl -L through the balancer: the file, one leg, done", test_curl_follows);
     CU_add_test(s, "wget through the balancer: the file, one leg, done", test_wget);
+    CU_add_test(s, "a ticket past its lifetime is refused as expired", test_expired_ticket);
     CU_add_test(s, "no credentials, wrong password, traversal, missing file", test_refusals);
 }
