@@ -113,67 +113,84 @@ static pid_t pid_of(const char *const *names, const pid_t *pids, const char *nam
     return -1;
 }
 
+/* A download under way: the scene, the `convoy get` of file, and the server
+ * sending it once `at` bytes are out. */
+struct under_way {
+    struct cluster c;
+    const char *const *servers;
+    const char *file;
+    pid_t pids[3], get;
+    unsigned char sha[2][32];
+    char out[512], server[64];
+};
+
+/* Starts the scene with file (size bytes, and small.bin beside it) and
+ * its download at rate; returns once `at` bytes are sent. 0 or -1. */
+static int under_way(struct under_way *u, const char *const *servers, const char *file, size_t size,
+                     const char *rate, double at)
+{
+    const char *const files[] = {file, "small.bin", NULL};
+    const size_t sizes[] = {size, 4096};
+    u->servers = servers;
+    u->file = file;
+    if (scene(&u->c, servers, files, sizes, u->sha, u->pids) < 0)
+        return -1;
+    snprintf(u->out, sizeof u->out, "%s/%s.out", u->c.dir, file);
+    if ((u->get = start_get(&u->c, file, u->out, rate)) < 0)
+        return -1;
+    return wait_sent(&u->c, file, at, u->server, sizeof u->server);
+}
+
+/* The download ended well: exit 0, the file's digest, its record done
+ * with nlegs legs (a copy, which the caller frees), or NULL. */
+static cJSON *finished(struct under_way *u, int nlegs)
+{
+    CU_ASSERT_EQUAL(h_wait_exit(&u->c, u->get, GET_MS), 0);
+    CU_ASSERT(same_digest(u->out, u->sha[0]));
+    cJSON *t = done_record(&u->c, u->file);
+    CU_ASSERT_PTR_NOT_NULL(t);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(t, "legs")), nlegs);
+    return t;
+}
+
+static const cJSON *leg_of(const cJSON *t, int i)
+{
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(t, "legs"), i);
+}
+
 static void test_server_killed(void)
 {
-    struct cluster c;
-    const char *const files[] = {"big.bin", NULL};
-    const size_t sizes[] = {256 * MiB};
-    unsigned char sha[1][32];
-    pid_t pids[3];
-    char out[512], victim[64];
-    CU_ASSERT_FATAL(scene(&c, three, files, sizes, sha, pids) == 0);
-    snprintf(out, sizeof out, "%s/big.out", c.dir);
-    pid_t get = start_get(&c, "big.bin", out, "96M");
-    CU_ASSERT_FATAL(get > 0);
-    CU_ASSERT_FATAL(wait_sent(&c, "big.bin", 48.0 * MiB, victim, sizeof victim) == 0);
-    CU_ASSERT_EQUAL(h_signal(&c, pid_of(three, pids, victim), SIGKILL, true), 128 + SIGKILL);
+    struct under_way u;
+    CU_ASSERT_FATAL(under_way(&u, three, "big.bin", 256 * MiB, "96M", 48.0 * MiB) == 0);
+    pid_t victim = pid_of(three, u.pids, u.server);
+    CU_ASSERT_EQUAL(h_signal(&u.c, victim, SIGKILL, true), 128 + SIGKILL);
 
-    CU_ASSERT_EQUAL(h_wait_exit(&c, get, GET_MS), 0);
-    CU_ASSERT(same_digest(out, sha[0]));
-    cJSON *t = done_record(&c, "big.bin");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    const cJSON *legs = cJSON_GetObjectItemCaseSensitive(t, "legs");
-    CU_ASSERT_EQUAL(cJSON_GetArraySize(legs), 2);
-    const cJSON *first = cJSON_GetArrayItem(legs, 0), *second = cJSON_GetArrayItem(legs, 1);
-    CU_ASSERT_STRING_EQUAL(h_str(first, "server"), victim);
+    cJSON *t = finished(&u, 2);
+    const cJSON *first = leg_of(t, 0), *second = leg_of(t, 1);
+    CU_ASSERT_STRING_EQUAL(h_str(first, "server"), u.server);
     CU_ASSERT_STRING_EQUAL(h_str(first, "outcome"), "interrupted");
-    CU_ASSERT_STRING_NOT_EQUAL(h_str(second, "server"), victim);
+    CU_ASSERT_STRING_NOT_EQUAL(h_str(second, "server"), u.server);
     CU_ASSERT_STRING_EQUAL(h_str(second, "outcome"), "complete");
     CU_ASSERT(h_num(second, "first_byte") >= 48.0 * MiB);
     CU_ASSERT_EQUAL(h_num(second, "first_byte") + h_num(second, "bytes"), 256.0 * MiB);
     cJSON_Delete(t);
-    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+    CU_ASSERT_EQUAL(h_cluster_free(&u.c), 0);
 }
 
 static void test_balancer_restarted(void)
 {
-    struct cluster c;
-    const char *const files[] = {"mid.bin", NULL};
-    const size_t sizes[] = {96 * MiB};
-    unsigned char sha[1][32];
-    pid_t pids[2];
-    char out[512], server[64];
-    CU_ASSERT_FATAL(scene(&c, two, files, sizes, sha, pids) == 0);
-    snprintf(out, sizeof out, "%s/mid.out", c.dir);
-    pid_t get = start_get(&c, "mid.bin", out, "32M");
-    CU_ASSERT_FATAL(get > 0);
-    CU_ASSERT_FATAL(wait_sent(&c, "mid.bin", 16.0 * MiB, server, sizeof server) == 0);
-    pid_t bal = c.procs[0].pid; /* the balancer is the first process started */
-    CU_ASSERT_EQUAL(h_signal(&c, bal, SIGKILL, true), 128 + SIGKILL);
-    CU_ASSERT_FATAL(h_front_balancer(&c, NULL) > 0);
+    struct under_way u;
+    CU_ASSERT_FATAL(under_way(&u, two, "mid.bin", 96 * MiB, "32M", 16.0 * MiB) == 0);
+    pid_t bal = u.c.procs[0].pid; /* the balancer is the first process started */
+    CU_ASSERT_EQUAL(h_signal(&u.c, bal, SIGKILL, true), 128 + SIGKILL);
+    CU_ASSERT_FATAL(h_front_balancer(&u.c, NULL) > 0);
 
-    CU_ASSERT_EQUAL(h_wait_exit(&c, get, GET_MS), 0);
-    CU_ASSERT(same_digest(out, sha[0]));
-    cJSON *t = done_record(&c, "mid.bin");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    const cJSON *legs = cJSON_GetObjectItemCaseSensitive(t, "legs");
-    CU_ASSERT_EQUAL(cJSON_GetArraySize(legs), 1);
-    const cJSON *leg = cJSON_GetArrayItem(legs, 0);
-    CU_ASSERT_STRING_EQUAL(h_str(leg, "server"), server);
-    CU_ASSERT_STRING_EQUAL(h_str(leg, "outcome"), "complete");
-    CU_ASSERT_EQUAL(h_num(leg, "bytes"), 96.0 * MiB);
+    cJSON *t = finished(&u, 1);
+    CU_ASSERT_STRING_EQUAL(h_str(leg_of(t, 0), "server"), u.server);
+    CU_ASSERT_STRING_EQUAL(h_str(leg_of(t, 0), "outcome"), "complete");
+    CU_ASSERT_EQUAL(h_num(leg_of(t, 0), "bytes"), 96.0 * MiB);
     cJSON_Delete(t);
-    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+    CU_ASSERT_EQUAL(h_cluster_free(&u.c), 0);
 }
 
 /* The JSON line loadgen printed into its log, parsed, or NULL. */
@@ -247,47 +264,33 @@ static void test_loadgen_spread(void)
 
 static void test_drain(void)
 {
-    struct cluster c;
-    const char *const files[] = {"long.bin", "small.bin", NULL};
-    const size_t sizes[] = {48 * MiB, 4096};
-    unsigned char sha[2][32];
-    pid_t pids[2];
-    char out[512], busy[64], cmd[1024];
-    CU_ASSERT_FATAL(scene(&c, two, files, sizes, sha, pids) == 0);
-    snprintf(out, sizeof out, "%s/long.out", c.dir);
-    pid_t get = start_get(&c, "long.bin", out, "16M");
-    CU_ASSERT_FATAL(get > 0);
-    CU_ASSERT_FATAL(wait_sent(&c, "long.bin", 4.0 * MiB, busy, sizeof busy) == 0);
-    pid_t busy_pid = pid_of(two, pids, busy);
-    const char *other = strcmp(busy, "fs1") == 0 ? "fs2" : "fs1";
-    CU_ASSERT_EQUAL(h_signal(&c, busy_pid, SIGTERM, false), 0);
-    CU_ASSERT(h_wait_state(&c, busy, "draining", 3000) >= 0);
+    struct under_way u;
+    char cmd[1024];
+    CU_ASSERT_FATAL(under_way(&u, two, "long.bin", 48 * MiB, "16M", 4.0 * MiB) == 0);
+    pid_t busy = pid_of(two, u.pids, u.server);
+    const char *other = strcmp(u.server, "fs1") == 0 ? "fs2" : "fs1";
+    CU_ASSERT_EQUAL(h_signal(&u.c, busy, SIGTERM, false), 0);
+    CU_ASSERT(h_wait_state(&u.c, u.server, "draining", 3000) >= 0);
 
     /* New transfers while it drains all go to the other server. */
     for (int i = 0; i < 5; i++) {
         snprintf(cmd, sizeof cmd,
                  "curl -sS -f --max-time 10 --cacert %s/ca.crt -L -u alice:secret "
                  "-o /dev/null https://%s/f/small.bin",
-                 c.pki, c.http);
+                 u.c.pki, u.c.http);
         CU_ASSERT_EQUAL(system(cmd), 0);
-        cJSON *t = done_record(&c, "small.bin");
-        const cJSON *leg = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(t, "legs"), 0);
-        CU_ASSERT_STRING_EQUAL(h_str(leg, "server"), other);
+        cJSON *t = done_record(&u.c, "small.bin");
+        CU_ASSERT_STRING_EQUAL(h_str(leg_of(t, 0), "server"), other);
         cJSON_Delete(t);
     }
 
     /* The active one finishes where it started, then the server leaves. */
-    CU_ASSERT_EQUAL(h_wait_exit(&c, get, GET_MS), 0);
-    CU_ASSERT(same_digest(out, sha[0]));
-    cJSON *t = done_record(&c, "long.bin");
-    CU_ASSERT_PTR_NOT_NULL_FATAL(t);
-    const cJSON *legs = cJSON_GetObjectItemCaseSensitive(t, "legs");
-    CU_ASSERT_EQUAL(cJSON_GetArraySize(legs), 1);
-    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(legs, 0), "server"), busy);
+    cJSON *t = finished(&u, 1);
+    CU_ASSERT_STRING_EQUAL(h_str(leg_of(t, 0), "server"), u.server);
     cJSON_Delete(t);
-    CU_ASSERT_EQUAL(h_wait_exit(&c, busy_pid, 10000), 0);
-    CU_ASSERT(h_wait_state(&c, busy, "gone", 3000) >= 0);
-    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+    CU_ASSERT_EQUAL(h_wait_exit(&u.c, busy, 10000), 0);
+    CU_ASSERT(h_wait_state(&u.c, u.server, "gone", 3000) >= 0);
+    CU_ASSERT_EQUAL(h_cluster_free(&u.c), 0);
 }
 
 void suite_failover(void)
