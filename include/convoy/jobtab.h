@@ -56,8 +56,8 @@ struct jobtab_server {
     uint32_t pad;
 };
 
-#define JOBTAB_JOB_TABLE(cap) ((struct shm_table){1, 1, sizeof(struct jobtab_row), (cap)})
-#define JOBTAB_CHAIN_TABLE    ((struct shm_table){2, 1, sizeof(struct jobtab_server), REG_SERVERS})
+#define JOBTAB_JOB_TABLE(cap) ((struct shm_table){11, 1, sizeof(struct jobtab_row), (cap)})
+#define JOBTAB_CHAIN_TABLE    ((struct shm_table){12, 1, sizeof(struct jobtab_server), REG_SERVERS})
 
 /* 0 when r is a row a writer could have stored (id and items nonzero, a
  * known state, done = ok + singular + invalid ≤ items, strings
