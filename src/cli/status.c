@@ -1,11 +1,13 @@
 /*
  * convoy status: the balancer's server table, read from its shared-memory
  * segment on this host: no network, and it works while the balancer is
- * stopped (the last recorded state, every server down).
+ * stopped (the last recorded state, every server down). A front-end's
+ * segment (one with a job table, jobtab.h) shows its chain and jobs instead.
  */
 #include "cli.h"
 
 #include "convoy/balancer.h"
+#include "convoy/jobtab.h"
 #include "convoy/log.h"
 #include "convoy/ring.h"
 
@@ -177,13 +179,131 @@ static int show_transfers(const char *state, bool json)
     return 0;
 }
 
+/* A front-end's chain, in order, as JSON (strings escaped as shown). */
+static cJSON *chain_json(const struct jobtab_server *c, size_t n)
+{
+    struct shown a;
+    cJSON *list = cJSON_CreateArray();
+    for (size_t i = 0; list && i < n; i++) {
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(list, o)) {
+            cJSON_Delete(o);
+            cJSON_Delete(list);
+            return NULL;
+        }
+        cJSON_AddStringToObject(o, "name", SHOWN(&a, c[i].name));
+        cJSON_AddStringToObject(o, "address", SHOWN(&a, c[i].addr));
+        cJSON_AddNumberToObject(o, "weight", c[i].weight);
+        cJSON_AddNumberToObject(o, "capacity", c[i].capacity);
+        cJSON_AddNumberToObject(o, "active", c[i].active);
+    }
+    return list;
+}
+
+static cJSON *job_json(const struct jobtab_row *r)
+{
+    struct shown a;
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddNumberToObject(o, "id", (double)r->id);
+    cJSON_AddStringToObject(o, "state", jobtab_state_str(r->state));
+    cJSON_AddStringToObject(o, "user", SHOWN(&a, r->user));
+    cJSON_AddStringToObject(o, "op", SHOWN(&a, r->op));
+    cJSON_AddNumberToObject(o, "n", r->n);
+    const struct {
+        const char *key;
+        uint64_t v;
+    } nums[] = {{"items", r->items},
+                {"done", r->done},
+                {"ok", r->ok},
+                {"singular", r->singular},
+                {"invalid", r->invalid},
+                {"redelegated", r->redelegated},
+                {"submitted_ms", r->submitted_ms},
+                {"finished_ms", r->finished_ms}};
+    for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++)
+        cJSON_AddNumberToObject(o, nums[i].key, (double)nums[i].v);
+    return o;
+}
+
+/* The jobs of a front-end's table, by slot, into list. */
+static int jobs_json(struct jobtab *jt, cJSON *list)
+{
+    struct jobtab_row r;
+    for (uint32_t i = 0; i < jobtab_capacity(jt); i++) {
+        if (jobtab_get(jt, i, &r) != 1)
+            continue;
+        cJSON *o = job_json(&r);
+        if (!o || !cJSON_AddItemToArray(list, o)) {
+            cJSON_Delete(o);
+            return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+static void print_frontend_table(const struct jobtab_server *c, size_t n, cJSON *jobs)
+{
+    struct shown a, b;
+    printf("chain (in order):\n%-16s %-22s %6s %8s %6s\n", "NAME", "ADDRESS", "WEIGHT", "CAPACITY",
+           "ACTIVE");
+    for (size_t i = 0; i < n; i++)
+        printf("%-16s %-22s %6u %8u %6u\n", SHOWN(&a, c[i].name), SHOWN(&b, c[i].addr), c[i].weight,
+               c[i].capacity, c[i].active);
+    if (n == 0)
+        printf("(no compute server: jobs wait)\n");
+    printf("\n%-8s %-10s %-12s %10s %10s %8s %8s %8s %11s\n", "JOB", "STATE", "USER", "ITEMS",
+           "DONE", "OK", "SINGULAR", "INVALID", "REDELEGATED");
+    const cJSON *j;
+    cJSON_ArrayForEach(j, jobs)
+    {
+#define NUM(k) cJSON_GetNumberValue(cJSON_GetObjectItemCaseSensitive(j, k))
+#define STR(k) cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(j, k))
+        printf("%-8.0f %-10s %-12s %10.0f %10.0f %8.0f %8.0f %8.0f %11.0f\n", NUM("id"),
+               STR("state"), STR("user"), NUM("items"), NUM("done"), NUM("ok"), NUM("singular"),
+               NUM("invalid"), NUM("redelegated"));
+#undef NUM
+#undef STR
+    }
+    if (cJSON_GetArraySize(jobs) == 0)
+        printf("(no jobs)\n");
+}
+
+/* A front-end's segment: its chain and jobs. */
+static int show_frontend(struct jobtab *jt, bool json)
+{
+    struct jobtab_server *chain = calloc(REG_SERVERS, sizeof *chain);
+    cJSON *root = cJSON_CreateObject(), *jobs = cJSON_AddArrayToObject(root, "jobs");
+    int rc = chain && jobs ? jobs_json(jt, jobs) : -ENOMEM;
+    size_t n = chain ? jobtab_chain(jt, chain, REG_SERVERS) : 0;
+    cJSON *c = rc == 0 ? chain_json(chain, n) : NULL;
+    if (!c || !cJSON_AddItemToObject(root, "chain", c)) {
+        cJSON_Delete(c);
+        rc = -ENOMEM;
+    }
+    char *text = rc == 0 && json ? cJSON_Print(root) : NULL;
+    if (text)
+        puts(text);
+    else if (rc == 0 && json)
+        rc = -ENOMEM;
+    else if (rc == 0)
+        print_frontend_table(chain, n, jobs);
+    if (rc < 0)
+        fprintf(stderr, "convoy status: out of memory\n");
+    free(text);
+    cJSON_Delete(root);
+    free(chain);
+    return rc < 0 ? 1 : 0;
+}
+
 int cmd_status(int argc, char **argv)
 {
     const char *state = "balancer";
     bool json = false, transfers = false;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("state", &state, "NAME",
-                    "the balancer's --state (else its --name; default: balancer)", false),
+                    "the balancer's or front-end's --state (default: balancer)", false),
         CLI_OPT_FLAG("json", &json, "one JSON object instead of the table (shape above)"),
         CLI_OPT_FLAG("transfers", &transfers, "the transfers instead of the servers"),
     };
@@ -210,13 +330,25 @@ int cmd_status(int argc, char **argv)
         "  \"size\", \"etag\", \"digest\", \"state\" (redirected, active, done, failed,\n"
         "  interrupted), \"decision\", \"created_ms\", \"expires_ms\", \"ended_ms\",\n"
         "  \"legs\": [{\"server\", \"first_byte\", \"length\", \"bytes\", \"redirect_ms\",\n"
-        "  \"start_ms\", \"end_ms\", \"outcome\"}, ...]}, ...]} by ascending id.",
+        "  \"start_ms\", \"end_ms\", \"outcome\"}, ...]}, ...]} by ascending id.\n"
+        "\n"
+        "A front-end's state shows its chain in order and its jobs; --json prints\n"
+        "  {\"chain\": [{\"name\", \"address\", \"weight\", \"capacity\", \"active\"}, ...],\n"
+        "   \"jobs\": [{\"id\", \"state\" (waiting, running, done, cancelled), \"user\",\n"
+        "   \"op\", \"n\", \"items\", \"done\", \"ok\", \"singular\", \"invalid\",\n"
+        "   \"redelegated\", \"submitted_ms\", \"finished_ms\"}, ...]}.",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
     if (rc >= 0)
         return rc;
     if (transfers)
         return show_transfers(state, json);
+    struct jobtab *jt;
+    if (jobtab_attach(state, &jt) == 0) {
+        rc = show_frontend(jt, json);
+        jobtab_close(jt);
+        return rc;
+    }
     struct snapshot *snap = calloc(1, sizeof *snap);
     if (snap == NULL || take_snapshot(state, snap) < 0) {
         free(snap);
