@@ -25,6 +25,10 @@ static const struct command commands[] = {
     {"user", cmd_user, "add users, their passwords and API tokens to a users file"},
     {"get", cmd_get, "download a file through the balancer, resuming on failures"},
     {"loadgen", cmd_loadgen, "many downloads at once through the balancer, with figures"},
+    {"submit", cmd_submit, "submit a compute job to the front-end and get its results"},
+    {"jobs", cmd_jobs, "the front-end's jobs"},
+    {"job", cmd_job, "one job's state and progress"},
+    {"result", cmd_result, "one job's results, as .npy or JSON"},
     {"demo", cmd_demo, "run a balancer and file servers on loopback through failures"},
 };
 
