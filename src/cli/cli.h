@@ -18,6 +18,7 @@ int cmd_demo(int argc, char **argv);
 int cmd_user(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_loadgen(int argc, char **argv);
+int cmd_loadgen_submit(int argc, char **argv);
 int cmd_submit(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_job(int argc, char **argv);

@@ -222,10 +222,12 @@ int cmd_loadgen(int argc, char **argv)
         "p50/p99/max, bytes/s, errors by kind and downloads per server.\n"
         "Exit status: 0 when every download succeeded, 1 otherwise, 2 usage.",
         opts, sizeof opts / sizeof opts[0]};
+    if (argc >= 2 && strcmp(argv[1], "submit") == 0)
+        return cmd_loadgen_submit(argc - 1, argv + 1);
     if (argc < 2 || strcmp(argv[1], "get") != 0) {
         if (argc >= 2 && strcmp(argv[1], "--help") == 0)
             return cli_parse(&cmd, argc, argv);
-        fprintf(stderr, "convoy loadgen: expected 'get' (see convoy loadgen --help)\n");
+        fprintf(stderr, "convoy loadgen: expected 'get' or 'submit' (see convoy loadgen --help)\n");
         return 2;
     }
     char **paths;
