@@ -51,9 +51,10 @@ enum frame_type {
     FRAME_DATA,    /* a chunk of a STREAMED message's body */
     FRAME_CREDIT,  /* the receiver of a stream grants `credit` more bytes */
     FRAME_CATALOG, /* a file server's files, whole or changed, in its body (fscat.h) */
+    FRAME_CANCEL,  /* front-end → compute: drop a job's queued items (chain_msg.h) */
 };
 #define FRAME_TYPE_FIRST FRAME_HELLO
-#define FRAME_TYPE_LAST  FRAME_CATALOG
+#define FRAME_TYPE_LAST  FRAME_CANCEL
 
 /* Decoder errors; negative and apart from -errno values. */
 enum frame_err {

@@ -71,6 +71,7 @@ static const char *const type_names[] = {
     [FRAME_DATA] = "DATA",
     [FRAME_CREDIT] = "CREDIT",
     [FRAME_CATALOG] = "CATALOG",
+    [FRAME_CANCEL] = "CANCEL",
 };
 
 /* Indexed by err - FRAME_EMAGIC: a reason for people and a code for programs. */

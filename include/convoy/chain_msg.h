@@ -1,0 +1,84 @@
+/*
+ * chain_msg — the messages of the compute chain (CHAIN_SET_NEXT, WORK,
+ * ACCEPTED, RESULT, CANCEL), built by the front-end and the compute
+ * servers and checked by whoever receives them. docs/protocol-chain.md
+ * describes the exchange.
+ *
+ * Parsing is strict, as membership's: an unknown, missing or mistyped
+ * field, an integer outside its C type, a name or address that is not
+ * what it says, or sizes whose body would pass CHAIN_BODY_MAX are refused
+ * (FRAME_ESCHEMA, the reason in why). Strings returned point into the
+ * meta, valid as long as it is.
+ */
+#ifndef CONVOY_CHAIN_MSG_H
+#define CONVOY_CHAIN_MSG_H
+
+#include "convoy/frame.h"
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define CHAIN_N_MAX     8192u                  /* largest matrix order */
+#define CHAIN_COUNT_MAX 65536u                 /* items in one WORK or RESULT */
+#define CHAIN_BODY_MAX  (256ull * 1024 * 1024) /* bytes of matrices in one message */
+#define CHAIN_KIND_MAX  16
+
+/* CHAIN_SET_NEXT, front-end → compute server: who feeds it, whom it
+ * feeds, and the weight of the chain behind it. */
+struct chain_next {
+    uint64_t epoch;        /* grows with every change; an older one is ignored */
+    const char *prev;      /* the only name it takes a chain link from */
+    const char *next;      /* "" at the tail */
+    const char *next_addr; /* its chain address, "" at the tail */
+    uint32_t behind;       /* the weights of every server after it */
+};
+
+/* WORK, predecessor → successor: items first … first+count-1 of job. */
+struct chain_work {
+    uint64_t job, first;
+    uint32_t count, n;
+    bool residual; /* compute each item's residual */
+    bool output;   /* send the inverses back (else status and residual only) */
+    bool gen;      /* items made from seed and index (no body) */
+    uint64_t seed;
+    char kind[CHAIN_KIND_MAX]; /* gen: "uniform", "spd", "hilbert" */
+};
+
+/* ACCEPTED (compute → front-end) and CANCEL (front-end → compute, count
+ * 0: the whole job). */
+struct chain_span {
+    uint64_t job, first;
+    uint32_t count;
+};
+
+/* RESULT, compute → front-end; per item a status (enum gj_status) and a
+ * residual (NaN when none), in arrays the caller gives. */
+struct chain_result {
+    uint64_t job, first;
+    uint32_t count, n;
+    uint32_t ms;     /* compute time of the batch */
+    bool has_resid;  /* "resid" was an array, not null */
+    uint8_t *status; /* count entries */
+    double *resid;   /* count entries */
+};
+
+cJSON *chain_next_json(const struct chain_next *m);
+cJSON *chain_work_json(const struct chain_work *m);
+cJSON *chain_span_json(const struct chain_span *m);
+/* status and resid as the struct says (resid ignored unless has_resid). */
+cJSON *chain_result_json(const struct chain_result *m);
+
+int chain_next_parse(const cJSON *meta, struct chain_next *m, char *why, size_t whylen);
+int chain_work_parse(const cJSON *meta, struct chain_work *m, char *why, size_t whylen);
+int chain_span_parse(const cJSON *meta, struct chain_span *m, char *why, size_t whylen);
+/* m->status and m->resid point at max entries each; a count above max is
+ * refused. */
+int chain_result_parse(const cJSON *meta, struct chain_result *m, uint32_t max, char *why,
+                       size_t whylen);
+
+/* The body a WORK carries (0 with gen), and a RESULT with output. */
+uint64_t chain_work_body_len(const struct chain_work *m);
+uint64_t chain_items_len(uint32_t count, uint32_t n);
+
+#endif
