@@ -273,25 +273,30 @@ static void print_frontend_table(const struct jobtab_server *c, size_t n, cJSON 
 /* A front-end's segment: its chain and jobs. */
 static int show_frontend(struct jobtab *jt, bool json)
 {
+    int rc = -ENOMEM;
     struct jobtab_server *chain = calloc(REG_SERVERS, sizeof *chain);
-    cJSON *root = cJSON_CreateObject(), *jobs = cJSON_AddArrayToObject(root, "jobs");
-    int rc = chain && jobs ? jobs_json(jt, jobs) : -ENOMEM;
-    size_t n = chain ? jobtab_chain(jt, chain, REG_SERVERS) : 0;
-    cJSON *c = rc == 0 ? chain_json(chain, n) : NULL;
-    if (!c || !cJSON_AddItemToObject(root, "chain", c)) {
+    cJSON *root = cJSON_CreateObject(), *jobs, *c = NULL;
+    if (!chain || !root || !(jobs = cJSON_AddArrayToObject(root, "jobs")) ||
+        jobs_json(jt, jobs) < 0)
+        goto fail;
+    size_t n = jobtab_chain(jt, chain, REG_SERVERS);
+    if (!(c = chain_json(chain, n)) || !cJSON_AddItemToObject(root, "chain", c)) {
         cJSON_Delete(c);
-        rc = -ENOMEM;
+        goto fail;
     }
-    char *text = rc == 0 && json ? cJSON_Print(root) : NULL;
-    if (text)
+    if (json) {
+        char *text = cJSON_Print(root);
+        if (!text)
+            goto fail;
         puts(text);
-    else if (rc == 0 && json)
-        rc = -ENOMEM;
-    else if (rc == 0)
+        free(text);
+    } else {
         print_frontend_table(chain, n, jobs);
+    }
+    rc = 0;
+fail:
     if (rc < 0)
         fprintf(stderr, "convoy status: out of memory\n");
-    free(text);
     cJSON_Delete(root);
     free(chain);
     return rc < 0 ? 1 : 0;

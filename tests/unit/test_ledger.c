@@ -1,8 +1,10 @@
 /* ledger: exactly-once accounting under crafted failure sequences. */
 #include "convoy/ledger.h"
+#include "convoy/corder.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -287,6 +289,114 @@ static void test_random(void)
     }
 }
 
+/* A chain of three simulated servers behind corder's links: each WORK
+ * reaches a server one step after it was sent, the server keeps its share
+ * (weight against the weight behind it, as CHAIN_SET_NEXT says), accepts
+ * it and forwards the rest; each step a server answers one batch. The
+ * middle server dies mid-job: its queue and the WORK on its way to it are
+ * lost, a WORK it had forwarded still arrives. The job completes, every
+ * item counted once, some redelegated. */
+struct sim_server {
+    const char *name;
+    uint64_t sid;
+    bool dead;
+    uint64_t q_first[512];
+    uint32_t q_count[512];
+    size_t qn;
+};
+
+struct sim_work {
+    int to;
+    uint64_t first;
+    uint32_t count;
+};
+
+static struct sim_server sim[3];
+static struct sim_work wire[4096];
+static size_t nwire;
+
+static int sim_index(const char *name)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(sim[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Server i takes a WORK: keeps its share, forwards the rest per link. */
+static void sim_arrive(struct ledger *l, struct corder *co, int i, uint64_t first, uint32_t count)
+{
+    struct sim_server *s = &sim[i];
+    size_t pos = 0;
+    while (strcmp(corder_at(co, pos)->name, s->name) != 0)
+        pos++;
+    const struct corder_server *me = corder_at(co, pos), *next = corder_at(co, pos + 1);
+    uint32_t behind = 0;
+    for (size_t k = pos + 1; k < corder_count(co); k++)
+        behind += corder_at(co, k)->weight;
+    uint32_t keep = (uint32_t)((uint64_t)count * me->weight / (me->weight + behind));
+    if (keep == 0 || !next)
+        keep = count;
+    ledger_accepted(l, first, keep, s->sid);
+    s->q_first[s->qn] = first;
+    s->q_count[s->qn++] = keep;
+    if (keep < count)
+        wire[nwire++] = (struct sim_work){sim_index(next->name), first + keep, count - keep};
+}
+
+static void test_chain_middle_killed(void)
+{
+    struct seen s = {0};
+    struct ledger *l = ledger_new(1000);
+    struct corder *co = corder_new("frontend");
+    const char *names[3] = {"c1", "c2", "c3"};
+    for (int i = 0; i < 3; i++) {
+        sim[i] = (struct sim_server){.name = names[i], .sid = 10 + (uint64_t)i};
+        corder_add(co, names[i], "127.0.0.1:1", 1);
+    }
+    nwire = 0;
+    for (int step = 0; step < 2000 && !ledger_complete(l); step++) {
+        /* the WORKs sent last step arrive (to a live server) */
+        struct sim_work arriving[4096];
+        size_t n = nwire;
+        memcpy(arriving, wire, n * sizeof *wire);
+        nwire = 0;
+        for (size_t k = 0; k < n; k++)
+            if (!sim[arriving[k].to].dead)
+                sim_arrive(l, co, arriving[k].to, arriving[k].first, arriving[k].count);
+        /* the front-end sends one WORK to the head while the window allows */
+        uint64_t first;
+        uint32_t count;
+        if (corder_count(co) && ledger_next_unsent(l, 30, &first, &count) == 1) {
+            ledger_sent(l, first, count);
+            wire[nwire++] = (struct sim_work){sim_index(corder_head(co)->name), first, count};
+        }
+        for (int i = 0; i < 3; i++) {
+            struct sim_server *v = &sim[i];
+            if (v->dead || v->qn == 0)
+                continue;
+            ledger_result(l, v->q_first[0], v->q_count[0], v->sid, v->name, count_done, &s);
+            memmove(v->q_first, v->q_first + 1, --v->qn * sizeof v->q_first[0]);
+            memmove(v->q_count, v->q_count + 1, v->qn * sizeof v->q_count[0]);
+        }
+        if (step == 12) { /* c2 SIGKILLed: its queue lost, the chain relinked */
+            sim[1].dead = true;
+            corder_remove(co, "c2");
+            CU_ASSERT(ledger_server_down(l, sim[1].sid) > 0);
+        }
+    }
+    CU_ASSERT_TRUE(ledger_complete(l));
+    check_once(&s, 1000);
+    struct ledger_counts c = counts(l);
+    CU_ASSERT(c.redelegated >= 1);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < c.nservers; i++)
+        total += c.servers[i].done;
+    CU_ASSERT_EQUAL(total, 1000);
+    corder_free(co);
+    ledger_free(l);
+}
+
 void suite_ledger(void)
 {
     CU_pSuite s = CU_add_suite("ledger", NULL, NULL);
@@ -301,4 +411,5 @@ void suite_ledger(void)
     CU_add_test(s, "a copy in flight kept by a live server", test_copy_in_flight);
     CU_add_test(s, "10^6 items stay a few runs", test_compact);
     CU_add_test(s, "random interleavings: exactly once", test_random);
+    CU_add_test(s, "a chain of three, the middle one killed mid-job", test_chain_middle_killed);
 }
