@@ -53,10 +53,11 @@ int fsh_start(fsh_t **out, const struct fsh_opts *o);
 /* The bound address. */
 const struct net_addr *fsh_addr(const fsh_t *s);
 
-/* Stops listening and closes every connection: legs end as errors,
- * requests waiting for a digest get 503. The ring should run a little
- * longer, for the closes to finish. */
-void fsh_stop(fsh_t *s);
+/* Stops listening; requests waiting for a digest get 503, answers under
+ * way are sent to the end, and what is still open grace_ms from now is
+ * dropped (its legs end as errors). done(arg) runs on the ring once every
+ * connection has closed. */
+void fsh_stop(fsh_t *s, uint32_t grace_ms, void (*done)(void *arg), void *arg);
 
 /* Frees what is left (after the ring stopped). NULL is a no-op. */
 void fsh_free(fsh_t *s);

@@ -80,6 +80,13 @@ unsigned httpd_conns(const httpd_t *s);
  * answered. */
 void httpd_stop(httpd_t *s);
 
+/* Stops accepting and lets every connection finish what it has begun: one
+ * between requests closes now, one with a request in progress closes once
+ * its answer (a file's last byte included) has been sent, and whatever is
+ * still open grace_ms from now is dropped. done(arg) runs on the ring once
+ * the last connection has closed, after the server is freed. */
+void httpd_drain(httpd_t *s, uint32_t grace_ms, void (*done)(void *arg), void *arg);
+
 /* ---- the exchange ---- */
 
 /* The request (valid until the exchange is answered). */

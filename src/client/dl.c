@@ -61,6 +61,7 @@ struct dl {
     char transfer[DL_ID_MAX]; /* X-Convoy-Transfer */
     char server[64];          /* the current leg's server */
     unsigned legs, asks_503, ask_fails;
+    bool renewed;       /* a resume was refused once and a new transfer asked for */
     uint32_t wait_ms;   /* before the next ask */
     struct xget_meta m; /* the representation, once a leg answered */
     bool have_m;        /* m is known (a leg answered, or a part to resume) */
@@ -264,6 +265,16 @@ static void dl_ask_head(dl_t *d)
     } else if (st == 503 && d->asks_503 < d->o.retries_503) {
         d->asks_503++;
         d->wait_ms = dl_retry_after(d);
+        d->next = DL_NEXT_ASK;
+    } else if (st == 409 && d->transfer[0] != '\0' && !d->renewed) {
+        /* The transfer cannot be resumed: its server counted it done when
+         * its last bytes were queued, and they were lost with the
+         * connection. A new transfer goes on from the byte held (If-Range
+         * keeps it to the same version). */
+        log_info("dl", "event=resume_refused transfer=%s at=%" PRIu64, d->transfer, d->off);
+        d->transfer[0] = '\0';
+        d->renewed = true;
+        d->wait_ms = 0;
         d->next = DL_NEXT_ASK;
     } else {
         int code = xget_exit_for_status(st);

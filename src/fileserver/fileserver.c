@@ -43,8 +43,8 @@
 #include <sys/statvfs.h>
 #include <time.h>
 
-#define POOL_QUEUE     1024 /* hashes and cache writes queued at once */
-#define STOP_LINGER_MS 200  /* after BYE: for the HTTP connections' closes */
+#define POOL_QUEUE    1024  /* hashes and cache writes queued at once */
+#define STOP_GRACE_MS 10000 /* after BYE: for the last bytes of answers under way */
 
 struct fileserver {
     const struct fs_opts *o;
@@ -60,7 +60,6 @@ struct fileserver {
     fscat_t *cat;           /* the files under the root */
     struct fscat_body body; /* the CATALOG streaming, kept until it is sent */
     bool sending;           /* body is streaming */
-    struct ring_timer linger;
     bool leaving;
 };
 
@@ -215,17 +214,18 @@ static int fs_send(void *arg, enum frame_type type, const cJSON *meta)
     return mbrc_send(fs->member, type, meta);
 }
 
-static void fs_linger_done(struct ring_timer *t)
+static void fs_http_closed(void *arg)
 {
-    struct fileserver *fs = container_of(t, struct fileserver, linger);
+    struct fileserver *fs = arg;
     ring_stop(fs->ring);
 }
 
+/* A leg is complete once its last byte is queued (see fshttp.c), so the
+ * connections must still be let to send it before the process goes. */
 static void fs_left(void *arg)
 {
     struct fileserver *fs = arg;
-    fsh_stop(fs->http);
-    ring_timer_start(fs->ring, &fs->linger, STOP_LINGER_MS, fs_linger_done);
+    fsh_stop(fs->http, STOP_GRACE_MS, fs_http_closed, fs);
 }
 
 static void fs_signal(void *arg, int signo)

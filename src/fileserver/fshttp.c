@@ -361,11 +361,11 @@ const struct net_addr *fsh_addr(const fsh_t *s)
     return &s->addr;
 }
 
-void fsh_stop(fsh_t *s)
+void fsh_stop(fsh_t *s, uint32_t grace_ms, void (*done)(void *arg), void *arg)
 {
     if (s->httpd == NULL)
         return;
-    httpd_stop(s->httpd);
+    httpd_drain(s->httpd, grace_ms, done, arg);
     s->httpd = NULL;
     for (struct req *r = s->reqs, *next; r; r = next) {
         next = r->next;

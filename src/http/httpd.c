@@ -89,7 +89,10 @@ struct httpd {
     void *arg;
     struct hconn *conns; /* open connections */
     unsigned nconns;
-    bool stopping; /* httpd_stop ran: freed with the last connection */
+    bool stopping;              /* httpd_stop or _drain ran: freed with the last connection */
+    void (*stopped)(void *arg); /* httpd_drain's done */
+    void *stopped_arg;
+    struct ring_defer stop_defer; /* done, when no connection was open */
 };
 
 static const char *hc_state_str(enum hc_state s)
@@ -569,6 +572,16 @@ static void hc_eof(conn_t *c)
     }
 }
 
+/* Frees a stopped server, then tells whoever drained it. */
+static void srv_free(httpd_t *s)
+{
+    void (*done)(void *) = s->stopped;
+    void *arg = s->stopped_arg;
+    free(s);
+    if (done)
+        done(arg);
+}
+
 static void hc_closed(conn_t *c, int reason)
 {
     struct hconn *hc = conn_udata(c);
@@ -595,7 +608,7 @@ static void hc_closed(conn_t *c, int reason)
     s->nconns--;
     free(hc);
     if (s->stopping && s->nconns == 0)
-        free(s);
+        srv_free(s);
 }
 
 static const struct conn_handlers hc_handlers = {
@@ -655,4 +668,26 @@ void httpd_stop(httpd_t *s)
         conn_abort(hc->c, -ESHUTDOWN);
     if (s->nconns == 0)
         free(s);
+}
+
+static void drained_empty(struct ring_defer *d)
+{
+    srv_free(container_of(d, httpd_t, stop_defer));
+}
+
+void httpd_drain(httpd_t *s, uint32_t grace_ms, void (*done)(void *arg), void *arg)
+{
+    conn_listener_close(s->l);
+    s->l = NULL;
+    s->stopping = true; /* every answer from now on says Connection: close */
+    s->stopped = done;
+    s->stopped_arg = arg;
+    for (struct hconn *hc = s->conns, *next; hc; hc = next) {
+        next = hc->next;
+        conn_set_deadline(hc->c, grace_ms ? grace_ms : 1);
+        if (hc->state == HC_IDLE) /* a file answer may still be streaming: close sends it */
+            hc_closing(hc);
+    }
+    if (s->nconns == 0)
+        ring_defer(s->ring, &s->stop_defer, drained_empty);
 }

@@ -35,7 +35,7 @@
 #define AUTH     "Basic YWxpY2U6c2VjcmV0" /* alice:secret */
 #define BREAK_AT (64u * 1024)
 
-enum bal_mode { BAL_OK, BAL_NO_SERVER };
+enum bal_mode { BAL_OK, BAL_NO_SERVER, BAL_DONE };
 
 static struct {
     ring_t *ring;
@@ -72,6 +72,11 @@ static void bal_handle(httpd_xchg_t *x, void *arg)
     }
     if (strcmp(http_req_path(q), "/f/x.bin") != 0) {
         httpd_reply_text(x, 404, NULL);
+        return;
+    }
+    if (__atomic_load_n(&g.bal_mode, __ATOMIC_ACQUIRE) == BAL_DONE &&
+        http_req_query_raw(q)[0] != '\0') { /* as the balancer says of a done record */
+        httpd_reply_text(x, 409, "transfer t1 cannot be resumed");
         return;
     }
     httpd_header(x, "Location", "https://%s/f/x.bin?t=ticket", g.fs_hp);
@@ -304,6 +309,23 @@ static void test_failover(void)
     CU_ASSERT(same_as_file("f.bin"));
 }
 
+/* A leg that broke after its server counted it done (its last bytes were
+ * queued and lost with the connection): the balancer refuses the resume,
+ * and the download goes on as a new transfer from the byte it had. */
+static void test_resume_refused(void)
+{
+    char err[4096];
+    rm("f.bin");
+    __atomic_store_n(&g.bal_mode, BAL_DONE, __ATOMIC_RELEASE);
+    __atomic_store_n(&g.break_next, 1, __ATOMIC_RELEASE);
+    int before = __atomic_load_n(&g.fs_requests, __ATOMIC_ACQUIRE);
+    int rc = get("secret", err, sizeof err, "x.bin -o f.bin");
+    __atomic_store_n(&g.bal_mode, BAL_OK, __ATOMIC_RELEASE);
+    CU_ASSERT_EQUAL(rc, 0);
+    CU_ASSERT(same_as_file("f.bin"));
+    CU_ASSERT_EQUAL(__atomic_load_n(&g.fs_requests, __ATOMIC_ACQUIRE), before + 2);
+}
+
 static double num(const cJSON *o, const char *key)
 {
     const cJSON *v = cJSON_GetObjectItem(o, key);
@@ -440,5 +462,6 @@ void suite_get(void)
     CU_add_test(s, "convoy get: an exit code per failure", test_exit_codes);
     CU_add_test(s, "convoy get: interrupted, then continued", test_interrupt_resume);
     CU_add_test(s, "convoy get: a broken leg resumes elsewhere at its byte", test_failover);
+    CU_add_test(s, "convoy get: a refused resume goes on as a new transfer", test_resume_refused);
     CU_add_test(s, "convoy loadgen get --json", test_loadgen_json);
 }

@@ -145,9 +145,9 @@ static void scene_ready(struct scene *s, int rc, int port)
     pthread_mutex_unlock(&s->lock);
 }
 
-static void stop_linger(struct ring_timer *t)
+static void http_closed(void *arg)
 {
-    (void)t;
+    (void)arg;
     ring_stop(scene->ring);
 }
 
@@ -198,9 +198,7 @@ static void *scene_main(void *arg)
     net_addr_str(fsh_addr(h), bound, sizeof bound);
     scene_ready(s, 0, atoi(strrchr(bound, ':') + 1));
     ring_run(s->ring);
-    fsh_stop(h);
-    struct ring_timer linger = {0}; /* for the closes, as the daemon lingers */
-    ring_timer_start(s->ring, &linger, 100, stop_linger);
+    fsh_stop(h, 100, http_closed, NULL);
     ring_run(s->ring);
 out:
     if (!s->ready)
