@@ -70,6 +70,11 @@ struct mbrs_opts {
                     uint32_t stream);
     int (*on_body)(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *data, size_t len);
     void (*on_end)(void *arg, mbrs_session_t *s, uint32_t stream, int err);
+    /* May be NULL. Member s was registered (its WELCOME is queued): h is
+     * its HELLO (valid during the call). The owner may send from here on. */
+    void (*on_join)(void *arg, mbrs_session_t *s, const struct reg_hello *h);
+    /* May be NULL. Member s said DRAIN: it takes nothing new. */
+    void (*on_drain)(void *arg, mbrs_session_t *s);
     /* May be NULL. The session's connection ended (after every on_end):
      * drop what the owner keeps for it; s is freed when this returns. Runs
      * only for sessions whose HELLO was taken. */

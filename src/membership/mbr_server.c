@@ -143,6 +143,8 @@ static int on_hello(struct mbrs_session *s, const cJSON *meta)
     log_info("mbr_server", "event=up name=%s http=%s weight=%u capacity=%u files=%llu session=%llu",
              s->name, h.addr, h.weight, h.capacity, (unsigned long long)h.files,
              (unsigned long long)s->id);
+    if (s->m->o.on_join)
+        s->m->o.on_join(s->m->o.arg, s, &h);
     return 0;
 }
 
@@ -174,8 +176,11 @@ static int on_membership(struct mbrs_session *s, enum frame_type type, const cJS
         ctl_refuse(s->c, "state", "%s not allowed now", frame_type_str(type));
         return -EPROTO;
     }
-    if (e == REG_EV_DRAIN)
+    if (e == REG_EV_DRAIN) {
         log_info("mbr_server", "event=draining name=%s", s->name);
+        if (s->m->o.on_drain)
+            s->m->o.on_drain(s->m->o.arg, s);
+    }
     if (e == REG_EV_BYE) {
         log_info("mbr_server", "event=left name=%s", s->name);
         s->gone = true;

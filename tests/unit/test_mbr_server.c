@@ -204,6 +204,7 @@ static struct {
     int frames, ends;  /* owner frames (XFER_START, CATALOG) and on_end(0) seen */
     int sent_done;     /* the member's done(0) */
     int answers, gone; /* frames the member's owner got; on_gone */
+    int joins, drains; /* on_join (with the HELLO's fields), on_drain */
     char name[32];     /* the session's name as the owner saw it */
 } of;
 
@@ -239,6 +240,20 @@ static void own_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
     cJSON *meta = cJSON_CreateObject();
     CU_ASSERT(mbrs_send(s, FRAME_XFER_END, meta) == 0); /* an answer to the member */
     cJSON_Delete(meta);
+}
+
+static void own_join(void *arg, mbrs_session_t *s, const struct reg_hello *h)
+{
+    (void)arg;
+    CU_ASSERT_STRING_EQUAL(mbrs_session_name(s), "fs1");
+    of.joins += strcmp(h->addr, "127.0.0.1:8080") == 0 && h->weight == 3 && h->capacity == 9;
+}
+
+static void own_drain(void *arg, mbrs_session_t *s)
+{
+    (void)arg;
+    CU_ASSERT_STRING_EQUAL(mbrs_session_name(s), "fs1");
+    of.drains++;
 }
 
 static void own_gone(void *arg, mbrs_session_t *s)
@@ -282,6 +297,8 @@ static void owner_handlers(struct mbrs_opts *o)
     o->on_body = own_body;
     o->on_end = own_end;
     o->on_gone = own_gone;
+    o->on_join = own_join;
+    o->on_drain = own_drain;
     o->body_max = BODY_LEN;
     o->welcome = NULL;
 }
@@ -316,6 +333,8 @@ static void test_owner_frames(void)
     CU_ASSERT_EQUAL(of.sent_done, 1);
     CU_ASSERT_EQUAL(of.answers, 1);
     CU_ASSERT_EQUAL(of.gone, 1);
+    CU_ASSERT_EQUAL(of.joins, 1);
+    CU_ASSERT_EQUAL(of.drains, 1);
     scene_end();
     free(of.body);
 }
@@ -367,7 +386,8 @@ void suite_mbr_server(void)
     CU_pSuite s = CU_add_suite("mbr_server", suite_init, suite_clean);
     CU_add_test(s, "a member joins, gets the owner's WELCOME fields, leaves",
                 test_join_welcome_fields_leave);
-    CU_add_test(s, "the owners' frames and a 3 MiB body, both ways", test_owner_frames);
+    CU_add_test(s, "the owners' frames and a 3 MiB body, both ways; join and drain heard",
+                test_owner_frames);
     CU_add_test(s, "TLS done, no HELLO: closed at the HELLO deadline",
                 test_hello_deadline_after_handshake);
 }
