@@ -23,7 +23,8 @@
 bool jgen_kind_valid(const char *kind);
 
 /* Item index of the job (seed, kind): its n·n entries, row-major, into
- * out. 0, -EINVAL (unknown kind, n 0), or -ENOMEM (spd's scratch). */
+ * out. 0, -EINVAL (unknown kind, n 0, n·n doubles past the address space,
+ * spd with n > 2^23), or -ENOMEM (spd's scratch of n·n int64). */
 int jgen_item(const char *kind, uint64_t seed, uint64_t index, uint32_t n, double *out);
 
 #endif

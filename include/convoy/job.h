@@ -21,12 +21,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define JOB_N_MAX      8192u               /* largest matrix order (CHAIN_N_MAX) */
-#define JOB_ITEMS_MAX  (1u << 24)          /* items in one job */
-#define JOB_JSON_MAX   (64u * 1024 * 1024) /* bytes of a job document */
-#define JOB_KIND_MAX   16                  /* a generator kind with its NUL */
-#define JOB_INPUT_MAX  256                 /* an "input" file name with its NUL */
-#define JOB_ERR_MAX    256                 /* room for a refusal's text */
+#define JOB_N_MAX     8192u               /* largest matrix order (CHAIN_N_MAX) */
+#define JOB_ITEMS_MAX (1u << 24)          /* items in one job */
+#define JOB_JSON_MAX  (64u * 1024 * 1024) /* bytes of a job document */
+#define JOB_KIND_MAX  16                  /* a generator kind with its NUL */
+#define JOB_INPUT_MAX 256                 /* an "input" file name with its NUL */
+#define JOB_ERR_MAX   256                 /* room for a refusal's text */
 
 enum job_source {
     JOB_INLINE,   /* "matrices" */
@@ -59,9 +59,9 @@ struct job_spec {
     uint32_t n;     /* 1 … JOB_N_MAX (JOB_NPY: 0 until the .npy is read) */
     bool residuals;
     enum job_output output;
-    uint32_t priority;   /* 0 … 9, default 0 */
-    double deadline_s;   /* 0: none */
-    uint64_t seed;       /* JOB_GENERATE */
+    uint32_t priority;         /* 0 … 9, default 0 */
+    double deadline_s;         /* 0: none */
+    uint64_t seed;             /* JOB_GENERATE */
     char kind[JOB_KIND_MAX];   /* JOB_GENERATE: "uniform", "spd", "hilbert" */
     char input[JOB_INPUT_MAX]; /* JOB_NPY: the file name as written in the job */
     const cJSON *matrices;     /* JOB_INLINE: points into the parsed document */
@@ -76,7 +76,13 @@ struct job_spec {
 int job_parse(const char *json, size_t len, struct job_spec *spec, cJSON **doc, char *err,
               size_t errlen);
 
-/* JOB_INLINE: item i's n·n numbers, row-major, into out. 0, or -ERANGE. */
+/* JOB_INLINE: item i's n·n numbers, row-major, into out. 0, or -ERANGE
+ * (not an inline job, i past its items). Walks the document from its first
+ * item: to read many, use job_inline_items. */
 int job_inline_item(const struct job_spec *spec, uint64_t i, double *out);
+
+/* JOB_INLINE: items first … first+count-1, count·n·n numbers, into out in
+ * one walk. 0, or -ERANGE (not an inline job, a range past its items). */
+int job_inline_items(const struct job_spec *spec, uint64_t first, uint64_t count, double *out);
 
 #endif

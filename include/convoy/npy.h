@@ -19,10 +19,10 @@
 #define NPY_HEADER_MAX 65536u /* whole header, magic included */
 
 struct npy_info {
-    uint64_t count;       /* matrices */
-    uint32_t n;           /* order */
-    uint64_t data_off;    /* where the data starts: the header's length */
-    uint64_t data_len;    /* count · n · n · 8 */
+    uint64_t count;    /* matrices */
+    uint32_t n;        /* order */
+    uint64_t data_off; /* where the data starts: the header's length */
+    uint64_t data_len; /* count · n · n · 8 */
 };
 
 /*
