@@ -11,14 +11,15 @@
  * balancer, carries the bytes, and reports them over its control
  * connection (XFER_*), which the owner applies to the same table.
  *
- * Every refusal says why: 401 with WWW-Authenticate, 403 for a role that
- * may not, 404 when no server holds the file, 429 with Retry-After for a
- * client that guessed too often, 503 with Retry-After when no server can
- * take it or the transfer table is full of live transfers.
+ * Routing and authentication are hapi.h's (401, 403, 405, 429). Every
+ * other refusal says why too: 404 when no server holds the file, 503 with
+ * Retry-After when no server can take it or the transfer table is full of
+ * live transfers.
  */
 #include "front.h"
 
 #include "convoy/fscat.h"
+#include "convoy/hapi.h"
 #include "convoy/log.h"
 
 #include <errno.h>
@@ -28,140 +29,21 @@
 #include <string.h>
 #include <time.h>
 
-#define FRONT_HITS_MAX   REG_SERVERS
-#define FRONT_RETRY_S    2 /* Retry-After when no server can take a request now */
-#define FRONT_LOCATION   (TICKET_TEXT_MAX + 3 * FSCAT_PATH_MAX + 128)
-#define FRONT_ID_MAX     24 /* digits of a u64, and a NUL */
-#define FRONT_AUTH_REALM "Basic realm=\"convoy\", Bearer realm=\"convoy\""
+#define FRONT_HITS_MAX REG_SERVERS
+#define FRONT_RETRY_S  2 /* Retry-After when no server can take a request now */
+#define FRONT_LOCATION (TICKET_TEXT_MAX + 3 * FSCAT_PATH_MAX + 128)
+#define FRONT_ID_MAX   24 /* digits of a u64, and a NUL */
 
 struct front {
     struct front_opts o;
-    httpd_t *httpd;
-    unsigned pending;        /* password checks on the pool */
-    bool stopping;           /* front_stop was called */
+    hapi_t *api;
     void (*done)(void *arg); /* front_stop's */
     void *done_arg;
-    struct ring_defer finish; /* runs done once nothing is pending */
-};
-
-/* What a request may do, by path. */
-typedef void (*front_route_fn)(front_t *f, httpd_xchg_t *x, const struct users_check *who);
-
-/* One request waiting for its password's hash. */
-struct front_auth {
-    front_t *f;
-    httpd_xchg_t *x;
-    enum users_role need;
-    front_route_fn next;
-    struct users_check check;
 };
 
 static uint64_t front_unix_s(void)
 {
     return (uint64_t)time(NULL);
-}
-
-/* ---- answers ---- */
-
-static void front_retry_later(httpd_xchg_t *x, int status, unsigned s, const char *why)
-{
-    httpd_header(x, "Retry-After", "%u", s);
-    httpd_reply_text(x, status, why);
-}
-
-static void front_reply_json(httpd_xchg_t *x, cJSON *doc)
-{
-    char *text = doc ? cJSON_PrintUnformatted(doc) : NULL;
-    cJSON_Delete(doc);
-    if (text == NULL) {
-        httpd_reply_text(x, 500, "out of memory");
-        return;
-    }
-    httpd_reply(x, 200, "application/json", text, strlen(text));
-    cJSON_free(text);
-}
-
-/* ---- authentication ---- */
-
-static void front_maybe_finish(front_t *f);
-
-/* A check's answer, wherever it was reached. */
-static void front_authed(front_t *f, httpd_xchg_t *x, const struct users_check *c,
-                         enum users_role need, front_route_fn next)
-{
-    switch (c->result) {
-    case USERS_OK:
-        if (!users_role_allows(c->role, need)) {
-            httpd_reply_text(x, 403, "your role may not do this");
-            return;
-        }
-        conn_t *conn = httpd_conn(x);
-        if (conn)
-            conn_trust(conn); /* a user: not evicted to make room for strangers */
-        next(f, x, c);
-        return;
-    case USERS_THROTTLED:
-        front_retry_later(x, 429, c->retry_after_s, "too many failed logins: wait");
-        return;
-    case USERS_PENDING: /* cannot be an answer here */
-    case USERS_MISSING:
-    case USERS_MALFORMED:
-    case USERS_DENIED:
-        break;
-    }
-    httpd_header(x, "WWW-Authenticate", "%s", FRONT_AUTH_REALM);
-    httpd_reply_text(x, 401, users_result_str(c->result));
-}
-
-static void front_auth_back(void *arg)
-{
-    struct front_auth *a = arg;
-    front_t *f = a->f;
-    users_finish(f->o.users, &a->check, ring_now_ms());
-    if (!f->stopping)
-        front_authed(f, a->x, &a->check, a->need, a->next);
-    else
-        httpd_reply_text(a->x, 503, "shutting down");
-    f->pending--;
-    free(a);
-    front_maybe_finish(f);
-}
-
-/* On a pool worker: the hash, then back to the front's ring. */
-static void front_auth_hash(void *arg)
-{
-    struct front_auth *a = arg;
-    users_verify(&a->check);
-    while (ring_post_wait(a->f->o.ring, front_auth_back, a, 1000) < 0)
-        ; /* the loop drains its posts; a worker may wait for it */
-}
-
-/* Authenticates the request and runs next with who asked, or answers. */
-static void front_auth(front_t *f, httpd_xchg_t *x, enum users_role need, front_route_fn next)
-{
-    const http_req_t *q = httpd_req(x);
-    size_t len = 0;
-    const char *hdr = http_req_header(q, "Authorization", &len);
-    conn_t *conn = httpd_conn(x);
-    struct front_auth *a = calloc(1, sizeof *a);
-    if (a == NULL) {
-        httpd_reply_text(x, 500, "out of memory");
-        return;
-    }
-    *a = (struct front_auth){.f = f, .x = x, .need = need, .next = next};
-    const struct net_addr *peer = conn ? conn_peer(conn) : NULL;
-    if (users_prepare(f->o.users, hdr, len, peer, ring_now_ms(), &a->check) != USERS_PENDING) {
-        front_authed(f, x, &a->check, need, next);
-        free(a);
-        return;
-    }
-    if (pool_try_submit(f->o.pool, front_auth_hash, a) < 0) {
-        users_finish(f->o.users, &a->check, ring_now_ms()); /* wipes the password */
-        free(a);
-        front_retry_later(x, 503, 1, "busy checking passwords: retry");
-        return;
-    }
-    f->pending++;
 }
 
 /* ---- files ---- */
@@ -338,8 +220,9 @@ static int front_resume_args(const http_req_t *q, uint64_t *id, char *failed, si
     return 1;
 }
 
-static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+static void front_file(void *arg, httpd_xchg_t *x, const struct users_check *who)
 {
+    front_t *f = arg;
     const http_req_t *q = httpd_req(x);
     const char *path = http_req_path(q) + 3; /* after "/f/" */
     if (!fscat_path_valid(path, strlen(path)) || strlen(path) + 2 > XFER_PATH_MAX) {
@@ -384,7 +267,7 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
     if (status == 404)
         httpd_reply_text(x, 404, resume ? "no server holds this version now" : "no such file");
     else if (status == 503)
-        front_retry_later(x, 503, FRONT_RETRY_S, "no server can take it now");
+        hapi_retry_later(x, 503, FRONT_RETRY_S, "no server can take it now");
     else if (status != 0)
         httpd_reply_text(x, status,
                          status == 409 ? "the transfer cannot take another leg" : "internal error");
@@ -394,17 +277,19 @@ static void front_file(front_t *f, httpd_xchg_t *x, const struct users_check *wh
 
 /* ---- the tables ---- */
 
-static void front_servers(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+static void front_servers(void *arg, httpd_xchg_t *x, const struct users_check *who)
 {
+    front_t *f = arg;
     (void)who;
     struct front_core *core = f->o.lock(f->o.arg);
     cJSON *doc = core ? reg_table_json(core->reg, ring_now_ms()) : NULL;
     f->o.unlock(f->o.arg);
-    front_reply_json(x, doc);
+    hapi_reply_json(x, 200, doc);
 }
 
-static void front_transfers(front_t *f, httpd_xchg_t *x, const struct users_check *who)
+static void front_transfers(void *arg, httpd_xchg_t *x, const struct users_check *who)
 {
+    front_t *f = arg;
     (void)who;
     char name[16];
     enum xfer_state state = XFER_NONE; /* every one */
@@ -416,68 +301,16 @@ static void front_transfers(front_t *f, httpd_xchg_t *x, const struct users_chec
     struct front_core *core = f->o.lock(f->o.arg);
     cJSON *doc = core ? xfer_table_json(core->xfers, state) : NULL;
     f->o.unlock(f->o.arg);
-    front_reply_json(x, doc);
+    hapi_reply_json(x, 200, doc);
 }
 
-/* ---- routing ---- */
+/* ---- routing and lifetime ---- */
 
-struct front_route {
-    const char *path; /* exact, or a prefix when it ends in '/' */
-    bool head_ok;     /* HEAD as well as GET */
-    enum users_role need;
-    front_route_fn fn;
+static const struct hapi_route routes[] = {
+    {"/f/", HAPI_M(HTTP_GET) | HAPI_M(HTTP_HEAD), USERS_READ, front_file},
+    {"/v1/servers", HAPI_M(HTTP_GET), USERS_ADMIN, front_servers},
+    {"/v1/transfers", HAPI_M(HTTP_GET), USERS_ADMIN, front_transfers},
 };
-
-static const struct front_route routes[] = {
-    {"/f/", true, USERS_READ, front_file},
-    {"/v1/servers", false, USERS_ADMIN, front_servers},
-    {"/v1/transfers", false, USERS_ADMIN, front_transfers},
-};
-
-static const struct front_route *front_route_of(const char *path)
-{
-    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
-        size_t n = strlen(routes[i].path);
-        bool prefix = routes[i].path[n - 1] == '/';
-        if (prefix ? strncmp(path, routes[i].path, n) == 0 : strcmp(path, routes[i].path) == 0)
-            return &routes[i];
-    }
-    return NULL;
-}
-
-static void front_request(httpd_xchg_t *x, void *arg)
-{
-    front_t *f = arg;
-    const http_req_t *q = httpd_req(x);
-    const struct front_route *r = front_route_of(http_req_path(q));
-    enum http_method m = http_req_method(q);
-    if (r == NULL) {
-        httpd_reply_text(x, 404, "no such resource");
-        return;
-    }
-    if (m != HTTP_GET && !(m == HTTP_HEAD && r->head_ok)) {
-        httpd_header(x, "Allow", "%s", r->head_ok ? "GET, HEAD" : "GET");
-        httpd_reply_text(x, 405, "method not allowed here");
-        return;
-    }
-    front_auth(f, x, r->need, r->fn);
-}
-
-/* ---- lifetime ---- */
-
-static void front_finish(struct ring_defer *d)
-{
-    front_t *f = container_of(d, front_t, finish);
-    if (f->done)
-        f->done(f->done_arg);
-    free(f);
-}
-
-static void front_maybe_finish(front_t *f)
-{
-    if (f->stopping && f->pending == 0)
-        ring_defer(f->o.ring, &f->finish, front_finish);
-}
 
 int front_start(front_t **out, const struct front_opts *o)
 {
@@ -485,11 +318,16 @@ int front_start(front_t **out, const struct front_opts *o)
     if (f == NULL)
         return -ENOMEM;
     f->o = *o;
-    int rc = httpd_listen(&f->httpd, o->ring, &o->addr, &o->http, front_request, f);
+    struct hapi_opts ho = {.ring = o->ring,
+                           .addr = o->addr,
+                           .http = o->http,
+                           .users = o->users,
+                           .pool = o->pool,
+                           .routes = routes,
+                           .nroutes = sizeof routes / sizeof routes[0],
+                           .arg = f};
+    int rc = hapi_start(&f->api, &ho);
     if (rc < 0) {
-        char a[64];
-        log_error("front", "event=listen_failed addr=%s err=\"%s\"",
-                  net_addr_str(&o->addr, a, sizeof a), strerror(-rc));
         free(f);
         return rc;
     }
@@ -499,16 +337,24 @@ int front_start(front_t **out, const struct front_opts *o)
 
 const struct net_addr *front_addr(const front_t *f)
 {
-    return httpd_addr(f->httpd);
+    return hapi_addr(f->api);
+}
+
+static void front_stopped(void *arg)
+{
+    front_t *f = arg;
+    if (f->done)
+        f->done(f->done_arg);
+    free(f);
 }
 
 void front_stop(front_t *f, void (*done)(void *arg), void *arg)
 {
-    if (f->stopping)
+    if (f->api == NULL)
         return;
-    f->stopping = true;
     f->done = done;
     f->done_arg = arg;
-    httpd_stop(f->httpd);
-    front_maybe_finish(f);
+    hapi_t *api = f->api;
+    f->api = NULL;
+    hapi_stop(api, front_stopped, f);
 }
