@@ -66,6 +66,9 @@ void fejob_close(struct fejob *j);
 /* The job's ledger, for WORK sent, ACCEPTED and servers down. */
 struct ledger *fejob_ledger(struct fejob *j);
 
+/* Its spooled results, for reading records back (spool_job_get). */
+struct spool_job *fejob_spool(struct fejob *j);
+
 /*
  * Counts and stores r: returns the items newly done (0 for a duplicate or
  * a dead session's), -EINVAL (a status code out of range: nothing

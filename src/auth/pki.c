@@ -66,7 +66,7 @@ static const struct pki_role_def {
 } pki_roles[] = {
     {PKI_ROLE_BALANCER, "serverAuth"},
     {PKI_ROLE_FILESERVER, "serverAuth,clientAuth"},
-    {PKI_ROLE_FRONTEND, "serverAuth"},
+    {PKI_ROLE_FRONTEND, "serverAuth,clientAuth"}, /* it dials the chain's head */
     {PKI_ROLE_COMPUTE, "serverAuth,clientAuth"},
 };
 

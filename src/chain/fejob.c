@@ -95,6 +95,11 @@ void fejob_close(struct fejob *j)
     free(j);
 }
 
+struct spool_job *fejob_spool(struct fejob *j)
+{
+    return j->sj;
+}
+
 struct ledger *fejob_ledger(struct fejob *j)
 {
     return j->l;

@@ -13,6 +13,7 @@
 int cmd_balancer(int argc, char **argv);
 int cmd_fileserver(int argc, char **argv);
 int cmd_compute(int argc, char **argv);
+int cmd_frontend(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_pki(int argc, char **argv);
 int cmd_demo(int argc, char **argv);

@@ -25,6 +25,7 @@ static const struct command commands[] = {
     {"user", cmd_user, "add users, their passwords and API tokens to a users file"},
     {"get", cmd_get, "download a file through the balancer, resuming on failures"},
     {"loadgen", cmd_loadgen, "many downloads at once through the balancer, with figures"},
+    {"frontend", cmd_frontend, "take compute jobs and run them on a chain of servers"},
     {"compute", cmd_compute, "join a front-end's chain and invert matrices"},
     {"submit", cmd_submit, "submit a compute job to the front-end and get its results"},
     {"jobs", cmd_jobs, "the front-end's jobs"},

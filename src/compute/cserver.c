@@ -436,8 +436,6 @@ static void cs_out_down(void *arg, clink_t *l, int reason)
     cs_keep_queue(cs);
 }
 
-static const struct clink_handlers cs_out_handlers;
-
 /* Dials the successor cs->next at cs->next_addr (none when ""). */
 static void cs_dial_next(struct cs *cs)
 {
@@ -452,17 +450,13 @@ static void cs_dial_next(struct cs *cs)
     struct net_addr a;
     char err[160];
     int rc = net_addr_parse_err(cs->next_addr, NET_DIAL, &a, err, sizeof err);
+    struct clink_handlers h = {.on_up = cs_out_up, .on_down = cs_out_down, .arg = cs};
     if (rc == 0)
-        rc = clink_dial(&cs->out, cs->ring, cs->cli_tls, &a, cs->next, &cs_out_handlers);
+        rc = clink_dial(&cs->out, cs->ring, cs->cli_tls, &a, cs->next, &h);
     if (rc < 0)
         log_warn("compute", "event=next_dial_failed next=%s addr=%s err=\"%s\"", cs->next,
                  cs->next_addr, rc == -EINVAL ? err : strerror(-rc));
 }
-
-static const struct clink_handlers cs_out_handlers = {
-    .on_up = cs_out_up,
-    .on_down = cs_out_down,
-};
 
 /* ---- the front-end's messages ---- */
 
@@ -597,14 +591,6 @@ static int cs_listen_addr(const struct cs_opts *o, const struct net_addr *front,
     return 0;
 }
 
-static const struct clink_handlers cs_in_handlers = {
-    .on_work = cs_on_work,
-    .on_body = cs_on_body,
-    .on_end = cs_on_end,
-    .on_cancel = cs_prev_cancel,
-    .on_down = cs_in_down,
-};
-
 static int cs_start(struct cs *cs, struct mbrc_opts *mo)
 {
     const struct cs_opts *o = cs->o;
@@ -621,7 +607,13 @@ static int cs_start(struct cs *cs, struct mbrc_opts *mo)
         return -EPROTO;
     }
     if ((rc = cs_listen_addr(o, &mo->server, &la)) < 0 ||
-        (rc = clink_listen(&cs->in, cs->ring, cs->srv_tls, &la, &cs_in_handlers)) < 0) {
+        (rc = clink_listen(&cs->in, cs->ring, cs->srv_tls, &la,
+                           &(struct clink_handlers){.on_work = cs_on_work,
+                                                    .on_body = cs_on_body,
+                                                    .on_end = cs_on_end,
+                                                    .on_cancel = cs_prev_cancel,
+                                                    .on_down = cs_in_down,
+                                                    .arg = cs})) < 0) {
         log_error("compute", "event=listen_failed listen=%s err=\"%s\"",
                   o->listen ? o->listen : "auto", strerror(-rc));
         return rc;

@@ -1,0 +1,103 @@
+/*
+ * fe — the front-end's state, shared by its two halves: the chain
+ * (frontend.c: members, chain order, delegation, results) and the HTTP
+ * API (feapi.c: jobs in, states and results out). Everything runs on the
+ * one ring; no locks. Private to src/frontend/.
+ */
+#ifndef CONVOY_FRONTEND_FE_H
+#define CONVOY_FRONTEND_FE_H
+
+#include "convoy/clink.h"
+#include "convoy/corder.h"
+#include "convoy/fejob.h"
+#include "convoy/frontend.h"
+#include "convoy/hapi.h"
+#include "convoy/jobtab.h"
+#include "convoy/job.h"
+#include "convoy/mbr_server.h"
+#include "convoy/registry.h"
+#include "convoy/spool.h"
+
+#define FE_USER_MAX JOBTAB_USER_MAX
+
+/* One job, from its POST to forever (its spool outlives the process). */
+struct fjob {
+    uint64_t id;
+    uint32_t slot; /* its row in the job table */
+    enum jobtab_state state;
+    char user[FE_USER_MAX];
+    const struct job_op *op;
+    enum job_source source;
+    enum job_output output;
+    bool residuals;
+    uint32_t n;
+    uint64_t items;
+    uint64_t seed;
+    char kind[JOB_KIND_MAX];
+    int input_fd;      /* input.npy, -1 for a generated job */
+    uint64_t data_off; /* where its matrices start */
+    struct fejob *fj;
+    uint64_t submitted_ms, finished_ms; /* wall clock */
+    struct fjob *next;                  /* fe.jobs, in id order */
+};
+
+/* One compute server with a live session. */
+struct fmember {
+    mbrs_session_t *s;
+    uint64_t sid;
+    char name[REG_NAME_MAX];
+    char addr[REG_ADDR_MAX];
+    uint32_t weight, threads, active;
+};
+
+struct fe {
+    const struct fe_opts *o;
+    ring_t *ring;
+    pool_t *pool;
+    users_t *users;
+    tls_ctx_t *cli_tls, *ctl_tls, *http_tls;
+    hapi_t *api;
+    mbrs_t *mbr;
+    struct reg_table reg;
+    struct corder *chain;
+    struct fmember members[REG_SERVERS];
+    size_t nmembers;
+    clink_t *head; /* the link to the chain's head */
+    bool head_up;
+    char head_name[REG_NAME_MAX];
+    struct ring_timer redial;
+    struct spool *spool;
+    struct jobtab *tab;
+    struct fjob *jobs;
+    uint64_t next_id;
+    struct fe_result *results; /* RESULT bodies streaming in */
+    uint32_t sends;            /* WORKs whose send has not completed */
+    bool pumping, stopping;
+};
+
+/* ---- frontend.c, for the API ---- */
+
+/* Puts job j's row in the job table (after any change). */
+void fe_job_publish(struct fe *fe, struct fjob *j);
+
+/* A new job is in: assign it a slot, publish it, start delegating. */
+void fe_job_added(struct fe *fe, struct fjob *j);
+
+/* Cancels j: CANCEL to every server, its items no longer sent. */
+void fe_job_cancel(struct fe *fe, struct fjob *j);
+
+/* Opens (or reopens) j's results in the spool: 0 or -errno. */
+int fe_job_open(struct fe *fe, struct fjob *j);
+
+void fe_job_free(struct fjob *j);
+
+struct fjob *fe_job_find(struct fe *fe, uint64_t id);
+
+/* ---- feapi.c ---- */
+
+int fe_api_start(struct fe *fe);
+
+/* The jobs a restarted front-end finds in its spool. 0 or -errno. */
+int fe_api_recover(struct fe *fe);
+
+#endif

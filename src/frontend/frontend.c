@@ -1,0 +1,781 @@
+/*
+ * frontend — the chain half of the front-end (see frontend.h, fe.h).
+ *
+ * Members: a compute server that joins (on_join) is appended to the chain
+ * order; one that drains or whose session ends is unlinked, and every
+ * server whose neighbours changed hears CHAIN_SET_NEXT. The front-end
+ * itself dials the head, with the same chain link the servers use.
+ *
+ * Delegation is one pump: while the head's link is up and fewer items
+ * than the window are on the chain, the oldest running job's lowest
+ * unsent items go out in one WORK (their matrices read from the spooled
+ * input with pread, none for a generated job). The window is counted in
+ * items sent or accepted and not yet done, so a chain that computes
+ * slowly is fed slowly, and the input is read no faster than the chain
+ * drains it: a job of any size costs its window in memory.
+ *
+ * Results: ACCEPTED and RESULT come on each server's own control
+ * session; the job's ledger (fejob.h) counts the first result of every
+ * item and stores exactly those. A session that ends, for whatever
+ * reason, sends every item neither done nor accepted by a live server
+ * back to unsent, and the pump delegates them again.
+ */
+#include "fe.h"
+
+#include "convoy/gj.h"
+#include "convoy/log.h"
+#include "convoy/membership.h"
+#include "convoy/npy.h"
+#include "convoy/pki.h"
+#include "convoy/proc.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define FE_BATCH_BYTES  (1u << 20)  /* a WORK's matrices */
+#define FE_BATCH_MAX    64u         /* items in a WORK */
+#define FE_WINDOW_BYTES (64u << 20) /* matrices on the chain at once */
+#define FE_WINDOW_LANE  64u         /* items on the chain per lane at most */
+#define FE_REDIAL_MS    200u
+#define FE_RESULT_MAX   (64u << 20) /* a RESULT's body */
+#define FE_JOB_SLOTS    4096u
+
+static void fe_pump(struct fe *fe);
+
+/* ---- jobs ---- */
+
+static uint64_t fe_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct fjob *fe_job_find(struct fe *fe, uint64_t id)
+{
+    for (struct fjob *j = fe->jobs; j; j = j->next)
+        if (j->id == id)
+            return j;
+    return NULL;
+}
+
+void fe_job_free(struct fjob *j)
+{
+    if (j == NULL)
+        return;
+    fejob_close(j->fj);
+    if (j->input_fd >= 0)
+        close(j->input_fd);
+    free(j);
+}
+
+void fe_job_publish(struct fe *fe, struct fjob *j)
+{
+    struct fejob_counts c;
+    fejob_counts(j->fj, &c);
+    struct jobtab_row r = {.id = j->id,
+                           .state = j->state,
+                           .n = j->n,
+                           .items = j->items,
+                           .done = c.ok + c.singular + c.invalid,
+                           .ok = c.ok,
+                           .singular = c.singular,
+                           .invalid = c.invalid,
+                           .redelegated = c.l.redelegated,
+                           .submitted_ms = j->submitted_ms,
+                           .finished_ms = j->finished_ms};
+    snprintf(r.user, sizeof r.user, "%s", j->user);
+    snprintf(r.op, sizeof r.op, "%s", j->op->name);
+    int rc = jobtab_put(fe->tab, j->slot, &r);
+    if (rc < 0)
+        log_warn("frontend", "event=jobtab_failed job=%llu err=\"%s\"", (unsigned long long)j->id,
+                 strerror(-rc));
+}
+
+int fe_job_open(struct fe *fe, struct fjob *j)
+{
+    uint8_t hdr[128];
+    int hlen = npy_write_header(j->items, j->n, hdr, sizeof hdr);
+    if (hlen < 0)
+        return hlen;
+    return fejob_open(fe->spool, j->id, j->items, j->n, j->output != JOB_OUT_NONE, hdr,
+                      (size_t)hlen, &j->fj);
+}
+
+/* A job's state once something changed: done when every item is. */
+static void fe_job_settle(struct fe *fe, struct fjob *j)
+{
+    if (j->state == JOBTAB_DONE || j->state == JOBTAB_CANCELLED) {
+        fe_job_publish(fe, j);
+        return;
+    }
+    if (ledger_complete(fejob_ledger(j->fj))) {
+        j->state = JOBTAB_DONE;
+        j->finished_ms = fe_wall_ms();
+        struct fejob_counts c;
+        fejob_counts(j->fj, &c);
+        log_info("frontend",
+                 "event=job_done job=%llu items=%llu ok=%llu singular=%llu invalid=%llu "
+                 "redelegated=%llu",
+                 (unsigned long long)j->id, (unsigned long long)j->items, (unsigned long long)c.ok,
+                 (unsigned long long)c.singular, (unsigned long long)c.invalid,
+                 (unsigned long long)c.l.redelegated);
+    } else {
+        j->state = fe->head_up ? JOBTAB_RUNNING : JOBTAB_WAITING;
+    }
+    fe_job_publish(fe, j);
+}
+
+/* A slot of the job table: the first free, or the oldest finished job's. */
+static uint32_t fe_slot(struct fe *fe)
+{
+    uint32_t cap = jobtab_capacity(fe->tab);
+    for (uint32_t s = 0; s < cap; s++) {
+        bool used = false;
+        for (struct fjob *j = fe->jobs; j && !used; j = j->next)
+            used = j->slot == s;
+        if (!used)
+            return s;
+    }
+    for (struct fjob *j = fe->jobs; j; j = j->next)
+        if (j->state == JOBTAB_DONE || j->state == JOBTAB_CANCELLED) {
+            uint32_t s = j->slot;
+            j->slot = UINT32_MAX; /* still served by the API, no longer shown */
+            return s;
+        }
+    return UINT32_MAX;
+}
+
+void fe_job_added(struct fe *fe, struct fjob *j)
+{
+    struct fjob **pp = &fe->jobs;
+    while (*pp && (*pp)->id < j->id)
+        pp = &(*pp)->next;
+    j->next = *pp;
+    *pp = j;
+    j->slot = fe_slot(fe);
+    fe_job_settle(fe, j);
+    fe_pump(fe);
+}
+
+static void fe_send_all(struct fe *fe, enum frame_type type, const cJSON *meta)
+{
+    for (size_t i = 0; i < fe->nmembers; i++)
+        mbrs_send(fe->members[i].s, type, meta);
+}
+
+void fe_job_cancel(struct fe *fe, struct fjob *j)
+{
+    if (j->state == JOBTAB_DONE || j->state == JOBTAB_CANCELLED)
+        return;
+    j->state = JOBTAB_CANCELLED;
+    j->finished_ms = fe_wall_ms();
+    struct chain_span s = {j->id, 0, 0};
+    cJSON *meta = chain_span_json(&s);
+    if (meta)
+        fe_send_all(fe, FRAME_CANCEL, meta);
+    cJSON_Delete(meta);
+    log_info("frontend", "event=job_cancelled job=%llu", (unsigned long long)j->id);
+    fe_job_publish(fe, j);
+}
+
+/* ---- delegation ---- */
+
+/* Items of order n in one WORK. */
+static uint32_t fe_batch(uint32_t n)
+{
+    uint64_t item = chain_items_len(1, n);
+    uint64_t b = FE_BATCH_BYTES / item;
+    return b < 1 ? 1 : b > FE_BATCH_MAX ? FE_BATCH_MAX : (uint32_t)b;
+}
+
+/* Items of order n the chain may hold at once. */
+static uint64_t fe_window(const struct fe *fe, uint32_t n)
+{
+    uint64_t lanes = 0;
+    for (size_t i = 0; i < fe->nmembers; i++)
+        lanes += fe->members[i].threads;
+    uint64_t by_bytes = FE_WINDOW_BYTES / chain_items_len(1, n);
+    uint64_t w = lanes * FE_WINDOW_LANE < by_bytes ? lanes * FE_WINDOW_LANE : by_bytes;
+    return w < 2 * lanes ? 2 * lanes : w;
+}
+
+/* Items of j on the chain: sent or accepted, not done. */
+static uint64_t fe_inflight(const struct fjob *j)
+{
+    struct ledger_counts c;
+    ledger_counts(fejob_ledger(j->fj), &c);
+    return c.sent + c.accepted;
+}
+
+struct fe_send {
+    struct fe *fe;
+    void *body;
+};
+
+static void fe_work_sent(void *arg, int err)
+{
+    struct fe_send *s = arg;
+    struct fe *fe = s->fe;
+    (void)err; /* a WORK lost with the link is sent again once its server is down */
+    free(s->body);
+    free(s);
+    fe->sends--;
+    fe_pump(fe);
+}
+
+/* The matrices of items first … first+count-1 of j, read from its input. */
+static void *fe_read_items(const struct fjob *j, uint64_t first, uint32_t count, uint64_t *len)
+{
+    *len = chain_items_len(count, j->n);
+    uint8_t *buf = malloc(*len);
+    if (buf == NULL)
+        return NULL;
+    uint64_t off = j->data_off + first * chain_items_len(1, j->n);
+    for (uint64_t got = 0; got < *len;) {
+        ssize_t r = pread(j->input_fd, buf + got, *len - got, (off_t)(off + got));
+        if (r <= 0) {
+            log_error("frontend", "event=input_read_failed job=%llu err=\"%s\"",
+                      (unsigned long long)j->id, r < 0 ? strerror(errno) : "short file");
+            free(buf);
+            return NULL;
+        }
+        got += (uint64_t)r;
+    }
+    return buf;
+}
+
+/* One WORK of j, if its window allows. 1 sent, 0 nothing to send now. */
+static int fe_send_one(struct fe *fe, struct fjob *j)
+{
+    uint64_t first;
+    uint32_t count;
+    if (fe_inflight(j) >= fe_window(fe, j->n) ||
+        ledger_next_unsent(fejob_ledger(j->fj), fe_batch(j->n), &first, &count) != 1)
+        return 0;
+    struct chain_work w = {.job = j->id,
+                           .first = first,
+                           .count = count,
+                           .n = j->n,
+                           .residual = j->residuals,
+                           .output = j->output != JOB_OUT_NONE,
+                           .gen = j->source == JOB_GENERATE,
+                           .seed = j->seed};
+    snprintf(w.kind, sizeof w.kind, "%s", j->kind);
+    struct fe_send *s = calloc(1, sizeof *s);
+    uint64_t len = 0;
+    if (s == NULL || (!w.gen && (s->body = fe_read_items(j, first, count, &len)) == NULL)) {
+        free(s);
+        return 0;
+    }
+    s->fe = fe;
+    int rc = clink_send_work(fe->head, &w, s->body, len, fe_work_sent, s);
+    if (rc < 0) {
+        free(s->body);
+        free(s);
+        return 0; /* -EAGAIN: a send's done pumps again */
+    }
+    fe->sends++;
+    ledger_sent(fejob_ledger(j->fj), first, count);
+    return 1;
+}
+
+static void fe_pump(struct fe *fe)
+{
+    if (fe->pumping || !fe->head_up)
+        return;
+    fe->pumping = true;
+    for (struct fjob *j = fe->jobs; j; j = j->next) {
+        if (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING)
+            continue;
+        if (j->state == JOBTAB_WAITING)
+            fe_job_settle(fe, j);
+        while (fe->head_up && fe_send_one(fe, j) == 1)
+            ;
+    }
+    fe->pumping = false;
+}
+
+/* ---- the head ---- */
+
+static void fe_dial_head(struct fe *fe);
+
+static void fe_head_up(void *arg, clink_t *l)
+{
+    struct fe *fe = arg;
+    if (l != fe->head)
+        return;
+    fe->head_up = true;
+    log_info("frontend", "event=head_up head=%s", fe->head_name);
+    fe_pump(fe);
+}
+
+static void fe_redial(struct ring_timer *t)
+{
+    fe_dial_head(container_of(t, struct fe, redial));
+}
+
+static void fe_head_down(void *arg, clink_t *l, int reason)
+{
+    struct fe *fe = arg;
+    if (l != fe->head)
+        return;
+    fe->head = NULL;
+    fe->head_up = false;
+    log_info("frontend", "event=head_down head=%s reason=\"%s\"", fe->head_name,
+             reason ? strerror(reason < 0 ? -reason : reason) : "closed");
+    if (!fe->stopping && fe->head_name[0]) /* still the head: it may not know us yet */
+        ring_timer_start(fe->ring, &fe->redial, FE_REDIAL_MS, fe_redial);
+}
+
+static void fe_dial_head(struct fe *fe)
+{
+    const struct corder_server *h = corder_head(fe->chain);
+    if (h == NULL || fe->head)
+        return;
+    struct net_addr a;
+    int rc = net_addr_parse_err(h->addr, NET_DIAL, &a, NULL, 0);
+    struct clink_handlers hh = {.on_up = fe_head_up, .on_down = fe_head_down, .arg = fe};
+    if (rc == 0)
+        rc = clink_dial(&fe->head, fe->ring, fe->cli_tls, &a, h->name, &hh);
+    if (rc < 0) {
+        log_warn("frontend", "event=head_dial_failed head=%s addr=%s err=\"%s\"", h->name, h->addr,
+                 strerror(-rc));
+        ring_timer_start(fe->ring, &fe->redial, FE_REDIAL_MS, fe_redial);
+    }
+}
+
+/* ---- the chain ---- */
+
+static struct fmember *fe_member(struct fe *fe, const char *name)
+{
+    for (size_t i = 0; i < fe->nmembers; i++)
+        if (strcmp(fe->members[i].name, name) == 0)
+            return &fe->members[i];
+    return NULL;
+}
+
+static void fe_chain_publish(struct fe *fe)
+{
+    struct jobtab_server rows[CORDER_SERVERS];
+    size_t n = corder_count(fe->chain);
+    for (size_t i = 0; i < n; i++) {
+        const struct corder_server *s = corder_at(fe->chain, i);
+        const struct fmember *m = fe_member(fe, s->name);
+        rows[i] = (struct jobtab_server){
+            .weight = s->weight, .capacity = m ? m->threads : 0, .active = m ? m->active : 0};
+        snprintf(rows[i].name, sizeof rows[i].name, "%s", s->name);
+        snprintf(rows[i].addr, sizeof rows[i].addr, "%s", s->addr);
+    }
+    jobtab_chain_put(fe->tab, rows, n);
+}
+
+/* Tells every server whose link changed, and follows a new head. */
+static void fe_relink(struct fe *fe)
+{
+    struct corder_link links[CORDER_SERVERS];
+    size_t n = corder_links(fe->chain, links, CORDER_SERVERS);
+    for (size_t i = 0; i < n; i++) {
+        struct fmember *m = fe_member(fe, links[i].name);
+        struct chain_next cn = {links[i].epoch, links[i].prev, links[i].next, links[i].next_addr,
+                                links[i].behind};
+        cJSON *meta = chain_next_json(&cn);
+        if (m && meta)
+            mbrs_send(m->s, FRAME_CHAIN_SET_NEXT, meta);
+        cJSON_Delete(meta);
+    }
+    const struct corder_server *h = corder_head(fe->chain);
+    if (strcmp(h ? h->name : "", fe->head_name) != 0) {
+        snprintf(fe->head_name, sizeof fe->head_name, "%s", h ? h->name : "");
+        ring_timer_stop(fe->ring, &fe->redial);
+        if (fe->head) {
+            clink_t *old = fe->head;
+            fe->head = NULL;
+            fe->head_up = false;
+            clink_close(old);
+        }
+        fe_dial_head(fe);
+    }
+    fe_chain_publish(fe);
+}
+
+static void fe_on_join(void *arg, mbrs_session_t *s, const struct reg_hello *h)
+{
+    struct fe *fe = arg;
+    if (fe->nmembers == REG_SERVERS)
+        return;
+    struct fmember *m = &fe->members[fe->nmembers++];
+    *m = (struct fmember){.s = s,
+                          .sid = mbrs_session_id(s),
+                          .weight = h->weight ? h->weight : 1,
+                          .threads = h->capacity ? h->capacity : 1};
+    snprintf(m->name, sizeof m->name, "%s", mbrs_session_name(s));
+    snprintf(m->addr, sizeof m->addr, "%s", h->addr);
+    mbrs_session_set_udata(s, m);
+    int rc = corder_add(fe->chain, m->name, m->addr, m->weight);
+    if (rc < 0)
+        log_warn("frontend", "event=chain_add_failed name=%s err=\"%s\"", m->name, strerror(-rc));
+    fe_relink(fe);
+}
+
+/* The server takes nothing new: out of the chain (its session lives on
+ * until BYE, and what it accepted still counts). */
+static void fe_on_drain(void *arg, mbrs_session_t *s)
+{
+    struct fe *fe = arg;
+    if (corder_remove(fe->chain, mbrs_session_name(s)) == 0)
+        fe_relink(fe);
+}
+
+static void fe_on_gone(void *arg, mbrs_session_t *s)
+{
+    struct fe *fe = arg;
+    struct fmember *m = mbrs_session_udata(s);
+    if (m == NULL)
+        return;
+    uint64_t sid = m->sid;
+    log_info("frontend", "event=server_gone name=%s session=%llu", m->name,
+             (unsigned long long)sid);
+    corder_remove(fe->chain, m->name);
+    *m = fe->members[--fe->nmembers]; /* the last one moves into its place */
+    if (m != &fe->members[fe->nmembers])
+        mbrs_session_set_udata(m->s, m);
+    for (struct fjob *j = fe->jobs; j; j = j->next) {
+        if (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING)
+            continue;
+        long back = ledger_server_down(fejob_ledger(j->fj), sid);
+        if (back > 0)
+            log_info("frontend", "event=redelegate job=%llu items=%ld", (unsigned long long)j->id,
+                     back);
+        fe_job_settle(fe, j);
+    }
+    fe_relink(fe);
+    fe_pump(fe);
+}
+
+/* ---- what servers send ---- */
+
+/* A RESULT, its inverses streaming in when it has a body. */
+struct fe_result {
+    struct chain_result r;
+    mbrs_session_t *s;
+    uint32_t stream;
+    uint8_t *body;
+    uint64_t len, got;
+    struct fe_result *next; /* fe->results */
+    uint8_t status[CHAIN_COUNT_MAX];
+    double resid[CHAIN_COUNT_MAX];
+};
+
+static void fe_result_free(struct fe_result *fr)
+{
+    free(fr->body);
+    free(fr);
+}
+
+/* Checks a RESULT against its job: 1 to count, 0 to drop (late), or
+ * -EPROTO after refusing the server. */
+static int fe_result_check(struct fe *fe, mbrs_session_t *s, const struct chain_result *r,
+                           bool body)
+{
+    struct fjob *j = fe_job_find(fe, r->job);
+    if (j == NULL || (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING))
+        return 0; /* late: nothing to count (not the server's fault) */
+    if (r->n != j->n || r->first + r->count > j->items || r->count == 0 ||
+        body != (j->output != JOB_OUT_NONE)) {
+        mbrs_refuse(s, "schema", "RESULT for job %llu does not fit it", (unsigned long long)r->job);
+        return -EPROTO;
+    }
+    return 1;
+}
+
+static void fe_count(struct fe *fe, struct fe_result *fr)
+{
+    struct fjob *j = fe_job_find(fe, fr->r.job); /* it may have ended meanwhile */
+    if (j == NULL || (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING))
+        return;
+    for (uint32_t i = 0; i < fr->r.count; i++)
+        fr->status[i] = fr->status[i] <= GJ_INVALID ? (uint8_t)(fr->status[i] + FEJOB_OK)
+                                                    : (uint8_t)FEJOB_INVALID;
+    struct fejob_result res = {.first = fr->r.first,
+                               .count = fr->r.count,
+                               .status = fr->status,
+                               .resid = fr->r.has_resid ? fr->resid : NULL,
+                               .ms = fr->r.ms,
+                               .data = (const double *)fr->body,
+                               .sid = mbrs_session_id(fr->s),
+                               .server = mbrs_session_name(fr->s)};
+    long rc = fejob_result(j->fj, &res);
+    if (rc < 0)
+        log_error("frontend", "event=result_failed job=%llu err=\"%s\"", (unsigned long long)j->id,
+                  strerror((int)-rc));
+    fe_job_settle(fe, j);
+    fe_pump(fe);
+}
+
+static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uint32_t stream)
+{
+    char why[160];
+    struct fe_result *fr = calloc(1, sizeof *fr);
+    if (fr == NULL)
+        return 0;
+    fr->r.status = fr->status;
+    fr->r.resid = fr->resid;
+    fr->s = s;
+    fr->stream = stream;
+    if (chain_result_parse(meta, &fr->r, CHAIN_COUNT_MAX, why, sizeof why) < 0) {
+        fe_result_free(fr);
+        mbrs_refuse(s, "schema", "RESULT: %s", why);
+        return -EPROTO;
+    }
+    int rc = fe_result_check(fe, s, &fr->r, stream != 0);
+    if (rc <= 0 || stream == 0) {
+        if (rc == 1)
+            fe_count(fe, fr);
+        fe_result_free(fr);
+        return rc < 0 ? rc : 0; /* a late RESULT's body is dropped as it comes */
+    }
+    fr->len = chain_items_len(fr->r.count, fr->r.n);
+    if (fr->len > FE_RESULT_MAX || (fr->body = malloc(fr->len)) == NULL) {
+        mbrs_refuse(s, "body_len", "RESULT body of %llu bytes", (unsigned long long)fr->len);
+        fe_result_free(fr);
+        return -EPROTO;
+    }
+    fr->next = fe->results;
+    fe->results = fr;
+    return 0;
+}
+
+static struct fe_result **fe_result_of(struct fe *fe, mbrs_session_t *s, uint32_t stream)
+{
+    struct fe_result **pp = &fe->results;
+    while (*pp && ((*pp)->s != s || (*pp)->stream != stream))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static int fe_on_body(void *arg, mbrs_session_t *s, uint32_t stream, const uint8_t *p, size_t len)
+{
+    struct fe_result *fr = *fe_result_of(arg, s, stream);
+    if (fr == NULL)
+        return 0;
+    if (len > fr->len - fr->got) {
+        mbrs_refuse(s, "body_len", "RESULT body longer than its items");
+        return -EPROTO;
+    }
+    memcpy(fr->body + fr->got, p, len);
+    fr->got += len;
+    return 0;
+}
+
+static void fe_on_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
+{
+    struct fe *fe = arg;
+    struct fe_result **pp = fe_result_of(fe, s, stream), *fr = *pp;
+    if (fr == NULL)
+        return;
+    *pp = fr->next;
+    if (err == 0 && fr->got == fr->len)
+        fe_count(fe, fr);
+    fe_result_free(fr);
+}
+
+static int fe_on_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
+                       uint32_t stream)
+{
+    struct fe *fe = arg;
+    char why[160];
+    if (h->type == FRAME_RESULT)
+        return fe_on_result(fe, s, meta, stream);
+    if (h->type != FRAME_ACCEPTED) {
+        mbrs_refuse(s, "unexpected", "%s from a compute server", frame_type_str(h->type));
+        return -EPROTO;
+    }
+    struct chain_span sp;
+    if (chain_span_parse(meta, &sp, why, sizeof why) < 0) {
+        mbrs_refuse(s, "schema", "ACCEPTED: %s", why);
+        return -EPROTO;
+    }
+    struct fjob *j = fe_job_find(fe, sp.job);
+    if (j && j->state == JOBTAB_RUNNING &&
+        ledger_accepted(fejob_ledger(j->fj), sp.first, sp.count, mbrs_session_id(s)) == -ERANGE) {
+        mbrs_refuse(s, "schema", "ACCEPTED past job %llu's items", (unsigned long long)sp.job);
+        return -EPROTO;
+    }
+    return 0;
+}
+/* ---- the daemon ---- */
+
+static struct reg_table *fe_lock(void *arg)
+{
+    return &((struct fe *)arg)->reg;
+}
+
+static void fe_unlock(void *arg)
+{
+    (void)arg; /* one thread */
+}
+
+static void fe_mbr_stopped(void *arg)
+{
+    struct fe *fe = arg;
+    ring_stop(fe->ring);
+}
+
+static void fe_signal(void *arg, int signo)
+{
+    struct fe *fe = arg;
+    if (fe->stopping) {
+        ring_stop(fe->ring);
+        return;
+    }
+    fe->stopping = true;
+    log_info("frontend", "event=stopping signal=%s", strsignal(signo));
+    ring_timer_stop(fe->ring, &fe->redial);
+    if (fe->head)
+        clink_close(fe->head);
+    fe->head = NULL;
+    fe->head_up = false;
+    if (fe->api)
+        hapi_stop(fe->api, NULL, NULL);
+    fe->api = NULL;
+    mbrs_stop(fe->mbr, fe_mbr_stopped, fe);
+}
+
+/* TLS contexts: the head's client, the control server, the API. */
+static int fe_tls(struct fe *fe)
+{
+    const struct fe_opts *o = fe->o;
+    char err[512];
+    if (tls_ctx_new(&fe->cli_tls, TLS_CLIENT, o->pki, o->name, false, err, sizeof err) < 0 ||
+        tls_ctx_new(&fe->ctl_tls, TLS_SERVER, o->pki, o->name, true, err, sizeof err) < 0 ||
+        (!o->insecure_http &&
+         tls_ctx_new(&fe->http_tls, TLS_SERVER, o->pki, o->name, false, err, sizeof err) < 0)) {
+        log_error("frontend", "event=tls_failed err=\"%s\"", err);
+        return -EPROTO;
+    }
+    return 0;
+}
+
+static int fe_users(struct fe *fe)
+{
+    char err[512];
+    int rc = fe->o->users ? users_load(&fe->users, fe->o->users, err, sizeof err)
+                          : users_new(&fe->users);
+    if (rc < 0)
+        log_error("frontend", "event=users_failed err=\"%s\"", fe->o->users ? err : strerror(-rc));
+    return rc;
+}
+
+static int fe_start_members(struct fe *fe, const struct net_addr *control)
+{
+    struct mbrs_opts mo = {.ring = fe->ring,
+                           .tls = fe->ctl_tls,
+                           .addr = *control,
+                           .role = PKI_ROLE_COMPUTE,
+                           .heartbeat_ms = fe->o->heartbeat_ms,
+                           .dead_after_ms = fe->o->dead_after_ms,
+                           .lock = fe_lock,
+                           .unlock = fe_unlock,
+                           .on_frame = fe_on_frame,
+                           .on_body = fe_on_body,
+                           .on_end = fe_on_end,
+                           .on_join = fe_on_join,
+                           .on_drain = fe_on_drain,
+                           .on_gone = fe_on_gone,
+                           .body_max = FE_RESULT_MAX,
+                           .arg = fe};
+    return mbrs_start(&fe->mbr, &mo);
+}
+
+static int fe_start(struct fe *fe)
+{
+    const struct fe_opts *o = fe->o;
+    struct net_addr control;
+    char err[256];
+    int rc;
+    if (net_addr_parse_err(o->control, NET_LISTEN, &control, err, sizeof err) < 0) {
+        log_error("frontend", "event=bad_option option=--control value=\"%s\" err=\"%s\"",
+                  o->control, err);
+        return -EINVAL;
+    }
+    if ((rc = fe_tls(fe)) < 0 || (rc = fe_users(fe)) < 0)
+        return rc;
+    if ((rc = spool_open(o->data, &fe->spool)) < 0) {
+        log_error("frontend", "event=spool_failed data=%s err=\"%s\"", o->data, strerror(-rc));
+        return rc;
+    }
+    if ((rc = jobtab_own(o->state, FE_JOB_SLOTS, &fe->tab)) < 0) {
+        log_error("frontend", "event=state_failed state=%s err=\"%s\"", o->state, strerror(-rc));
+        return rc;
+    }
+    if ((fe->chain = corder_new(o->name)) == NULL || (rc = pool_create(&fe->pool, 0, 256)) < 0)
+        return fe->chain ? rc : -ENOMEM;
+    reg_restart(&fe->reg, ring_now_ms());
+    if ((rc = fe_api_recover(fe)) < 0 || (rc = fe_start_members(fe, &control)) < 0 ||
+        (rc = fe_api_start(fe)) < 0)
+        return rc;
+    char a[64];
+    log_info("frontend", "event=started name=%s control=%s http=%s tls=%d jobs=%llu", o->name,
+             net_addr_str(mbrs_addr(fe->mbr), a, sizeof a), o->http, !o->insecure_http,
+             (unsigned long long)(fe->next_id - 1));
+    return 0;
+}
+
+int fe_run(const struct fe_opts *o)
+{
+    if (!mbr_name_valid(o->name)) {
+        log_error("frontend", "event=bad_option err=\"--name takes 1-63 of A-Z a-z 0-9 . _ -\"");
+        return 2;
+    }
+    struct fe *fe = calloc(1, sizeof *fe);
+    if (fe == NULL)
+        return 1;
+    fe->o = o;
+    fe->next_id = 1;
+    int status = 1;
+    long nofile = proc_raise_nofile();
+    if (nofile < 0)
+        log_warn("frontend", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
+    int rc = ring_create(&fe->ring, 256);
+    if (rc < 0) {
+        log_error("frontend", "event=io_uring_unavailable err=\"%s\"", strerror(-rc));
+        goto out;
+    }
+    if ((rc = ring_watch_signals(fe->ring, fe_signal, fe)) < 0 || (rc = fe_start(fe)) < 0) {
+        log_error("frontend", "event=start_failed err=\"%s\"", strerror(-rc));
+        goto out;
+    }
+    ring_run(fe->ring);
+    status = 0;
+    log_info("frontend", "event=stopped name=%s", o->name);
+out:
+    pool_destroy(fe->pool);
+    if (fe->mbr)
+        mbrs_free(fe->mbr);
+    ring_destroy(fe->ring);
+    while (fe->jobs) {
+        struct fjob *j = fe->jobs;
+        fe->jobs = j->next;
+        fe_job_free(j);
+    }
+    while (fe->results) {
+        struct fe_result *fr = fe->results;
+        fe->results = fr->next;
+        fe_result_free(fr);
+    }
+    corder_free(fe->chain);
+    jobtab_close(fe->tab);
+    spool_close(fe->spool);
+    users_free(fe->users);
+    tls_ctx_free(fe->cli_tls);
+    tls_ctx_free(fe->ctl_tls);
+    tls_ctx_free(fe->http_tls);
+    free(fe);
+    return status;
+}
