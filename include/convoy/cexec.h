@@ -29,6 +29,7 @@ struct cexec_batch {
     double *resid;       /* out: count residuals (NaN: none) */
     uint32_t ms;         /* out: time the batch took */
     int err;             /* out: 0, or -ENOMEM / -EINVAL (no item computed) */
+    void *udata;         /* the owner's, once done */
     struct cexec_batch *next;
 };
 

@@ -75,6 +75,9 @@ struct cs {
     double credit; /* the kept fraction's remainder, carried between WORKs */
     struct inwork *ins;
     struct outwork *queue, *queue_tail; /* forwards waiting for a stream */
+    struct cexec_batch *results, *results_tail; /* RESULTs waiting for a stream */
+    unsigned results_busy;                      /* RESULT bodies being sent */
+    uint64_t results_items;                     /* items of both: still held */
     uint64_t queued_items;
     struct {
         clink_t *l;
@@ -103,13 +106,27 @@ static uint32_t cs_keep(struct cs *cs, uint32_t count)
 
 /* ---- results and acceptances, to the front-end ---- */
 
-static void cs_result_sent(void *arg, int err)
+static void cs_results_flush(struct cs *cs);
+
+static void cs_result_gone(struct cs *cs, struct cexec_batch *b)
 {
-    (void)err; /* a result lost with the connection is computed again elsewhere */
-    cexec_batch_free(arg);
+    cs->results_items -= b->w.count;
+    cexec_batch_free(b);
 }
 
-static void cs_send_result(struct cs *cs, struct cexec_batch *b)
+static void cs_result_sent(void *arg, int err)
+{
+    struct cexec_batch *b = arg;
+    struct cs *cs = b->udata;
+    (void)err; /* a result lost with the connection is computed again elsewhere */
+    cs_result_gone(cs, b);
+    cs->results_busy--;
+    cs_results_flush(cs);
+}
+
+/* Sends b's RESULT: 0 (b is gone), or -EAGAIN when every stream of the
+ * control connection carries a body (b stays the caller's). */
+static int cs_send_result(struct cs *cs, struct cexec_batch *b)
 {
     struct chain_result r = {.job = b->w.job,
                              .first = b->w.first,
@@ -124,18 +141,37 @@ static void cs_send_result(struct cs *cs, struct cexec_batch *b)
     cJSON *meta = chain_result_json(&r);
     int rc = meta ? 0 : -ENOMEM;
     bool body = rc == 0 && b->w.output && b->err == 0;
+    b->udata = cs;
     if (body)
         rc = mbrc_send_buf(cs->member, FRAME_RESULT, meta, b->data,
                            chain_items_len(b->w.count, b->w.n), cs_result_sent, b);
     else if (rc == 0)
         rc = mbrc_send(cs->member, FRAME_RESULT, meta);
     cJSON_Delete(meta);
+    if (rc == -EAGAIN)
+        return rc;
     if (rc < 0)
         log_warn("compute", "event=result_lost job=%llu first=%llu count=%u err=\"%s\"",
                  (unsigned long long)b->w.job, (unsigned long long)b->w.first, b->w.count,
                  strerror(-rc));
-    if (!body || rc < 0)
-        cexec_batch_free(b);
+    if (body && rc == 0)
+        cs->results_busy++;
+    else
+        cs_result_gone(cs, b);
+    return 0;
+}
+
+/* Sends the results waiting for a stream, in order. */
+static void cs_results_flush(struct cs *cs)
+{
+    while (cs->results) {
+        struct cexec_batch *b = cs->results, *next = b->next;
+        if (cs_send_result(cs, b) == -EAGAIN)
+            return;
+        cs->results = next;
+        if (next == NULL)
+            cs->results_tail = NULL;
+    }
 }
 
 static void cs_send_span(struct cs *cs, enum frame_type type, uint64_t job, uint64_t first,
@@ -186,7 +222,14 @@ static void cs_forget_held(struct cs *cs, clink_t *l)
 static void cs_batch_done(void *arg, struct cexec_batch *b)
 {
     struct cs *cs = arg;
-    cs_send_result(cs, b);
+    b->next = NULL;
+    if (cs->results_tail)
+        cs->results_tail->next = b;
+    else
+        cs->results = b;
+    cs->results_tail = b;
+    cs->results_items += b->w.count;
+    cs_results_flush(cs);
     if (!cs_full(cs))
         cs_release_all(cs);
 }
@@ -539,7 +582,7 @@ static void cs_load(void *arg, struct reg_load *l)
     struct cs *cs = arg;
     double avg[1] = {0};
     memset(l, 0, sizeof *l);
-    uint64_t held = cexec_held(cs->ex) + cs->queued_items;
+    uint64_t held = cexec_held(cs->ex) + cs->queued_items + cs->results_items;
     l->active = held > UINT32_MAX ? UINT32_MAX : (uint32_t)held;
     if (getloadavg(avg, 1) == 1)
         l->load1 = avg[0];
@@ -676,6 +719,11 @@ out:
         struct outwork *ow = cs.queue;
         cs.queue = ow->next;
         cs_out_free(ow);
+    }
+    while (cs.results) {
+        struct cexec_batch *b = cs.results;
+        cs.results = b->next;
+        cexec_batch_free(b);
     }
     mbrc_free(cs.member);
     ring_destroy(cs.ring);
