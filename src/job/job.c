@@ -232,12 +232,12 @@ static int check_item(const cJSON *item, uint64_t i, uint32_t n, const struct ou
     char at[PATH_MAX_LEN];
     snprintf(at, sizeof at, "$.matrices[%" PRIu64 "]", i);
     if (!cJSON_IsArray(item) || count_upto(item, n) != n)
-        return refuse(o, at, "expected %" PRIu32 " rows", n);
+        return refuse(o, at, "expected %" PRIu32 " row%s", n, n == 1 ? "" : "s");
     uint32_t r = 0;
     for (const cJSON *row = item->child; row; row = row->next, r++) {
         snprintf(at, sizeof at, "$.matrices[%" PRIu64 "][%" PRIu32 "]", i, r);
         if (!cJSON_IsArray(row) || count_upto(row, n) != n)
-            return refuse(o, at, "expected %" PRIu32 " numbers", n);
+            return refuse(o, at, "expected %" PRIu32 " number%s", n, n == 1 ? "" : "s");
         uint32_t c = 0;
         for (const cJSON *e = row->child; e; e = e->next, c++)
             if (!cJSON_IsNumber(e) || !isfinite(e->valuedouble)) {

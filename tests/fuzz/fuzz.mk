@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range xget ticket catalog
+FUZZ_TARGETS = frame http_req http_range xget ticket catalog job npy
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -46,6 +46,13 @@ fuzz_catalog_SRC    = src/fileserver/fscat.c src/runtime/frame.c src/runtime/rin
                       src/runtime/log.c
 fuzz_catalog_LIBS   = -luring
 fuzz_catalog_MAXLEN = 4096
+# The job parser (jgen for the kind names) and the .npy header parser.
+fuzz_job_SRC        = src/job/job.c src/job/jgen.c
+fuzz_job_DICT       = job
+fuzz_job_MAXLEN     = 4096
+fuzz_npy_SRC        = src/job/npy.c
+fuzz_npy_DICT       = npy
+fuzz_npy_MAXLEN     = 1024
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
