@@ -48,8 +48,9 @@ bench-runtime: deps
 	    rc=$$(cat $(BENCH_R_OUT).rc); rm -f $(BENCH_R_OUT).rc; [ "$$rc" = 0 ] || exit "$$rc"; \
 	done
 
-$(BUILD)/bench_runtime: bench/runtime.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
-	$(CC) $(CFLAGS_ALL) -o $@ bench/runtime.c $(BUILD)/obj/tests/common/fixture.o \
+$(BUILD)/bench_runtime: bench/runtime.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
+                        $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/runtime.c bench/common.c $(BUILD)/obj/tests/common/fixture.o \
 	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
 
 
