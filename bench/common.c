@@ -6,6 +6,7 @@
 #include "common.h"
 
 #include "../tests/common/fixture.h"
+#include "convoy/proc.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -34,6 +35,7 @@ static const char *bench_name = "bench";
 static char bench_dir[64];   /* the temporary folder, "" when none */
 static pid_t kids[KIDS_MAX]; /* started and not yet reaped */
 static bool in_kid;          /* a sample's child: the parent owns the cleanup */
+static void (*at_die)(void); /* bench_at_die's */
 
 const char *bench_start(const char *name)
 {
@@ -48,6 +50,11 @@ void bench_end(void)
     if (bench_dir[0])
         fx_rmtree(bench_dir);
     bench_dir[0] = '\0';
+}
+
+void bench_at_die(void (*fn)(void))
+{
+    at_die = fn;
 }
 
 void bench_in_kid(void)
@@ -67,7 +74,9 @@ void bench_die(const char *fmt, ...)
         exit(1);
     for (size_t i = 0; i < KIDS_MAX; i++)
         if (kids[i] > 0)
-            bench_kid_stop(kids[i], SIGKILL);
+            proc_stop(kids[i], 2000);
+    if (at_die)
+        at_die();
     bench_end();
     exit(1);
 }

@@ -29,9 +29,14 @@ const char *bench_start(const char *name);
 void bench_end(void);
 
 /* Prints "NAME: " and the message on stderr, stops every process the bench
- * started and not yet reaped, removes the folder, exits 1. In a sample's
- * child (bench_in_kid) it only exits. */
+ * started and not yet reaped (SIGTERM, then SIGKILL after 2 s: nginx's
+ * master takes its worker with it), runs the hook of bench_at_die, removes
+ * the folder, exits 1. In a sample's child (bench_in_kid) it only exits. */
 void bench_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+/* fn runs when bench_die cleans up, after the processes are stopped (what
+ * they leave behind outside the folder, such as a balancer's state). */
+void bench_at_die(void (*fn)(void));
 
 /* This process is a sample's child: bench_die leaves the cleanup to the
  * parent. */
