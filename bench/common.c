@@ -439,6 +439,9 @@ void bench_clients_close(struct bench_client *cl, unsigned n)
 static void nginx_conf(const char *path, unsigned port, const struct bench_nginx_opts *o)
 {
     const char *d = bench_dir;
+    /* nginx closes idle keep-alive connections once fewer than 1/16 of its
+     * slots are free (ngx_drain_connections): room for conns and a margin. */
+    unsigned slots = o->conns + o->conns / 8 + 100;
     FILE *f = fopen(path, "w");
     if (f == NULL)
         bench_die("open %s: %s", path, strerror(errno));
@@ -451,8 +454,7 @@ static void nginx_conf(const char *path, unsigned port, const struct bench_nginx
             "  fastcgi_temp_path %s/fastcgi;\n  uwsgi_temp_path %s/uwsgi;\n"
             "  scgi_temp_path %s/scgi;\n"
             "  server {\n    listen 127.0.0.1:%u%s;\n",
-            o->conns + 100, d, d, o->conns + 100, o->idle_s, d, d, d, d, d, port,
-            o->pki ? " ssl" : "");
+            slots, d, d, slots, o->idle_s, d, d, d, d, d, port, o->pki ? " ssl" : "");
     if (o->pki)
         fprintf(f,
                 "    ssl_protocols TLSv1.3;\n    ssl_certificate %s/%s.crt;\n"

@@ -115,7 +115,7 @@ struct bench_server {
 /* What goes into nginx's configuration besides the fixed part (daemon off,
  * one worker, no access log, temporary paths in the bench's folder). */
 struct bench_nginx_opts {
-    unsigned conns;        /* worker_connections and worker_rlimit_nofile are this + 100 */
+    unsigned conns;        /* connections it must hold at once (slots: 9/8 of it + 100) */
     unsigned idle_s;       /* keepalive_timeout */
     const char *pki;       /* TLS 1.3 with pki/cert.crt and .key; NULL: plain */
     const char *cert;      /* the certificate's name in pki */

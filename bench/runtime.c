@@ -173,8 +173,12 @@ static double conns_sample(bool nginx, bool tls)
         bench_clients_open(&s.addr, tls ? B.cli_tls : NULL, request, B.conns, SAMPLE_S);
     usleep(SETTLE_US);
     long after = bench_rss_kib(s.worker);
+    unsigned alive = bench_clients_alive(cl, B.conns);
     bench_clients_close(cl, B.conns);
     bench_kid_stop(s.pid, SIGTERM);
+    if (alive != B.conns) /* a server that closed some measured fewer */
+        bench_die("conns: %s closed %u of %u idle connections", nginx ? "nginx" : "convoy",
+                  B.conns - alive, B.conns);
     return (double)(after - before) / B.conns;
 }
 
