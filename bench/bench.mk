@@ -1,7 +1,9 @@
 # Benchmarks (included by the top Makefile). `make bench` runs them all;
 # `make bench-kernel` runs the matrix-inversion kernel against OpenBLAS,
 # `make bench-runtime` the runtime (connections, closing, TLS streams, and
-# frames when bench/frames.c exists) against nginx and the cipher.
+# frames when bench/frames.c exists) against nginx and the cipher;
+# `make bench-net` the file transfers (redirects, downloads, idle front
+# connections) against nginx.
 #
 # OpenBLAS and LAPACKE are a reference for the benchmark only: they are
 # installed here when missing and linked into build/bench_kernel, never
@@ -14,9 +16,9 @@ BENCH_K_DEPS  = libopenblas-dev:$(OPENBLAS_INC)/cblas.h liblapacke-dev:/usr/incl
                 gnuplot-nox:gnuplot
 BENCH_K_OUT   = $(BUILD)/bench_kernel.txt
 
-.PHONY: bench bench-kernel bench-runtime
+.PHONY: bench bench-kernel bench-runtime bench-net
 
-bench: bench-kernel bench-runtime
+bench: bench-kernel bench-runtime bench-net
 
 bench-kernel: deps
 	@sh scripts/deps.sh $(BENCH_K_DEPS)
@@ -48,8 +50,9 @@ bench-runtime: deps
 	    rc=$$(cat $(BENCH_R_OUT).rc); rm -f $(BENCH_R_OUT).rc; [ "$$rc" = 0 ] || exit "$$rc"; \
 	done
 
-$(BUILD)/bench_runtime: bench/runtime.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
-	$(CC) $(CFLAGS_ALL) -o $@ bench/runtime.c $(BUILD)/obj/tests/common/fixture.o \
+$(BUILD)/bench_runtime: bench/runtime.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
+                        $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/runtime.c bench/common.c $(BUILD)/obj/tests/common/fixture.o \
 	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
 
 
@@ -75,4 +78,22 @@ bench-catalog: deps
 
 $(BUILD)/bench_catalog: bench/catalog.c $(BUILD)/obj/tests/common/fixture.o $(BUILD)/libconvoy.a
 	$(CC) $(CFLAGS_ALL) -o $@ bench/catalog.c $(BUILD)/obj/tests/common/fixture.o \
+	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
+
+# `make bench-net`: real balancers, file servers and nginx on loopback
+# (bench/net.c), driven by wrk and curl: `redirect`, `serve` and `conns`
+# rows, kept in build/bench_net.txt. nginx is started by the bench with its
+# own configuration and stopped by its PID, as for bench-runtime.
+BENCH_N_DEPS = nginx:/usr/sbin/nginx wrk:/usr/bin/wrk curl:/usr/bin/curl
+BENCH_N_OUT  = $(BUILD)/bench_net.txt
+
+bench-net: deps
+	@sh scripts/deps.sh $(BENCH_N_DEPS)
+	@$(MAKE) --no-print-directory $(BUILD)/bench_net binaries
+	@{ $(BUILD)/bench_net; echo $$? > $(BENCH_N_OUT).rc; } | tee $(BENCH_N_OUT); \
+	    rc=$$(cat $(BENCH_N_OUT).rc); rm -f $(BENCH_N_OUT).rc; exit "$$rc"
+
+$(BUILD)/bench_net: bench/net.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
+                    $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/net.c bench/common.c $(BUILD)/obj/tests/common/fixture.o \
 	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
