@@ -93,6 +93,15 @@ long ledger_result(struct ledger *l, uint64_t first, uint32_t count, uint64_t si
  */
 long ledger_server_down(struct ledger *l, uint64_t sid);
 
+/*
+ * Every sent item becomes unsent (and counts as redelegated): the WORKs
+ * that carried them are presumed lost on the way (a link that closed
+ * before its peer took them), though no server is known to be down. An
+ * answer for them that still comes counts as ever. Returns the items
+ * that went back, or -ENOMEM.
+ */
+long ledger_unsend(struct ledger *l);
+
 /* Whether sid was given to ledger_server_down. */
 bool ledger_session_dead(const struct ledger *l, uint64_t sid);
 

@@ -294,6 +294,16 @@ long ledger_server_down(struct ledger *l, uint64_t sid)
     return (long)c.moved;
 }
 
+long ledger_unsend(struct ledger *l)
+{
+    struct change c = {.op = OP_DOWN, .sid = 0}; /* no session is 0: sent items only */
+    int rc = apply(l, 0, l->items, &c);
+    if (rc < 0)
+        return rc;
+    l->redelegated += c.moved;
+    return (long)c.moved;
+}
+
 enum ledger_state ledger_item(const struct ledger *l, uint64_t item, uint64_t *sid)
 {
     const struct run *r = &l->runs[find_run(l, item < l->items ? item : l->items - 1)];

@@ -39,6 +39,7 @@
 
 #define WINDOW_PER_LANE 64u
 #define HELD_MAX        FRAME_STREAMS_MAX
+#define REDIAL_MS       200u
 
 /* A WORK whose body is streaming in. */
 struct inwork {
@@ -74,7 +75,7 @@ struct cs {
     uint32_t behind, weight, window;
     double credit; /* the kept fraction's remainder, carried between WORKs */
     struct inwork *ins;
-    struct outwork *queue, *queue_tail; /* forwards waiting for a stream */
+    struct outwork *queue, *queue_tail;         /* forwards waiting for a stream */
     struct cexec_batch *results, *results_tail; /* RESULTs waiting for a stream */
     unsigned results_busy;                      /* RESULT bodies being sent */
     uint64_t results_items;                     /* items of both: still held */
@@ -84,6 +85,7 @@ struct cs {
         uint32_t stream;
     } held[HELD_MAX];
     unsigned nheld;
+    struct ring_timer redial; /* the successor refused or lost: try again */
     bool leaving;
 };
 
@@ -467,6 +469,15 @@ static void cs_keep_queue(struct cs *cs)
     cs->queue_tail = NULL;
 }
 
+static void cs_dial_next(struct cs *cs);
+
+static void cs_redial(struct ring_timer *t)
+{
+    struct cs *cs = container_of(t, struct cs, redial);
+    if (cs->out == NULL)
+        cs_dial_next(cs);
+}
+
 static void cs_out_down(void *arg, clink_t *l, int reason)
 {
     struct cs *cs = arg;
@@ -477,11 +488,16 @@ static void cs_out_down(void *arg, clink_t *l, int reason)
     cs->out = NULL;
     cs->out_up = false;
     cs_keep_queue(cs);
+    /* It may only not know us yet (its CHAIN_SET_NEXT still on its way):
+     * the front-end relinks us if it is gone. */
+    if (!cs->leaving && cs->next[0] != '\0')
+        ring_timer_start(cs->ring, &cs->redial, REDIAL_MS, cs_redial);
 }
 
 /* Dials the successor cs->next at cs->next_addr (none when ""). */
 static void cs_dial_next(struct cs *cs)
 {
+    ring_timer_stop(cs->ring, &cs->redial);
     if (cs->out) {
         clink_t *old = cs->out;
         cs->out = NULL;
@@ -598,6 +614,14 @@ static void cs_hello(void *arg, struct reg_hello *h)
     cs_load(cs, &h->load);
 }
 
+/* A new session with the front-end (maybe a new front-end): its epochs
+ * start again. */
+static void cs_registered(void *arg)
+{
+    struct cs *cs = arg;
+    cs->epoch = 0;
+}
+
 static void cs_left(void *arg)
 {
     struct cs *cs = arg;
@@ -677,6 +701,7 @@ int cs_run(const struct cs_opts *o)
                            .retry_max_ms = o->retry_max_ms,
                            .hello = cs_hello,
                            .load = cs_load,
+                           .registered = cs_registered,
                            .on_frame = cs_on_frame,
                            .arg = &cs};
     char err[512];

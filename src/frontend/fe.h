@@ -38,6 +38,7 @@ struct fjob {
     uint64_t data_off; /* where its matrices start */
     struct fejob *fj;
     uint64_t submitted_ms, finished_ms; /* wall clock */
+    uint64_t moved_ms;                  /* ring_now_ms of its last WORK, ACCEPTED or RESULT */
     struct fjob *next;                  /* fe.jobs, in id order */
 };
 
@@ -66,6 +67,7 @@ struct fe {
     bool head_up;
     char head_name[REG_NAME_MAX];
     struct ring_timer redial;
+    struct ring_timer watch; /* the stall watch */
     struct spool *spool;
     struct jobtab *tab;
     struct fjob *jobs;

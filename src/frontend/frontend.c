@@ -44,6 +44,8 @@
 #define FE_REDIAL_MS    200u
 #define FE_RESULT_MAX   (64u << 20) /* a RESULT's body */
 #define FE_JOB_SLOTS    4096u
+#define FE_STALL_MS     3000u /* a job with items sent and no answer this long */
+#define FE_WATCH_MS     1000u
 
 static void fe_pump(struct fe *fe);
 
@@ -282,6 +284,7 @@ static int fe_send_one(struct fe *fe, struct fjob *j)
     }
     fe->sends++;
     ledger_sent(fejob_ledger(j->fj), first, count);
+    j->moved_ms = ring_now_ms();
     return 1;
 }
 
@@ -299,6 +302,32 @@ static void fe_pump(struct fe *fe)
             ;
     }
     fe->pumping = false;
+}
+
+/* ---- the stall watch ---- */
+
+/*
+ * A WORK can be lost without any server going down: a link that closes
+ * before its peer took the body (a successor that had not yet heard it
+ * was ours, a relink). Its items would stay sent for ever, so a job that
+ * has items sent and has heard nothing for FE_STALL_MS sends them again;
+ * the ledger counts whichever answer comes first.
+ */
+static void fe_watch(struct ring_timer *t)
+{
+    struct fe *fe = container_of(t, struct fe, watch);
+    uint64_t now = ring_now_ms();
+    for (struct fjob *j = fe->jobs; j; j = j->next) {
+        if (j->state != JOBTAB_RUNNING || now - j->moved_ms < FE_STALL_MS)
+            continue;
+        long back = ledger_unsend(fejob_ledger(j->fj));
+        if (back > 0)
+            log_warn("frontend", "event=stalled job=%llu resent=%ld quiet_ms=%llu",
+                     (unsigned long long)j->id, back, (unsigned long long)(now - j->moved_ms));
+        j->moved_ms = now;
+    }
+    fe_pump(fe);
+    ring_timer_start(fe->ring, &fe->watch, FE_WATCH_MS, fe_watch);
 }
 
 /* ---- the head ---- */
@@ -510,6 +539,7 @@ static void fe_count(struct fe *fe, struct fe_result *fr)
                                .data = (const double *)fr->body,
                                .sid = mbrs_session_id(fr->s),
                                .server = mbrs_session_name(fr->s)};
+    j->moved_ms = ring_now_ms();
     long rc = fejob_result(j->fj, &res);
     if (rc < 0)
         log_error("frontend", "event=result_failed job=%llu err=\"%s\"", (unsigned long long)j->id,
@@ -602,6 +632,8 @@ static int fe_on_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, 
         return -EPROTO;
     }
     struct fjob *j = fe_job_find(fe, sp.job);
+    if (j)
+        j->moved_ms = ring_now_ms();
     if (j && j->state == JOBTAB_RUNNING &&
         ledger_accepted(fejob_ledger(j->fj), sp.first, sp.count, mbrs_session_id(s)) == -ERANGE) {
         mbrs_refuse(s, "schema", "ACCEPTED past job %llu's items", (unsigned long long)sp.job);
@@ -637,6 +669,7 @@ static void fe_signal(void *arg, int signo)
     fe->stopping = true;
     log_info("frontend", "event=stopping signal=%s", strsignal(signo));
     ring_timer_stop(fe->ring, &fe->redial);
+    ring_timer_stop(fe->ring, &fe->watch);
     if (fe->head)
         clink_close(fe->head);
     fe->head = NULL;
@@ -720,6 +753,7 @@ static int fe_start(struct fe *fe)
     if ((rc = fe_api_recover(fe)) < 0 || (rc = fe_start_members(fe, &control)) < 0 ||
         (rc = fe_api_start(fe)) < 0)
         return rc;
+    ring_timer_start(fe->ring, &fe->watch, FE_WATCH_MS, fe_watch);
     char a[64];
     log_info("frontend", "event=started name=%s control=%s http=%s tls=%d jobs=%llu", o->name,
              net_addr_str(mbrs_addr(fe->mbr), a, sizeof a), o->http, !o->insecure_http,

@@ -233,6 +233,126 @@ int h_front_servers(struct cluster *c, const char *const *servers, pid_t *pids)
     return 0;
 }
 
+int h_chain_init(struct cluster *c, const char *const *servers)
+{
+    const char *names[H_MAX_PROCS + 1] = {"frontend"};
+    char err[256], role[H_MAX_PROCS][96];
+    size_t n = 1;
+    for (size_t i = 0; servers[i] && n < H_MAX_PROCS; i++, n++) {
+        snprintf(role[i], sizeof role[i], "%s:compute", servers[i]);
+        names[n] = role[i];
+    }
+    names[n] = NULL;
+    if (h_cluster_init(c, names) < 0)
+        return -1;
+    snprintf(c->users, sizeof c->users, "%s/users", c->dir);
+    if (users_file_add(c->users, "alice", USERS_SUBMIT, "secret", 6, err, sizeof err) < 0) {
+        fprintf(stderr, "harness: users: %s\n", err);
+        return -1;
+    }
+    snprintf(c->http, sizeof c->http, "127.0.0.1:%d", proc_free_port());
+    return 0;
+}
+
+pid_t h_frontend(struct cluster *c, const char *const *extra)
+{
+    char data[320];
+    snprintf(data, sizeof data, "%s/spool", c->dir);
+    const char *args[40] = {
+        "frontend", "--pki",          c->pki,   "--control",       c->control, "--http",
+        c->http,    "--users",        c->users, "--data",          data,       "--state",
+        c->state,   "--heartbeat-ms", "100",    "--dead-after-ms", "500"};
+    size_t n = 17;
+    for (size_t i = 0; extra && extra[i] && n < 39; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    pid_t pid = h_convoy(c, "frontend", args);
+    return pid > 0 && h_wait_log(c, "frontend", "event=started", 5000) ? pid : -1;
+}
+
+pid_t h_compute(struct cluster *c, const char *name, const char *const *extra)
+{
+    const char *args[32] = {"compute",    "--pki",    c->pki,      "--name", name,
+                            "--frontend", c->control, "--threads", "1"};
+    size_t n = 9;
+    for (size_t i = 0; extra && extra[i] && n < 31; i++)
+        args[n++] = extra[i];
+    args[n] = NULL;
+    pid_t pid = h_convoy(c, name, args);
+    if (pid < 0)
+        return -1;
+    for (int waited = 0; waited < 10000; waited += 50) {
+        int st;
+        cJSON *doc = h_api(c, "GET", "/v1/servers", NULL, NULL, &st);
+        const cJSON *s;
+        bool in = false;
+        cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(doc, "servers")) in =
+            in || strcmp(h_str(s, "name"), name) == 0;
+        cJSON_Delete(doc);
+        if (in)
+            return pid;
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "harness: %s never joined the chain\n", name);
+    return -1;
+}
+
+cJSON *h_api(struct cluster *c, const char *method, const char *path, const char *ctype,
+             const char *body_file, int *status)
+{
+    char cmd[2048], body[256] = "";
+    if (body_file)
+        snprintf(body, sizeof body, "-H 'Content-Type: %s' --data-binary @%s", ctype, body_file);
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 30 --cacert %s/ca.crt -u alice:secret -X %s %s "
+             "-w '\\n%%{http_code}' https://%s%s",
+             c->pki, method, body, c->http, path);
+    FILE *f = popen(cmd, "r");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 1 << 20, len = 0;
+    char *buf = malloc(cap);
+    size_t r;
+    while (buf && (r = fread(buf + len, 1, cap - 1 - len, f)) > 0) {
+        len += r;
+        if (len + 1 == cap) {
+            char *grown = realloc(buf, cap *= 2);
+            if (grown == NULL)
+                break;
+            buf = grown;
+        }
+    }
+    pclose(f);
+    if (buf == NULL)
+        return NULL;
+    buf[len] = '\0';
+    char *nl = strrchr(buf, '\n');
+    *status = nl ? atoi(nl + 1) : -1;
+    if (nl)
+        *nl = '\0';
+    cJSON *doc = cJSON_Parse(buf);
+    free(buf);
+    return doc;
+}
+
+cJSON *h_job_wait(struct cluster *c, uint64_t id, const char *want, uint32_t timeout_ms)
+{
+    char path[64], seen[32] = "";
+    snprintf(path, sizeof path, "/v1/jobs/%llu", (unsigned long long)id);
+    for (uint32_t waited = 0; waited <= timeout_ms; waited += 100) {
+        int st;
+        cJSON *doc = h_api(c, "GET", path, NULL, NULL, &st);
+        snprintf(seen, sizeof seen, "%s", doc ? h_str(doc, "state") : "?");
+        if (doc && strcmp(seen, want) == 0)
+            return doc;
+        cJSON_Delete(doc);
+        usleep(100 * 1000);
+    }
+    fprintf(stderr, "harness: job %llu still %s after %u ms\n", (unsigned long long)id, seen,
+            timeout_ms);
+    return NULL;
+}
+
 /* Word k of the pattern: a splitmix64 step of k, different for every k. */
 static uint64_t pattern_word(uint64_t k)
 {

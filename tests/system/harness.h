@@ -81,6 +81,24 @@ pid_t h_front_balancer(struct cluster *c, const char *const *extra);
 /* pids (may be NULL) gets each server's pid. */
 int h_front_servers(struct cluster *c, const char *const *servers, pid_t *pids);
 
+/* The compute scene: h_chain_init makes the cluster with certificates for
+ * "frontend" and each name in servers (role compute), a users file c->users
+ * holding alice (submit) with password "secret", a free port for the API
+ * (c->http); h_frontend starts the front-end (heartbeat 100 ms, dead after
+ * 500 ms, spool under the cluster's folder) with extra (NULL or
+ * NULL-terminated) added, again after a kill; h_compute starts server name
+ * (one lane) and waits until the front-end has it in its chain. */
+int h_chain_init(struct cluster *c, const char *const *servers);
+pid_t h_frontend(struct cluster *c, const char *const *extra);
+pid_t h_compute(struct cluster *c, const char *name, const char *const *extra);
+/* A call to the front-end's API as alice with curl: method, path, and a
+ * body file sent as ctype (both NULL: none). The answer parsed (NULL when
+ * it is not JSON), its status in *status. */
+cJSON *h_api(struct cluster *c, const char *method, const char *path, const char *ctype,
+             const char *body_file, int *status);
+/* Waits until job id's state is want ("done"): its document, or NULL
+ * after timeout_ms (the state last seen on stderr). */
+cJSON *h_job_wait(struct cluster *c, uint64_t id, const char *want, uint32_t timeout_ms);
 /* The file rel under the data folder, size bytes of a pattern that differs
  * at every 8-byte offset (so that bytes written at the wrong place cannot
  * pass a digest by chance), and its SHA-256 into sha. 0 or -1. */

@@ -118,6 +118,29 @@ static void test_death_before_accepted(void)
     ledger_free(l);
 }
 
+/* A WORK lost on a link that closed (no server down): its items are sent
+ * again; the accepted and done ones stay, and a late answer for a lost
+ * one still counts once. */
+static void test_unsend(void)
+{
+    struct seen s = {0};
+    struct ledger *l = ledger_new(30);
+    send_all(l, 10);
+    CU_ASSERT_EQUAL(ledger_accepted(l, 0, 10, 1), 0);
+    CU_ASSERT_EQUAL(ledger_result(l, 0, 5, 1, "c1", count_done, &s), 5);
+    CU_ASSERT_EQUAL(ledger_unsend(l), 20); /* 10 … 29 were only sent */
+    CU_ASSERT_EQUAL(counts(l).unsent, 20);
+    CU_ASSERT_EQUAL(counts(l).accepted, 5);
+    CU_ASSERT_EQUAL(counts(l).redelegated, 20);
+    CU_ASSERT_FALSE(ledger_session_dead(l, 1));
+    CU_ASSERT_EQUAL(ledger_result(l, 10, 10, 2, "c2", count_done, &s), 10); /* the late copy */
+    CU_ASSERT_EQUAL(send_all(l, 10), 10);
+    CU_ASSERT_EQUAL(ledger_result(l, 0, 30, 1, "c1", count_done, &s), 15);
+    CU_ASSERT_TRUE(ledger_complete(l));
+    check_once(&s, 30);
+    ledger_free(l);
+}
+
 /* c2 dies after ACCEPTED: only its items go back; c1's and c3's stay. */
 static void test_death_after_accepted(void)
 {
@@ -409,6 +432,7 @@ void suite_ledger(void)
                 test_death_after_partial_result);
     CU_add_test(s, "late duplicate and a dead session's answer ignored", test_late_duplicate);
     CU_add_test(s, "a copy in flight kept by a live server", test_copy_in_flight);
+    CU_add_test(s, "a WORK lost on a link: its items sent again", test_unsend);
     CU_add_test(s, "10^6 items stay a few runs", test_compact);
     CU_add_test(s, "random interleavings: exactly once", test_random);
     CU_add_test(s, "a chain of three, the middle one killed mid-job", test_chain_middle_killed);

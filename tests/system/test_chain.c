@@ -1,0 +1,449 @@
+/*
+ * chain: the compute chain as a user runs it: a front-end and compute
+ * servers as real processes on loopback, jobs submitted with `convoy
+ * submit` or curl, servers killed, joining and restarted while jobs run.
+ * What is asserted is what a user checks: every item accounted for once,
+ * the inverses right (bit for bit what the kernel gives locally, and by
+ * residual), per-item statuses, the per-server counts, refusals with the
+ * JSON path, and a front-end that comes back with its jobs.
+ */
+#include "convoy/gj.h"
+#include "convoy/npy.h"
+#include "harness.h"
+
+#include <CUnit/CUnit.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define JOB_MS 60000u /* the longest a job here may take */
+
+static const char *const three[] = {"c1", "c2", "c3", NULL};
+
+/* The scene: a front-end and servers (NULL-terminated), joined in order. */
+static int scene(struct cluster *c, const char *const *servers, pid_t *pids)
+{
+    if (h_chain_init(c, three) < 0 || h_frontend(c, NULL) < 0)
+        return -1;
+    for (size_t i = 0; servers[i]; i++) {
+        pid_t pid = h_compute(c, servers[i], NULL);
+        if (pid < 0)
+            return -1;
+        if (pids)
+            pids[i] = pid;
+    }
+    return 0;
+}
+
+/* A seeded uniform value in [-1, 1), for test inputs. */
+static double rnd(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(*s >> 11) / (double)(1ull << 52) - 1.0;
+}
+
+/* Writes count n×n matrices to path as .npy (item i from seed + i); the
+ * data (count·n·n) is also left in *out when out is not NULL. 0 or -1. */
+static int write_npy(const char *path, uint64_t count, uint32_t n, double **out)
+{
+    uint8_t hdr[128];
+    int hlen = npy_write_header(count, n, hdr, sizeof hdr);
+    size_t nn = (size_t)n * n;
+    double *a = malloc(sizeof(double) * nn * (out ? count : 1));
+    FILE *f = fopen(path, "w");
+    int rc = hlen > 0 && a && f && fwrite(hdr, 1, (size_t)hlen, f) == (size_t)hlen ? 0 : -1;
+    uint64_t s = 12345;
+    for (uint64_t i = 0; rc == 0 && i < count; i++) {
+        double *m = out ? a + i * nn : a;
+        for (size_t k = 0; k < nn; k++)
+            m[k] = rnd(&s);
+        if (fwrite(m, sizeof(double), nn, f) != nn)
+            rc = -1;
+    }
+    if (f && fclose(f) != 0)
+        rc = -1;
+    if (out && rc == 0)
+        *out = a;
+    else
+        free(a);
+    return rc;
+}
+
+static int write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    int rc = f && fputs(text, f) >= 0 ? 0 : -1;
+    if (f && fclose(f) != 0)
+        rc = -1;
+    return rc;
+}
+
+/* The JSON line `convoy submit --json` printed into log name. */
+static cJSON *submit_summary(struct cluster *c, const char *name)
+{
+    char path[512], line[8192];
+    cJSON *doc = NULL;
+    FILE *f = fopen(h_log_path(c, name, path, sizeof path), "r");
+    while (f && fgets(line, sizeof line, f))
+        if (line[0] == '{') {
+            cJSON_Delete(doc);
+            doc = cJSON_Parse(line);
+        }
+    if (f)
+        fclose(f);
+    return doc;
+}
+
+/* Runs `convoy submit --json JOB [-o OUT]` as process name. pid or -1. */
+static pid_t submit(struct cluster *c, const char *name, const char *job, const char *out)
+{
+    char url[64], ca[320];
+    snprintf(url, sizeof url, "https://%s", c->http);
+    snprintf(ca, sizeof ca, "%s/ca.crt", c->pki);
+    const char *args[] = {"submit", "--frontend", url, "--cacert",        ca,  "--user",
+                          "alice",  "--json",     job, out ? "-o" : NULL, out, NULL};
+    return h_convoy(c, name, args);
+}
+
+/* Posts a job file with curl: the job's id, or 0 (status in *status). */
+static uint64_t post_job(struct cluster *c, const char *file, int *status)
+{
+    cJSON *doc = h_api(c, "POST", "/v1/jobs", "application/json", file, status);
+    uint64_t id = doc && h_num(doc, "id") > 0 ? (uint64_t)h_num(doc, "id") : 0;
+    cJSON_Delete(doc);
+    return id;
+}
+
+/* Waits until job id has at least done items done. */
+static bool wait_done_at_least(struct cluster *c, uint64_t id, double done)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/v1/jobs/%llu", (unsigned long long)id);
+    for (int waited = 0; waited < 20000; waited += 20) {
+        int st;
+        cJSON *doc = h_api(c, "GET", path, NULL, NULL, &st);
+        double d = h_num(doc, "done");
+        cJSON_Delete(doc);
+        if (d >= done)
+            return true;
+        usleep(20 * 1000);
+    }
+    return false;
+}
+
+/* Sum of a job's per-server counts. */
+static double servers_sum(const cJSON *job)
+{
+    double sum = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, cJSON_GetObjectItemCaseSensitive(job, "servers")) sum += s->valuedouble;
+    return sum;
+}
+
+/* Reads out.npy: its info and data, or NULL. */
+static double *read_result(const char *path, struct npy_info *info)
+{
+    char err[256];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || npy_read_fd(fd, 1u << 24, 8192, info, err, sizeof err) < 0) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    double *d = malloc(info->data_len);
+    if (d && pread(fd, d, info->data_len, (off_t)info->data_off) != (ssize_t)info->data_len) {
+        free(d);
+        d = NULL;
+    }
+    close(fd);
+    return d;
+}
+
+static void test_three_servers(void)
+{
+    struct cluster c;
+    char job[512], in[512], out[512];
+    double *a = NULL;
+    CU_ASSERT_FATAL(scene(&c, three, NULL) == 0);
+    snprintf(in, sizeof in, "%s/in.npy", c.dir);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    snprintf(out, sizeof out, "%s/out.npy", c.dir);
+    CU_ASSERT_FATAL(write_npy(in, 1000, 64, &a) == 0);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\"}") == 0);
+    pid_t p = submit(&c, "submit", job, out);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
+
+    cJSON *sum = submit_summary(&c, "submit");
+    CU_ASSERT_EQUAL(h_num(sum, "items"), 1000);
+    CU_ASSERT_EQUAL(h_num(sum, "ok"), 1000);
+    const cJSON *servers = cJSON_GetObjectItemCaseSensitive(sum, "servers");
+    for (size_t i = 0; three[i]; i++)
+        CU_ASSERT(h_num(servers, three[i]) > 0);
+    CU_ASSERT_EQUAL(servers_sum(sum), 1000);
+    cJSON_Delete(sum);
+
+    /* Each inverse is the kernel's, bit for bit, and a good one. */
+    struct npy_info info;
+    double *x = read_result(out, &info);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_EQUAL(info.count, 1000);
+    CU_ASSERT_EQUAL(info.n, 64);
+    size_t nn = 64 * 64, same = 0, good = 0;
+    double *m = malloc(sizeof(double) * nn);
+    for (size_t i = 0; i < 1000; i++) {
+        memcpy(m, a + i * nn, sizeof(double) * nn);
+        struct gj_item it = {.a = m, .n = 64};
+        gj_invert_batch(&it, 1, NULL);
+        same += memcmp(m, x + i * nn, sizeof(double) * nn) == 0;
+        good += gj_residual(a + i * nn, x + i * nn, 64) < 30;
+    }
+    CU_ASSERT_EQUAL(same, 1000);
+    CU_ASSERT_EQUAL(good, 1000);
+    free(m);
+    free(x);
+    free(a);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+static void test_middle_killed(void)
+{
+    struct cluster c;
+    pid_t pids[3];
+    char job[512];
+    CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"residuals\":true,\"output\":\"none\","
+                                    "\"generate\":{\"count\":3000,\"n\":128,\"seed\":5,"
+                                    "\"kind\":\"uniform\"}}") == 0);
+    int st;
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    CU_ASSERT_EQUAL(h_signal(&c, pids[1], SIGKILL, true), 128 + SIGKILL); /* c2, the middle */
+
+    cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(h_num(j, "ok"), 3000);
+    CU_ASSERT_EQUAL(h_num(j, "done"), 3000);
+    CU_ASSERT_EQUAL(servers_sum(j), 3000); /* every item counted once */
+    CU_ASSERT(h_num(j, "redelegated") >= 1);
+    cJSON_Delete(j);
+
+    /* the chain closed over the gap */
+    cJSON *s = h_api(&c, "GET", "/v1/servers", NULL, NULL, &st);
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(s, "servers");
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(arr), 2);
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(arr, 0), "name"), "c1");
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(arr, 1), "name"), "c3");
+    cJSON_Delete(s);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+static void test_join_mid_job(void)
+{
+    struct cluster c;
+    const char *const one[] = {"c1", NULL};
+    char job[512];
+    CU_ASSERT_FATAL(scene(&c, one, NULL) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job,
+                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                               "{\"count\":3000,\"n\":128,\"seed\":9,\"kind\":\"spd\"}}") == 0);
+    int st;
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 100));
+    CU_ASSERT_FATAL(h_compute(&c, "c2", NULL) > 0);
+
+    cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(h_num(j, "ok"), 3000);
+    const cJSON *servers = cJSON_GetObjectItemCaseSensitive(j, "servers");
+    CU_ASSERT(h_num(servers, "c2") > 0);
+    CU_ASSERT_EQUAL(servers_sum(j), 3000);
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+/* A singular item and one holding NaN are reported as such; the others
+ * are computed; the job completes and the client's exit says not all ok. */
+static void test_bad_items(void)
+{
+    struct cluster c;
+    const char *const two[] = {"c1", "c2", NULL};
+    char job[512], in[512];
+    double *a = NULL;
+    CU_ASSERT_FATAL(scene(&c, two, NULL) == 0);
+    snprintf(in, sizeof in, "%s/in.npy", c.dir);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_npy(in, 40, 16, &a) == 0);
+    size_t nn = 16 * 16;
+    for (size_t k = 0; k < nn; k++) /* item 3: rank one; item 7: a NaN */
+        a[3 * nn + k] = (double)(k / 16 + 1) * (double)(k % 16 + 1);
+    a[7 * nn + 5] = NAN;
+    FILE *f = fopen(in, "r+");
+    uint8_t hdr[128];
+    int hlen = npy_write_header(40, 16, hdr, sizeof hdr);
+    CU_ASSERT_FATAL(f != NULL && fseek(f, hlen, SEEK_SET) == 0 &&
+                    fwrite(a, sizeof(double), 40 * nn, f) == 40 * nn);
+    fclose(f);
+    CU_ASSERT_FATAL(
+        write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\",\"residuals\":true}") == 0);
+    pid_t p = submit(&c, "submit", job, NULL);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 1);
+    cJSON *sum = submit_summary(&c, "submit");
+    uint64_t id = (uint64_t)h_num(sum, "job");
+    CU_ASSERT_EQUAL(h_num(sum, "ok"), 38);
+    CU_ASSERT_EQUAL(h_num(sum, "singular"), 1);
+    CU_ASSERT_EQUAL(h_num(sum, "invalid"), 1);
+    cJSON_Delete(sum);
+
+    char path[64];
+    int st;
+    snprintf(path, sizeof path, "/v1/jobs/%llu/result", (unsigned long long)id);
+    cJSON *r = h_api(&c, "GET", path, NULL, NULL, &st);
+    CU_ASSERT_EQUAL(st, 200);
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(r, "results");
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(items), 40);
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(items, 3), "status"), "singular");
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(items, 7), "status"), "invalid");
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(items, 0), "status"), "ok");
+    CU_ASSERT(h_num(cJSON_GetArrayItem(items, 0), "residual") >= 0);
+    CU_ASSERT(h_num(cJSON_GetArrayItem(items, 0), "residual") < 30);
+    cJSON_Delete(r);
+    free(a);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+/* A malformed job is refused with its JSON path; nothing is spooled. */
+static void test_malformed(void)
+{
+    struct cluster c;
+    const char *const one[] = {"c1", NULL};
+    char job[512];
+    int st;
+    CU_ASSERT_FATAL(scene(&c, one, NULL) == 0);
+    snprintf(job, sizeof job, "%s/bad.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"generate\":{\"count\":10,\"n\":0,"
+                                    "\"seed\":1,\"kind\":\"uniform\"}}") == 0);
+    cJSON *doc = h_api(&c, "POST", "/v1/jobs", "application/json", job, &st);
+    CU_ASSERT_EQUAL(st, 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(h_str(doc, "error"), "$.generate.n"));
+    cJSON_Delete(doc);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"matrices\":[[[1,2],[3]]]}") == 0);
+    doc = h_api(&c, "POST", "/v1/jobs", "application/json", job, &st);
+    CU_ASSERT_EQUAL(st, 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(h_str(doc, "error"), "$.matrices[0][1]"));
+    cJSON_Delete(doc);
+    CU_ASSERT_FATAL(write_text(job, "not json") == 0);
+    doc = h_api(&c, "POST", "/v1/jobs", "application/json", job, &st);
+    CU_ASSERT_EQUAL(st, 400);
+    CU_ASSERT_PTR_NOT_NULL(strstr(h_str(doc, "error"), "$"));
+    cJSON_Delete(doc);
+    doc = h_api(&c, "GET", "/v1/jobs", NULL, NULL, &st);
+    CU_ASSERT_EQUAL(st, 200);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "jobs")), 0);
+    cJSON_Delete(doc);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+static void test_frontend_restarted(void)
+{
+    struct cluster c;
+    char job[512];
+    int st;
+    CU_ASSERT_FATAL(scene(&c, three, NULL) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"generate\":{\"count\":3000,\"n\":128,"
+                                    "\"seed\":11,\"kind\":\"uniform\"}}") == 0);
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    pid_t fe = c.procs[0].pid; /* the front-end is the first process started */
+    CU_ASSERT_EQUAL(h_signal(&c, fe, SIGKILL, true), 128 + SIGKILL);
+    CU_ASSERT_FATAL(h_frontend(&c, NULL) > 0);
+
+    cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(h_num(j, "ok"), 3000);
+    CU_ASSERT_EQUAL(servers_sum(j), 3000);
+    cJSON_Delete(j);
+
+    /* its results are served from the spool, whole */
+    char path[64], out[512], cmd[2048];
+    snprintf(path, sizeof path, "/v1/jobs/%llu/result.npy", (unsigned long long)id);
+    snprintf(cmd, sizeof cmd,
+             "curl -s -f --cacert %s/ca.crt -u alice:secret -o %s/r.npy "
+             "https://%s%s",
+             c.pki, c.dir, c.http, path);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    snprintf(out, sizeof out, "%s/r.npy", c.dir);
+    struct npy_info info;
+    double *x = read_result(out, &info);
+    CU_ASSERT_PTR_NOT_NULL(x);
+    CU_ASSERT_EQUAL(info.count, 3000);
+    free(x);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+/* The peak resident size of process pid, in KiB (-1 if unknown). */
+static long peak_kib(pid_t pid)
+{
+    char path[64], line[256];
+    long kib = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+/* A 512 MiB job costs the front-end its window, not its size. */
+static void test_big_npy(void)
+{
+    struct cluster c;
+    const char *const two[] = {"c1", "c2", NULL};
+    char job[512], in[512];
+    CU_ASSERT_FATAL(scene(&c, two, NULL) == 0);
+    snprintf(in, sizeof in, "%s/big.npy", c.dir);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_npy(in, 4096, 128, NULL) == 0); /* 4096 · 128 KiB */
+    struct stat sb;
+    CU_ASSERT_FATAL(stat(in, &sb) == 0 && sb.st_size > 512ll << 20);
+    CU_ASSERT_FATAL(
+        write_text(job, "{\"op\":\"invert\",\"input\":\"big.npy\",\"output\":\"none\"}") == 0);
+    pid_t p = submit(&c, "submit", job, NULL);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
+    cJSON *sum = submit_summary(&c, "submit");
+    CU_ASSERT_EQUAL(h_num(sum, "ok"), 4096);
+    cJSON_Delete(sum);
+    long kib = peak_kib(c.procs[0].pid);
+    if (kib > 160 * 1024)
+        fprintf(stderr, "chain: front-end peak RSS %ld KiB for a %lld MiB job\n", kib,
+                (long long)(sb.st_size >> 20));
+    CU_ASSERT(kib > 0 && kib < 160 * 1024); /* 64 MiB + the window */
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+void suite_chain(void)
+{
+    CU_pSuite s = CU_add_suite("chain", NULL, NULL);
+    CU_add_test(s, "3 servers, 1000 64x64 from a .npy: all ok, the kernel's bits, residual < 30",
+                test_three_servers);
+    CU_add_test(s, "the middle server killed mid-job: done, every item once, redelegated",
+                test_middle_killed);
+    CU_add_test(s, "a server joining mid-job gets items", test_join_mid_job);
+    CU_add_test(s, "singular and NaN items reported per item, the others ok", test_bad_items);
+    CU_add_test(s, "malformed jobs: 400 with the JSON path, nothing kept", test_malformed);
+    CU_add_test(s, "the front-end killed and restarted mid-job: the job completes",
+                test_frontend_restarted);
+    CU_add_test(s, "a 512 MiB .npy job: front-end RSS bounded", test_big_npy);
+}
