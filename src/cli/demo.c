@@ -2,7 +2,8 @@
  * convoy demo: a balancer and three file servers on 127.0.0.1, put through
  * what users meet — a download whose server is killed mid-way (the act of
  * demo_files.c), a burst of downloads, a server killed, one stopped and
- * restarted, the balancer itself killed and restarted — with each step
+ * restarted, the balancer itself killed and restarted — then the compute
+ * act (demo_chain.c) — with each step
  * reported in plain words and timed. It checks what it
  * shows: a step that does not happen in time fails the demo (exit 1) and
  * keeps the workspace with every process's log.
@@ -65,7 +66,8 @@ static int demo_prepare(struct demo *d)
     }
     snprintf(root, sizeof root, "%s/data", d->dir);
     snprintf(users, sizeof users, "%s/users", d->dir);
-    return demo_files_prepare(d, root, users);
+    return demo_files_prepare(d, root, users) < 0 || demo_chain_prepare(d, path, users) < 0 ? -1
+                                                                                            : 0;
 fail:
     fprintf(stderr, "convoy demo: %s\n", err);
     return -1;
@@ -239,7 +241,8 @@ static int step_restart_balancer(struct demo *d)
 static int demo_script(struct demo *d)
 {
     if (step_start(d) < 0 || demo_files_act(d) < 0 || step_kill_server(d) < 0 ||
-        step_stop_and_restart_server(d) < 0 || step_restart_balancer(d) < 0)
+        step_stop_and_restart_server(d) < 0 || step_restart_balancer(d) < 0 ||
+        demo_chain_act(d) < 0)
         return -1;
     return 0;
 }
@@ -260,6 +263,7 @@ static void demo_teardown(struct demo *d, bool keep)
     if (d->bal > 0)
         proc_stop(d->bal, 5000);
     shm_remove(d->state);
+    demo_chain_stop(d);
     if (keep) {
         demo_say(d, "workspace kept in %s (logs: *.log)", d->dir);
         return;
@@ -298,8 +302,10 @@ int cmd_demo(int argc, char **argv)
         "while the server sending it is killed (it resumes on another, the digest\n"
         "is checked, the transfer's two legs shown), makes a burst of 300 downloads\n"
         "with convoy loadgen, kills one server (SIGKILL), stops one (SIGTERM) and\n"
-        "restarts it, kills and restarts the balancer, then stops everything and\n"
-        "removes the workspace.",
+        "restarts it, kills and restarts the balancer; then a front-end and three\n"
+        "compute servers invert a job of 2,000 128x128 matrices while one server is\n"
+        "killed and another joins, and every inverse is checked by its residual;\n"
+        "then it stops everything and removes the workspace.",
         opts, sizeof opts / sizeof opts[0]};
     int parsed = cli_parse(&cmd, argc, argv);
     if (parsed >= 0)
@@ -328,6 +334,7 @@ int cmd_demo(int argc, char **argv)
         demo_say(&d, "demo complete: a download survived its server's death, a burst spread "
                      "over the servers, killed server marked down, stopped server drained "
                      "and left, restarted server rejoined, restarted balancer recovered its "
-                     "servers");
+                     "servers, and a compute job finished whole through a server's death "
+                     "and another's arrival");
     return rc < 0 ? 1 : 0;
 }

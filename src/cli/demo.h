@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #define DEMO_SERVERS 3
+#define DEMO_COMPUTE 4      /* c1 … c3 from the start, c4 joining mid-job */
 #define DEMO_STEP_MS 10000u /* the longest any step may take */
 #define DEMO_USER    "demo"
 #define DEMO_PASS    "demo-password" /* handed to the clients in CONVOY_PASSWORD */
@@ -25,6 +26,10 @@ struct demo {
     const char *exe;
     pid_t bal;
     pid_t fs[DEMO_SERVERS];
+    char fe_control[32], fe_http[32]; /* the front-end's */
+    char fe_state[80];                /* state "-fe" */
+    pid_t fe;
+    pid_t cs[DEMO_COMPUTE];
     uint64_t t0;
 };
 
@@ -50,5 +55,12 @@ void demo_show_status(struct demo *d, const char *const *extra);
  * starts, then its steps once the three servers are up. 0 or -1 (said). */
 int demo_files_prepare(struct demo *d, const char *root, const char *users);
 int demo_files_act(struct demo *d);
+
+/* The compute act (demo_chain.c): certificates and its user, then a job
+ * on a chain that loses a server and gains one while it runs; stop ends
+ * its processes. 0 or -1 (said). */
+int demo_chain_prepare(struct demo *d, const char *pki, const char *users);
+int demo_chain_act(struct demo *d);
+void demo_chain_stop(struct demo *d);
 
 #endif
