@@ -169,7 +169,7 @@ static void test_roles(void)
     } roles[] = {
         {PKI_ROLE_BALANCER, 0},
         {PKI_ROLE_FILESERVER, 1},
-        {PKI_ROLE_FRONTEND, 0},
+        {PKI_ROLE_FRONTEND, 1}, /* it dials the chain's head */
         {PKI_ROLE_COMPUTE, 1},
     };
     for (size_t i = 0; i < sizeof roles / sizeof roles[0]; i++) {
