@@ -39,6 +39,7 @@
 #define API_INLINE_NUMBERS (1u << 20)    /* inverses put in a JSON result */
 #define API_CT_JOB         "application/x-convoy-job"
 #define API_META           "meta.json"
+#define API_INLINE_CHUNK   (16u << 20) /* bytes of inline items converted at once */
 
 /* ---- answers ---- */
 
@@ -372,13 +373,19 @@ static int api_inline_write(const struct job_spec *spec, int fd, uint64_t *data_
         return hlen;
     *data_off = (uint64_t)hlen;
     int rc = api_write_all(fd, hdr, (size_t)hlen);
-    size_t nn = (size_t)spec->n * spec->n;
-    double *m = malloc(sizeof(double) * nn);
+    /* in chunks of about API_INLINE_CHUNK bytes: each call walks the
+     * document from its first item, so one item per call would cost the
+     * square of the job's size */
+    uint64_t item = chain_items_len(1, spec->n);
+    uint64_t per = API_INLINE_CHUNK / item ? API_INLINE_CHUNK / item : 1;
+    double *m = malloc(item * (per < spec->items ? per : spec->items));
     if (m == NULL)
         return -ENOMEM;
-    for (uint64_t i = 0; rc == 0 && i < spec->items; i++)
-        if ((rc = job_inline_items(spec, i, 1, m)) == 0)
-            rc = api_write_all(fd, m, sizeof(double) * nn);
+    for (uint64_t i = 0; rc == 0 && i < spec->items; i += per) {
+        uint64_t count = spec->items - i < per ? spec->items - i : per;
+        if ((rc = job_inline_items(spec, i, count, m)) == 0)
+            rc = api_write_all(fd, m, count * item);
+    }
     free(m);
     return rc;
 }
