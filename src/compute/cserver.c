@@ -24,6 +24,7 @@
 
 #include "convoy/cexec.h"
 #include "convoy/clink.h"
+#include "convoy/cshare.h"
 #include "convoy/gj.h"
 #include "convoy/log.h"
 #include "convoy/mbr_client.h"
@@ -73,7 +74,7 @@ struct cs {
     char next[REG_NAME_MAX], next_addr[REG_ADDR_MAX], listen[REG_ADDR_MAX];
     uint64_t epoch;
     uint32_t behind, weight, window;
-    double credit; /* the kept fraction's remainder, carried between WORKs */
+    struct cshare share;
     struct inwork *ins;
     struct outwork *queue, *queue_tail;         /* forwards waiting for a stream */
     struct cexec_batch *results, *results_tail; /* RESULTs waiting for a stream */
@@ -93,17 +94,11 @@ static void cs_forward_flush(struct cs *cs);
 
 /* ---- the share ---- */
 
-/* How many of count items this server keeps. */
+/* How many of count items this server keeps: its share, or all of them
+ * without a successor to forward to. */
 static uint32_t cs_keep(struct cs *cs, uint32_t count)
 {
-    if (!cs->out_up || cs->behind == 0)
-        return count;
-    cs->credit += (double)count * cs->weight / ((double)cs->weight + cs->behind);
-    double k = floor(cs->credit);
-    if (k > count)
-        k = count;
-    cs->credit -= k;
-    return (uint32_t)k;
+    return cshare_keep(&cs->share, count, cs->weight, cs->out_up ? cs->behind : 0);
 }
 
 /* ---- results and acceptances, to the front-end ---- */

@@ -1,0 +1,22 @@
+/*
+ * cshare — how much of each WORK a compute server keeps: weight / (weight
+ * + behind) of the items that reach it, over many WORKs. A WORK's share
+ * is rarely a whole number of items, so the fraction left over is carried
+ * to the next one (a running remainder): a server of weight 1 before a
+ * chain of weight 2 keeps one item in three however the items are cut
+ * into WORKs, and never more than one item off. Plain data, no I/O.
+ */
+#ifndef CONVOY_CSHARE_H
+#define CONVOY_CSHARE_H
+
+#include <stdint.h>
+
+struct cshare {
+    double credit; /* the share owed but not yet kept, below one item */
+};
+
+/* Of count items, how many a server of weight (≥ 1) keeps when the chain
+ * after it weighs behind (0: it is the tail, and keeps them all). */
+uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t behind);
+
+#endif

@@ -1,0 +1,17 @@
+/* cshare — the kept share of each WORK (see cshare.h). */
+#include "convoy/cshare.h"
+
+#include <math.h>
+
+uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t behind)
+{
+    if (behind == 0)
+        return count;
+    double w = weight ? weight : 1;
+    s->credit += (double)count * w / (w + behind);
+    double k = floor(s->credit + 1e-9); /* 3 · (1/3) is one item, not 0.999… */
+    if (k > count)
+        k = count;
+    s->credit -= k;
+    return (uint32_t)k;
+}

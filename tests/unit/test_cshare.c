@@ -1,0 +1,56 @@
+/* cshare: the share a compute server keeps, however WORKs are cut. */
+#include "convoy/cshare.h"
+
+#include <CUnit/CUnit.h>
+#include <math.h>
+#include <stdbool.h>
+
+/* Over many WORKs of irregular sizes, a server keeps its weight's share,
+ * never more than one item off at any point. */
+static void test_proportional(void)
+{
+    static const struct {
+        uint32_t weight, behind;
+    } cases[] = {{1, 2}, {3, 1}, {30, 7}, {1, 1000}, {1000, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct cshare s = {0};
+        double want = (double)cases[c].weight / (cases[c].weight + cases[c].behind);
+        uint64_t seen = 0, kept = 0;
+        bool close = true;
+        for (uint32_t i = 0; i < 5000; i++) {
+            uint32_t count = 1 + (i * 37) % 64;
+            uint32_t k = cshare_keep(&s, count, cases[c].weight, cases[c].behind);
+            CU_ASSERT(k <= count);
+            seen += count;
+            kept += k;
+            close = close && fabs((double)kept - want * (double)seen) <= 1.0;
+        }
+        CU_ASSERT_TRUE(close);
+    }
+}
+
+/* One item at a time still splits: 1 of 3 kept for weight 1 before 2. */
+static void test_single_items(void)
+{
+    struct cshare s = {0};
+    uint32_t kept = 0;
+    for (int i = 0; i < 300; i++)
+        kept += cshare_keep(&s, 1, 1, 2);
+    CU_ASSERT_EQUAL(kept, 100);
+}
+
+static void test_tail_keeps_all(void)
+{
+    struct cshare s = {0};
+    CU_ASSERT_EQUAL(cshare_keep(&s, 64, 5, 0), 64);
+    CU_ASSERT_EQUAL(cshare_keep(&s, 1, 1, 0), 1);
+    CU_ASSERT_EQUAL(cshare_keep(&s, 10, 0, 10), 0); /* weight 0 counts as 1: 10/11 < 1 */
+}
+
+void suite_cshare(void)
+{
+    CU_pSuite s = CU_add_suite("cshare", NULL, NULL);
+    CU_add_test(s, "kept share follows the weights over irregular WORKs", test_proportional);
+    CU_add_test(s, "one item per WORK still splits", test_single_items);
+    CU_add_test(s, "the tail keeps everything", test_tail_keeps_all);
+}
