@@ -112,20 +112,6 @@ struct gj_run {
 
 static _Atomic(const struct gj_kern *) active;
 
-const char *gj_status_str(enum gj_status s)
-{
-    switch (s) {
-    case GJ_OK:
-        return "ok";
-    case GJ_SINGULAR:
-        return "singular";
-    case GJ_INVALID:
-        return "invalid";
-    default:
-        return "?";
-    }
-}
-
 const char *gj_isa_str(enum gj_isa isa)
 {
     switch (isa) {

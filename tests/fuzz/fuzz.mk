@@ -21,7 +21,7 @@ fuzz: deps
 
 # Each target: its name, the sources it links, its dictionary and its
 # longest input.
-FUZZ_TARGETS = frame http_req http_range xget ticket catalog job npy
+FUZZ_TARGETS = frame http_req http_range xget ticket catalog job npy chain
 fuzz_frame_SRC      = src/runtime/frame.c
 fuzz_frame_DICT     = frame
 fuzz_frame_MAXLEN   = 8192
@@ -53,6 +53,12 @@ fuzz_job_MAXLEN     = 4096
 fuzz_npy_SRC        = src/job/npy.c
 fuzz_npy_DICT       = npy
 fuzz_npy_MAXLEN     = 1024
+
+# The compute chain's messages (membership's name and address checks and
+# the frame schema checker come along); no dictionary.
+fuzz_chain_SRC      = src/chain/chain_msg.c src/membership/membership.c src/runtime/frame.c \
+                      src/runtime/net.c src/compute/gj_status.c
+fuzz_chain_MAXLEN   = 2048
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)
 
