@@ -41,6 +41,7 @@ static void handle(httpd_xchg_t *x, void *arg)
     else if (strcmp(http_req_path(q), "/cut") == 0) {
         httpd_header(x, "Content-Length", "1000"); /* a lie the close exposes */
         conn_abort(httpd_conn(x), -ECONNRESET);
+        httpd_reply_text(x, 200, "never sent"); /* an exchange lives until answered */
     } else
         httpd_reply_text(x, 200, "hello");
 }
@@ -80,9 +81,16 @@ static int setup(void)
     return xget_url_parse(url, &g.url, err, sizeof err);
 }
 
+static void stopped(void *arg)
+{
+    (void)arg;
+    ring_stop(g.ring);
+}
+
 static int teardown(void)
 {
-    httpd_stop(g.srv);
+    httpd_drain(g.srv, 100, stopped, NULL);
+    ring_run(g.ring); /* until its connections have closed */
     ring_destroy(g.ring);
     return 0;
 }
