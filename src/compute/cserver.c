@@ -75,6 +75,7 @@ struct cs {
     uint64_t epoch;
     uint32_t behind, weight, window;
     struct cshare share;
+    uint64_t incoming; /* kept items whose bytes are still streaming in */
     struct inwork *ins;
     struct outwork *queue, *queue_tail;         /* forwards waiting for a stream */
     struct cexec_batch *results, *results_tail; /* RESULTs waiting for a stream */
@@ -94,11 +95,14 @@ static void cs_forward_flush(struct cs *cs);
 
 /* ---- the share ---- */
 
-/* How many of count items this server keeps: its share, or all of them
- * without a successor to forward to. */
+/* How many of count items this server keeps: its share, bent to what its
+ * window can take (cshare.h), or all of them without a successor. */
 static uint32_t cs_keep(struct cs *cs, uint32_t count)
 {
-    return cshare_keep(&cs->share, count, cs->weight, cs->out_up ? cs->behind : 0);
+    uint64_t held = cexec_held(cs->ex) + cs->incoming;
+    struct cshare_room r = {.room = held >= cs->window ? 0 : (uint32_t)(cs->window - held),
+                            .idle = held == 0};
+    return cshare_keep(&cs->share, count, cs->weight, cs->out_up ? cs->behind : 0, r);
 }
 
 /* ---- results and acceptances, to the front-end ---- */
@@ -372,6 +376,7 @@ static int cs_on_work(void *arg, clink_t *l, const struct chain_work *w, uint32_
     iw->stream = stream;
     iw->next = cs->ins;
     cs->ins = iw;
+    cs->incoming += iw->keep;
     if (cs_full(cs))
         cs_hold(cs, l, stream);
     return 0;
@@ -408,6 +413,7 @@ static void cs_on_end(void *arg, clink_t *l, uint32_t stream, int err)
     if (iw == NULL)
         return;
     *pp = iw->next;
+    cs->incoming -= iw->keep;
     if (err < 0 || iw->got != chain_work_body_len(&iw->w)) {
         log_info("compute", "event=work_broken job=%llu first=%llu count=%u err=\"%s\"",
                  (unsigned long long)iw->w.job, (unsigned long long)iw->w.first, iw->w.count,
@@ -428,6 +434,7 @@ static void cs_in_down(void *arg, clink_t *l, int reason)
         struct inwork *iw = *pp;
         if (iw->from == l) {
             *pp = iw->next;
+            cs->incoming -= iw->keep;
             cs_in_free(iw);
         } else {
             pp = &iw->next;

@@ -3,7 +3,8 @@
 
 #include <math.h>
 
-uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t behind)
+uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t behind,
+                     struct cshare_room r)
 {
     if (behind == 0)
         return count;
@@ -13,5 +14,8 @@ uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t
     if (k > count)
         k = count;
     s->credit -= k;
-    return (uint32_t)k;
+    uint32_t keep = (uint32_t)k, fits = count < r.room ? count : r.room;
+    if (r.idle && keep < fits)
+        keep = fits;
+    return keep < r.room ? keep : r.room;
 }

@@ -5,6 +5,8 @@
 #include <math.h>
 #include <stdbool.h>
 
+#define ANY ((struct cshare_room){UINT32_MAX, false}) /* a window that never fills */
+
 /* Over many WORKs of irregular sizes, a server keeps its weight's share,
  * never more than one item off at any point. */
 static void test_proportional(void)
@@ -19,7 +21,7 @@ static void test_proportional(void)
         bool close = true;
         for (uint32_t i = 0; i < 5000; i++) {
             uint32_t count = 1 + (i * 37) % 64;
-            uint32_t k = cshare_keep(&s, count, cases[c].weight, cases[c].behind);
+            uint32_t k = cshare_keep(&s, count, cases[c].weight, cases[c].behind, ANY);
             CU_ASSERT(k <= count);
             seen += count;
             kept += k;
@@ -35,16 +37,33 @@ static void test_single_items(void)
     struct cshare s = {0};
     uint32_t kept = 0;
     for (int i = 0; i < 300; i++)
-        kept += cshare_keep(&s, 1, 1, 2);
+        kept += cshare_keep(&s, 1, 1, 2, ANY);
     CU_ASSERT_EQUAL(kept, 100);
 }
 
 static void test_tail_keeps_all(void)
 {
     struct cshare s = {0};
-    CU_ASSERT_EQUAL(cshare_keep(&s, 64, 5, 0), 64);
-    CU_ASSERT_EQUAL(cshare_keep(&s, 1, 1, 0), 1);
-    CU_ASSERT_EQUAL(cshare_keep(&s, 10, 0, 10), 0); /* weight 0 counts as 1: 10/11 < 1 */
+    CU_ASSERT_EQUAL(cshare_keep(&s, 64, 5, 0, ANY), 64);
+    CU_ASSERT_EQUAL(cshare_keep(&s, 1, 1, 0, ANY), 1);
+    CU_ASSERT_EQUAL(cshare_keep(&s, 64, 5, 0, (struct cshare_room){0, false}), 64); /* full */
+    CU_ASSERT_EQUAL(cshare_keep(&s, 10, 0, 10, ANY), 0); /* weight 0 counts as 1: 10/11 < 1 */
+}
+
+/* The share bends to the window: a full server forwards everything, one
+ * with little room keeps only that, an idle one takes what fits. */
+static void test_room(void)
+{
+    struct cshare s = {0};
+    CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){0, false}), 0);
+    s.credit = 0;
+    CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){10, false}), 10);
+    s.credit = 0;
+    CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){100, false}), 30);
+    s.credit = 0;
+    CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){100, true}), 60);
+    s.credit = 0;
+    CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){40, true}), 40);
 }
 
 void suite_cshare(void)
@@ -53,4 +72,5 @@ void suite_cshare(void)
     CU_add_test(s, "kept share follows the weights over irregular WORKs", test_proportional);
     CU_add_test(s, "one item per WORK still splits", test_single_items);
     CU_add_test(s, "the tail keeps everything", test_tail_keeps_all);
+    CU_add_test(s, "the share bends to the window's room", test_room);
 }
