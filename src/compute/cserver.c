@@ -41,6 +41,7 @@
 #define WINDOW_PER_LANE 64u
 #define HELD_MAX        FRAME_STREAMS_MAX
 #define REDIAL_MS       200u
+#define STOP_LINGER_MS  100u
 
 /* A WORK whose body is streaming in. */
 struct inwork {
@@ -88,6 +89,7 @@ struct cs {
     } held[HELD_MAX];
     unsigned nheld;
     struct ring_timer redial; /* the successor refused or lost: try again */
+    struct ring_timer linger; /* after BYE, for the links' closes */
     bool leaving;
 };
 
@@ -533,7 +535,8 @@ static int cs_set_next(struct cs *cs, const cJSON *meta)
         return 0; /* an older one, overtaken */
     cs->epoch = m.epoch;
     cs->behind = m.behind;
-    clink_srv_set_prev(cs->in, m.prev);
+    if (cs->in)
+        clink_srv_set_prev(cs->in, m.prev);
     log_info("compute", "event=chain epoch=%llu prev=%s next=%s behind=%u",
              (unsigned long long)m.epoch, m.prev, m.next[0] ? m.next : "-", m.behind);
     if (strcmp(m.next, cs->next) != 0 || strcmp(m.next_addr, cs->next_addr) != 0) {
@@ -624,10 +627,26 @@ static void cs_registered(void *arg)
     cs->epoch = 0;
 }
 
+static void cs_linger_done(struct ring_timer *t)
+{
+    ring_stop(container_of(t, struct cs, linger)->ring);
+}
+
+/* BYE is said: the chain links close (their closes complete on the ring,
+ * which runs a little longer for them), then the ring stops. */
 static void cs_left(void *arg)
 {
     struct cs *cs = arg;
-    ring_stop(cs->ring);
+    ring_timer_stop(cs->ring, &cs->redial);
+    clink_srv_stop(cs->in);
+    cs->in = NULL;
+    if (cs->out) {
+        clink_t *out = cs->out;
+        cs->out = NULL;
+        cs->out_up = false;
+        clink_close(out);
+    }
+    ring_timer_start(cs->ring, &cs->linger, STOP_LINGER_MS, cs_linger_done);
 }
 
 static void cs_signal(void *arg, int signo)

@@ -429,7 +429,9 @@ static void test_big_npy(void)
     if (kib > 160 * 1024)
         fprintf(stderr, "chain: front-end peak RSS %ld KiB for a %lld MiB job\n", kib,
                 (long long)(sb.st_size >> 20));
+#ifndef __SANITIZE_ADDRESS__ /* ASan keeps freed memory in quarantine: no RSS to read */
     CU_ASSERT(kib > 0 && kib < 160 * 1024); /* 64 MiB + the window */
+#endif
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
