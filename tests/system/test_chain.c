@@ -435,6 +435,37 @@ static void test_big_npy(void)
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
+/* Many jobs at once from convoy loadgen submit: every one done, all ok. */
+static void test_loadgen(void)
+{
+    struct cluster c;
+    const char *const two[] = {"c1", "c2", NULL};
+    char job[512], url[64], ca[320];
+    CU_ASSERT_FATAL(scene(&c, two, NULL) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job,
+                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                               "{\"count\":200,\"n\":64,\"seed\":1,\"kind\":\"uniform\"}}") == 0);
+    snprintf(url, sizeof url, "https://%s", c.http);
+    snprintf(ca, sizeof ca, "%s/ca.crt", c.pki);
+    const char *const args[] = {"loadgen",       "submit", "--frontend", url, "--cacert", ca,
+                                "--user",        "alice",  "--clients",  "4", "--jobs",   "20",
+                                "--max-seconds", "60",     "--json",     job, NULL};
+    pid_t p = h_convoy(&c, "loadgen", args);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
+    cJSON *r = submit_summary(&c, "loadgen");
+    CU_ASSERT_EQUAL(h_num(r, "jobs"), 20);
+    CU_ASSERT_EQUAL(h_num(r, "ok"), 20);
+    CU_ASSERT_EQUAL(h_num(r, "errors"), 0);
+    CU_ASSERT_EQUAL(h_num(r, "items"), 4000);
+    cJSON_Delete(r);
+    int st;
+    cJSON *doc = h_api(&c, "GET", "/v1/jobs", NULL, NULL, &st);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "jobs")), 20);
+    cJSON_Delete(doc);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
 void suite_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", NULL, NULL);
@@ -448,4 +479,5 @@ void suite_chain(void)
     CU_add_test(s, "the front-end killed and restarted mid-job: the job completes",
                 test_frontend_restarted);
     CU_add_test(s, "a 512 MiB .npy job: front-end RSS bounded", test_big_npy);
+    CU_add_test(s, "convoy loadgen submit: 4 clients x 20 jobs, all done", test_loadgen);
 }
