@@ -30,6 +30,8 @@ struct fjob {
     enum job_source source;
     enum job_output output;
     bool residuals;
+    uint32_t priority; /* 0 … 9: higher jobs are fed first */
+    double deadline_s; /* 0: none; past it, what is left is cancelled */
     uint32_t n;
     uint64_t items;
     uint64_t seed;
@@ -48,7 +50,7 @@ struct fmember {
     uint64_t sid;
     char name[REG_NAME_MAX];
     char addr[REG_ADDR_MAX];
-    uint32_t weight, threads, active;
+    uint32_t weight, threads;
 };
 
 struct fe {
@@ -98,6 +100,9 @@ struct fjob *fe_job_find(struct fe *fe, uint64_t id);
 /* ---- feapi.c ---- */
 
 int fe_api_start(struct fe *fe);
+
+/* Writes j's meta.json (who, when, whether cancelled). 0 or -errno. */
+int fe_api_meta(struct fe *fe, const struct fjob *j, bool cancelled);
 
 /* The jobs a restarted front-end finds in its spool. 0 or -errno. */
 int fe_api_recover(struct fe *fe);

@@ -87,6 +87,9 @@ static cJSON *api_job_json(struct fe *fe, const struct fjob *j, bool full)
     if (!full)
         return o;
     cJSON_AddStringToObject(o, "output", job_output_str(j->output));
+    cJSON_AddNumberToObject(o, "priority", j->priority);
+    if (j->deadline_s > 0)
+        cJSON_AddNumberToObject(o, "deadline_s", j->deadline_s);
     if (j->state == JOBTAB_WAITING)
         cJSON_AddStringToObject(
             o, "waiting", fe->nmembers ? "linking the chain" : "no compute server: the job waits");
@@ -257,8 +260,6 @@ static void api_job(void *arg, httpd_xchg_t *x, const struct users_check *who)
         api_error(x, 404, "no such resource");
 }
 
-static int api_meta_write(struct fe *fe, const struct fjob *j, bool cancelled);
-
 static void api_cancel(void *arg, httpd_xchg_t *x, const struct users_check *who)
 {
     struct fe *fe = arg;
@@ -271,8 +272,6 @@ static void api_cancel(void *arg, httpd_xchg_t *x, const struct users_check *who
         return;
     }
     fe_job_cancel(fe, j);
-    if (j->state == JOBTAB_CANCELLED)
-        api_meta_write(fe, j, true);
     hapi_reply_json(x, 200, api_job_json(fe, j, true));
 }
 
@@ -290,11 +289,11 @@ static void api_servers(void *arg, httpd_xchg_t *x, const struct users_check *wh
         cJSON_AddStringToObject(o, "name", s->name);
         cJSON_AddStringToObject(o, "address", s->addr);
         cJSON_AddNumberToObject(o, "weight", s->weight);
+        const struct reg_server *r = reg_find(&fe->reg, s->name);
         for (size_t k = 0; k < fe->nmembers; k++)
-            if (strcmp(fe->members[k].name, s->name) == 0) {
+            if (strcmp(fe->members[k].name, s->name) == 0)
                 cJSON_AddNumberToObject(o, "threads", fe->members[k].threads);
-                cJSON_AddNumberToObject(o, "active", fe->members[k].active);
-            }
+        cJSON_AddNumberToObject(o, "active", r ? r->load.active : 0); /* its last heartbeat */
         cJSON_AddItemToArray(arr, o);
     }
     hapi_reply_json(x, 200, doc);
@@ -316,7 +315,7 @@ static int api_write_all(int fd, const void *p, size_t len)
 }
 
 /* meta.json: who submitted it and when, and whether it was cancelled. */
-static int api_meta_write(struct fe *fe, const struct fjob *j, bool cancelled)
+int fe_api_meta(struct fe *fe, const struct fjob *j, bool cancelled)
 {
     char path[4096], tmp[4112];
     if (spool_path(fe->spool, j->id, API_META, path, sizeof path) < 0)
@@ -355,6 +354,8 @@ static struct fjob *api_job_new(const struct job_spec *spec, uint64_t id, const 
                        .source = spec->source,
                        .output = spec->output,
                        .residuals = spec->residuals,
+                       .priority = spec->priority,
+                       .deadline_s = spec->deadline_s,
                        .n = spec->n,
                        .items = spec->items,
                        .seed = spec->seed,
@@ -582,7 +583,7 @@ static void upload_end(struct upload *u)
         upload_refuse(u, 400, "%s: %s", u->spec.input, err);
         return;
     }
-    if ((rc = fe_job_open(fe, j)) < 0 || (rc = api_meta_write(fe, j, false)) < 0) {
+    if ((rc = fe_job_open(fe, j)) < 0 || (rc = fe_api_meta(fe, j, false)) < 0) {
         fe_job_free(j);
         upload_refuse(u, 500, "spool: %s", strerror(-rc));
         return;

@@ -48,6 +48,7 @@
 #define FE_WATCH_MS     1000u
 
 static void fe_pump(struct fe *fe);
+static void fe_chain_publish(struct fe *fe);
 
 /* ---- jobs ---- */
 
@@ -183,6 +184,7 @@ void fe_job_cancel(struct fe *fe, struct fjob *j)
         fe_send_all(fe, FRAME_CANCEL, meta);
     cJSON_Delete(meta);
     log_info("frontend", "event=job_cancelled job=%llu", (unsigned long long)j->id);
+    fe_api_meta(fe, j, true); /* a restarted front-end keeps it cancelled */
     fe_job_publish(fe, j);
 }
 
@@ -293,14 +295,16 @@ static void fe_pump(struct fe *fe)
     if (fe->pumping || !fe->head_up)
         return;
     fe->pumping = true;
-    for (struct fjob *j = fe->jobs; j; j = j->next) {
-        if (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING)
-            continue;
-        if (j->state == JOBTAB_WAITING)
-            fe_job_settle(fe, j);
-        while (fe->head_up && fe_send_one(fe, j) == 1)
-            ;
-    }
+    for (int prio = 9; prio >= 0; prio--) /* higher priorities first, then oldest first */
+        for (struct fjob *j = fe->jobs; j; j = j->next) {
+            if ((j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING) ||
+                j->priority != (uint32_t)prio)
+                continue;
+            if (j->state == JOBTAB_WAITING)
+                fe_job_settle(fe, j);
+            while (fe->head_up && fe_send_one(fe, j) == 1)
+                ;
+        }
     fe->pumping = false;
 }
 
@@ -317,7 +321,15 @@ static void fe_watch(struct ring_timer *t)
 {
     struct fe *fe = container_of(t, struct fe, watch);
     uint64_t now = ring_now_ms();
+    uint64_t wall = fe_wall_ms();
     for (struct fjob *j = fe->jobs; j; j = j->next) {
+        if ((j->state == JOBTAB_RUNNING || j->state == JOBTAB_WAITING) && j->deadline_s > 0 &&
+            (double)(wall - j->submitted_ms) > j->deadline_s * 1000) {
+            log_info("frontend", "event=deadline job=%llu deadline_s=%g", (unsigned long long)j->id,
+                     j->deadline_s);
+            fe_job_cancel(fe, j);
+            continue;
+        }
         if (j->state != JOBTAB_RUNNING || now - j->moved_ms < FE_STALL_MS)
             continue;
         long back = ledger_unsend(fejob_ledger(j->fj));
@@ -326,6 +338,7 @@ static void fe_watch(struct ring_timer *t)
                      (unsigned long long)j->id, back, (unsigned long long)(now - j->moved_ms));
         j->moved_ms = now;
     }
+    fe_chain_publish(fe); /* the servers' loads, as their heartbeats said */
     fe_pump(fe);
     ring_timer_start(fe->ring, &fe->watch, FE_WATCH_MS, fe_watch);
 }
@@ -396,8 +409,9 @@ static void fe_chain_publish(struct fe *fe)
     for (size_t i = 0; i < n; i++) {
         const struct corder_server *s = corder_at(fe->chain, i);
         const struct fmember *m = fe_member(fe, s->name);
+        const struct reg_server *r = reg_find(&fe->reg, s->name); /* its last heartbeat */
         rows[i] = (struct jobtab_server){
-            .weight = s->weight, .capacity = m ? m->threads : 0, .active = m ? m->active : 0};
+            .weight = s->weight, .capacity = m ? m->threads : 0, .active = r ? r->load.active : 0};
         snprintf(rows[i].name, sizeof rows[i].name, "%s", s->name);
         snprintf(rows[i].addr, sizeof rows[i].addr, "%s", s->addr);
     }

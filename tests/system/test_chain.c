@@ -435,6 +435,72 @@ static void test_big_npy(void)
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
+/* A server stopped with SIGTERM mid-job drains: it finishes what it
+ * accepted, says BYE and exits 0; the job completes, every item once. */
+static void test_drain(void)
+{
+    struct cluster c;
+    pid_t pids[3];
+    char job[512];
+    CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job,
+                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                               "{\"count\":3000,\"n\":128,\"seed\":2,\"kind\":\"uniform\"}}") == 0);
+    int st;
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    CU_ASSERT_EQUAL(h_signal(&c, pids[1], SIGTERM, false), 0);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, pids[1], 10000), 0);
+    CU_ASSERT(h_log_has(&c, "c2", "event=stopped"));
+
+    cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+    CU_ASSERT_EQUAL(h_num(j, "ok"), 3000);
+    CU_ASSERT_EQUAL(servers_sum(j), 3000);
+    CU_ASSERT(h_num(cJSON_GetObjectItemCaseSensitive(j, "servers"), "c2") > 0);
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+/* With no compute server a job waits, and says why; the first server to
+ * join runs it. A job past its deadline is cancelled. */
+static void test_waiting_and_deadline(void)
+{
+    struct cluster c;
+    char job[512], path[64];
+    int st;
+    CU_ASSERT_FATAL(h_chain_init(&c, three) == 0 && h_frontend(&c, NULL) > 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"generate\":{\"count\":50,\"n\":32,"
+                                    "\"seed\":4,\"kind\":\"spd\"}}") == 0);
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    snprintf(path, sizeof path, "/v1/jobs/%llu", (unsigned long long)id);
+    usleep(300 * 1000);
+    cJSON *j = h_api(&c, "GET", path, NULL, NULL, &st);
+    CU_ASSERT_STRING_EQUAL(h_str(j, "state"), "waiting");
+    CU_ASSERT_PTR_NOT_NULL(strstr(h_str(j, "waiting"), "no compute server"));
+    cJSON_Delete(j);
+    CU_ASSERT_FATAL(h_compute(&c, "c1", NULL) > 0);
+    j = h_job_wait(&c, id, "done", JOB_MS);
+    CU_ASSERT_EQUAL(h_num(j, "ok"), 50);
+    cJSON_Delete(j);
+
+    /* far more than a second's work, with one second to do it */
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"output\":\"none\",\"deadline_s\":1,"
+                                    "\"generate\":{\"count\":200000,\"n\":128,\"seed\":4,"
+                                    "\"kind\":\"uniform\"}}") == 0);
+    id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    j = h_job_wait(&c, id, "cancelled", 10000);
+    CU_ASSERT_PTR_NOT_NULL(j);
+    CU_ASSERT(h_num(j, "done") < 200000);
+    cJSON_Delete(j);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
 /* Many jobs at once from convoy loadgen submit: every one done, all ok. */
 static void test_loadgen(void)
 {
@@ -480,4 +546,7 @@ void suite_chain(void)
                 test_frontend_restarted);
     CU_add_test(s, "a 512 MiB .npy job: front-end RSS bounded", test_big_npy);
     CU_add_test(s, "convoy loadgen submit: 4 clients x 20 jobs, all done", test_loadgen);
+    CU_add_test(s, "a server drained mid-job finishes its part and exits 0", test_drain);
+    CU_add_test(s, "no server: the job waits, then runs; past its deadline: cancelled",
+                test_waiting_and_deadline);
 }
