@@ -45,9 +45,6 @@ struct hapi_opts {
     pool_t *pool; /* runs the password hashes */
     const struct hapi_route *routes;
     size_t nroutes;
-    /* May be NULL: a request no route takes gets 404. Else it runs
-     * (unauthenticated) and answers. */
-    void (*fallback)(void *arg, httpd_xchg_t *x);
     void *arg; /* handed to every route */
 };
 

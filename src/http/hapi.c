@@ -174,9 +174,7 @@ static void hapi_request(httpd_xchg_t *x, void *arg)
             return;
         }
     }
-    if (!known && a->o.fallback) {
-        a->o.fallback(a->o.arg, x);
-    } else if (!known) {
+    if (!known) {
         httpd_reply_text(x, 404, "no such resource");
     } else {
         char allow[64];
