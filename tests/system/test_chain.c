@@ -349,6 +349,24 @@ static void test_malformed(void)
     CU_ASSERT_EQUAL(st, 200);
     CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "jobs")), 0);
     cJSON_Delete(doc);
+    cJSON_Delete(h_api(&c, "DELETE", "/v1/servers", NULL, NULL, &st));
+    CU_ASSERT_EQUAL(st, 405);
+    cJSON_Delete(h_api(&c, "GET", "/v1/jobs/12345", NULL, NULL, &st));
+    CU_ASSERT_EQUAL(st, 404);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"x.npy\"}") == 0);
+    doc = h_api(&c, "POST", "/v1/jobs", "application/json", job, &st);
+    CU_ASSERT_EQUAL(st, 400); /* an input job comes with its .npy */
+    CU_ASSERT_PTR_NOT_NULL(strstr(h_str(doc, "error"), "$.input"));
+    cJSON_Delete(doc);
+    doc = h_api(&c, "POST", "/v1/jobs", "text/plain", job, &st);
+    CU_ASSERT_EQUAL(st, 415);
+    cJSON_Delete(doc);
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd,
+             "test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert %s/ca.crt "
+             "https://%s/v1/jobs)\" = 401",
+             c.pki, c.http);
+    CU_ASSERT_EQUAL(system(cmd), 0); /* no credentials */
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
