@@ -61,8 +61,34 @@ int h_cluster_init(struct cluster *c, const char *const *servers)
                : 0;
 }
 
+/* Every process this harness started and has not reaped: a test that
+ * stops at a failed fatal assertion never reaches h_cluster_free, and what
+ * it started must not outlive the run. */
+static pid_t h_live[4 * H_MAX_PROCS];
+
+static void h_live_set(pid_t old, pid_t now)
+{
+    for (size_t i = 0; i < sizeof h_live / sizeof h_live[0]; i++)
+        if (h_live[i] == old) {
+            h_live[i] = now;
+            return;
+        }
+}
+
+static void h_kill_leftovers(void)
+{
+    for (size_t i = 0; i < sizeof h_live / sizeof h_live[0]; i++)
+        if (h_live[i] > 0) {
+            kill(h_live[i], SIGKILL);
+            waitpid(h_live[i], NULL, 0);
+        }
+}
+
 static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
 {
+    static bool hooked;
+    if (!hooked)
+        hooked = atexit(h_kill_leftovers) == 0;
     struct h_proc *slot = NULL;
     for (size_t i = 0; i < H_MAX_PROCS && !slot; i++) /* one slot per name: one log each */
         if (c->procs[i].pid == 0 &&
@@ -78,6 +104,7 @@ static pid_t h_spawn(struct cluster *c, const char *name, char **argv)
     }
     snprintf(slot->name, sizeof slot->name, "%s", name);
     slot->pid = pid;
+    h_live_set(0, pid);
     return pid;
 }
 
@@ -440,6 +467,7 @@ int h_wait_exit(struct cluster *c, pid_t pid, uint32_t timeout_ms)
     if (p == NULL || proc_wait(pid, timeout_ms, &status) < 0)
         return -1;
     p->pid = 0;
+    h_live_set(pid, 0);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -543,6 +571,7 @@ int h_cluster_free(struct cluster *c)
         if (c->procs[i].pid > 0) {
             kill(c->procs[i].pid, SIGCONT); /* a stopped process cannot exit */
             proc_stop(c->procs[i].pid, 3000);
+            h_live_set(c->procs[i].pid, 0);
         }
         c->procs[i].pid = 0;
         if (c->procs[i].name[0])
