@@ -32,6 +32,7 @@ struct chain_next {
     const char *next;      /* "" at the tail */
     const char *next_addr; /* its chain address, "" at the tail */
     uint32_t behind;       /* the weights of every server after it */
+    uint32_t weight;       /* its own weight as the front-end measures it; 0: none yet */
 };
 
 /* WORK, predecessor → successor: items first … first+count-1 of job. */

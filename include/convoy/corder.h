@@ -4,8 +4,9 @@
  * Servers stand in join order: a joining server is appended at the tail, a
  * leaving or dead one is unlinked and its predecessor relinked to its
  * successor. After each change, corder_links() says which servers must hear
- * a new CHAIN_SET_NEXT (their prev, next, next's address or the weight
- * behind them changed), each stamped with one epoch that only grows. The
+ * a new CHAIN_SET_NEXT (their prev, next, next's address, their weight or
+ * the weight behind them changed), each stamped with one epoch that only
+ * grows. The
  * front-end itself is the head's predecessor (corder_head()).
  *
  * Plain data, no I/O, no lock: the front-end's membership thread owns it.
@@ -28,6 +29,7 @@ struct corder_link {
     char next[REG_NAME_MAX];      /* its successor, "" at the tail */
     char next_addr[REG_ADDR_MAX]; /* the successor's chain address, "" at the tail */
     uint32_t behind;              /* the sum of the weights after it */
+    uint32_t weight;              /* its own */
 };
 
 /* One server of the chain, in order. */
@@ -47,6 +49,11 @@ void corder_free(struct corder *co);
 /* Appends name at the tail. 0, -EEXIST (already in the chain), -ENOSPC,
  * -EINVAL (a name or address too long, weight 0). */
 int corder_add(struct corder *co, const char *name, const char *addr, uint32_t weight);
+
+/* A new weight for name (the front-end measures the servers as they
+ * compute): its link and those of the servers before it change. 0,
+ * -ENOENT, -EINVAL (0). */
+int corder_set_weight(struct corder *co, const char *name, uint32_t weight);
 
 /* Unlinks name. 0, or -ENOENT. */
 int corder_remove(struct corder *co, const char *name);

@@ -22,6 +22,11 @@ struct cshare {
     double credit; /* the share owed but not yet kept, below one item */
 };
 
+/* The weight of a server that computes gflops GFLOP/s: tenths of them, at
+ * least 1 (what a server announces from its calibration, and what the
+ * front-end sets once it has measured the server at work). */
+uint32_t cshare_weight(double gflops);
+
 /* What a server can take now: room for more items in its window, and
  * whether it holds none at all. */
 struct cshare_room {

@@ -20,7 +20,7 @@
 
 static const struct frame_field next_fields[] = {
     {"epoch", FF_UINT, true},       {"prev", FF_STRING, true}, {"next", FF_STRING, true},
-    {"next_addr", FF_STRING, true}, {"behind", FF_U32, true},
+    {"next_addr", FF_STRING, true}, {"behind", FF_U32, true},  {"weight", FF_U32, false},
 };
 
 static const struct frame_field work_fields[] = {
@@ -114,7 +114,8 @@ cJSON *chain_next_json(const struct chain_next *m)
                        cJSON_AddStringToObject(o, "prev", m->prev) &&
                        cJSON_AddStringToObject(o, "next", m->next) &&
                        cJSON_AddStringToObject(o, "next_addr", m->next_addr) &&
-                       add_u64(o, "behind", m->behind));
+                       add_u64(o, "behind", m->behind) &&
+                       (m->weight == 0 || add_u64(o, "weight", m->weight)));
 }
 
 cJSON *chain_work_json(const struct chain_work *m)
@@ -167,7 +168,8 @@ int chain_next_parse(const cJSON *meta, struct chain_next *m, char *why, size_t 
                              .prev = str(meta, "prev"),
                              .next = str(meta, "next"),
                              .next_addr = str(meta, "next_addr"),
-                             .behind = (uint32_t)num(meta, "behind")};
+                             .behind = (uint32_t)num(meta, "behind"),
+                             .weight = field(meta, "weight") ? (uint32_t)num(meta, "weight") : 0};
     if (!mbr_name_valid(m->prev))
         return refuse(why, whylen, "%s", "prev is not a server name");
     if (m->next[0] == '\0' ? m->next_addr[0] != '\0'

@@ -65,6 +65,17 @@ int corder_add(struct corder *co, const char *name, const char *addr, uint32_t w
     return 0;
 }
 
+int corder_set_weight(struct corder *co, const char *name, uint32_t weight)
+{
+    long i = find(co, name);
+    if (i < 0)
+        return -ENOENT;
+    if (weight == 0)
+        return -EINVAL;
+    co->slots[i].s.weight = weight;
+    return 0;
+}
+
 int corder_remove(struct corder *co, const char *name)
 {
     long i = find(co, name);
@@ -86,12 +97,14 @@ static void link_now(const struct corder *co, size_t i, uint32_t behind, struct 
         strcpy(l->next_addr, co->slots[i + 1].s.addr);
     }
     l->behind = behind;
+    l->weight = co->slots[i].s.weight;
 }
 
 static bool same_link(const struct corder_link *a, const struct corder_link *b)
 {
     return strcmp(a->prev, b->prev) == 0 && strcmp(a->next, b->next) == 0 &&
-           strcmp(a->next_addr, b->next_addr) == 0 && a->behind == b->behind;
+           strcmp(a->next_addr, b->next_addr) == 0 && a->behind == b->behind &&
+           a->weight == b->weight;
 }
 
 size_t corder_links(struct corder *co, struct corder_link *out, size_t max)

@@ -535,10 +535,12 @@ static int cs_set_next(struct cs *cs, const cJSON *meta)
         return 0; /* an older one, overtaken */
     cs->epoch = m.epoch;
     cs->behind = m.behind;
+    if (m.weight > 0 && !cs->o->weight) /* measured by the front-end; --weight stays */
+        cs->weight = m.weight;
     if (cs->in)
         clink_srv_set_prev(cs->in, m.prev);
-    log_info("compute", "event=chain epoch=%llu prev=%s next=%s behind=%u",
-             (unsigned long long)m.epoch, m.prev, m.next[0] ? m.next : "-", m.behind);
+    log_info("compute", "event=chain epoch=%llu prev=%s next=%s weight=%u behind=%u",
+             (unsigned long long)m.epoch, m.prev, m.next[0] ? m.next : "-", cs->weight, m.behind);
     if (strcmp(m.next, cs->next) != 0 || strcmp(m.next_addr, cs->next_addr) != 0) {
         snprintf(cs->next, sizeof cs->next, "%s", m.next);
         snprintf(cs->next_addr, sizeof cs->next_addr, "%s", m.next_addr);
@@ -689,7 +691,7 @@ static int cs_start(struct cs *cs, struct mbrc_opts *mo)
         return rc;
     cs->window = o->window ? o->window : WINDOW_PER_LANE * cexec_threads(cs->ex);
     double gf = cexec_calibrate(cs->ex);
-    cs->weight = o->weight ? o->weight : gf < 1 ? 1 : (uint32_t)lround(gf);
+    cs->weight = o->weight ? o->weight : cshare_weight(gf);
     if (tls_ctx_new(&cs->srv_tls, TLS_SERVER, o->pki, o->name, true, err, sizeof err) < 0) {
         log_error("compute", "event=tls_failed err=\"%s\"", err);
         return -EPROTO;

@@ -19,3 +19,9 @@ uint32_t cshare_keep(struct cshare *s, uint32_t count, uint32_t weight, uint32_t
         keep = fits;
     return keep < r.room ? keep : r.room;
 }
+
+uint32_t cshare_weight(double gflops)
+{
+    double w = gflops * 10;
+    return w < 1 ? 1 : w > 1e9 ? 1000000000u : (uint32_t)lround(w);
+}

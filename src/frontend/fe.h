@@ -51,6 +51,8 @@ struct fmember {
     char name[REG_NAME_MAX];
     char addr[REG_ADDR_MAX];
     uint32_t weight, threads;
+    double gflops;    /* measured while it computes (fe_measure) */
+    uint32_t samples; /* batches measured */
 };
 
 struct fe {

@@ -22,6 +22,7 @@
  */
 #include "fe.h"
 
+#include "convoy/cshare.h"
 #include "convoy/gj.h"
 #include "convoy/log.h"
 #include "convoy/membership.h"
@@ -37,18 +38,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#define FE_BATCH_BYTES  (1u << 20)  /* a WORK's matrices */
-#define FE_BATCH_MAX    64u         /* items in a WORK */
-#define FE_WINDOW_BYTES (64u << 20) /* matrices on the chain at once */
-#define FE_WINDOW_LANE  64u         /* items on the chain per lane at most */
-#define FE_REDIAL_MS    200u
-#define FE_RESULT_MAX   (64u << 20) /* a RESULT's body */
-#define FE_JOB_SLOTS    4096u
-#define FE_STALL_MS     3000u /* a job with items sent and no answer this long */
-#define FE_WATCH_MS     1000u
+#define FE_BATCH_BYTES     (1u << 20)  /* a WORK's matrices */
+#define FE_BATCH_MAX       64u         /* items in a WORK */
+#define FE_WINDOW_BYTES    (64u << 20) /* matrices on the chain at once */
+#define FE_WINDOW_LANE     64u         /* items on the chain per lane at most */
+#define FE_REDIAL_MS       200u
+#define FE_RESULT_MAX      (64u << 20) /* a RESULT's body */
+#define FE_JOB_SLOTS       4096u
+#define FE_STALL_MS        3000u /* a job with items sent and no answer this long */
+#define FE_WATCH_MS        1000u
+#define FE_MEASURE_MIN_MS  5u  /* a batch shorter than this says little of a speed */
+#define FE_MEASURE_ALPHA   0.3 /* the moving average's weight of a new batch */
+#define FE_MEASURE_SAMPLES 3u  /* batches before a measured speed counts */
+#define FE_REWEIGH         0.2 /* relative drift that changes a weight */
 
 static void fe_pump(struct fe *fe);
 static void fe_chain_publish(struct fe *fe);
+static void fe_relink(struct fe *fe);
+static void fe_reweigh(struct fe *fe);
 
 /* ---- jobs ---- */
 
@@ -338,6 +345,7 @@ static void fe_watch(struct ring_timer *t)
                      (unsigned long long)j->id, back, (unsigned long long)(now - j->moved_ms));
         j->moved_ms = now;
     }
+    fe_reweigh(fe);
     fe_chain_publish(fe); /* the servers' loads, as their heartbeats said */
     fe_pump(fe);
     ring_timer_start(fe->ring, &fe->watch, FE_WATCH_MS, fe_watch);
@@ -425,8 +433,8 @@ static void fe_relink(struct fe *fe)
     size_t n = corder_links(fe->chain, links, CORDER_SERVERS);
     for (size_t i = 0; i < n; i++) {
         struct fmember *m = fe_member(fe, links[i].name);
-        struct chain_next cn = {links[i].epoch, links[i].prev, links[i].next, links[i].next_addr,
-                                links[i].behind};
+        struct chain_next cn = {links[i].epoch,     links[i].prev,   links[i].next,
+                                links[i].next_addr, links[i].behind, links[i].weight};
         cJSON *meta = chain_next_json(&cn);
         if (m && meta)
             mbrs_send(m->s, FRAME_CHAIN_SET_NEXT, meta);
@@ -537,6 +545,39 @@ static int fe_result_check(struct fe *fe, mbrs_session_t *s, const struct chain_
     return 1;
 }
 
+/* The server's speed while it computes, from each RESULT's batch time:
+ * GFLOP/s, the unit of the calibrated weights, so one job's n or another's
+ * weigh the same. A moving average over the last few batches. */
+static void fe_measure(const struct fe_result *fr)
+{
+    struct fmember *m = mbrs_session_udata(fr->s);
+    if (m == NULL || fr->r.ms < FE_MEASURE_MIN_MS)
+        return;
+    double n = fr->r.n, gf = 2.0 * n * n * n * fr->r.count / (fr->r.ms * 1e6);
+    m->gflops = m->samples++ ? m->gflops + FE_MEASURE_ALPHA * (gf - m->gflops) : gf;
+}
+
+/* The chain's weights follow the measured speeds once they are known and
+ * drift past FE_REWEIGH from what the servers were told: each share then
+ * follows what its server really does on this machine, not a calibration
+ * taken while the others were starting. */
+static void fe_reweigh(struct fe *fe)
+{
+    bool changed = false;
+    for (size_t i = 0; i < fe->nmembers; i++) {
+        struct fmember *m = &fe->members[i];
+        uint32_t w = cshare_weight(m->gflops);
+        if (m->samples < FE_MEASURE_SAMPLES ||
+            fabs((double)w - m->weight) <= FE_REWEIGH * (double)m->weight)
+            continue;
+        log_info("frontend", "event=reweigh name=%s weight=%u measured=%u", m->name, m->weight, w);
+        m->weight = w;
+        changed = corder_set_weight(fe->chain, m->name, w) == 0 || changed;
+    }
+    if (changed)
+        fe_relink(fe);
+}
+
 static void fe_count(struct fe *fe, struct fe_result *fr)
 {
     struct fjob *j = fe_job_find(fe, fr->r.job); /* it may have ended meanwhile */
@@ -554,6 +595,7 @@ static void fe_count(struct fe *fe, struct fe_result *fr)
                                .sid = mbrs_session_id(fr->s),
                                .server = mbrs_session_name(fr->s)};
     j->moved_ms = ring_now_ms();
+    fe_measure(fr);
     long rc = fejob_result(j->fj, &res);
     if (rc < 0)
         log_error("frontend", "event=result_failed job=%llu err=\"%s\"", (unsigned long long)j->id,

@@ -22,13 +22,20 @@ static char why[256];
 
 static void test_next(void)
 {
-    struct chain_next m = {7, "frontend", "c2", "127.0.0.1:9000", 12}, back;
+    struct chain_next m = {7, "frontend", "c2", "127.0.0.1:9000", 12, 0}, back;
     cJSON *j = chain_next_json(&m);
     CU_ASSERT_EQUAL_FATAL(chain_next_parse(j, &back, why, sizeof why), 0);
     CU_ASSERT_EQUAL(back.epoch, 7);
     CU_ASSERT_STRING_EQUAL(back.prev, "frontend");
     CU_ASSERT_STRING_EQUAL(back.next_addr, "127.0.0.1:9000");
     CU_ASSERT_EQUAL(back.behind, 12);
+    CU_ASSERT_EQUAL(back.weight, 0); /* none measured yet: not sent */
+    CU_ASSERT_PTR_NULL(cJSON_GetObjectItem(j, "weight"));
+    cJSON_Delete(j);
+    m.weight = 33;
+    j = chain_next_json(&m);
+    CU_ASSERT_EQUAL_FATAL(chain_next_parse(j, &back, why, sizeof why), 0);
+    CU_ASSERT_EQUAL(back.weight, 33);
     cJSON_Delete(j);
     EXPECT(chain_next_parse,
            "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\",\"behind\":0}", &back, 0);
@@ -40,6 +47,7 @@ static void test_next(void)
         "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\",\"behind\":-1}",
         "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\"}",
         "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\",\"behind\":0,\"x\":1}",
+        "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\",\"behind\":0,\"weight\":-2}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(chain_next_parse, bad[i], &back, FRAME_ESCHEMA);

@@ -66,6 +66,28 @@ static void test_joins(void)
     corder_free(co);
 }
 
+/* A measured weight: the server hears its own, everyone before it the new
+ * weight behind; the servers after it hear nothing. */
+static void test_weight_changes(void)
+{
+    struct corder *co = corder_new("frontend");
+    CU_ASSERT_EQUAL(corder_add(co, "c1", "127.0.0.1:7001", 10), 0);
+    CU_ASSERT_EQUAL(corder_add(co, "c2", "127.0.0.1:7002", 10), 0);
+    CU_ASSERT_EQUAL(corder_add(co, "c3", "127.0.0.1:7003", 10), 0);
+    CU_ASSERT_EQUAL(corder_links(co, out, CORDER_SERVERS), 3);
+    CU_ASSERT_EQUAL(out[1].weight, 10);
+    CU_ASSERT_EQUAL(corder_set_weight(co, "c2", 4), 0);
+    CU_ASSERT_EQUAL(corder_links(co, out, CORDER_SERVERS), 2);
+    check_link(&out[0], "c1", "frontend", "c2", "127.0.0.1:7002", 14);
+    check_link(&out[1], "c2", "c1", "c3", "127.0.0.1:7003", 10);
+    CU_ASSERT_EQUAL(out[1].weight, 4);
+    CU_ASSERT_EQUAL(corder_set_weight(co, "c2", 4), 0); /* the same: nothing to say */
+    CU_ASSERT_EQUAL(corder_links(co, out, CORDER_SERVERS), 0);
+    CU_ASSERT_EQUAL(corder_set_weight(co, "c9", 4), -ENOENT);
+    CU_ASSERT_EQUAL(corder_set_weight(co, "c1", 0), -EINVAL);
+    corder_free(co);
+}
+
 static void test_refusals(void)
 {
     struct corder *co = corder_new("frontend");
@@ -157,6 +179,7 @@ void suite_corder(void)
     CU_pSuite s = CU_add_suite("corder", NULL, NULL);
     CU_add_test(s, "joins append at the tail, behind summed", test_joins);
     CU_add_test(s, "duplicates, weight 0, a full chain refused", test_refusals);
+    CU_add_test(s, "a measured weight relinks the server and those before it", test_weight_changes);
     CU_add_test(s, "the middle server dies: predecessor relinked", test_middle_dies);
     CU_add_test(s, "the head dies: the next one is the head", test_head_dies);
     CU_add_test(s, "the tail leaves", test_tail_leaves);

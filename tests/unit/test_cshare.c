@@ -66,6 +66,14 @@ static void test_room(void)
     CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){40, true}), 40);
 }
 
+static void test_weight(void)
+{
+    CU_ASSERT_EQUAL(cshare_weight(31.26), 313);
+    CU_ASSERT_EQUAL(cshare_weight(0.01), 1);
+    CU_ASSERT_EQUAL(cshare_weight(-5), 1);
+    CU_ASSERT_EQUAL(cshare_weight(1e12), 1000000000u);
+}
+
 void suite_cshare(void)
 {
     CU_pSuite s = CU_add_suite("cshare", NULL, NULL);
@@ -73,4 +81,5 @@ void suite_cshare(void)
     CU_add_test(s, "one item per WORK still splits", test_single_items);
     CU_add_test(s, "the tail keeps everything", test_tail_keeps_all);
     CU_add_test(s, "the share bends to the window's room", test_room);
+    CU_add_test(s, "weights in tenths of GFLOP/s", test_weight);
 }
