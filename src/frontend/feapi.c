@@ -37,6 +37,7 @@
 
 #define API_UPLOAD_MAX     (64ull << 30) /* bytes of one upload */
 #define API_INLINE_NUMBERS (1u << 20)    /* inverses put in a JSON result */
+#define API_RESULT_PAGE    100000u       /* items in one page of a JSON result */
 #define API_CT_JOB         "application/x-convoy-job"
 #define API_META           "meta.json"
 #define API_INLINE_CHUNK   (16u << 20) /* bytes of inline items converted at once */
@@ -194,8 +195,10 @@ static cJSON *api_item(const struct spool_rec *rec, uint64_t i, bool residuals)
     return o;
 }
 
-/* Adds every item of j to arr: record, and the inverse when asked. */
-static int api_items(struct fe *fe, const struct fjob *j, cJSON *arr, bool inverses)
+/* Adds items first … end-1 of j to arr: record, and the inverse when
+ * asked. */
+static int api_items(struct fe *fe, const struct fjob *j, uint64_t first, uint64_t end, cJSON *arr,
+                     bool inverses)
 {
     char path[4096];
     int fd = -1;
@@ -207,7 +210,7 @@ static int api_items(struct fe *fe, const struct fjob *j, cJSON *arr, bool inver
     double *row = inverses ? malloc(sizeof(double) * j->n) : NULL;
     int rc = inverses && row == NULL ? -ENOMEM : 0;
     struct spool_rec rec;
-    for (uint64_t i = 0; rc == 0 && i < j->items; i++) {
+    for (uint64_t i = first; rc == 0 && i < end; i++) {
         if ((rc = spool_job_get(fejob_spool(j->fj), i, 1, &rec)) < 0)
             break;
         cJSON *o = api_item(&rec, i, j->residuals);
@@ -226,15 +229,41 @@ static int api_items(struct fe *fe, const struct fjob *j, cJSON *arr, bool inver
     return rc;
 }
 
+/* A query number, dflt when absent; -1 when malformed. */
+static int64_t api_query_num(httpd_xchg_t *x, const char *name, uint64_t dflt)
+{
+    char v[24], *end;
+    ssize_t n = http_req_query(httpd_req(x), name, v, sizeof v);
+    if (n == -ENOENT)
+        return (int64_t)dflt;
+    errno = 0;
+    unsigned long long u = n > 0 ? strtoull(v, &end, 10) : 0;
+    return n <= 0 || *end != '\0' || errno || u > INT64_MAX ? -1 : (int64_t)u;
+}
+
+/* One page of the per-item results (?first=&count=, at most
+ * API_RESULT_PAGE items): a job's records are never gathered whole. */
 static void api_result(struct fe *fe, httpd_xchg_t *x, const struct fjob *j)
 {
-    bool inverses =
-        j->output == JOB_OUT_INLINE && (uint64_t)j->n * j->n * j->items <= API_INLINE_NUMBERS;
+    int64_t first = api_query_num(x, "first", 0),
+            count = api_query_num(x, "count", API_RESULT_PAGE);
+    if (first < 0 || count < 0 || (uint64_t)first > j->items) {
+        api_error(x, 400, "first and count: item numbers, first at most %" PRIu64, j->items);
+        return;
+    }
+    uint64_t end =
+        j->items - (uint64_t)first < (uint64_t)count ? j->items : (uint64_t)(first + count);
+    if (end - (uint64_t)first > API_RESULT_PAGE)
+        end = (uint64_t)first + API_RESULT_PAGE;
+    bool inverses = j->output == JOB_OUT_INLINE &&
+                    (uint64_t)j->n * j->n * (end - (uint64_t)first) <= API_INLINE_NUMBERS;
     cJSON *doc = api_job_json(fe, j, false);
     cJSON *arr = doc ? cJSON_AddArrayToObject(doc, "results") : NULL;
     if (doc && j->output != JOB_OUT_NONE && !inverses)
         cJSON_AddStringToObject(doc, "inverses", "result.npy");
-    int rc = arr ? api_items(fe, j, arr, inverses) : -ENOMEM;
+    if (doc && end < j->items)
+        cJSON_AddNumberToObject(doc, "next", (double)end); /* the next page's first */
+    int rc = arr ? api_items(fe, j, (uint64_t)first, end, arr, inverses) : -ENOMEM;
     if (rc < 0) {
         cJSON_Delete(doc);
         api_error(x, 500, "results of job %" PRIu64 ": %s", j->id, strerror(-rc));

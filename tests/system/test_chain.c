@@ -316,6 +316,14 @@ static void test_bad_items(void)
     CU_ASSERT(h_num(cJSON_GetArrayItem(items, 0), "residual") >= 0);
     CU_ASSERT(h_num(cJSON_GetArrayItem(items, 0), "residual") < 30);
     cJSON_Delete(r);
+    snprintf(path, sizeof path, "/v1/jobs/%llu/result?first=6&count=3", (unsigned long long)id);
+    r = h_api(&c, "GET", path, NULL, NULL, &st); /* a page */
+    items = cJSON_GetObjectItemCaseSensitive(r, "results");
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(items), 3);
+    CU_ASSERT_EQUAL(h_num(cJSON_GetArrayItem(items, 0), "i"), 6);
+    CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(items, 1), "status"), "invalid");
+    CU_ASSERT_EQUAL(h_num(r, "next"), 9);
+    cJSON_Delete(r);
     free(a);
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
