@@ -332,7 +332,7 @@ cJSON *h_api(struct cluster *c, const char *method, const char *path, const char
         snprintf(body, sizeof body, "-H 'Content-Type: %s' --data-binary @%s", ctype, body_file);
     snprintf(cmd, sizeof cmd,
              "curl -s --max-time 30 --cacert %s/ca.crt -u alice:secret -X %s %s "
-             "-w '\\n%%{http_code}' https://%s%s",
+             "-w '\\n%%{http_code}' 'https://%s%s'", /* a query's & is no shell's */
              c->pki, method, body, c->http, path);
     FILE *f = popen(cmd, "r");
     if (f == NULL)
