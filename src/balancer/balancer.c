@@ -140,6 +140,8 @@ static void bal_publish(struct balancer *b, bool all)
     struct bal_shared *w = b->shared, *p = b->published;
     for (uint32_t i = 0; i < REG_SERVERS; i++) {
         const struct reg_server *r = &w->reg.rows[i];
+        if (!all && (r->state == REG_NONE && p->reg.rows[i].state == REG_NONE)) /* free, still */
+            continue;
         if (!all && memcmp(r, &p->reg.rows[i], sizeof *r) == 0)
             continue;
         bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
