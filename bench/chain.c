@@ -56,6 +56,7 @@
 #include "convoy/npy.h"
 #include "convoy/pool.h"
 #include "convoy/shm.h"
+#include "../tests/common/fixture.h"
 #include "common.h"
 
 #include <arpa/inet.h>
@@ -166,7 +167,7 @@ static struct answer answer_read(int fd)
                 bench_die("an answer over %u bytes", ANSWER_MAX);
             char *more = realloc(buf, cap * 2);
             if (more == NULL)
-                break;
+                bench_die("out of memory");
             buf = more;
             cap *= 2;
         }
@@ -337,8 +338,19 @@ static void cluster_stop(struct cluster *c)
     bench_daemon_stop(c->fe);
     shm_remove(c->state);
     live_state[0] = '\0';
-    char *argv[] = {"/bin/rm", "-rf", c->dir, NULL};
-    bench_run_ok(argv, NULL, 0, RUN_S);
+    fx_rmtree(c->dir);
+}
+
+/* The PID of the server the chain lists as name. */
+static pid_t server_pid(const struct cluster *c, const char *name)
+{
+    for (unsigned i = 0; i < SERVERS; i++) {
+        char mine[8];
+        snprintf(mine, sizeof mine, "c%u", i + 1);
+        if (strcmp(name, mine) == 0)
+            return c->cs[i];
+    }
+    bench_die("the chain lists a server \"%.16s\" the bench did not start", name);
 }
 
 /* bench_die's hook: the front-end it stopped leaves its state behind. */
@@ -465,7 +477,7 @@ static struct chain_run chain_sample(const struct row *r, const char *npy, unsig
     cluster_start(&c, seq);
     pid_t who[1 + SERVERS] = {c.fe};
     for (unsigned i = 0; i < SERVERS; i++)
-        who[1 + i] = c.cs[c.order[i][1] - '1']; /* "cK" is cs[K-1] */
+        who[1 + i] = server_pid(&c, c.order[i]);
     for (unsigned i = 0; i <= SERVERS; i++)
         cr.cpu[i] = -bench_cpu_s(who[i]);
     double t0 = bench_now_s();
