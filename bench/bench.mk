@@ -3,7 +3,8 @@
 # `make bench-runtime` the runtime (connections, closing, TLS streams, and
 # frames when bench/frames.c exists) against nginx and the cipher;
 # `make bench-net` the file transfers (redirects, downloads, idle front
-# connections) against nginx.
+# connections) against nginx; `make bench-chain` the compute chain (a
+# front-end and 2 compute servers) against the kernel in one process.
 #
 # OpenBLAS and LAPACKE are a reference for the benchmark only: they are
 # installed here when missing and linked into build/bench_kernel, never
@@ -16,9 +17,9 @@ BENCH_K_DEPS  = libopenblas-dev:$(OPENBLAS_INC)/cblas.h liblapacke-dev:/usr/incl
                 gnuplot-nox:gnuplot
 BENCH_K_OUT   = $(BUILD)/bench_kernel.txt
 
-.PHONY: bench bench-kernel bench-runtime bench-net
+.PHONY: bench bench-kernel bench-runtime bench-net bench-chain
 
-bench: bench-kernel bench-runtime bench-net
+bench: bench-kernel bench-runtime bench-net bench-chain
 
 bench-kernel: deps
 	@sh scripts/deps.sh $(BENCH_K_DEPS)
@@ -96,4 +97,19 @@ bench-net: deps
 $(BUILD)/bench_net: bench/net.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
                     $(BUILD)/libconvoy.a
 	$(CC) $(CFLAGS_ALL) -o $@ bench/net.c bench/common.c $(BUILD)/obj/tests/common/fixture.o \
+	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)
+
+# `make bench-chain`: a real front-end and 2 compute servers on loopback
+# (bench/chain.c) against the kernel on 2 lanes in one process: one
+# `chain …` line per row, kept in build/bench_chain.txt.
+BENCH_C_OUT  = $(BUILD)/bench_chain.txt
+
+bench-chain: deps
+	@$(MAKE) --no-print-directory $(BUILD)/bench_chain binaries
+	@{ $(BUILD)/bench_chain; echo $$? > $(BENCH_C_OUT).rc; } | tee $(BENCH_C_OUT); \
+	    rc=$$(cat $(BENCH_C_OUT).rc); rm -f $(BENCH_C_OUT).rc; exit "$$rc"
+
+$(BUILD)/bench_chain: bench/chain.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
+                      $(BUILD)/libconvoy.a
+	$(CC) $(CFLAGS_ALL) -o $@ bench/chain.c bench/common.c $(BUILD)/obj/tests/common/fixture.o \
 	    $(BUILD)/libconvoy.a $(LDLIBS_ALL)

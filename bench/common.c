@@ -1,6 +1,6 @@
 /*
- * bench/common — the pieces bench/runtime.c and bench/net.c share (see
- * common.h). Everything here dies on failure: a bench that cannot measure
+ * bench/common — the pieces bench/runtime.c, bench/net.c and bench/chain.c
+ * share (see common.h). Everything here dies on failure: a bench that cannot measure
  * says why and stops, after stopping what it started.
  */
 #include "common.h"
@@ -259,6 +259,124 @@ rlim_t bench_raise_nofile(rlim_t want)
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         bench_die("setrlimit: %s", strerror(errno));
     return rl.rlim_cur;
+}
+
+/* ---- commands and daemons ---- */
+
+#define RUN_OUT_MAX  8192u /* what bench_run keeps of a command's stdout */
+#define LOG_TAIL     4096u /* what bench_log_show prints of a log */
+#define DAEMON_GRACE 5000u /* ms between SIGTERM and SIGKILL */
+#define AEAD_RECORD  16384u
+
+int bench_run(char *const argv[], char *out, size_t cap, double limit_s)
+{
+    char sink[RUN_OUT_MAX];
+    int fd;
+    if (out == NULL) {
+        out = sink;
+        cap = sizeof sink;
+    }
+    pid_t pid = bench_spawn(argv, &fd);
+    double end = bench_now_s() + limit_s;
+    size_t got = 0;
+    out[0] = '\0';
+    while (got + 1 < cap && bench_now_s() < end) { /* until EOF: the command is done */
+        size_t n = bench_read(fd, out + got, cap - got, false, end - bench_now_s());
+        if (n == 0)
+            break;
+        got += n;
+    }
+    close(fd);
+    int st = 0;
+    double left = end - bench_now_s();
+    int rc = proc_wait(pid, (uint32_t)((left > 0 ? left : 0) * 1000), &st);
+    bench_kid_forget(pid);
+    if (rc == -ETIMEDOUT) {
+        proc_stop(pid, 0);
+        return 124;
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+void bench_run_ok(char *const argv[], char *out, size_t cap, double limit_s)
+{
+    int rc = bench_run(argv, out, cap, limit_s);
+    if (rc != 0)
+        bench_die("%s %s: exit status %d", argv[0], argv[1] ? argv[1] : "", rc);
+}
+
+void bench_log_show(const char *path)
+{
+    char buf[LOG_TAIL];
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)sizeof buf - 1)
+        fseek(f, -(long)sizeof buf + 1, SEEK_END);
+    else
+        rewind(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    fprintf(stderr, "--- %s\n%s---\n", path, buf);
+}
+
+pid_t bench_daemon_start(char *const argv[], const char *log_path)
+{
+    pid_t pid = proc_spawn(argv, log_path);
+    if (pid < 0)
+        bench_die("spawn %s: %s", argv[0], strerror((int)-pid));
+    bench_kid_add(pid);
+    return pid;
+}
+
+void bench_daemon_stop(pid_t pid)
+{
+    proc_stop(pid, DAEMON_GRACE);
+    bench_kid_forget(pid);
+}
+
+void bench_port_wait(const struct net_addr *a, const char *who, double limit_s)
+{
+    double end = bench_now_s() + limit_s;
+    for (;;) {
+        int fd = net_socket_for(a);
+        if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
+            close(fd);
+            return;
+        }
+        if (fd >= 0)
+            close(fd);
+        if (bench_now_s() > end)
+            bench_die("%s did not listen within %.0f s", who, limit_s);
+        usleep(20 * 1000);
+    }
+}
+
+double bench_aead_mbps(const EVP_CIPHER *cipher, unsigned long long bytes)
+{
+    static uint8_t in[AEAD_RECORD], out[AEAD_RECORD + 16];
+    uint8_t key[32] = {7}, iv[12] = {9},
+            aad[5] = {23, 3, 3, (AEAD_RECORD + 16) >> 8, (AEAD_RECORD + 16) & 255};
+    uint8_t tag[16];
+    int n;
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    if (x == NULL || !EVP_EncryptInit_ex(x, cipher, NULL, key, iv))
+        bench_die("EVP: cannot set up %s", EVP_CIPHER_get0_name(cipher));
+    double t0 = bench_now_s();
+    unsigned long long done = 0;
+    for (uint64_t seq = 0; done < bytes; seq++, done += AEAD_RECORD) {
+        memcpy(iv + 4, &seq, sizeof seq);
+        if (!EVP_EncryptInit_ex(x, NULL, NULL, NULL, iv) ||
+            !EVP_EncryptUpdate(x, NULL, &n, aad, sizeof aad) ||
+            !EVP_EncryptUpdate(x, out, &n, in, AEAD_RECORD) ||
+            !EVP_EncryptFinal_ex(x, out + n, &n) ||
+            !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, sizeof tag, tag))
+            bench_die("EVP: %s failed", EVP_CIPHER_get0_name(cipher));
+    }
+    double mbps = (double)done / (bench_now_s() - t0) / 1e6;
+    EVP_CIPHER_CTX_free(x);
+    return mbps;
 }
 
 /* ---- clients ---- */

@@ -1,9 +1,10 @@
 /*
- * bench/common — what the benches that run servers against nginx share:
- * the temporary folder and the processes they started (stopped by PID on
- * failure), medians, a process's RSS and CPU time, blocking keep-alive
- * clients (plain or through libconvoy's TLS engine), and nginx itself
- * with a generated configuration.
+ * bench/common — what the benches that run servers share: the temporary
+ * folder and the processes they started (stopped by PID on failure),
+ * commands and daemons with their logs, medians, a process's RSS and CPU
+ * time, the AEAD cipher's speed, blocking keep-alive clients (plain or
+ * through libconvoy's TLS engine), and nginx itself with a generated
+ * configuration.
  *
  * The design is simple: one bench per process, so the state (its name for
  * messages, its folder, its children) is module-static; bench_die cleans
@@ -16,6 +17,7 @@
 #include "convoy/net.h"
 #include "convoy/tls.h"
 
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/resource.h>
@@ -76,6 +78,34 @@ unsigned bench_free_port(void);
 /* RLIMIT_NOFILE raised to want when the process may, else to its hard
  * limit; returns the soft limit now in force. */
 rlim_t bench_raise_nofile(rlim_t want);
+
+/* ---- commands and daemons ---- */
+
+/* Runs argv (argv[0] a path) with its stdout into out (NULL: discarded,
+ * NUL-terminated otherwise), killed after limit_s. Returns its exit
+ * status, 128 + a signal, or 124 when it was killed for the time. */
+int bench_run(char *const argv[], char *out, size_t cap, double limit_s);
+
+/* bench_run that dies unless the command exits 0 within limit_s. */
+void bench_run_ok(char *const argv[], char *out, size_t cap, double limit_s);
+
+/* The last 4 KiB of a log file on stderr, for a failure's message. */
+void bench_log_show(const char *path);
+
+/* Starts a daemon (argv[0] a path) with its stdout and stderr appended to
+ * log_path, remembered for bench_die. Dies on failure. */
+pid_t bench_daemon_start(char *const argv[], const char *log_path);
+
+/* SIGTERM, SIGKILL after 5 s, reaped and forgotten. */
+void bench_daemon_stop(pid_t pid);
+
+/* Waits until a connection to a succeeds; dies after limit_s. */
+void bench_port_wait(const struct net_addr *a, const char *who, double limit_s);
+
+/* MB/s (10^6 bytes) of one core sealing bytes in full 16 KiB records as
+ * TLS 1.3 does (a fresh nonce, the 5-byte header as associated data, the
+ * tag) with the AEAD cipher (EVP_aes_128_gcm() …). Dies on failure. */
+double bench_aead_mbps(const EVP_CIPHER *cipher, unsigned long long bytes);
 
 /* ---- keep-alive clients ---- */
 
