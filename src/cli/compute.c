@@ -18,8 +18,8 @@ int cmd_compute(int argc, char **argv)
         CLI_OPT_U32("window", &o.window, "N",
                     "items held before the chain is pushed back (default 64 per lane)", 1, 1000000),
         CLI_OPT_U32("weight", &o.weight, "N",
-                    "weight announced and kept (default: tenths of the GFLOP/s measured at start, "
-                    "then as the front-end measures it)",
+                    "weight announced at start (default: tenths of the GFLOP/s of a calibration); "
+                    "the front-end then measures it",
                     1, 1000000),
         CLI_OPT_U32("retry-max-ms", &o.retry_max_ms, "N",
                     "reconnect backoff ceiling (default 2000)", 100, 600000),

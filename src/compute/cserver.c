@@ -535,7 +535,7 @@ static int cs_set_next(struct cs *cs, const cJSON *meta)
         return 0; /* an older one, overtaken */
     cs->epoch = m.epoch;
     cs->behind = m.behind;
-    if (m.weight > 0 && !cs->o->weight) /* measured by the front-end; --weight stays */
+    if (m.weight > 0) /* as the front-end measures it: the same unit as behind */
         cs->weight = m.weight;
     if (cs->in)
         clink_srv_set_prev(cs->in, m.prev);
