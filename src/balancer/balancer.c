@@ -554,10 +554,16 @@ static int bal_attach_state(struct balancer *b)
     }
     int rc = shm_own(&b->shm, state, tables, sizeof tables / sizeof tables[0], &origin);
     if (rc < 0) {
+        char big[160];
+        snprintf(big, sizeof big,
+                 " hint=\"the segment would pass 1 GiB: lower --max-transfers (%u asked, %zu "
+                 "bytes a record)\"",
+                 b->xfer_cap, sizeof(struct xfer_rec));
         log_error("balancer", "event=state_failed state=%s err=\"%s\"%s", state, strerror(-rc),
                   rc == -EBUSY   ? " hint=\"another balancer runs with this --state\""
                   : rc == -EPERM ? " hint=\"the segment is another user's or open to others and"
                                    " cannot be moved aside: remove it or use another --state\""
+                  : rc == -EFBIG ? big
                                  : "");
         return rc;
     }
