@@ -27,6 +27,7 @@ struct cexec_batch {
     double *data;        /* count · n · n, owned; gen: allocated by the runner */
     uint8_t *status;     /* out: count enum gj_status */
     double *resid;       /* out: count residuals (NaN: none) */
+    uint64_t *sum;       /* out, without output: count chain_sum of the inverses (0: not ok) */
     uint32_t ms;         /* out: time the batch took */
     int err;             /* out: 0, or -ENOMEM / -EINVAL (no item computed) */
     void *udata;         /* the owner's, once done */

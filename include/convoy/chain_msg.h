@@ -60,9 +60,15 @@ struct chain_result {
     uint32_t count, n;
     uint32_t ms;     /* compute time of the batch */
     bool has_resid;  /* "resid" was an array, not null */
+    bool has_sum;    /* "sum" was given: the inverses' checksums, for jobs without output */
     uint8_t *status; /* count entries */
     double *resid;   /* count entries */
+    uint64_t *sum;   /* count entries: chain_sum of each inverse (0 when not ok) */
 };
+
+/* The checksum of an inverse of order n: FNV-1a 64 over its n·n doubles,
+ * little-endian as they lie in memory, row-major (docs/jobs.md). */
+uint64_t chain_sum(const double *inv, uint32_t n);
 
 cJSON *chain_next_json(const struct chain_next *m);
 cJSON *chain_work_json(const struct chain_work *m);
@@ -73,7 +79,8 @@ cJSON *chain_result_json(const struct chain_result *m);
 int chain_next_parse(const cJSON *meta, struct chain_next *m, char *why, size_t whylen);
 int chain_work_parse(const cJSON *meta, struct chain_work *m, char *why, size_t whylen);
 int chain_span_parse(const cJSON *meta, struct chain_span *m, char *why, size_t whylen);
-/* m->status and m->resid point at max entries each; a count above max is
+/* m->status, m->resid and m->sum point at max entries each (sum may be
+ * NULL: a RESULT with sums is then refused); a count above max is
  * refused. */
 int chain_result_parse(const cJSON *meta, struct chain_result *m, uint32_t max, char *why,
                        size_t whylen);

@@ -44,6 +44,7 @@ struct fejob_result {
     const double *data;    /* count · n · n inverses when the job has output, else NULL */
     uint64_t sid;          /* the control session it came on */
     const char *server;    /* that session's server name */
+    const uint64_t *sum;   /* count checksums (a job without output), or NULL */
 };
 
 struct fejob_counts {

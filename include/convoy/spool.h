@@ -29,6 +29,7 @@ struct spool_rec {
     uint32_t status;               /* 0 not done; else the caller's status code */
     uint32_t ms;                   /* its compute time */
     double resid;                  /* its residual, NaN when none */
+    uint64_t sum;                  /* its result's checksum, 0 when none */
     char server[SPOOL_SERVER_MAX]; /* the server that computed it */
 };
 

@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
@@ -43,7 +44,7 @@ static const struct frame_field span_fields[] = {
 static const struct frame_field result_fields[] = {
     {"job", FF_UINT, true},     {"first", FF_UINT, true}, {"count", FF_U32, true},
     {"n", FF_U32, true},        {"ms", FF_U32, true},     {"status", FF_ARRAY, true},
-    {"resid", FF_ARRAY, false},
+    {"resid", FF_ARRAY, false}, {"sum", FF_ARRAY, false},
 };
 
 static const char *const kinds[] = {"uniform", "spd", "hilbert"};
@@ -147,12 +148,18 @@ cJSON *chain_result_json(const struct chain_result *m)
               add_u64(o, "count", m->count) && add_u64(o, "n", m->n) && add_u64(o, "ms", m->ms);
     cJSON *st = ok ? cJSON_AddArrayToObject(o, "status") : NULL;
     cJSON *rs = ok && m->has_resid ? cJSON_AddArrayToObject(o, "resid") : NULL;
-    ok = st && (!m->has_resid || rs);
+    cJSON *sm = ok && m->has_sum ? cJSON_AddArrayToObject(o, "sum") : NULL;
+    ok = st && (!m->has_resid || rs) && (!m->has_sum || sm);
     for (uint32_t i = 0; ok && i < m->count; i++) {
+        char hex[17];
         ok = cJSON_AddItemToArray(st, cJSON_CreateString(gj_status_str(m->status[i])));
         if (ok && rs) /* JSON has no NaN: a residual that is none is null */
             ok = cJSON_AddItemToArray(rs, isfinite(m->resid[i]) ? cJSON_CreateNumber(m->resid[i])
                                                                 : cJSON_CreateNull());
+        if (ok && sm) { /* 64 bits do not fit a JSON number: hex */
+            snprintf(hex, sizeof hex, "%016llx", (unsigned long long)m->sum[i]);
+            ok = cJSON_AddItemToArray(sm, cJSON_CreateString(hex));
+        }
     }
     return done(o, ok);
 }
@@ -260,6 +267,31 @@ static int read_resid(const cJSON *arr, uint32_t count, double *r, char *why, si
     return 0;
 }
 
+static int read_sum(const cJSON *arr, uint32_t count, uint64_t *sum, char *why, size_t whylen)
+{
+    if ((uint32_t)cJSON_GetArraySize(arr) != count)
+        return refuse(why, whylen, "%s", "sum: count entries expected");
+    uint32_t i = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, arr)
+    {
+        const char *h = cJSON_IsString(e) ? e->valuestring : "";
+        if (strlen(h) != 16 || strspn(h, "0123456789abcdef") != 16)
+            return refuse(why, whylen, "%s", "sum: 16 lowercase hex digits expected");
+        sum[i++] = strtoull(h, NULL, 16);
+    }
+    return 0;
+}
+
+uint64_t chain_sum(const double *inv, uint32_t n)
+{
+    const uint8_t *p = (const uint8_t *)inv;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (uint64_t i = 0; i < chain_items_len(1, n); i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
 int chain_result_parse(const cJSON *meta, struct chain_result *m, uint32_t max, char *why,
                        size_t whylen)
 {
@@ -276,6 +308,12 @@ int chain_result_parse(const cJSON *meta, struct chain_result *m, uint32_t max, 
     if (m->count > max)
         return refuse(why, whylen, "%s", "count over what this side takes");
     if ((rc = read_status(field(meta, "status"), m->count, m->status, why, whylen)) != 0)
+        return rc;
+    const cJSON *sm = field(meta, "sum");
+    m->has_sum = sm != NULL;
+    if (sm && m->sum == NULL)
+        return refuse(why, whylen, "%s", "sum: not taken here");
+    if (sm && (rc = read_sum(sm, m->count, m->sum, why, whylen)) != 0)
         return rc;
     const cJSON *rs = field(meta, "resid");
     m->has_resid = rs != NULL;

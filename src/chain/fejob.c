@@ -123,7 +123,8 @@ static int store_run(void *arg, uint64_t first, uint32_t count)
         for (uint32_t i = 0; i < k; i++) {
             recs[i] = (struct spool_rec){.status = r->status[at + i],
                                          .ms = r->ms,
-                                         .resid = r->resid ? r->resid[at + i] : NAN};
+                                         .resid = r->resid ? r->resid[at + i] : NAN,
+                                         .sum = r->sum ? r->sum[at + i] : 0};
             snprintf(recs[i].server, sizeof recs[i].server, "%s", r->server);
             s->j->by_status[r->status[at + i]]++;
         }

@@ -61,10 +61,11 @@ struct cexec_batch *cexec_batch_new(const struct chain_work *w)
     b->w = *w;
     b->status = calloc(w->count, 1);
     b->resid = malloc(sizeof(double) * w->count);
+    b->sum = w->output ? NULL : calloc(w->count, sizeof *b->sum);
     uint64_t len = chain_items_len(w->count, w->n);
     if (!w->gen && len > 0)
         b->data = malloc(len);
-    if (!b->status || !b->resid || (!w->gen && len > 0 && !b->data)) {
+    if (!b->status || !b->resid || (!w->output && !b->sum) || (!w->gen && len > 0 && !b->data)) {
         cexec_batch_free(b);
         return NULL;
     }
@@ -78,6 +79,7 @@ void cexec_batch_free(struct cexec_batch *b)
     free(b->data);
     free(b->status);
     free(b->resid);
+    free(b->sum);
     free(b);
 }
 
@@ -202,6 +204,10 @@ static void *runner_main(void *arg)
         b->err = b->w.gen ? generate(b) : 0;
         if (b->err == 0)
             b->err = invert(e, b);
+        for (uint32_t i = 0; b->sum && b->err == 0 && i < b->w.count; i++) /* what stands for */
+            b->sum[i] = b->status[i] == GJ_OK                              /* the inverse */
+                            ? chain_sum(b->data + (size_t)i * b->w.n * b->w.n, b->w.n)
+                            : 0;
         b->ms = (uint32_t)(now_ms() - t0);
         if (b->err < 0)
             log_warn("cexec", "event=batch_failed job=%llu first=%llu count=%u err=\"%s\"",

@@ -137,8 +137,10 @@ static int cs_send_result(struct cs *cs, struct cexec_batch *b)
                              .n = b->w.n,
                              .ms = b->ms,
                              .has_resid = b->w.residual,
+                             .has_sum = b->sum != NULL && b->err == 0,
                              .status = b->status,
-                             .resid = b->resid};
+                             .resid = b->resid,
+                             .sum = b->sum};
     if (b->err < 0) /* nothing computed: every item invalid, never lost */
         memset(b->status, GJ_INVALID, b->w.count);
     cJSON *meta = chain_result_json(&r);

@@ -179,7 +179,7 @@ static cJSON *api_inverse(int fd, uint64_t off, uint32_t n, double *row)
     return m;
 }
 
-static cJSON *api_item(const struct spool_rec *rec, uint64_t i, bool residuals)
+static cJSON *api_item(const struct spool_rec *rec, uint64_t i, bool residuals, bool sums)
 {
     cJSON *o = cJSON_CreateObject();
     if (o == NULL)
@@ -192,6 +192,11 @@ static cJSON *api_item(const struct spool_rec *rec, uint64_t i, bool residuals)
     }
     if (residuals && !isnan(rec->resid))
         cJSON_AddNumberToObject(o, "residual", rec->resid);
+    if (sums && rec->status == FEJOB_OK) {
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)rec->sum);
+        cJSON_AddStringToObject(o, "checksum", hex);
+    }
     return o;
 }
 
@@ -213,7 +218,7 @@ static int api_items(struct fe *fe, const struct fjob *j, uint64_t first, uint64
     for (uint64_t i = first; rc == 0 && i < end; i++) {
         if ((rc = spool_job_get(fejob_spool(j->fj), i, 1, &rec)) < 0)
             break;
-        cJSON *o = api_item(&rec, i, j->residuals);
+        cJSON *o = api_item(&rec, i, j->residuals, j->output == JOB_OUT_NONE);
         if (o && inverses && rec.status == FEJOB_OK)
             cJSON_AddItemToObject(
                 o, "inverse",

@@ -519,8 +519,10 @@ struct fe_result {
     uint8_t *body;
     uint64_t len, got;
     struct fe_result *next; /* fe->results */
-    uint8_t status[CHAIN_COUNT_MAX];
-    double resid[CHAIN_COUNT_MAX];
+    /* a RESULT answers part of one WORK, so FE_BATCH_MAX items at most */
+    uint8_t status[FE_BATCH_MAX];
+    double resid[FE_BATCH_MAX];
+    uint64_t sum[FE_BATCH_MAX];
 };
 
 static void fe_result_free(struct fe_result *fr)
@@ -593,7 +595,8 @@ static void fe_count(struct fe *fe, struct fe_result *fr)
                                .ms = fr->r.ms,
                                .data = (const double *)fr->body,
                                .sid = mbrs_session_id(fr->s),
-                               .server = mbrs_session_name(fr->s)};
+                               .server = mbrs_session_name(fr->s),
+                               .sum = fr->r.has_sum ? fr->sum : NULL};
     j->moved_ms = ring_now_ms();
     fe_measure(fr);
     long rc = fejob_result(j->fj, &res);
@@ -612,9 +615,10 @@ static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uin
         return 0;
     fr->r.status = fr->status;
     fr->r.resid = fr->resid;
+    fr->r.sum = fr->sum;
     fr->s = s;
     fr->stream = stream;
-    if (chain_result_parse(meta, &fr->r, CHAIN_COUNT_MAX, why, sizeof why) < 0) {
+    if (chain_result_parse(meta, &fr->r, FE_BATCH_MAX, why, sizeof why) < 0) {
         fe_result_free(fr);
         mbrs_refuse(s, "schema", "RESULT: %s", why);
         return -EPROTO;

@@ -15,6 +15,7 @@
 
 static uint8_t status[CHAIN_COUNT_MAX], status2[CHAIN_COUNT_MAX];
 static double resid[CHAIN_COUNT_MAX], resid2[CHAIN_COUNT_MAX];
+static uint64_t sum[CHAIN_COUNT_MAX], sum2[CHAIN_COUNT_MAX];
 
 static void check(int rc, const char *why)
 {
@@ -75,8 +76,8 @@ static void fuzz_span(const cJSON *meta)
 
 static void fuzz_result(const cJSON *meta)
 {
-    struct chain_result m = {.status = status, .resid = resid};
-    struct chain_result m2 = {.status = status2, .resid = resid2};
+    struct chain_result m = {.status = status, .resid = resid, .sum = sum};
+    struct chain_result m2 = {.status = status2, .resid = resid2, .sum = sum2};
     char why[256] = "";
     int rc = chain_result_parse(meta, &m, CHAIN_COUNT_MAX, why, sizeof why);
     check(rc, why);
@@ -87,7 +88,9 @@ static void fuzz_result(const cJSON *meta)
     cJSON *again = chain_result_json(&m);
     if (again == NULL || chain_result_parse(again, &m2, CHAIN_COUNT_MAX, why, sizeof why) != 0 ||
         m2.job != m.job || m2.first != m.first || m2.count != m.count || m2.n != m.n ||
-        m2.has_resid != m.has_resid || memcmp(status, status2, m.count) != 0)
+        m2.has_resid != m.has_resid || m2.has_sum != m.has_sum ||
+        memcmp(status, status2, m.count) != 0 ||
+        (m.has_sum && memcmp(sum, sum2, m.count * sizeof sum[0]) != 0))
         abort();
     for (uint32_t i = 0; m.has_resid && i < m.count; i++)
         if (!(resid[i] == resid2[i] || (isnan(resid[i]) && isnan(resid2[i]))))

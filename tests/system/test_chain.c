@@ -7,7 +7,9 @@
  * residual), per-item statuses, the per-server counts, refusals with the
  * JSON path, and a front-end that comes back with its jobs.
  */
+#include "convoy/chain_msg.h"
 #include "convoy/gj.h"
+#include "convoy/jgen.h"
 #include "convoy/npy.h"
 #include "harness.h"
 
@@ -330,6 +332,41 @@ static void test_bad_items(void)
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
+/* A job without output still lets the user check every item: its
+ * checksum is that of the inverse the kernel gives here. */
+static void test_checksums(void)
+{
+    struct cluster c;
+    const char *const two[] = {"c1", "c2", NULL};
+    char job[512], path[96];
+    int st;
+    CU_ASSERT_FATAL(scene(&c, two, NULL) == 0);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job,
+                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                               "{\"count\":100,\"n\":40,\"seed\":3,\"kind\":\"uniform\"}}") == 0);
+    uint64_t id = post_job(&c, job, &st);
+    CU_ASSERT_EQUAL_FATAL(st, 201);
+    cJSON_Delete(h_job_wait(&c, id, "done", JOB_MS));
+    snprintf(path, sizeof path, "/v1/jobs/%llu/result", (unsigned long long)id);
+    cJSON *r = h_api(&c, "GET", path, NULL, NULL, &st);
+    const cJSON *item;
+    int same = 0;
+    cJSON_ArrayForEach(item, cJSON_GetObjectItemCaseSensitive(r, "results"))
+    {
+        double a[40 * 40];
+        char hex[17];
+        jgen_item("uniform", 3, (uint64_t)h_num(item, "i"), 40, a);
+        struct gj_item it = {.a = a, .n = 40};
+        gj_invert_batch(&it, 1, NULL);
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)chain_sum(a, 40));
+        same += strcmp(h_str(item, "checksum"), hex) == 0;
+    }
+    CU_ASSERT_EQUAL(same, 100);
+    cJSON_Delete(r);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
 /* A malformed job is refused with its JSON path; nothing is spooled. */
 static void test_malformed(void)
 {
@@ -569,6 +606,7 @@ void suite_chain(void)
                 test_middle_killed);
     CU_add_test(s, "a server joining mid-job gets items", test_join_mid_job);
     CU_add_test(s, "singular and NaN items reported per item, the others ok", test_bad_items);
+    CU_add_test(s, "output none: every item's checksum is the local kernel's", test_checksums);
     CU_add_test(s, "malformed jobs: 400 with the JSON path, nothing kept", test_malformed);
     CU_add_test(s, "the front-end killed and restarted mid-job: the job completes",
                 test_frontend_restarted);

@@ -128,6 +128,28 @@ static void test_bad_items(void)
     finish();
 }
 
+/* Without output, each ok item's checksum is that of the kernel's inverse. */
+static void test_sums(void)
+{
+    start(2);
+    g.want = 1;
+    struct cexec_batch *b = batch(1, 20, 4, true);
+    b->w.output = false;
+    free(b->sum);
+    b->sum = calloc(4, sizeof *b->sum);
+    cexec_submit(g.ex, b);
+    ring_run(g.ring);
+    CU_ASSERT_EQUAL_FATAL(g.ngot, 1);
+    for (uint32_t i = 0; i < 4; i++) {
+        double a[N * N];
+        jgen_item("uniform", 77, 20 + i, N, a);
+        struct gj_item it = {.a = a, .n = N};
+        gj_invert_batch(&it, 1, NULL);
+        CU_ASSERT_EQUAL(g.got[0]->sum[i], chain_sum(a, N));
+    }
+    finish();
+}
+
 static void test_calibrate(void)
 {
     start(1);
@@ -142,5 +164,6 @@ void suite_cexec(void)
     CU_add_test(s, "batches in order, the kernel's bits, generated from the seed", test_batches);
     CU_add_test(s, "cancel withdraws a job's queued batches", test_cancel);
     CU_add_test(s, "singular and NaN items, each its own status", test_bad_items);
+    CU_add_test(s, "without output: each inverse's checksum", test_sums);
     CU_add_test(s, "calibration gives a plausible GFLOP/s", test_calibrate);
 }

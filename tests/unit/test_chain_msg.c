@@ -125,7 +125,25 @@ static void test_result(void)
     CU_ASSERT_EQUAL(memcmp(st, st2, 3), 0);
     CU_ASSERT(back.has_resid && rs2[0] == 1.5 && isnan(rs2[1]) && isnan(rs2[2]));
     CU_ASSERT_EQUAL(chain_result_parse(j, &back, 2, why, sizeof why), FRAME_ESCHEMA); /* max */
+    CU_ASSERT_FALSE(back.has_sum);
     cJSON_Delete(j);
+    /* checksums, 64 bits as hex */
+    uint64_t sums[3] = {0xfedcba9876543210ull, 0, 1}, sums2[3] = {0};
+    m.has_sum = true;
+    m.sum = sums;
+    back.sum = sums2;
+    j = chain_result_json(&m);
+    CU_ASSERT_EQUAL_FATAL(chain_result_parse(j, &back, 3, why, sizeof why), 0);
+    CU_ASSERT_TRUE(back.has_sum);
+    CU_ASSERT_EQUAL(memcmp(sums, sums2, sizeof sums), 0);
+    cJSON_Delete(j);
+    /* FNV-1a 64 of the bytes: the empty input's offset basis, then one
+     * double of 0.0 (eight zero bytes) */
+    double zero = 0;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (int k = 0; k < 8; k++)
+        h *= 0x100000001b3ull;
+    CU_ASSERT_EQUAL(chain_sum(&zero, 1), h);
 #define R(rest) "{\"job\":1,\"first\":0,\"count\":2,\"n\":4,\"ms\":1," rest "}"
     static const char *const bad[] = {
         R("\"status\":[\"ok\"]"),
@@ -134,6 +152,10 @@ static void test_result(void)
         R("\"status\":[\"ok\",\"ok\"],\"resid\":[1]"),
         R("\"status\":[\"ok\",\"ok\"],\"resid\":[1,-1]"),
         R("\"status\":[\"ok\",\"ok\"],\"resid\":[1,\"x\"]"),
+        R("\"status\":[\"ok\",\"ok\"],\"sum\":[\"0000000000000000\"]"),
+        R("\"status\":[\"ok\",\"ok\"],\"sum\":[\"0000000000000000\",\"ABCDEF0123456789\"]"),
+        R("\"status\":[\"ok\",\"ok\"],\"sum\":[\"0\",\"1\"]"),
+        R("\"status\":[\"ok\",\"ok\"],\"sum\":[1,2]"),
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         cJSON *b = cJSON_Parse(bad[i]);

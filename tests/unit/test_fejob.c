@@ -43,7 +43,7 @@ static const struct fejob_result *answer(struct answer *a, uint64_t first, uint3
         for (int k = 0; k < N * N; k++)
             a->data[i * N * N + k] = tag;
     }
-    a->r = (struct fejob_result){first, count, a->status, a->resid, 7, a->data, sid, server};
+    a->r = (struct fejob_result){first, count, a->status, a->resid, 7, a->data, sid, server, NULL};
     return &a->r;
 }
 
