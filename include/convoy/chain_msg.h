@@ -66,8 +66,11 @@ struct chain_result {
     uint64_t *sum;   /* count entries: chain_sum of each inverse (0 when not ok) */
 };
 
-/* The checksum of an inverse of order n: FNV-1a 64 over its n·n doubles,
- * little-endian as they lie in memory, row-major (docs/jobs.md). */
+/* The checksum of an inverse of order n (docs/jobs.md): its n·n doubles,
+ * row-major, as 64-bit words, word i folded FNV-1a-style into lane i mod 4
+ * (lane k starts at the FNV offset basis xor k), then the four lanes
+ * folded the same way into one, from the basis. Fast next to the kernel:
+ * the lanes keep four multiply chains in flight. */
 uint64_t chain_sum(const double *inv, uint32_t n);
 
 cJSON *chain_next_json(const struct chain_next *m);

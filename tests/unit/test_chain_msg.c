@@ -137,13 +137,15 @@ static void test_result(void)
     CU_ASSERT_TRUE(back.has_sum);
     CU_ASSERT_EQUAL(memcmp(sums, sums2, sizeof sums), 0);
     cJSON_Delete(j);
-    /* FNV-1a 64 of the bytes: the empty input's offset basis, then one
-     * double of 0.0 (eight zero bytes) */
+    /* one word of 0.0 in lane 0, lanes 1–3 untouched, then the four folded */
     double zero = 0;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int k = 0; k < 8; k++)
-        h *= 0x100000001b3ull;
+    const uint64_t basis = 0xcbf29ce484222325ull, prime = 0x100000001b3ull;
+    uint64_t lanes[4] = {basis * prime, basis ^ 1, basis ^ 2, basis ^ 3}, h = basis;
+    for (int k = 0; k < 4; k++)
+        h = (h ^ lanes[k]) * prime;
     CU_ASSERT_EQUAL(chain_sum(&zero, 1), h);
+    double two[4] = {1, 2, 3, 4}, swapped[4] = {2, 1, 3, 4};
+    CU_ASSERT_NOT_EQUAL(chain_sum(two, 2), chain_sum(swapped, 2)); /* order counts */
 #define R(rest) "{\"job\":1,\"first\":0,\"count\":2,\"n\":4,\"ms\":1," rest "}"
     static const char *const bad[] = {
         R("\"status\":[\"ok\"]"),
