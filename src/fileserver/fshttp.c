@@ -6,9 +6,10 @@
  * armed) and the file's streaming (httpd's done pending). One ring timer
  * per request reports progress while it streams. A leg is complete when
  * httpd says its last byte is queued on the connection: conn holds at most
- * CONN_HIGH_WATER more, and once the connection is gone nothing can say
- * whether those left (a graceful close sends them first, an abort drops
- * them), so waiting for them would only make the outcome racy.
+ * CONN_HIGH_WATER more (CONN_PIPE_SIZE in plain TCP), and once the
+ * connection is gone nothing can say whether those left (a graceful close
+ * sends them first, an abort drops them), so waiting for them would only
+ * make the outcome racy.
  *
  * A leg's bytes are what the socket took since its answer began (the head
  * included, ciphertext with TLS), capped at the leg's length: the

@@ -48,7 +48,7 @@
 #define NOFILE_RESERVE        64u /* descriptors a listener leaves for everything else */
 #define ACCEPT_BACKOFF_MIN_MS 10u
 #define ACCEPT_BACKOFF_MAX_MS 1000u
-#define PIPE_SIZE             (256u * 1024) /* asked of F_SETPIPE_SZ; the kernel may give less */
+#define PIPE_SIZE             CONN_PIPE_SIZE /* asked of F_SETPIPE_SZ; the kernel may give less */
 
 /* Bytes for the socket: owned (data[]), a caller's buffer (ext), or file
  * pages waiting in the connection's pipe (in_pipe). */
