@@ -101,95 +101,12 @@ static char live_state[64]; /* the state of the balancer running now, "" when no
 
 /* ---- commands ---- */
 
-/* Runs argv with its stdout into out (NULL: discarded), killed after
- * limit_s. Returns its exit status, 128 + a signal, or 124 when killed. */
-static int run(char *const argv[], char *out, size_t cap, double limit_s)
-{
-    char sink[OUT_MAX];
-    int fd;
-    if (out == NULL) {
-        out = sink;
-        cap = sizeof sink;
-    }
-    pid_t pid = bench_spawn(argv, &fd);
-    double end = bench_now_s() + limit_s;
-    size_t got = 0;
-    while (got + 1 < cap && bench_now_s() < end) { /* until EOF: the command is done */
-        size_t n = bench_read(fd, out + got, cap - got, false, end - bench_now_s());
-        if (n == 0)
-            break;
-        got += n;
-    }
-    close(fd);
-    int st = 0;
-    int rc =
-        proc_wait(pid, (uint32_t)((end > bench_now_s() ? end - bench_now_s() : 0) * 1000), &st);
-    bench_kid_forget(pid);
-    if (rc == -ETIMEDOUT) {
-        proc_stop(pid, 0);
-        return 124;
-    }
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
-static void run_ok(char *const argv[], char *out, size_t cap)
-{
-    int rc = run(argv, out, cap, RUN_S);
-    if (rc != 0)
-        bench_die("%s %s: exit status %d", argv[0], argv[1], rc);
-}
-
-/* The last lines of a daemon's log, for a failure's message. */
-static void log_show(const char *path)
-{
-    char buf[4096];
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return;
-    if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)sizeof buf - 1)
-        fseek(f, -(long)sizeof buf + 1, SEEK_END);
-    else
-        rewind(f);
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    fprintf(stderr, "--- %s\n%s---\n", path, buf);
-}
-
 /* Starts a daemon with its stdout and stderr in dir/name.log. */
 static pid_t daemon_start(char *const argv[], const char *name)
 {
     char log[160];
     snprintf(log, sizeof log, "%s/%s.log", B.dir, name);
-    pid_t pid = proc_spawn(argv, log);
-    if (pid < 0)
-        bench_die("spawn %s: %s", argv[0], strerror((int)-pid));
-    bench_kid_add(pid);
-    return pid;
-}
-
-static void daemon_stop(pid_t pid)
-{
-    proc_stop(pid, 5000);
-    bench_kid_forget(pid);
-}
-
-/* A server is up once its port takes a connection. */
-static void port_wait(const struct net_addr *a, const char *who)
-{
-    double end = bench_now_s() + UP_S;
-    for (;;) {
-        int fd = net_socket_for(a);
-        if (fd >= 0 && connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0) {
-            close(fd);
-            return;
-        }
-        if (fd >= 0)
-            close(fd);
-        if (bench_now_s() > end)
-            bench_die("%s did not listen within %.0f s", who, UP_S);
-        usleep(20 * 1000);
-    }
+    return bench_daemon_start(argv, log);
 }
 
 /* ---- the cluster ---- */
@@ -263,7 +180,7 @@ static int redirect_of(const struct cluster *c, const char *path, char *url, siz
     curl_argv(argv, sizeof argv / sizeof argv[0], args);
     int status = 0;
     url[0] = '\0';
-    if (run(argv, out, sizeof out, RUN_S) == 0 && sscanf(out, "%d", &status) == 1) {
+    if (bench_run(argv, out, sizeof out, RUN_S) == 0 && sscanf(out, "%d", &status) == 1) {
         const char *sp = strchr(out, ' ');
         snprintf(url, cap, "%s", sp ? sp + 1 : "");
     }
@@ -278,15 +195,15 @@ static void cluster_wait(const struct cluster *c)
     struct net_addr a;
     if (net_addr_parse(c->http, &a) < 0)
         bench_die("net_addr_parse %s", c->http);
-    port_wait(&a, "the balancer");
+    bench_port_wait(&a, "the balancer", UP_S);
     double end = bench_now_s() + UP_S;
     while (redirect_of(c, "small.txt", url, sizeof url) != 307) {
         if (bench_now_s() > end) {
             char log[160];
             snprintf(log, sizeof log, "%s/balancer.log", B.dir);
-            log_show(log);
+            bench_log_show(log);
             snprintf(log, sizeof log, "%s/fs1.log", B.dir);
-            log_show(log);
+            bench_log_show(log);
             bench_die("the cluster (tls=%d) did not redirect within %.0f s", c->tls, UP_S);
         }
         usleep(100 * 1000);
@@ -303,8 +220,8 @@ static void cluster_start(struct cluster *c, bool tls)
 static void cluster_stop(struct cluster *c)
 {
     if (c->fs)
-        daemon_stop(c->fs);
-    daemon_stop(c->bal);
+        bench_daemon_stop(c->fs);
+    bench_daemon_stop(c->bal);
     shm_remove(c->state);
     live_state[0] = '\0';
 }
@@ -374,7 +291,7 @@ static struct wrk wrk_run(const char *url, pid_t cpu_of, const char *who)
     char *argv[] = {"/usr/bin/wrk", "-t1",  "-c" WRK_CONNS, "-d" WRK_S, "--latency",
                     "-H",           B.auth, (char *)url,    NULL};
     double cpu0 = bench_cpu_s(cpu_of);
-    int rc = run(argv, out, sizeof out, RUN_S);
+    int rc = bench_run(argv, out, sizeof out, RUN_S);
     struct wrk w = {.cpu_s = bench_cpu_s(cpu_of) - cpu0};
     w.rps = wrk_field(out, "Requests/sec:");
     w.p99_ms = wrk_p99(out);
@@ -430,7 +347,7 @@ static double download(const char *url)
     char *args[] = {"-o",        "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}",
                     (char *)url, NULL};
     curl_argv(argv, sizeof argv / sizeof argv[0], args);
-    int rc = run(argv, out, sizeof out, RUN_S + 5);
+    int rc = bench_run(argv, out, sizeof out, RUN_S + 5);
     int status = 0;
     unsigned long long size = 0;
     double t = 0;
@@ -494,7 +411,7 @@ static double conns_sample(bool nginx)
         if (net_addr_parse(c.http, &s.addr) < 0)
             bench_die("net_addr_parse %s", c.http);
         s.pid = s.worker = c.bal;
-        port_wait(&s.addr, "the balancer");
+        bench_port_wait(&s.addr, "the balancer", UP_S);
     }
     usleep(SETTLE_US);
     long before = bench_rss_kib(s.worker);
@@ -567,13 +484,13 @@ static void pki_users(void)
                    "--dir",  B.pki, "--ip",  "127.0.0.1", NULL};
     char *fs[] = {B.convoy, "pki", "issue", "fs1",       "--role", "fileserver",
                   "--dir",  B.pki, "--ip",  "127.0.0.1", NULL};
-    run_ok(init, NULL, 0);
-    run_ok(bal, NULL, 0);
-    run_ok(fs, NULL, 0);
+    bench_run_ok(init, NULL, 0, RUN_S);
+    bench_run_ok(bal, NULL, 0, RUN_S);
+    bench_run_ok(fs, NULL, 0, RUN_S);
     snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' | '%s' user add %s --file '%s' --role read",
              PASS, B.convoy, USER, B.users);
     char *user[] = {"/bin/sh", "-c", cmd, NULL};
-    run_ok(user, NULL, 0);
+    bench_run_ok(user, NULL, 0, RUN_S);
 }
 
 static void auth_header(void)

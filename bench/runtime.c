@@ -65,17 +65,16 @@
 
 #define RUNS_MAX     15
 #define CONNS_N      10000u
-#define SAMPLE_S     60               /* any one sample fails after this */
-#define IDLE_MS      (600u * 1000)    /* idle timeout of the servers' connections */
-#define SETTLE_US    (300u * 1000)    /* lets a server finish its sends before RSS */
-#define SERVER_NAME  "server"         /* the certificate both servers present */
-#define CLOSE_MAX    50000u           /* the largest close row */
-#define CLOSE_K      500u             /* closes timed per close sample, at most */
-#define STREAM_BYTES (1ull << 30)     /* the stream stops after this ... */
-#define STREAM_S     3.0              /* ... or this long */
-#define WRITE_SIZE   (64u * 1024)     /* the stream's conn_write size */
-#define RECORD       (16u * 1024 + 1) /* a full TLS 1.3 record: data and type */
-#define CIPHER_BYTES (512ull << 20)   /* encrypted per cipher sample */
+#define SAMPLE_S     60             /* any one sample fails after this */
+#define IDLE_MS      (600u * 1000)  /* idle timeout of the servers' connections */
+#define SETTLE_US    (300u * 1000)  /* lets a server finish its sends before RSS */
+#define SERVER_NAME  "server"       /* the certificate both servers present */
+#define CLOSE_MAX    50000u         /* the largest close row */
+#define CLOSE_K      500u           /* closes timed per close sample, at most */
+#define STREAM_BYTES (1ull << 30)   /* the stream stops after this ... */
+#define STREAM_S     3.0            /* ... or this long */
+#define WRITE_SIZE   (64u * 1024)   /* the stream's conn_write size */
+#define CIPHER_BYTES (512ull << 20) /* encrypted per cipher sample */
 
 static const char request[] = "GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
 static const char reply[] = "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
@@ -475,33 +474,6 @@ static const struct suite *negotiated(void)
     return su;
 }
 
-/* MB/s of sealing full records as TLS 1.3 does: a fresh nonce, the 5-byte
- * header as associated data, the tag. */
-static double cipher_mbps(const EVP_CIPHER *cipher)
-{
-    static uint8_t in[RECORD], out[RECORD + 16];
-    uint8_t key[32] = {7}, iv[12] = {9},
-            aad[5] = {23, 3, 3, (RECORD + 16) >> 8, (RECORD + 16) & 255};
-    uint8_t tag[16];
-    int n;
-    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
-    if (x == NULL || !EVP_EncryptInit_ex(x, cipher, NULL, key, iv))
-        bench_die("EVP: cannot set up %s", EVP_CIPHER_get0_name(cipher));
-    double t0 = bench_now_s();
-    uint64_t done = 0;
-    for (uint64_t seq = 0; done < CIPHER_BYTES; seq++, done += RECORD) {
-        memcpy(iv + 4, &seq, sizeof seq);
-        if (!EVP_EncryptInit_ex(x, NULL, NULL, NULL, iv) ||
-            !EVP_EncryptUpdate(x, NULL, &n, aad, sizeof aad) ||
-            !EVP_EncryptUpdate(x, out, &n, in, RECORD) || !EVP_EncryptFinal_ex(x, out + n, &n) ||
-            !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, sizeof tag, tag))
-            bench_die("EVP: %s failed", EVP_CIPHER_get0_name(cipher));
-    }
-    double mbps = (double)done / (bench_now_s() - t0) / 1e6;
-    EVP_CIPHER_CTX_free(x);
-    return mbps;
-}
-
 /* The plain pair shows what the ring and loopback allow without TLS. */
 static void stream_rows(void)
 {
@@ -510,7 +482,7 @@ static void stream_rows(void)
     for (unsigned i = 0; i < B.runs; i++) {
         plain[i] = in_child(stream_child, 0, 0);
         pair[i] = in_child(stream_child, 1, 0);
-        cipher[i] = cipher_mbps(su->evp());
+        cipher[i] = bench_aead_mbps(su->evp(), CIPHER_BYTES);
         frac[i] = pair[i] / cipher[i];
         fprintf(stderr, "runtime: stream run %u: plain %.0f, TLS %.0f of %.0f MB/s\n", i + 1,
                 plain[i], pair[i], cipher[i]);

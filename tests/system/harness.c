@@ -691,6 +691,21 @@ bool h_wait_log(struct cluster *c, const char *name, const char *needle, uint32_
     return true;
 }
 
+cJSON *h_log_json(struct cluster *c, const char *name)
+{
+    char path[512], line[8192];
+    cJSON *doc = NULL;
+    FILE *f = fopen(h_log_path(c, name, path, sizeof path), "r");
+    while (f && fgets(line, sizeof line, f))
+        if (line[0] == '{') {
+            cJSON_Delete(doc);
+            doc = cJSON_Parse(line);
+        }
+    if (f)
+        fclose(f);
+    return doc;
+}
+
 bool h_log_has(struct cluster *c, const char *name, const char *needle)
 {
     char path[512], line[4096];

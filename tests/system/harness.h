@@ -166,6 +166,9 @@ bool h_wait_log(struct cluster *c, const char *name, const char *needle, uint32_
 /* Path of a process's log (stderr). */
 const char *h_log_path(struct cluster *c, const char *name, char *buf, size_t len);
 
+/* The last line of process name's log that is a JSON object, parsed
+ * (what `--json` commands print), or NULL. */
+cJSON *h_log_json(struct cluster *c, const char *name);
 /* Whether the process's log contains needle. */
 bool h_log_has(struct cluster *c, const char *name, const char *needle);
 

@@ -85,22 +85,6 @@ static int write_text(const char *path, const char *text)
     return rc;
 }
 
-/* The JSON line `convoy submit --json` printed into log name. */
-static cJSON *submit_summary(struct cluster *c, const char *name)
-{
-    char path[512], line[8192];
-    cJSON *doc = NULL;
-    FILE *f = fopen(h_log_path(c, name, path, sizeof path), "r");
-    while (f && fgets(line, sizeof line, f))
-        if (line[0] == '{') {
-            cJSON_Delete(doc);
-            doc = cJSON_Parse(line);
-        }
-    if (f)
-        fclose(f);
-    return doc;
-}
-
 /* Runs `convoy submit --json JOB [-o OUT]` as process name. pid or -1. */
 static pid_t submit(struct cluster *c, const char *name, const char *job, const char *out)
 {
@@ -180,7 +164,7 @@ static void test_three_servers(void)
     pid_t p = submit(&c, "submit", job, out);
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
 
-    cJSON *sum = submit_summary(&c, "submit");
+    cJSON *sum = h_log_json(&c, "submit");
     CU_ASSERT_EQUAL(h_num(sum, "items"), 1000);
     CU_ASSERT_EQUAL(h_num(sum, "ok"), 1000);
     const cJSON *servers = cJSON_GetObjectItemCaseSensitive(sum, "servers");
@@ -300,7 +284,7 @@ static void test_bad_items(void)
         write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\",\"residuals\":true}") == 0);
     pid_t p = submit(&c, "submit", job, NULL);
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 1);
-    cJSON *sum = submit_summary(&c, "submit");
+    cJSON *sum = h_log_json(&c, "submit");
     uint64_t id = (uint64_t)h_num(sum, "job");
     CU_ASSERT_EQUAL(h_num(sum, "ok"), 38);
     CU_ASSERT_EQUAL(h_num(sum, "singular"), 1);
@@ -487,7 +471,7 @@ static void test_big_npy(void)
         write_text(job, "{\"op\":\"invert\",\"input\":\"big.npy\",\"output\":\"none\"}") == 0);
     pid_t p = submit(&c, "submit", job, NULL);
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
-    cJSON *sum = submit_summary(&c, "submit");
+    cJSON *sum = h_log_json(&c, "submit");
     CU_ASSERT_EQUAL(h_num(sum, "ok"), 4096);
     cJSON_Delete(sum);
     long kib = peak_kib(c.procs[0].pid);
@@ -584,7 +568,7 @@ static void test_loadgen(void)
                                 "--max-seconds", "60",     "--json",     job, NULL};
     pid_t p = h_convoy(&c, "loadgen", args);
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
-    cJSON *r = submit_summary(&c, "loadgen");
+    cJSON *r = h_log_json(&c, "loadgen");
     CU_ASSERT_EQUAL(h_num(r, "jobs"), 20);
     CU_ASSERT_EQUAL(h_num(r, "ok"), 20);
     CU_ASSERT_EQUAL(h_num(r, "errors"), 0);

@@ -193,22 +193,6 @@ static void test_balancer_restarted(void)
     CU_ASSERT_EQUAL(h_cluster_free(&u.c), 0);
 }
 
-/* The JSON line loadgen printed into its log, parsed, or NULL. */
-static cJSON *loadgen_report(struct cluster *c)
-{
-    char path[512], line[8192];
-    cJSON *doc = NULL;
-    FILE *f = fopen(h_log_path(c, "loadgen", path, sizeof path), "r");
-    while (f && fgets(line, sizeof line, f))
-        if (line[0] == '{') {
-            cJSON_Delete(doc);
-            doc = cJSON_Parse(line);
-        }
-    if (f)
-        fclose(f);
-    return doc;
-}
-
 static void test_loadgen_spread(void)
 {
     struct cluster c;
@@ -227,7 +211,7 @@ static void test_loadgen_spread(void)
     CU_ASSERT_FATAL(lg > 0);
     CU_ASSERT_EQUAL(h_wait_exit(&c, lg, 90000), 0);
 
-    cJSON *r = loadgen_report(&c);
+    cJSON *r = h_log_json(&c, "loadgen");
     CU_ASSERT_PTR_NOT_NULL_FATAL(r);
     CU_ASSERT_EQUAL(h_num(r, "ok"), 300);
     CU_ASSERT_EQUAL(h_num(r, "errors"), 0);
