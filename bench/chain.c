@@ -122,18 +122,6 @@ struct answer {
     size_t len;
 };
 
-static void send_all(int fd, const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    while (len > 0) {
-        ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
-        if (n <= 0)
-            bench_die("send: %s", n < 0 ? strerror(errno) : "nothing sent");
-        p += n;
-        len -= (size_t)n;
-    }
-}
-
 static void send_file(int sock, int fd, uint64_t len)
 {
     off_t off = 0;
@@ -209,9 +197,9 @@ static struct answer http_call(const struct net_addr *api, const char *method, c
                         "Content-Type: %s\r\nContent-Length: %llu\r\n", ctype,
                         (unsigned long long)(body_len + file_len));
     len += snprintf(req + len, sizeof req - (size_t)len, "\r\n");
-    send_all(fd, req, (size_t)len);
+    bench_send_all(fd, req, (size_t)len);
     if (body_len)
-        send_all(fd, body, body_len);
+        bench_send_all(fd, body, body_len);
     if (file_fd >= 0)
         send_file(fd, file_fd, file_len);
     struct answer a = answer_read(fd);

@@ -407,7 +407,7 @@ int bench_dial(const struct net_addr *addr, unsigned i)
     return fd;
 }
 
-static void send_all(int fd, const void *data, size_t len)
+void bench_send_all(int fd, const void *data, size_t len)
 {
     const uint8_t *p = data;
     while (len > 0) {
@@ -424,7 +424,7 @@ static void client_flush(struct bench_client *cl)
     uint8_t buf[16384];
     size_t n;
     while ((n = tls_out_take(cl->t, buf, sizeof buf)) > 0)
-        send_all(cl->fd, buf, n);
+        bench_send_all(cl->fd, buf, n);
 }
 
 /* Feeds what the server sent; fails on EOF or after SOCK_TIMEOUT. */
@@ -475,7 +475,7 @@ static void client_dial(struct bench_client *cl, const struct net_addr *addr, tl
     cl->fd = bench_dial(addr, i);
     cl->t = NULL;
     if (cli == NULL) {
-        send_all(cl->fd, request, strlen(request));
+        bench_send_all(cl->fd, request, strlen(request));
         return;
     }
     if (tls_new(&cl->t, cli, NULL, NULL) < 0)

@@ -107,6 +107,9 @@ void bench_port_wait(const struct net_addr *a, const char *who, double limit_s);
  * tag) with the AEAD cipher (EVP_aes_128_gcm() …). Dies on failure. */
 double bench_aead_mbps(const EVP_CIPHER *cipher, unsigned long long bytes);
 
+/* Sends all of data on a blocking socket, or dies. */
+void bench_send_all(int fd, const void *data, size_t len);
+
 /* ---- keep-alive clients ---- */
 
 struct bench_client {
