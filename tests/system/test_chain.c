@@ -122,6 +122,23 @@ static bool wait_done_at_least(struct cluster *c, uint64_t id, double done)
     return false;
 }
 
+/* Posts the job json (as job.json in the cluster's folder) and waits
+ * until it has done items done: its id, or 0 (the failure asserted). */
+static uint64_t running_job(struct cluster *c, const char *json, double done)
+{
+    char job[512];
+    int st = 0;
+    snprintf(job, sizeof job, "%s/job.json", c->dir);
+    CU_ASSERT_EQUAL(write_text(job, json), 0);
+    uint64_t id = post_job(c, job, &st);
+    CU_ASSERT_EQUAL(st, 201);
+    if (id == 0 || !wait_done_at_least(c, id, done)) {
+        CU_FAIL("the job did not start");
+        return 0;
+    }
+    return id;
+}
+
 /* Sum of a job's per-server counts. */
 static double servers_sum(const cJSON *job)
 {
@@ -202,16 +219,14 @@ static void test_middle_killed(void)
 {
     struct cluster c;
     pid_t pids[3];
-    char job[512];
-    CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"residuals\":true,\"output\":\"none\","
-                                    "\"generate\":{\"count\":10000,\"n\":128,\"seed\":5,"
-                                    "\"kind\":\"uniform\"}}") == 0);
     int st;
-    uint64_t id = post_job(&c, job, &st);
-    CU_ASSERT_EQUAL_FATAL(st, 201);
-    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
+    uint64_t id = running_job(&c,
+                              "{\"op\":\"invert\",\"residuals\":true,\"output\":\"none\","
+                              "\"generate\":{\"count\":10000,\"n\":128,\"seed\":5,"
+                              "\"kind\":\"uniform\"}}",
+                              300);
+    CU_ASSERT_FATAL(id > 0);
     CU_ASSERT_EQUAL(h_signal(&c, pids[1], SIGKILL, true), 128 + SIGKILL); /* c2, the middle */
 
     cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
@@ -236,16 +251,12 @@ static void test_join_mid_job(void)
 {
     struct cluster c;
     const char *const one[] = {"c1", NULL};
-    char job[512];
     CU_ASSERT_FATAL(scene(&c, one, NULL) == 0);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    CU_ASSERT_FATAL(write_text(job,
-                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
-                               "{\"count\":10000,\"n\":128,\"seed\":9,\"kind\":\"spd\"}}") == 0);
-    int st;
-    uint64_t id = post_job(&c, job, &st);
-    CU_ASSERT_EQUAL_FATAL(st, 201);
-    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 100));
+    uint64_t id = running_job(&c,
+                              "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                              "{\"count\":10000,\"n\":128,\"seed\":9,\"kind\":\"spd\"}}",
+                              100);
+    CU_ASSERT_FATAL(id > 0);
     CU_ASSERT_FATAL(h_compute(&c, "c2", NULL) > 0);
 
     cJSON *j = h_job_wait(&c, id, "done", JOB_MS);
@@ -404,15 +415,12 @@ static void test_malformed(void)
 static void test_frontend_restarted(void)
 {
     struct cluster c;
-    char job[512];
-    int st;
     CU_ASSERT_FATAL(scene(&c, three, NULL) == 0);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"generate\":{\"count\":3000,\"n\":128,"
-                                    "\"seed\":11,\"kind\":\"uniform\"}}") == 0);
-    uint64_t id = post_job(&c, job, &st);
-    CU_ASSERT_EQUAL_FATAL(st, 201);
-    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    uint64_t id = running_job(&c,
+                              "{\"op\":\"invert\",\"generate\":{\"count\":3000,\"n\":128,"
+                              "\"seed\":11,\"kind\":\"uniform\"}}",
+                              300);
+    CU_ASSERT_FATAL(id > 0);
     pid_t fe = c.procs[0].pid; /* the front-end is the first process started */
     CU_ASSERT_EQUAL(h_signal(&c, fe, SIGKILL, true), 128 + SIGKILL);
     CU_ASSERT_FATAL(h_frontend(&c, NULL) > 0);
@@ -490,16 +498,12 @@ static void test_drain(void)
 {
     struct cluster c;
     pid_t pids[3];
-    char job[512];
     CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    CU_ASSERT_FATAL(write_text(job,
-                               "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
-                               "{\"count\":3000,\"n\":128,\"seed\":2,\"kind\":\"uniform\"}}") == 0);
-    int st;
-    uint64_t id = post_job(&c, job, &st);
-    CU_ASSERT_EQUAL_FATAL(st, 201);
-    CU_ASSERT_FATAL(wait_done_at_least(&c, id, 300));
+    uint64_t id = running_job(&c,
+                              "{\"op\":\"invert\",\"output\":\"none\",\"generate\":"
+                              "{\"count\":3000,\"n\":128,\"seed\":2,\"kind\":\"uniform\"}}",
+                              300);
+    CU_ASSERT_FATAL(id > 0);
     CU_ASSERT_EQUAL(h_signal(&c, pids[1], SIGTERM, false), 0);
     CU_ASSERT_EQUAL(h_wait_exit(&c, pids[1], 10000), 0);
     CU_ASSERT(h_log_has(&c, "c2", "event=stopped"));
