@@ -302,8 +302,12 @@ static void fe_pump(struct fe *fe)
     if (fe->pumping || !fe->head_up)
         return;
     fe->pumping = true;
+    unsigned prios = 0; /* the priorities of the jobs to feed: a pass for each */
+    for (struct fjob *j = fe->jobs; j; j = j->next)
+        if (j->state == JOBTAB_RUNNING || j->state == JOBTAB_WAITING)
+            prios |= 1u << j->priority;
     for (int prio = 9; prio >= 0; prio--) /* higher priorities first, then oldest first */
-        for (struct fjob *j = fe->jobs; j; j = j->next) {
+        for (struct fjob *j = fe->jobs; (prios & (1u << prio)) && j; j = j->next) {
             if ((j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING) ||
                 j->priority != (uint32_t)prio)
                 continue;
