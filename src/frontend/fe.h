@@ -75,6 +75,7 @@ struct fe {
     struct spool *spool;
     struct jobtab *tab;
     struct fjob *jobs;
+    uint32_t slots_given; /* job-table slots handed out; then the oldest finished give way */
     uint64_t next_id;
     struct fe_result *results; /* RESULT bodies streaming in */
     uint32_t sends;            /* WORKs whose send has not completed */

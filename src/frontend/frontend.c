@@ -86,6 +86,8 @@ void fe_job_free(struct fjob *j)
 
 void fe_job_publish(struct fe *fe, struct fjob *j)
 {
+    if (j->slot == UINT32_MAX)
+        return;
     struct fejob_counts c;
     fejob_counts(j->fj, &c);
     struct jobtab_row r = {.id = j->id,
@@ -144,21 +146,15 @@ static void fe_job_settle(struct fe *fe, struct fjob *j)
 /* A slot of the job table: the first free, or the oldest finished job's. */
 static uint32_t fe_slot(struct fe *fe)
 {
-    uint32_t cap = jobtab_capacity(fe->tab);
-    for (uint32_t s = 0; s < cap; s++) {
-        bool used = false;
-        for (struct fjob *j = fe->jobs; j && !used; j = j->next)
-            used = j->slot == s;
-        if (!used)
-            return s;
-    }
+    if (fe->slots_given < jobtab_capacity(fe->tab))
+        return fe->slots_given++;
     for (struct fjob *j = fe->jobs; j; j = j->next)
-        if (j->state == JOBTAB_DONE || j->state == JOBTAB_CANCELLED) {
+        if ((j->state == JOBTAB_DONE || j->state == JOBTAB_CANCELLED) && j->slot != UINT32_MAX) {
             uint32_t s = j->slot;
             j->slot = UINT32_MAX; /* still served by the API, no longer shown */
             return s;
         }
-    return UINT32_MAX;
+    return UINT32_MAX; /* every slot holds a live job: this one is not shown */
 }
 
 void fe_job_added(struct fe *fe, struct fjob *j)
