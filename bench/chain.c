@@ -643,19 +643,8 @@ static void pki_users(void)
 {
     static const char *const certs[][2] = {
         {"frontend", "frontend"}, {"c1", "compute"}, {"c2", "compute"}};
-    char cmd[4400];
-    char *init[] = {B.convoy, "pki", "init", "--dir", B.pki, NULL};
-    bench_run_ok(init, NULL, 0, RUN_S);
-    for (size_t i = 0; i < sizeof certs / sizeof certs[0]; i++) {
-        char *issue[] = {
-            B.convoy, "pki", "issue", (char *)certs[i][0], "--role", (char *)certs[i][1],
-            "--dir",  B.pki, "--ip",  "127.0.0.1",         NULL};
-        bench_run_ok(issue, NULL, 0, RUN_S);
-    }
-    snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' | '%s' user add %s --file '%s' --role submit",
-             PASS, B.convoy, USER, B.users);
-    char *user[] = {"/bin/sh", "-c", cmd, NULL};
-    bench_run_ok(user, NULL, 0, RUN_S);
+    bench_pki_users(B.convoy, B.pki, certs, sizeof certs / sizeof certs[0], B.users, USER, PASS,
+                    "submit");
 }
 
 static void setup(void)

@@ -267,6 +267,7 @@ rlim_t bench_raise_nofile(rlim_t want)
 #define LOG_TAIL     4096u /* what bench_log_show prints of a log */
 #define DAEMON_GRACE 5000u /* ms between SIGTERM and SIGKILL */
 #define AEAD_RECORD  16384u
+#define PKI_RUN_S    60.0 /* one pki or user command */
 
 int bench_run(char *const argv[], char *out, size_t cap, double limit_s)
 {
@@ -319,6 +320,32 @@ void bench_log_show(const char *path)
     fclose(f);
     buf[n] = '\0';
     fprintf(stderr, "--- %s\n%s---\n", path, buf);
+}
+
+void bench_pki_users(const char *convoy, const char *dir, const char *const (*certs)[2], size_t n,
+                     const char *users, const char *user, const char *pass, const char *role)
+{
+    char cmd[4400];
+    char *init[] = {(char *)convoy, "pki", "init", "--dir", (char *)dir, NULL};
+    bench_run_ok(init, NULL, 0, PKI_RUN_S);
+    for (size_t i = 0; i < n; i++) {
+        char *issue[] = {(char *)convoy,
+                         "pki",
+                         "issue",
+                         (char *)certs[i][0],
+                         "--role",
+                         (char *)certs[i][1],
+                         "--dir",
+                         (char *)dir,
+                         "--ip",
+                         "127.0.0.1",
+                         NULL};
+        bench_run_ok(issue, NULL, 0, PKI_RUN_S);
+    }
+    snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' | '%s' user add %s --file '%s' --role %s", pass,
+             convoy, user, users, role);
+    char *add[] = {"/bin/sh", "-c", cmd, NULL};
+    bench_run_ok(add, NULL, 0, PKI_RUN_S);
 }
 
 pid_t bench_daemon_start(char *const argv[], const char *log_path)

@@ -89,6 +89,14 @@ int bench_run(char *const argv[], char *out, size_t cap, double limit_s);
 /* bench_run that dies unless the command exits 0 within limit_s. */
 void bench_run_ok(char *const argv[], char *out, size_t cap, double limit_s);
 
+/* A cluster's PKI in dir through convoy's own commands (`convoy pki init`,
+ * then `issue NAME --role ROLE --ip 127.0.0.1` for each of the n
+ * {name, role} pairs) and a users file holding user with password pass
+ * and role. Dies on any failure. */
+void bench_pki_users(const char *convoy, const char *dir, const char *const (*certs)[2],
+                     size_t n, const char *users, const char *user, const char *pass,
+                     const char *role);
+
 /* The last 4 KiB of a log file on stderr, for a failure's message. */
 void bench_log_show(const char *path);
 

@@ -478,19 +478,9 @@ static void file_make(const char *name, unsigned long long size)
 /* The PKI and the users file, through convoy's own commands. */
 static void pki_users(void)
 {
-    char cmd[4400];
-    char *init[] = {B.convoy, "pki", "init", "--dir", B.pki, NULL};
-    char *bal[] = {B.convoy, "pki", "issue", CERT,        "--role", "balancer",
-                   "--dir",  B.pki, "--ip",  "127.0.0.1", NULL};
-    char *fs[] = {B.convoy, "pki", "issue", "fs1",       "--role", "fileserver",
-                  "--dir",  B.pki, "--ip",  "127.0.0.1", NULL};
-    bench_run_ok(init, NULL, 0, RUN_S);
-    bench_run_ok(bal, NULL, 0, RUN_S);
-    bench_run_ok(fs, NULL, 0, RUN_S);
-    snprintf(cmd, sizeof cmd, "printf '%%s\\n' '%s' | '%s' user add %s --file '%s' --role read",
-             PASS, B.convoy, USER, B.users);
-    char *user[] = {"/bin/sh", "-c", cmd, NULL};
-    bench_run_ok(user, NULL, 0, RUN_S);
+    static const char *const certs[][2] = {{CERT, "balancer"}, {"fs1", "fileserver"}};
+    bench_pki_users(B.convoy, B.pki, certs, sizeof certs / sizeof certs[0], B.users, USER, PASS,
+                    "read");
 }
 
 static void auth_header(void)
