@@ -40,6 +40,9 @@ int npy_parse_header(const uint8_t *buf, size_t len, uint64_t max_count, uint32_
  * Returns its length, or -ENOSPC when cap is too small (128 is enough).
  */
 int npy_write_header(uint64_t count, uint32_t n, uint8_t *buf, size_t cap);
+/* The same with the data at a multiple of align (a multiple of 64, at most
+ * 64 KiB: a header up to the block size of direct I/O). */
+int npy_write_header_aligned(uint64_t count, uint32_t n, size_t align, uint8_t *buf, size_t cap);
 
 /* Reads and checks the header of the open file fd. 0, or as above (-EINVAL
  * also for a file shorter than its header says its data is), or -errno. */

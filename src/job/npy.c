@@ -277,14 +277,19 @@ int npy_parse_header(const uint8_t *buf, size_t len, uint64_t max_count, uint32_
 
 int npy_write_header(uint64_t count, uint32_t n, uint8_t *buf, size_t cap)
 {
+    return npy_write_header_aligned(count, n, ALIGN, buf, cap);
+}
+
+int npy_write_header_aligned(uint64_t count, uint32_t n, size_t align, uint8_t *buf, size_t cap)
+{
     char dict[128];
     int len = snprintf(dict, sizeof dict, DICT_PREFIX "%" PRIu64 ", %" PRIu32 ", %" PRIu32 "), }",
                        count, n, n);
-    if (len < 0 || (size_t)len >= sizeof dict)
+    if (len < 0 || (size_t)len >= sizeof dict || align == 0 || align % ALIGN != 0)
         return -ENOSPC;
     /* Spaces, then the newline numpy ends with, up to the alignment. */
-    size_t total = ((size_t)V1_PREFIX + (size_t)len + 1 + ALIGN - 1) / ALIGN * ALIGN;
-    if (total > cap)
+    size_t total = ((size_t)V1_PREFIX + (size_t)len + 1 + align - 1) / align * align;
+    if (total > cap || total - V1_PREFIX > 0xffff)
         return -ENOSPC;
     size_t hlen = total - V1_PREFIX;
     memcpy(buf, MAGIC "\x01\x00", MAGIC_LEN + 2);

@@ -63,6 +63,20 @@ static void test_round_trip(void)
     CU_ASSERT_EQUAL(npy_write_header(CMAX, NMAX, hdr, 127), -ENOSPC);
 }
 
+/* A header padded to the block of direct I/O is still one numpy reads. */
+static void test_aligned(void)
+{
+    struct npy_info info;
+    CU_ASSERT_EQUAL_FATAL(npy_write_header_aligned(1000, 256, 4096, hdr, sizeof hdr), 4096);
+    CU_ASSERT_EQUAL_FATAL(parse(4096, &info), 0);
+    CU_ASSERT_EQUAL(info.data_off, 4096);
+    CU_ASSERT_EQUAL(info.count, 1000);
+    CU_ASSERT_EQUAL(hdr[4095], '\n');
+    CU_ASSERT_EQUAL(npy_write_header_aligned(1, 2, 4096, hdr, 4095), -ENOSPC);
+    CU_ASSERT_EQUAL(npy_write_header_aligned(1, 2, 100, hdr, sizeof hdr), -ENOSPC);
+    CU_ASSERT_EQUAL(npy_write_header_aligned(1, 2, 131072, hdr, sizeof hdr), -ENOSPC);
+}
+
 static void test_numpy_variants(void)
 {
     static const char *const ok[] = {
@@ -214,6 +228,7 @@ void suite_npy(void)
 {
     CU_pSuite s = CU_add_suite("npy", NULL, NULL);
     CU_add_test(s, "writer -> parser for several shapes, padded to 64", test_round_trip);
+    CU_add_test(s, "padded to 4096: data_off 4096, still parsed", test_aligned);
     CU_add_test(s, "numpy's spellings, versions 1.0 and 2.0", test_numpy_variants);
     CU_add_test(s, "dtype, order, shape and syntax refusals", test_refusals);
     CU_add_test(s, "magic, version, header length bounds", test_prefix);
