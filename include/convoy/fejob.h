@@ -4,10 +4,10 @@
  *
  * A RESULT goes through fejob_result: the ledger decides which of its items
  * count (the first answer for each), and exactly those items' records and
- * inverses are written to the spool, at their place, before the call
- * returns. Opening a job that is already in the spool (a restarted
- * front-end) reads its records back into a fresh ledger: every item stored
- * is done, every other one unsent, to be delegated again.
+ * inverses are written to the spool, at their place, on the caller's ring
+ * (the disk never stalls its loop); the caller hears when they are. Opening a job that is already
+ * in the spool (a restarted front-end) reads its records back into a fresh ledger: every item
+ * stored is done, every other one unsent, to be delegated again.
  *
  * No lock, no I/O thread of its own: the front-end's job thread owns it.
  */
@@ -71,12 +71,17 @@ struct ledger *fejob_ledger(struct fejob *j);
 struct spool_job *fejob_spool(struct fejob *j);
 
 /*
- * Counts and stores r: returns the items newly done (0 for a duplicate or
- * a dead session's), -EINVAL (a status code out of range: nothing
- * counted), -ERANGE, or a spool error (the items then count as done but
- * their record may be missing: the caller stops the job).
+ * Counts r and starts storing what counted on ring: returns the items
+ * newly done (0 for a duplicate or a dead session's), -EINVAL (a status
+ * code out of range: nothing counted), -ERANGE, or a spool error that came
+ * before any write started (the items then count as done but their
+ * records are missing: the caller stops the job). done(arg, err) runs
+ * once from the loop, if and only if the return is above 0, when every
+ * write has ended (err: the first one's error); r->data must stay until
+ * then. Closing j meanwhile is fine.
  */
-long fejob_result(struct fejob *j, const struct fejob_result *r);
+long fejob_result(struct fejob *j, const struct fejob_result *r, ring_t *ring,
+                  void (*done)(void *arg, int err), void *arg);
 
 void fejob_counts(const struct fejob *j, struct fejob_counts *out);
 

@@ -8,11 +8,11 @@
  *               items · item_bytes of results, item i at header + i · item_bytes,
  *               made sparse at its full size and filled as results come
  *   items.rec   one fixed struct spool_rec per item, status 0 until it is done
- * Results are written with pwrite at their place, never gathered in memory:
- * a job costs disk, not RAM. A record is written after its result bytes, so
- * a record that says done always has its bytes; a front-end restarted reads
- * the records back (spool_job_records) to know which items are done, and
- * spool_list to find every job.
+ * Results are written at their place, never gathered in memory: a job
+ * costs disk, not RAM; result.npy goes through dio, around the page cache
+ * when its header, item size and buffers allow it (DIO_ALIGN). A record is written after its result
+ * bytes, so a record that says done always has its bytes; a front-end restarted reads the records
+ * back (spool_job_records) to know which items are done, and spool_list to find every job.
  *
  * No thread of its own; a job handle is used by one thread at a time.
  */
@@ -21,6 +21,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "convoy/ring.h"
 
 #define SPOOL_SERVER_MAX 48 /* a server name in a record, with its NUL */
 
@@ -58,10 +60,16 @@ int spool_job_open(struct spool *sp, uint64_t id, uint64_t items, uint64_t item_
                    const void *header, size_t hlen, struct spool_job **out);
 void spool_job_close(struct spool_job *j);
 
-/* Stores items first … first+count-1: count records and, when item_bytes
- * is not 0, count · item_bytes of data. 0, -ERANGE, or -errno. */
-int spool_job_put(struct spool_job *j, uint64_t first, uint32_t count, const struct spool_rec *recs,
-                  const void *data);
+/* Stores items first … first+count-1 on ring r while its loop goes on:
+ * count records and, when item_bytes is not 0, count · item_bytes of data,
+ * the data first, then the records (copied: recs may go when this
+ * returns; data must stay until done). done(arg, err) runs once from the
+ * loop when both are written, or with the first error (-errno). Closing j
+ * meanwhile is fine: the files stay open until the writes end. 0 (done
+ * will run), -ERANGE or -ENOMEM (it will not). */
+int spool_job_put_start(struct spool_job *j, ring_t *r, uint64_t first, uint32_t count,
+                        const struct spool_rec *recs, const void *data,
+                        void (*done)(void *arg, int err), void *arg);
 
 /* Reads count records from first into recs. 0, -ERANGE, or -errno. */
 int spool_job_get(struct spool_job *j, uint64_t first, uint32_t count, struct spool_rec *recs);

@@ -4,8 +4,8 @@
  * fejob_result hands the ledger a callback that writes each run the
  * ledger counts: its records (status, residual, time, server) and, with
  * output, its slice of the RESULT body, both taken from the RESULT at the
- * run's offset. Status counts are kept beside the ledger's, updated for
- * exactly those runs, and rebuilt from the records on open.
+ * run's offset, through spool_job_put_start. Status counts are kept beside the ledger's, updated
+ * for exactly those runs, and rebuilt from the records on open.
  */
 #include "convoy/fejob.h"
 
@@ -105,10 +105,34 @@ struct ledger *fejob_ledger(struct fejob *j)
     return j->l;
 }
 
+/* One RESULT's writes: done runs when the last of them ends. */
 struct store {
     struct fejob *j;
     const struct fejob_result *r;
+    ring_t *ring;
+    unsigned pending; /* writes under way, and 1 while fejob_result runs */
+    uint64_t items;   /* in the writes started */
+    int err;
+    void (*done)(void *arg, int err);
+    void *arg;
 };
+
+static void store_unref(struct store *s)
+{
+    if (--s->pending > 0)
+        return;
+    if (s->items > 0)
+        s->done(s->arg, s->err);
+    free(s);
+}
+
+static void store_put_done(void *arg, int err)
+{
+    struct store *s = arg;
+    if (err < 0 && s->err == 0)
+        s->err = err;
+    store_unref(s);
+}
 
 /* Writes items first … first+count-1 of the RESULT: the run the ledger
  * just counted. */
@@ -129,21 +153,33 @@ static int store_run(void *arg, uint64_t first, uint32_t count)
             s->j->by_status[r->status[at + i]]++;
         }
         const double *data = r->data ? r->data + at * s->j->item_doubles : NULL;
-        int rc = spool_job_put(s->j->sj, first + done, k, recs, data);
+        int rc =
+            spool_job_put_start(s->j->sj, s->ring, first + done, k, recs, data, store_put_done, s);
         if (rc < 0)
             return rc;
+        s->pending++;
+        s->items += k;
         done += k;
     }
     return 0;
 }
 
-long fejob_result(struct fejob *j, const struct fejob_result *r)
+long fejob_result(struct fejob *j, const struct fejob_result *r, ring_t *ring,
+                  void (*done)(void *arg, int err), void *arg)
 {
     for (uint32_t i = 0; i < r->count; i++)
         if (r->status[i] < FEJOB_OK || r->status[i] > FEJOB_INVALID)
             return -EINVAL;
-    struct store s = {j, r};
-    return ledger_result(j->l, r->first, r->count, r->sid, r->server, store_run, &s);
+    struct store *s = malloc(sizeof *s);
+    if (s == NULL)
+        return -ENOMEM;
+    *s = (struct store){.j = j, .r = r, .ring = ring, .pending = 1, .done = done, .arg = arg};
+    long rc = ledger_result(j->l, r->first, r->count, r->sid, r->server, store_run, s);
+    long items = (long)s->items;
+    if (rc < 0 && s->err == 0)
+        s->err = (int)rc;
+    store_unref(s); /* the guard: done runs from the loop, when the last write ends */
+    return items > 0 ? items : rc;
 }
 
 void fejob_counts(const struct fejob *j, struct fejob_counts *out)

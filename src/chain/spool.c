@@ -4,9 +4,13 @@
  * Every access is a pread/pwrite at a computed offset on a file kept open
  * per job, so nothing is read whole: the records are scanned in chunks of
  * RECS_CHUNK. Sizes are set with ftruncate, which leaves the result file
- * sparse until results land.
+ * sparse until results land. Results go through dio: a caller whose header,
+ * item size and buffers are DIO_ALIGN-aligned writes them around the page
+ * cache.
  */
 #include "convoy/spool.h"
+
+#include "convoy/dio.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,8 +30,8 @@ struct spool {
 };
 
 struct spool_job {
-    int data_fd; /* result.npy, -1 when item_bytes is 0 */
-    int rec_fd;  /* items.rec */
+    dio_t *data; /* result.npy, NULL when item_bytes is 0 */
+    dio_t *rec;  /* items.rec */
     uint64_t items, item_bytes, hlen;
 };
 
@@ -119,20 +123,22 @@ int spool_job_create(struct spool *sp, uint64_t id, const char *json, size_t len
 /* Opens name in job id's directory, at size bytes: a new file is
  * truncated to it (hdr written first), an existing one must have it. */
 static int open_sized(struct spool *sp, uint64_t id, const char *name, uint64_t size,
-                      const void *hdr, size_t hlen)
+                      const void *hdr, size_t hlen, dio_t **out)
 {
     char path[4200];
     int rc = spool_path(sp, id, name, path, sizeof path);
     if (rc < 0)
         return rc;
     bool fresh = true;
-    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0 && errno == EEXIST) {
+    dio_t *f;
+    rc = dio_open(&f, path, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (rc == -EEXIST) {
         fresh = false;
-        fd = open(path, O_RDWR | O_CLOEXEC);
+        rc = dio_open(&f, path, O_RDWR, 0);
     }
-    if (fd < 0)
-        return -errno;
+    if (rc < 0)
+        return rc;
+    int fd = dio_fd(f);
     struct stat st;
     if (fresh) {
         rc = hlen ? pwrite_all(fd, hdr, hlen, 0) : 0;
@@ -144,10 +150,11 @@ static int open_sized(struct spool *sp, uint64_t id, const char *name, uint64_t 
         rc = -EINVAL;
     }
     if (rc < 0) {
-        close(fd);
+        dio_close(f);
         return rc;
     }
-    return fd;
+    *out = f;
+    return 0;
 }
 
 int spool_job_open(struct spool *sp, uint64_t id, uint64_t items, uint64_t item_bytes,
@@ -158,18 +165,12 @@ int spool_job_open(struct spool *sp, uint64_t id, uint64_t items, uint64_t item_
     struct spool_job *j = calloc(1, sizeof *j);
     if (!j)
         return -ENOMEM;
-    *j = (struct spool_job){
-        .data_fd = -1, .rec_fd = -1, .items = items, .item_bytes = item_bytes, .hlen = hlen};
-    int rc = open_sized(sp, id, "items.rec", items * sizeof(struct spool_rec), NULL, 0);
+    *j = (struct spool_job){.items = items, .item_bytes = item_bytes, .hlen = hlen};
+    int rc = open_sized(sp, id, "items.rec", items * sizeof(struct spool_rec), NULL, 0, &j->rec);
+    if (rc == 0 && item_bytes)
+        rc = open_sized(sp, id, "result.npy", hlen + items * item_bytes, header, hlen, &j->data);
     if (rc < 0)
         goto fail;
-    j->rec_fd = rc;
-    if (item_bytes) {
-        rc = open_sized(sp, id, "result.npy", hlen + items * item_bytes, header, hlen);
-        if (rc < 0)
-            goto fail;
-        j->data_fd = rc;
-    }
     *out = j;
     return 0;
 fail:
@@ -181,10 +182,8 @@ void spool_job_close(struct spool_job *j)
 {
     if (!j)
         return;
-    if (j->data_fd >= 0)
-        close(j->data_fd);
-    if (j->rec_fd >= 0)
-        close(j->rec_fd);
+    dio_close(j->data);
+    dio_close(j->rec);
     free(j);
 }
 
@@ -193,25 +192,62 @@ static bool in_job(const struct spool_job *j, uint64_t first, uint32_t count)
     return count > 0 && first < j->items && count <= j->items - first;
 }
 
-int spool_job_put(struct spool_job *j, uint64_t first, uint32_t count, const struct spool_rec *recs,
-                  const void *data)
+/* A spool_job_put_start under way: op writes the data, then the records. */
+struct spool_put {
+    struct dio_op op;
+    dio_t *rec; /* a reference, given up at the end */
+    uint64_t rec_off;
+    bool recs_started;
+    void (*done)(void *arg, int err);
+    void *arg;
+    uint32_t count;
+    struct spool_rec recs[];
+};
+
+static void put_step(struct dio_op *op, int err)
+{
+    struct spool_put *p = container_of(op, struct spool_put, op);
+    if (err == 0 && !p->recs_started) {
+        p->recs_started = true;
+        dio_write_start(op->r, p->rec, &p->op, p->recs, p->count * sizeof p->recs[0], p->rec_off,
+                        put_step);
+        return;
+    }
+    dio_close(p->rec);
+    p->done(p->arg, err);
+    free(p);
+}
+
+int spool_job_put_start(struct spool_job *j, ring_t *r, uint64_t first, uint32_t count,
+                        const struct spool_rec *recs, const void *data,
+                        void (*done)(void *arg, int err), void *arg)
 {
     if (!in_job(j, first, count))
         return -ERANGE;
-    int rc = 0;
-    if (j->data_fd >= 0 && data)
-        rc = pwrite_all(j->data_fd, data, count * j->item_bytes,
-                        (off_t)(j->hlen + first * j->item_bytes));
-    if (rc == 0)
-        rc = pwrite_all(j->rec_fd, recs, count * sizeof *recs, (off_t)(first * sizeof *recs));
-    return rc;
+    struct spool_put *p = malloc(sizeof *p + count * sizeof *recs);
+    if (p == NULL)
+        return -ENOMEM;
+    *p = (struct spool_put){.rec = dio_ref(j->rec),
+                            .rec_off = first * sizeof *recs,
+                            .done = done,
+                            .arg = arg,
+                            .count = count};
+    memcpy(p->recs, recs, count * sizeof *recs);
+    if (j->data && data) {
+        dio_write_start(r, j->data, &p->op, data, count * j->item_bytes,
+                        j->hlen + first * j->item_bytes, put_step);
+    } else {
+        p->recs_started = true;
+        dio_write_start(r, p->rec, &p->op, p->recs, count * sizeof *recs, p->rec_off, put_step);
+    }
+    return 0;
 }
 
 int spool_job_get(struct spool_job *j, uint64_t first, uint32_t count, struct spool_rec *recs)
 {
     if (!in_job(j, first, count))
         return -ERANGE;
-    return pread_all(j->rec_fd, recs, count * sizeof *recs, (off_t)(first * sizeof *recs));
+    return pread_all(dio_fd(j->rec), recs, count * sizeof *recs, (off_t)(first * sizeof *recs));
 }
 
 int spool_job_records(struct spool_job *j,

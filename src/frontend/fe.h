@@ -8,6 +8,7 @@
 #define CONVOY_FRONTEND_FE_H
 
 #include "convoy/clink.h"
+#include "convoy/dio.h"
 #include "convoy/corder.h"
 #include "convoy/fejob.h"
 #include "convoy/frontend.h"
@@ -36,9 +37,10 @@ struct fjob {
     uint64_t items;
     uint64_t seed;
     char kind[JOB_KIND_MAX];
-    int input_fd;      /* input.npy, -1 for a generated job */
+    dio_t *input;      /* input.npy, NULL for a generated job */
     uint64_t data_off; /* where its matrices start */
     struct fejob *fj;
+    uint32_t writes;                    /* RESULTs being written: done waits for them */
     uint64_t submitted_ms, finished_ms; /* wall clock */
     uint64_t moved_ms;                  /* ring_now_ms of its last WORK, ACCEPTED or RESULT */
     struct fjob *next;                  /* fe.jobs, in id order */
@@ -78,8 +80,9 @@ struct fe {
     uint32_t slots_given; /* job-table slots handed out; then the oldest finished give way */
     uint64_t next_id;
     struct fe_result *results; /* RESULT bodies streaming in */
-    uint32_t sends;            /* WORKs whose send has not completed */
-    bool pumping, stopping;
+    uint32_t sends;            /* WORKs being read or sent */
+    uint32_t ios;              /* spool transfers on the ring: the loop ends after them */
+    bool pumping, stopping, mbr_stopped;
 };
 
 /* ---- frontend.c, for the API ---- */
@@ -95,6 +98,11 @@ void fe_job_cancel(struct fe *fe, struct fjob *j);
 
 /* Opens (or reopens) j's results in the spool: 0 or -errno. */
 int fe_job_open(struct fe *fe, struct fjob *j);
+/* The header of j's result.npy, padded so that its items start at a
+ * DIO_ALIGN boundary (written around the page cache): its length, or
+ * -ENOSPC when cap is under FE_RESULT_HDR. */
+#define FE_RESULT_HDR 4096
+int fe_result_header(const struct fjob *j, uint8_t *hdr, size_t cap);
 
 void fe_job_free(struct fjob *j);
 

@@ -207,8 +207,8 @@ static int api_items(struct fe *fe, const struct fjob *j, uint64_t first, uint64
 {
     char path[4096];
     int fd = -1;
-    uint8_t hdr[128];
-    int hlen = npy_write_header(j->items, j->n, hdr, sizeof hdr);
+    uint8_t hdr[FE_RESULT_HDR];
+    int hlen = fe_result_header(j, hdr, sizeof hdr);
     if (inverses && (spool_path(fe->spool, j->id, "result.npy", path, sizeof path) < 0 ||
                      (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0))
         return -errno;
@@ -393,21 +393,21 @@ static struct fjob *api_job_new(const struct job_spec *spec, uint64_t id, const 
                        .n = spec->n,
                        .items = spec->items,
                        .seed = spec->seed,
-                       .input_fd = -1};
+                       .input = NULL};
     snprintf(j->user, sizeof j->user, "%s", user);
     snprintf(j->kind, sizeof j->kind, "%s", spec->kind);
     return j;
 }
 
-/* An inline job's matrices, written as its input.npy at fd. */
-static int api_inline_write(const struct job_spec *spec, int fd, uint64_t *data_off)
+/* An inline job's matrices, written as its input.npy f. */
+static int api_inline_write(const struct job_spec *spec, dio_t *f, uint64_t *data_off)
 {
     uint8_t hdr[128];
     int hlen = npy_write_header(spec->items, spec->n, hdr, sizeof hdr);
     if (hlen < 0)
         return hlen;
     *data_off = (uint64_t)hlen;
-    int rc = api_write_all(fd, hdr, (size_t)hlen);
+    int rc = dio_append(f, hdr, (size_t)hlen);
     /* in chunks of about API_INLINE_CHUNK bytes: each call walks the
      * document from its first item, so one item per call would cost the
      * square of the job's size */
@@ -419,21 +419,20 @@ static int api_inline_write(const struct job_spec *spec, int fd, uint64_t *data_
     for (uint64_t i = 0; rc == 0 && i < spec->items; i += per) {
         uint64_t count = spec->items - i < per ? spec->items - i : per;
         if ((rc = job_inline_items(spec, i, count, m)) == 0)
-            rc = api_write_all(fd, m, count * item);
+            rc = dio_append(f, m, count * item);
     }
     free(m);
-    return rc;
+    return rc == 0 ? dio_flush(f) : rc;
 }
 
 /* Opens job id's input.npy: for writing (a new job), or reading. */
-static int api_input_open(struct fe *fe, uint64_t id, bool create)
+static int api_input_open(struct fe *fe, uint64_t id, bool create, dio_t **out)
 {
     char path[4096];
     if (spool_path(fe->spool, id, "input.npy", path, sizeof path) < 0)
         return -ENAMETOOLONG;
-    int fd = create ? open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600)
-                    : open(path, O_RDONLY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    return create ? dio_open(out, path, O_RDWR | O_CREAT | O_EXCL, 0600)
+                  : dio_open(out, path, O_RDONLY, 0);
 }
 
 /* Reads the header of j's input (an uploaded .npy): items, n, offset.
@@ -441,7 +440,7 @@ static int api_input_open(struct fe *fe, uint64_t id, bool create)
 static int api_input_check(struct fjob *j, char *err, size_t errlen)
 {
     struct npy_info info;
-    int rc = npy_read_fd(j->input_fd, JOB_ITEMS_MAX, JOB_N_MAX, &info, err, errlen);
+    int rc = npy_read_fd(dio_fd(j->input), JOB_ITEMS_MAX, JOB_N_MAX, &info, err, errlen);
     if (rc < 0)
         return rc == -EINVAL ? rc : (snprintf(err, errlen, "%s", strerror(-rc)), rc);
     if (info.count == 0) {
@@ -470,7 +469,7 @@ struct upload {
     cJSON *doc;
     uint64_t id;
     bool created; /* its spool directory exists */
-    int in_fd;    /* input.npy being written */
+    dio_t *in;    /* input.npy being written */
     uint64_t npy_bytes;
     bool answered;
 };
@@ -479,8 +478,7 @@ static void upload_free(struct upload *u)
 {
     if (u->created && !u->answered)
         spool_job_remove(u->fe->spool, u->id);
-    if (u->in_fd >= 0)
-        close(u->in_fd);
+    dio_close(u->in);
     cJSON_Delete(u->doc);
     free(u->json);
     free(u);
@@ -498,9 +496,8 @@ static void upload_refuse(struct upload *u, int status, const char *fmt, ...)
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (u->created) {
-        if (u->in_fd >= 0)
-            close(u->in_fd);
-        u->in_fd = -1;
+        dio_close(u->in);
+        u->in = NULL;
         spool_job_remove(u->fe->spool, u->id);
         u->created = false;
     }
@@ -529,8 +526,9 @@ static int upload_json(struct upload *u)
         return -1;
     }
     u->created = true;
-    if (u->spec.source != JOB_GENERATE && (u->in_fd = api_input_open(u->fe, u->id, true)) < 0) {
-        upload_refuse(u, 500, "spool: input.npy: %s", strerror(-u->in_fd));
+    rc = u->spec.source != JOB_GENERATE ? api_input_open(u->fe, u->id, true, &u->in) : 0;
+    if (rc < 0) {
+        upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
         return -1;
     }
     return 0;
@@ -577,7 +575,7 @@ static int upload_take(struct upload *u, const uint8_t *p, size_t len)
         upload_refuse(u, 400, "the job names no \"input\" but a .npy came with it");
         return -1;
     }
-    int rc = api_write_all(u->in_fd, p, len);
+    int rc = dio_append(u->in, p, len);
     if (rc < 0) {
         upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
         return -1;
@@ -604,9 +602,11 @@ static void upload_end(struct upload *u)
     j->submitted_ms = (uint64_t)time(NULL) * 1000;
     int rc = 0;
     if (u->spec.source == JOB_INLINE)
-        rc = api_inline_write(&u->spec, u->in_fd, &j->data_off);
-    j->input_fd = u->in_fd;
-    u->in_fd = -1;
+        rc = api_inline_write(&u->spec, u->in, &j->data_off);
+    else if (u->spec.source == JOB_NPY)
+        rc = dio_flush(u->in);
+    j->input = u->in;
+    u->in = NULL;
     if (rc < 0) {
         fe_job_free(j);
         upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
@@ -665,7 +665,7 @@ static void api_submit(void *arg, httpd_xchg_t *x, const struct users_check *who
     u->fe = fe;
     u->x = x;
     u->framed = framed;
-    u->in_fd = -1;
+    u->in = NULL;
     snprintf(u->user, sizeof u->user, "%s", who->user);
     if (httpd_read_body(x, upload_body, u) < 0) {
         api_error(x, 500, "the body cannot be read");
@@ -745,8 +745,8 @@ static int api_recover_one(void *arg, uint64_t id)
         rc = -ENOMEM;
     if (rc == 0)
         rc = api_meta_read(fe, j, &cancelled);
-    if (rc == 0 && spec.source != JOB_GENERATE && (j->input_fd = api_input_open(fe, id, false)) < 0)
-        rc = j->input_fd;
+    if (rc == 0 && spec.source != JOB_GENERATE)
+        rc = api_input_open(fe, id, false, &j->input);
     if (rc == 0 && spec.source != JOB_GENERATE)
         rc = api_input_check(j, err, sizeof err);
     if (rc == 0)

@@ -23,6 +23,7 @@
 #include "fe.h"
 
 #include "convoy/cshare.h"
+#include "convoy/dio.h"
 #include "convoy/gj.h"
 #include "convoy/log.h"
 #include "convoy/membership.h"
@@ -53,6 +54,7 @@
 #define FE_REWEIGH         0.2 /* relative drift that changes a weight */
 
 static void fe_pump(struct fe *fe);
+static void fe_maybe_stop(struct fe *fe);
 static void fe_chain_publish(struct fe *fe);
 static void fe_relink(struct fe *fe);
 static void fe_reweigh(struct fe *fe);
@@ -79,8 +81,7 @@ void fe_job_free(struct fjob *j)
     if (j == NULL)
         return;
     fejob_close(j->fj);
-    if (j->input_fd >= 0)
-        close(j->input_fd);
+    dio_close(j->input);
     free(j);
 }
 
@@ -109,10 +110,15 @@ void fe_job_publish(struct fe *fe, struct fjob *j)
                  strerror(-rc));
 }
 
+int fe_result_header(const struct fjob *j, uint8_t *hdr, size_t cap)
+{
+    return npy_write_header_aligned(j->items, j->n, DIO_ALIGN, hdr, cap);
+}
+
 int fe_job_open(struct fe *fe, struct fjob *j)
 {
-    uint8_t hdr[128];
-    int hlen = npy_write_header(j->items, j->n, hdr, sizeof hdr);
+    uint8_t hdr[FE_RESULT_HDR];
+    int hlen = fe_result_header(j, hdr, sizeof hdr);
     if (hlen < 0)
         return hlen;
     return fejob_open(fe->spool, j->id, j->items, j->n, j->output != JOB_OUT_NONE, hdr,
@@ -126,7 +132,7 @@ static void fe_job_settle(struct fe *fe, struct fjob *j)
         fe_job_publish(fe, j);
         return;
     }
-    if (ledger_complete(fejob_ledger(j->fj))) {
+    if (ledger_complete(fejob_ledger(j->fj)) && j->writes == 0) {
         j->state = JOBTAB_DONE;
         j->finished_ms = fe_wall_ms();
         struct fejob_counts c;
@@ -220,9 +226,13 @@ static uint64_t fe_inflight(const struct fjob *j)
     return c.sent + c.accepted;
 }
 
+/* A WORK on its way: its items read from the input (a dio transfer on
+ * the ring, so the loop never waits for the disk), then sent. */
 struct fe_send {
     struct fe *fe;
-    void *body;
+    uint64_t job;
+    struct chain_work w;
+    struct dio_op rd;
 };
 
 static void fe_work_sent(void *arg, int err)
@@ -230,66 +240,93 @@ static void fe_work_sent(void *arg, int err)
     struct fe_send *s = arg;
     struct fe *fe = s->fe;
     (void)err; /* a WORK lost with the link is sent again once its server is down */
-    free(s->body);
+    free(s->rd.range.raw);
     free(s);
     fe->sends--;
     fe_pump(fe);
 }
 
-/* The matrices of items first … first+count-1 of j, read from its input. */
-static void *fe_read_items(const struct fjob *j, uint64_t first, uint32_t count, uint64_t *len)
+/* Sends s->w with what s->rd read (nothing for a generated job). A WORK
+ * that cannot leave (its job ended, the head went away) is dropped: its
+ * items stay sent, and the stall watch sends them again if the job still
+ * wants them. */
+static void fe_work_go(struct fe_send *s)
 {
-    *len = chain_items_len(count, j->n);
-    uint8_t *buf = malloc(*len);
-    if (buf == NULL)
-        return NULL;
-    uint64_t off = j->data_off + first * chain_items_len(1, j->n);
-    for (uint64_t got = 0; got < *len;) {
-        ssize_t r = pread(j->input_fd, buf + got, *len - got, (off_t)(off + got));
-        if (r <= 0) {
-            log_error("frontend", "event=input_read_failed job=%llu err=\"%s\"",
-                      (unsigned long long)j->id, r < 0 ? strerror(errno) : "short file");
-            free(buf);
-            return NULL;
-        }
-        got += (uint64_t)r;
+    struct fe *fe = s->fe;
+    struct fjob *j = fe_job_find(fe, s->job);
+    int rc = -ENOTCONN;
+    if (j && j->state == JOBTAB_RUNNING && fe->head_up)
+        rc = clink_send_work(fe->head, &s->w, s->rd.range.data, chain_work_body_len(&s->w),
+                             fe_work_sent, s);
+    if (rc < 0) {
+        log_debug("frontend", "event=work_dropped job=%llu first=%llu err=\"%s\"",
+                  (unsigned long long)s->job, (unsigned long long)s->w.first, strerror(-rc));
+        free(s->rd.range.raw);
+        free(s);
+        fe->sends--;
     }
-    return buf;
 }
 
-/* One WORK of j, if its window allows. 1 sent, 0 nothing to send now. */
+static void fe_items_read(struct dio_op *op, int err)
+{
+    struct fe_send *s = container_of(op, struct fe_send, rd);
+    struct fe *fe = s->fe;
+    fe->ios--;
+    if (fe->mbr_stopped) {
+        free(s->rd.range.raw);
+        free(s);
+        fe->sends--;
+        fe_maybe_stop(fe);
+        return;
+    }
+    if (err < 0) {
+        log_error("frontend", "event=input_read_failed job=%llu first=%llu err=\"%s\"",
+                  (unsigned long long)s->job, (unsigned long long)s->w.first,
+                  err == -EIO ? "short file" : strerror(-err));
+        s->fe->sends--;
+        free(s);
+        return;
+    }
+    fe_work_go(s);
+}
+
+/* One WORK of j, if its window and the head's streams allow: the head's
+ * link is used by these sends alone, so fewer than FRAME_STREAMS_MAX under
+ * way leaves it a stream by the time the items are read. 1 started, 0
+ * nothing to send now. */
 static int fe_send_one(struct fe *fe, struct fjob *j)
 {
     uint64_t first;
     uint32_t count;
-    if (fe_inflight(j) >= fe_window(fe, j->n) ||
+    if (fe->sends >= FRAME_STREAMS_MAX || fe_inflight(j) >= fe_window(fe, j->n) ||
         ledger_next_unsent(fejob_ledger(j->fj), fe_batch(j->n), &first, &count) != 1)
         return 0;
-    struct chain_work w = {.job = j->id,
-                           .first = first,
-                           .count = count,
-                           .n = j->n,
-                           .residual = j->residuals,
-                           .output = j->output != JOB_OUT_NONE,
-                           .gen = j->source == JOB_GENERATE,
-                           .seed = j->seed};
-    snprintf(w.kind, sizeof w.kind, "%s", j->kind);
     struct fe_send *s = calloc(1, sizeof *s);
-    uint64_t len = 0;
-    if (s == NULL || (!w.gen && (s->body = fe_read_items(j, first, count, &len)) == NULL)) {
+    if (s == NULL)
+        return 0;
+    *s = (struct fe_send){.fe = fe,
+                          .job = j->id,
+                          .w = {.job = j->id,
+                                .first = first,
+                                .count = count,
+                                .n = j->n,
+                                .residual = j->residuals,
+                                .output = j->output != JOB_OUT_NONE,
+                                .gen = j->source == JOB_GENERATE,
+                                .seed = j->seed}};
+    snprintf(s->w.kind, sizeof s->w.kind, "%s", j->kind);
+    uint64_t item = chain_items_len(1, j->n);
+    if (!s->w.gen && dio_read_start(fe->ring, j->input, &s->rd, j->data_off + first * item,
+                                    chain_work_body_len(&s->w), fe_items_read) < 0) {
         free(s);
         return 0;
     }
-    s->fe = fe;
-    int rc = clink_send_work(fe->head, &w, s->body, len, fe_work_sent, s);
-    if (rc < 0) {
-        free(s->body);
-        free(s);
-        return 0; /* -EAGAIN: a send's done pumps again */
-    }
     fe->sends++;
+    fe->ios += !s->w.gen;
     ledger_sent(fejob_ledger(j->fj), first, count);
     j->moved_ms = ring_now_ms();
+    if (s->w.gen)
+        fe_work_go(s);
     return 1;
 }
 
@@ -513,6 +550,7 @@ static void fe_on_gone(void *arg, mbrs_session_t *s)
 
 /* A RESULT, its inverses streaming in when it has a body. */
 struct fe_result {
+    struct fe *fe;
     struct chain_result r;
     mbrs_session_t *s;
     uint32_t stream;
@@ -580,11 +618,32 @@ static void fe_reweigh(struct fe *fe)
         fe_relink(fe);
 }
 
+/* fr's items are on disk (or could not be written). */
+static void fe_stored(void *arg, int err)
+{
+    struct fe_result *fr = arg;
+    struct fe *fe = fr->fe;
+    struct fjob *j = fe_job_find(fe, fr->r.job); /* it may have gone meanwhile */
+    if (err < 0)
+        log_error("frontend", "event=result_failed job=%llu first=%llu err=\"%s\"",
+                  (unsigned long long)fr->r.job, (unsigned long long)fr->r.first, strerror(-err));
+    if (j) {
+        j->writes--;
+        fe_job_settle(fe, j);
+    }
+    fe_result_free(fr);
+    fe->ios--;
+    fe_maybe_stop(fe);
+}
+
+/* Counts fr and stores what counted; fr is the callee's. */
 static void fe_count(struct fe *fe, struct fe_result *fr)
 {
     struct fjob *j = fe_job_find(fe, fr->r.job); /* it may have ended meanwhile */
-    if (j == NULL || (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING))
+    if (j == NULL || (j->state != JOBTAB_RUNNING && j->state != JOBTAB_WAITING)) {
+        fe_result_free(fr);
         return;
+    }
     for (uint32_t i = 0; i < fr->r.count; i++)
         fr->status[i] = fr->status[i] <= GJ_INVALID ? (uint8_t)(fr->status[i] + FEJOB_OK)
                                                     : (uint8_t)FEJOB_INVALID;
@@ -599,10 +658,16 @@ static void fe_count(struct fe *fe, struct fe_result *fr)
                                .sum = fr->r.has_sum ? fr->sum : NULL};
     j->moved_ms = ring_now_ms();
     fe_measure(fr);
-    long rc = fejob_result(j->fj, &res);
+    long rc = fejob_result(j->fj, &res, fe->ring, fe_stored, fr);
     if (rc < 0)
         log_error("frontend", "event=result_failed job=%llu err=\"%s\"", (unsigned long long)j->id,
                   strerror((int)-rc));
+    if (rc > 0) {
+        j->writes++;
+        fe->ios++;
+    } else {
+        fe_result_free(fr);
+    }
     fe_job_settle(fe, j);
     fe_pump(fe);
 }
@@ -616,6 +681,7 @@ static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uin
     fr->r.status = fr->status;
     fr->r.resid = fr->resid;
     fr->r.sum = fr->sum;
+    fr->fe = fe;
     fr->s = s;
     fr->stream = stream;
     if (chain_result_parse(meta, &fr->r, FE_BATCH_MAX, why, sizeof why) < 0) {
@@ -627,11 +693,12 @@ static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uin
     if (rc <= 0 || stream == 0) {
         if (rc == 1)
             fe_count(fe, fr);
-        fe_result_free(fr);
+        else
+            fe_result_free(fr);
         return rc < 0 ? rc : 0; /* a late RESULT's body is dropped as it comes */
     }
     fr->len = chain_items_len(fr->r.count, fr->r.n);
-    if (fr->len > FE_RESULT_MAX || (fr->body = malloc(fr->len)) == NULL) {
+    if (fr->len > FE_RESULT_MAX || (fr->body = dio_alloc(fr->len)) == NULL) {
         mbrs_refuse(s, "body_len", "RESULT body of %llu bytes", (unsigned long long)fr->len);
         fe_result_free(fr);
         return -EPROTO;
@@ -672,7 +739,8 @@ static void fe_on_end(void *arg, mbrs_session_t *s, uint32_t stream, int err)
     *pp = fr->next;
     if (err == 0 && fr->got == fr->len)
         fe_count(fe, fr);
-    fe_result_free(fr);
+    else
+        fe_result_free(fr);
 }
 
 static int fe_on_frame(void *arg, mbrs_session_t *s, const struct frame_hdr *h, const cJSON *meta,
@@ -713,10 +781,17 @@ static void fe_unlock(void *arg)
     (void)arg; /* one thread */
 }
 
+static void fe_maybe_stop(struct fe *fe)
+{
+    if (fe->mbr_stopped && fe->ios == 0)
+        ring_stop(fe->ring);
+}
+
 static void fe_mbr_stopped(void *arg)
 {
     struct fe *fe = arg;
-    ring_stop(fe->ring);
+    fe->mbr_stopped = true;
+    fe_maybe_stop(fe); /* once the spool's transfers under way have ended */
 }
 
 static void fe_signal(void *arg, int signo)

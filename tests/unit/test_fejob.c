@@ -10,14 +10,16 @@
 
 static char root[] = "/tmp/convoy-fejob-XXXXXX";
 static struct spool *sp;
+static ring_t *ring;
 
 static int setup(void)
 {
-    return mkdtemp(root) && spool_open(root, &sp) == 0 ? 0 : -1;
+    return mkdtemp(root) && spool_open(root, &sp) == 0 && ring_create(&ring, 16) == 0 ? 0 : -1;
 }
 
 static int teardown(void)
 {
+    ring_destroy(ring);
     spool_close(sp);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
@@ -45,6 +47,31 @@ static const struct fejob_result *answer(struct answer *a, uint64_t first, uint3
     }
     a->r = (struct fejob_result){first, count, a->status, a->resid, 7, a->data, sid, server, NULL};
     return &a->r;
+}
+
+struct stored {
+    int calls, err;
+};
+
+static void on_stored(void *arg, int err)
+{
+    struct stored *st = arg;
+    st->calls++;
+    st->err = err;
+    ring_stop(ring);
+}
+
+/* fejob_result, and the writes it started waited for: done ran once,
+ * with no error, exactly when it said it would. */
+static long result(struct fejob *j, const struct fejob_result *r)
+{
+    struct stored st = {0};
+    long n = fejob_result(j, r, ring, on_stored, &st);
+    if (n > 0)
+        CU_ASSERT_EQUAL(ring_run(ring), 0);
+    CU_ASSERT_EQUAL(st.calls, n > 0);
+    CU_ASSERT_EQUAL(st.err, 0);
+    return n;
 }
 
 /* The inverse stored for item i (its first double). */
@@ -84,13 +111,13 @@ static void test_first_answer_stored(void)
     struct ledger *l = fejob_ledger(j);
     ledger_sent(l, 0, 40);
     ledger_accepted(l, 0, 40, 1);
-    CU_ASSERT_EQUAL(fejob_result(j, answer(&a, 0, 20, 1, "c1", 11.0)), 20);
+    CU_ASSERT_EQUAL(result(j, answer(&a, 0, 20, 1, "c1", 11.0)), 20);
     /* the same items again, from a forwarded copy: nothing stored */
-    CU_ASSERT_EQUAL(fejob_result(j, answer(&a, 10, 20, 2, "c2", 22.0)), 10);
+    CU_ASSERT_EQUAL(result(j, answer(&a, 10, 20, 2, "c2", 22.0)), 10);
     CU_ASSERT_EQUAL(stored(1, 10), 11.0);
     CU_ASSERT_EQUAL(stored(1, 25), 22.0);
     a.status[0] = 9;
-    CU_ASSERT_EQUAL(fejob_result(j, &a.r), -EINVAL);
+    CU_ASSERT_EQUAL(result(j, &a.r), -EINVAL);
     struct fejob_counts c;
     fejob_counts(j, &c);
     CU_ASSERT_EQUAL(c.ok + c.singular, 30);
@@ -110,7 +137,7 @@ static void test_restart(void)
     ledger_sent(fejob_ledger(j), 0, 3000);
     for (uint64_t first = 0; first < 2000; first += 64) {
         uint32_t count = first + 64 > 2000 ? (uint32_t)(2000 - first) : 64;
-        CU_ASSERT_EQUAL(fejob_result(j, answer(&a, first, count, 1, first < 1000 ? "c1" : "c2", 0)),
+        CU_ASSERT_EQUAL(result(j, answer(&a, first, count, 1, first < 1000 ? "c1" : "c2", 0)),
                         count);
     }
     a.r.data = NULL;
@@ -131,7 +158,7 @@ static void test_restart(void)
     CU_ASSERT_EQUAL(count, 1000);
     ledger_sent(fejob_ledger(j), 2000, 1000);
     for (uint64_t f = 2000; f < 3000; f += 50)
-        fejob_result(j, answer(&a, f, 50, 5, "c3", 0));
+        result(j, answer(&a, f, 50, 5, "c3", 0));
     CU_ASSERT_TRUE(ledger_complete(fejob_ledger(j)));
     fejob_counts(j, &c);
     CU_ASSERT_EQUAL(c.ok + c.singular + c.invalid, 3000);

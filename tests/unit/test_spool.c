@@ -12,14 +12,16 @@
 #include <unistd.h>
 
 static char root[] = "/tmp/convoy-spool-XXXXXX";
+static ring_t *put_ring;
 
 static int setup(void)
 {
-    return mkdtemp(root) ? 0 : -1;
+    return mkdtemp(root) && ring_create(&put_ring, 16) == 0 ? 0 : -1;
 }
 
 static int teardown(void)
 {
+    ring_destroy(put_ring);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", root);
     return system(cmd) == 0 ? 0 : -1;
@@ -30,6 +32,26 @@ static struct spool_rec rec(uint32_t status, const char *server)
     struct spool_rec r = {.status = status, .ms = 3, .resid = NAN};
     snprintf(r.server, sizeof r.server, "%s", server);
     return r;
+}
+
+static void on_put(void *arg, int err)
+{
+    int *res = arg;
+    *res = err;
+    ring_stop(put_ring);
+}
+
+/* spool_job_put_start, waited for: its start's error, or done's. */
+static int put(struct spool_job *j, uint64_t first, uint32_t count, const struct spool_rec *recs,
+               const void *data)
+{
+    int res = 1;
+    int rc = spool_job_put_start(j, put_ring, first, count, recs, data, on_put, &res);
+    if (rc < 0)
+        return rc;
+    CU_ASSERT_EQUAL(ring_run(put_ring), 0);
+    CU_ASSERT_NOT_EQUAL(res, 1);
+    return res;
 }
 
 static int collect_ids(void *arg, uint64_t id)
@@ -94,10 +116,10 @@ static void test_results_survive(void)
         for (int k = 0; k < 4; k++)
             data[i * 4 + k] = 1000 + i;
     }
-    CU_ASSERT_EQUAL(spool_job_put(j, 2000, 10, recs, data), 0);
+    CU_ASSERT_EQUAL(put(j, 2000, 10, recs, data), 0);
     recs[0] = rec(2, "c1");
-    CU_ASSERT_EQUAL(spool_job_put(j, 5, 1, recs, data), 0);
-    CU_ASSERT_EQUAL(spool_job_put(j, 2995, 10, recs, data), -ERANGE);
+    CU_ASSERT_EQUAL(put(j, 5, 1, recs, data), 0);
+    CU_ASSERT_EQUAL(put(j, 2995, 10, recs, data), -ERANGE);
     spool_job_close(j);
 
     /* the same sizes reopen it; other sizes are refused */
@@ -141,7 +163,7 @@ static void test_records_only(void)
     struct spool_rec all[2500];
     for (int i = 0; i < 2500; i++)
         all[i] = rec(1, "c3");
-    CU_ASSERT_EQUAL(spool_job_put(j, 0, 2500, all, NULL), 0);
+    CU_ASSERT_EQUAL(put(j, 0, 2500, all, NULL), 0);
     struct runs r = {""};
     CU_ASSERT_EQUAL(spool_job_records(j, collect_runs, &r), 0);
     /* read in chunks: runs end at chunk edges, which the caller joins */
