@@ -8,7 +8,17 @@
  * sender with clink_hold / clink_release (its window of unprocessed
  * items), so a full chain pushes back to the front-end. Both ends are
  * this one module: the front-end's link to the head is the same as a
- * server's link to the next. Relinking (a new CHAIN_SET_NEXT) is the
+ * server's link to the next.
+ *
+ * Between two processes of one host the matrices need not cross TLS: a
+ * dialled link given a lane (clink_use_lane) writes them into a shared-
+ * memory lane (shmlane.h) and sends only their position in the WORK; the
+ * receiver reads them in place, hands them to on_work/on_body/on_end as
+ * if they had streamed in, and answers RELEASED for the room they took,
+ * which it withholds while the WORK is held (flow control, as credit is
+ * for a streamed body). The lane's name travels only over this
+ * authenticated link, and the reader maps only an object of its own uid
+ * and mode 0600 (shmbuf.h). Relinking (a new CHAIN_SET_NEXT) is the
  * owner's: close the old link, dial the new one. One ring; not
  * thread-safe.
  */
@@ -39,6 +49,9 @@ struct clink_handlers {
     void (*on_end)(void *arg, clink_t *l, uint32_t stream, int err);
     /* A CANCEL (accepting side). May be NULL. */
     void (*on_cancel)(void *arg, clink_t *l, const struct chain_span *s);
+    /* Dialled link with a lane: a send refused with -EAGAIN for want of
+     * room may be tried again. May be NULL. */
+    void (*on_room)(void *arg, clink_t *l);
     /* The link is gone (reason 0 when closed cleanly, else why: refused,
      * lost, TLS); l is freed when this returns. May be NULL. */
     void (*on_down)(void *arg, clink_t *l, int reason);
@@ -53,11 +66,17 @@ int clink_dial(clink_t **out, ring_t *r, tls_ctx_t *tls, const struct net_addr *
 /* WORK with its body (len = chain_work_body_len(w), 0 with gen): the
  * caller keeps body until done(arg, err) runs (once, from the loop, only
  * after 0). 0, -EAGAIN when FRAME_STREAMS_MAX bodies are in flight (a done
- * frees one), -ENOTCONN before on_up, -EPIPE once closing, or -errno /
- * FRAME_E*. */
+ * frees one) or the lane is full (on_room follows), -ENOTCONN before
+ * on_up, -EPIPE once closing, or -errno / FRAME_E*. */
 int clink_send_work(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,
                     void (*done)(void *arg, int err), void *arg);
 int clink_send_cancel(clink_t *l, const struct chain_span *s);
+/* From now on the dialled link l carries matrices through a new lane of
+ * size bytes (the peer being on this host). 0, or -errno (the link goes
+ * on through TLS). */
+int clink_use_lane(clink_t *l, size_t size);
+/* Whether l sends through a lane. */
+bool clink_has_lane(const clink_t *l);
 
 /* Receiving stream's credit (mux_hold / mux_release). 0 or -ENOENT. */
 int clink_hold(clink_t *l, uint32_t stream);

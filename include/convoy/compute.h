@@ -9,6 +9,7 @@
 #ifndef CONVOY_COMPUTE_H
 #define CONVOY_COMPUTE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct cs_opts {
@@ -21,6 +22,7 @@ struct cs_opts {
     uint32_t window;           /* items held before the chain is pushed back; 0: 64 per lane */
     uint32_t weight;           /* weight announced; 0: calibrated GFLOP/s */
     uint32_t retry_max_ms;     /* reconnect backoff ceiling */
+    bool edge_tls;             /* no shared-memory lane, even to a neighbour on this host */
 };
 
 /* Runs until SIGINT/SIGTERM (then drains: finishes what it accepted, BYE).

@@ -48,13 +48,14 @@ enum frame_type {
     FRAME_ACCEPTED,
     FRAME_RESULT,
     FRAME_ERROR,
-    FRAME_DATA,    /* a chunk of a STREAMED message's body */
-    FRAME_CREDIT,  /* the receiver of a stream grants `credit` more bytes */
-    FRAME_CATALOG, /* a file server's files, whole or changed, in its body (fscat.h) */
-    FRAME_CANCEL,  /* front-end → compute: drop a job's queued items (chain_msg.h) */
+    FRAME_DATA,     /* a chunk of a STREAMED message's body */
+    FRAME_CREDIT,   /* the receiver of a stream grants `credit` more bytes */
+    FRAME_CATALOG,  /* a file server's files, whole or changed, in its body (fscat.h) */
+    FRAME_CANCEL,   /* front-end → compute: drop a job's queued items (chain_msg.h) */
+    FRAME_RELEASED, /* a shared-memory lane's reader is done up to a position (chain_msg.h) */
 };
 #define FRAME_TYPE_FIRST FRAME_HELLO
-#define FRAME_TYPE_LAST  FRAME_CANCEL
+#define FRAME_TYPE_LAST  FRAME_RELEASED
 
 /* Decoder errors; negative and apart from -errno values. */
 enum frame_err {

@@ -21,6 +21,7 @@ struct fe_opts {
     const char *state;   /* shared-memory state name (convoy status --state) */
     const char *data;    /* spool folder */
     bool insecure_http;  /* plain HTTP API */
+    bool edge_tls;       /* no shared-memory lane, even to a server on this host */
     uint32_t heartbeat_ms, dead_after_ms;
 };
 

@@ -36,6 +36,10 @@ bool mbr_name_valid(const char *s);
  * [A-Za-z0-9.:[]] in it. */
 bool mbr_addr_valid(const char *s);
 
+/* A host id as HELLO carries it: "" or up to REG_HOST_MAX - 1 characters
+ * of [0-9a-f-] (a boot id). */
+bool mbr_host_valid(const char *s);
+
 /* Builders: a new cJSON object (caller frees), or NULL without memory. A
  * coordinator may add its own fields to the WELCOME object before sending. */
 cJSON *mbr_hello_json(const struct reg_hello *h);

@@ -23,6 +23,7 @@
 
 #define REG_NAME_MAX 64 /* with the NUL */
 #define REG_ADDR_MAX 64
+#define REG_HOST_MAX 40  /* a host id (shmbuf_host_id), with the NUL */
 #define REG_SERVERS  256 /* rows in a table */
 
 enum reg_state { REG_NONE, REG_UP, REG_DRAINING, REG_DOWN };
@@ -59,6 +60,7 @@ struct reg_hello {
     uint32_t capacity; /* concurrent transfers it accepts */
     uint64_t files;    /* under its root */
     uint64_t bytes;
+    const char *host; /* its host id, for edges through shared memory; NULL or "": none */
     struct reg_load load;
 };
 

@@ -11,6 +11,8 @@
 
 #include "convoy/gj.h"
 #include "convoy/membership.h"
+#include "convoy/shmbuf.h"
+#include "convoy/shmlane.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,14 +22,26 @@
 #define NFIELDS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const struct frame_field next_fields[] = {
-    {"epoch", FF_UINT, true},       {"prev", FF_STRING, true}, {"next", FF_STRING, true},
-    {"next_addr", FF_STRING, true}, {"behind", FF_U32, true},  {"weight", FF_U32, false},
+    {"epoch", FF_UINT, true},        {"prev", FF_STRING, true}, {"next", FF_STRING, true},
+    {"next_addr", FF_STRING, true},  {"behind", FF_U32, true},  {"weight", FF_U32, false},
+    {"next_host", FF_STRING, false},
 };
 
 static const struct frame_field work_fields[] = {
     {"job", FF_UINT, true},    {"first", FF_UINT, true},  {"count", FF_U32, true},
     {"n", FF_U32, true},       {"op", FF_STRING, true},   {"residual", FF_BOOL, true},
-    {"output", FF_BOOL, true}, {"gen", FF_OBJECT, false},
+    {"output", FF_BOOL, true}, {"gen", FF_OBJECT, false}, {"shm", FF_OBJECT, false},
+};
+
+static const struct frame_field shm_fields[] = {
+    {"lane", FF_STRING, true},
+    {"size", FF_UINT, true},
+    {"pos", FF_UINT, true},
+};
+
+static const struct frame_field release_fields[] = {
+    {"lane", FF_STRING, true},
+    {"upto", FF_UINT, true},
 };
 
 static const struct frame_field gen_fields[] = {
@@ -44,7 +58,7 @@ static const struct frame_field span_fields[] = {
 static const struct frame_field result_fields[] = {
     {"job", FF_UINT, true},     {"first", FF_UINT, true}, {"count", FF_U32, true},
     {"n", FF_U32, true},        {"ms", FF_U32, true},     {"status", FF_ARRAY, true},
-    {"resid", FF_ARRAY, false}, {"sum", FF_ARRAY, false},
+    {"resid", FF_ARRAY, false}, {"sum", FF_ARRAY, false}, {"shm", FF_OBJECT, false},
 };
 
 static const char *const kinds[] = {"uniform", "spd", "hilbert"};
@@ -78,6 +92,23 @@ uint64_t chain_items_len(uint32_t count, uint32_t n)
 uint64_t chain_work_body_len(const struct chain_work *m)
 {
     return m->gen ? 0 : chain_items_len(m->count, m->n);
+}
+
+/* An optional "shm" member into s (lane NULL when absent). */
+static int shm_parse(const cJSON *o, struct chain_shm *s, char *why, size_t whylen)
+{
+    *s = (struct chain_shm){0};
+    if (o == NULL)
+        return 0;
+    int rc = frame_meta_check(o, shm_fields, NFIELDS(shm_fields), why, whylen);
+    if (rc != 0)
+        return rc;
+    *s = (struct chain_shm){str(o, "lane"), (uint64_t)num(o, "size"), (uint64_t)num(o, "pos")};
+    if (!shmbuf_name_valid(s->lane))
+        return refuse(why, whylen, "%s", "shm.lane is not a lane name");
+    if (s->size == 0 || s->size > SHMLANE_MAX || s->size % SHMLANE_ALIGN != 0)
+        return refuse(why, whylen, "%s", "shm.size out of range");
+    return 0;
 }
 
 /* count items of order n: both nonzero, within the limits, the body too. */
@@ -116,7 +147,19 @@ cJSON *chain_next_json(const struct chain_next *m)
                        cJSON_AddStringToObject(o, "next", m->next) &&
                        cJSON_AddStringToObject(o, "next_addr", m->next_addr) &&
                        add_u64(o, "behind", m->behind) &&
-                       (m->weight == 0 || add_u64(o, "weight", m->weight)));
+                       (m->weight == 0 || add_u64(o, "weight", m->weight)) &&
+                       (m->next_host == NULL || m->next_host[0] == '\0' ||
+                        cJSON_AddStringToObject(o, "next_host", m->next_host)));
+}
+
+/* The "shm" member, when s names a lane. */
+static bool add_shm(cJSON *o, const struct chain_shm *s)
+{
+    if (s->lane == NULL)
+        return true;
+    cJSON *g = cJSON_AddObjectToObject(o, "shm");
+    return g && cJSON_AddStringToObject(g, "lane", s->lane) && add_u64(g, "size", s->size) &&
+           add_u64(g, "pos", s->pos);
 }
 
 cJSON *chain_work_json(const struct chain_work *m)
@@ -131,7 +174,7 @@ cJSON *chain_work_json(const struct chain_work *m)
         cJSON *g = cJSON_AddObjectToObject(o, "gen");
         ok = g && add_u64(g, "seed", m->seed) && cJSON_AddStringToObject(g, "kind", m->kind);
     }
-    return done(o, ok);
+    return done(o, ok && add_shm(o, &m->shm));
 }
 
 cJSON *chain_span_json(const struct chain_span *m)
@@ -139,6 +182,12 @@ cJSON *chain_span_json(const struct chain_span *m)
     cJSON *o = cJSON_CreateObject();
     return done(o, o && add_u64(o, "job", m->job) && add_u64(o, "first", m->first) &&
                        add_u64(o, "count", m->count));
+}
+
+cJSON *chain_release_json(const struct chain_release *m)
+{
+    cJSON *o = cJSON_CreateObject();
+    return done(o, o && cJSON_AddStringToObject(o, "lane", m->lane) && add_u64(o, "upto", m->upto));
 }
 
 cJSON *chain_result_json(const struct chain_result *m)
@@ -161,7 +210,7 @@ cJSON *chain_result_json(const struct chain_result *m)
             ok = cJSON_AddItemToArray(sm, cJSON_CreateString(hex));
         }
     }
-    return done(o, ok);
+    return done(o, ok && add_shm(o, &m->shm));
 }
 
 /* ---- parsers ---- */
@@ -176,7 +225,10 @@ int chain_next_parse(const cJSON *meta, struct chain_next *m, char *why, size_t 
                              .next = str(meta, "next"),
                              .next_addr = str(meta, "next_addr"),
                              .behind = (uint32_t)num(meta, "behind"),
-                             .weight = field(meta, "weight") ? (uint32_t)num(meta, "weight") : 0};
+                             .weight = field(meta, "weight") ? (uint32_t)num(meta, "weight") : 0,
+                             .next_host = field(meta, "next_host") ? str(meta, "next_host") : ""};
+    if (!mbr_host_valid(m->next_host))
+        return refuse(why, whylen, "%s", "next_host is not a host id");
     if (!mbr_name_valid(m->prev))
         return refuse(why, whylen, "%s", "prev is not a server name");
     if (m->next[0] == '\0' ? m->next_addr[0] != '\0'
@@ -198,11 +250,14 @@ int chain_work_parse(const cJSON *meta, struct chain_work *m, char *why, size_t 
                              .output = cJSON_IsTrue(field(meta, "output"))};
     if (strcmp(str(meta, "op"), "invert") != 0)
         return refuse(why, whylen, "unknown op '%.32s'", str(meta, "op"));
-    if ((rc = check_items(m->count, m->n, why, whylen)) != 0)
+    if ((rc = check_items(m->count, m->n, why, whylen)) != 0 ||
+        (rc = shm_parse(field(meta, "shm"), &m->shm, why, whylen)) != 0)
         return rc;
     const cJSON *g = field(meta, "gen");
     if (g == NULL)
         return 0;
+    if (m->shm.lane)
+        return refuse(why, whylen, "%s", "gen and shm: a generated WORK has no matrices");
     if ((rc = frame_meta_check(g, gen_fields, NFIELDS(gen_fields), why, whylen)) != 0)
         return rc;
     const char *kind = str(g, "kind");
@@ -214,6 +269,15 @@ int chain_work_parse(const cJSON *meta, struct chain_work *m, char *why, size_t 
             return 0;
         }
     return refuse(why, whylen, "unknown gen kind '%.32s'", kind);
+}
+
+int chain_release_parse(const cJSON *meta, struct chain_release *m, char *why, size_t whylen)
+{
+    int rc = frame_meta_check(meta, release_fields, NFIELDS(release_fields), why, whylen);
+    if (rc != 0)
+        return rc;
+    *m = (struct chain_release){.lane = str(meta, "lane"), .upto = (uint64_t)num(meta, "upto")};
+    return shmbuf_name_valid(m->lane) ? 0 : refuse(why, whylen, "%s", "lane is not a lane name");
 }
 
 int chain_span_parse(const cJSON *meta, struct chain_span *m, char *why, size_t whylen)
@@ -310,7 +374,8 @@ int chain_result_parse(const cJSON *meta, struct chain_result *m, uint32_t max, 
     m->count = (uint32_t)num(meta, "count");
     m->n = (uint32_t)num(meta, "n");
     m->ms = (uint32_t)num(meta, "ms");
-    if ((rc = check_items(m->count, m->n, why, whylen)) != 0)
+    if ((rc = check_items(m->count, m->n, why, whylen)) != 0 ||
+        (rc = shm_parse(field(meta, "shm"), &m->shm, why, whylen)) != 0)
         return rc;
     if (m->count > max)
         return refuse(why, whylen, "%s", "count over what this side takes");

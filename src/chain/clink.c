@@ -5,6 +5,10 @@
  * CANCEL. The listener keeps its links in a list so that a new prev closes
  * the others and stopping closes them all; each link unlinks itself in
  * on_close, the one place a link ends.
+ *
+ * A WORK through a lane is delivered to the handlers under a stream id of
+ * its own (CLINK_LANE_BIT set, which no mux stream has), so holding it is
+ * holding back the RELEASED that would give its room back.
  */
 #include "convoy/clink.h"
 
@@ -13,13 +17,15 @@
 #include "convoy/log.h"
 #include "convoy/mux.h"
 #include "convoy/pki.h"
+#include "convoy/shmlane.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CLINK_IDLE_MS 0 /* a link may wait as long as the chain does */
+#define CLINK_IDLE_MS  0 /* a link may wait as long as the chain does */
+#define CLINK_LANE_BIT (1u << 31)
 
 struct clink {
     ring_t *ring;
@@ -29,6 +35,13 @@ struct clink {
     struct clink_handlers h;
     char peer[64];
     clink_t *prev_l, *next_l; /* the listener's links */
+    shmlane_w_t *wlane;       /* dialled: where its matrices go, or NULL */
+    bool want_room;           /* a send found wlane full */
+    shmlane_r_t *rlane;       /* accepting: the predecessor's lane, once named */
+    uint64_t rel_upto;        /* accepting: done up to here … */
+    uint64_t rel_told;        /* … and told up to here */
+    unsigned rel_holds;       /* lane WORKs held: RELEASED waits for them */
+    uint32_t lane_seq;
 };
 
 struct clink_srv {
@@ -53,12 +66,83 @@ const char *clink_peer(const clink_t *l)
 
 /* ---- receiving ---- */
 
+/* Tells the predecessor the room it may reuse, unless a WORK is held. */
+static void clink_tell_released(clink_t *l)
+{
+    if (l->rel_holds > 0 || l->rel_upto <= l->rel_told || l->mx == NULL)
+        return;
+    struct chain_release rel = {shmlane_r_name(l->rlane), l->rel_upto};
+    cJSON *meta = chain_release_json(&rel);
+    if (meta && mux_send(l->mx, FRAME_RELEASED, meta) == 0)
+        l->rel_told = l->rel_upto;
+    cJSON_Delete(meta);
+}
+
+/* A WORK whose matrices are in the predecessor's lane: delivered as if
+ * they had streamed in, then their room given back. */
+static int clink_lane_work(clink_t *l, const struct chain_work *w)
+{
+    char why[200];
+    if (l->rlane && strcmp(shmlane_r_name(l->rlane), w->shm.lane) != 0) {
+        ctl_refuse(l->c, "shm", "WORK: a second lane on one link");
+        return -EPROTO;
+    }
+    if (l->rlane == NULL && shmlane_r_open(&l->rlane, w->shm.lane, w->shm.size, why, sizeof why)) {
+        log_warn("clink", "event=lane_refused peer=%s why=\"%s\"", l->peer, why);
+        ctl_refuse(l->c, "shm", "%s", why);
+        return -EPROTO;
+    }
+    uint64_t len = chain_work_body_len(w);
+    const uint8_t *p = shmlane_r_take(l->rlane, w->shm.pos, len);
+    if (p == NULL) {
+        ctl_refuse(l->c, "shm", "WORK: %llu bytes at %llu are not a region of the lane",
+                   (unsigned long long)len, (unsigned long long)w->shm.pos);
+        return -EPROTO;
+    }
+    uint32_t stream = CLINK_LANE_BIT | (l->lane_seq++ & ~CLINK_LANE_BIT);
+    struct chain_work as_streamed = *w; /* the lane is this link's business */
+    as_streamed.shm = (struct chain_shm){0};
+    int rc = l->h.on_work(l->h.arg, l, &as_streamed, stream);
+    if (rc == 0) {
+        rc = l->h.on_body(l->h.arg, l, stream, p, len);
+        l->h.on_end(l->h.arg, l, stream, rc);
+    }
+    int64_t upto = shmlane_r_done(l->rlane, w->shm.pos);
+    if (upto > 0)
+        l->rel_upto = (uint64_t)upto;
+    clink_tell_released(l);
+    return rc;
+}
+
+/* What a successor sends on a chain link: RELEASED, for the lane. */
+static int clink_on_released(clink_t *l, const cJSON *meta)
+{
+    char why[160];
+    struct chain_release rel;
+    if (chain_release_parse(meta, &rel, why, sizeof why) != 0) {
+        ctl_refuse(l->c, "schema", "RELEASED: %s", why);
+        return -EPROTO;
+    }
+    if (l->wlane == NULL || strcmp(rel.lane, shmlane_w_name(l->wlane)) != 0 ||
+        shmlane_w_released(l->wlane, rel.upto) < 0) {
+        ctl_refuse(l->c, "shm", "RELEASED: not a position of this link's lane");
+        return -EPROTO;
+    }
+    if (l->want_room && l->h.on_room) {
+        l->want_room = false;
+        l->h.on_room(l->h.arg, l);
+    }
+    return 0;
+}
+
 static int clink_on_frame(mux_t *m, const struct frame_hdr *hd, const cJSON *meta, uint32_t stream)
 {
     clink_t *l = mux_udata(m);
     char why[160];
+    if (l->srv == NULL && hd->type == FRAME_RELEASED && stream == 0)
+        return clink_on_released(l, meta);
     if (l->srv == NULL) {
-        ctl_refuse(l->c, "unexpected", "a successor sends nothing on a chain link");
+        ctl_refuse(l->c, "unexpected", "a successor sends only RELEASED on a chain link");
         return -EPROTO;
     }
     if (hd->type == FRAME_CANCEL) {
@@ -81,7 +165,9 @@ static int clink_on_frame(mux_t *m, const struct frame_hdr *hd, const cJSON *met
         return -EPROTO;
     }
     uint64_t want = chain_work_body_len(&w), got = stream ? hd->body_len : 0;
-    if (want != got) {
+    if (w.shm.lane && stream == 0)
+        return clink_lane_work(l, &w);
+    if (want != got || w.shm.lane) {
         ctl_refuse(l->c, "body_len", "WORK of %u items n=%u: %llu bytes of body, want %llu",
                    w.count, w.n, (unsigned long long)got, (unsigned long long)want);
         return -EPROTO;
@@ -156,6 +242,8 @@ static void clink_on_close(conn_t *c, int reason)
         return; /* accepted without memory for it */
     mux_free(l->mx);
     l->mx = NULL;
+    shmlane_w_free(l->wlane);
+    shmlane_r_free(l->rlane);
     if (l->srv) {
         if (l->prev_l)
             l->prev_l->next_l = l->next_l;
@@ -214,13 +302,42 @@ static void clink_sent_later(struct ring_defer *d)
     clink_sent(NULL, s, 0);
 }
 
+/* WORK through the lane: the matrices copied in, their position sent. */
+static int clink_send_lane(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,
+                           void (*done)(void *arg, int err), void *arg)
+{
+    struct chain_work lw = *w;
+    void *at = shmlane_w_alloc(l->wlane, len, &lw.shm.pos);
+    if (at == NULL) {
+        l->want_room = true;
+        return -EAGAIN;
+    }
+    memcpy(at, body, len);
+    lw.shm.lane = shmlane_w_name(l->wlane);
+    lw.shm.size = shmlane_w_size(l->wlane);
+    cJSON *meta = chain_work_json(&lw);
+    struct clink_send *s = meta ? calloc(1, sizeof *s) : NULL;
+    int rc = s ? mux_send(l->mx, FRAME_WORK, meta) : -ENOMEM;
+    cJSON_Delete(meta);
+    if (rc != 0) {
+        free(s); /* its room stays taken: the link is going */
+        return rc;
+    }
+    s->done = done;
+    s->arg = arg;
+    ring_defer(l->ring, &s->d, clink_sent_later);
+    return 0;
+}
+
 int clink_send_work(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,
                     void (*done)(void *arg, int err), void *arg)
 {
     if (l->mx == NULL)
         return -ENOTCONN;
-    if (len != chain_work_body_len(w))
-        return -EINVAL;
+    if (len != chain_work_body_len(w) || w->shm.lane)
+        return -EINVAL; /* where the matrices go is the link's to say */
+    if (l->wlane && len > 0)
+        return clink_send_lane(l, w, body, len, done, arg);
     cJSON *meta = chain_work_json(w);
     if (meta == NULL)
         return -ENOMEM;
@@ -241,6 +358,18 @@ int clink_send_work(clink_t *l, const struct chain_work *w, const void *body, ui
     return rc;
 }
 
+int clink_use_lane(clink_t *l, size_t size)
+{
+    if (l->srv || l->wlane)
+        return -EINVAL;
+    return shmlane_w_new(&l->wlane, size);
+}
+
+bool clink_has_lane(const clink_t *l)
+{
+    return l->wlane != NULL;
+}
+
 int clink_send_cancel(clink_t *l, const struct chain_span *sp)
 {
     if (l->mx == NULL)
@@ -253,11 +382,22 @@ int clink_send_cancel(clink_t *l, const struct chain_span *sp)
 
 int clink_hold(clink_t *l, uint32_t stream)
 {
+    if (stream & CLINK_LANE_BIT) {
+        l->rel_holds++;
+        return 0;
+    }
     return l->mx ? mux_hold(l->mx, stream) : -ENOENT;
 }
 
 int clink_release(clink_t *l, uint32_t stream)
 {
+    if (stream & CLINK_LANE_BIT) {
+        if (l->rel_holds == 0)
+            return -ENOENT;
+        l->rel_holds--;
+        clink_tell_released(l);
+        return 0;
+    }
     return l->mx ? mux_release(l->mx, stream) : -ENOENT;
 }
 

@@ -148,3 +148,12 @@ int cli_parse_args(const struct cli_cmd *cmd, int argc, char **argv, char ***arg
     }
     return -1;
 }
+
+int cli_edge(const char *cmd, const char *edge, bool *tls)
+{
+    *tls = edge != NULL && strcmp(edge, "tls") == 0;
+    if (edge == NULL || *tls || strcmp(edge, "auto") == 0)
+        return 0;
+    fprintf(stderr, "convoy %s: --edge: auto or tls, not '%s'\n", cmd, edge);
+    return 2;
+}

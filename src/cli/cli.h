@@ -89,4 +89,13 @@ int cli_parse(const struct cli_cmd *cmd, int argc, char **argv);
 int cli_parse_args(const struct cli_cmd *cmd, int argc, char **argv, char ***args, int *nargs,
                    int min);
 
+/* --edge auto|tls of the chain's daemons: the row, and the check of what
+ * it read (NULL: auto) into *tls. 0, or 2 (a usage error, explained). */
+#define CLI_OPT_EDGE(dst)                                                                          \
+    CLI_OPT_STR("edge", dst, "auto|tls",                                                           \
+                "auto: matrices to a neighbour on this host through shared memory (default); "     \
+                "tls: every edge through TLS",                                                     \
+                false)
+int cli_edge(const char *cmd, const char *edge, bool *tls);
+
 #endif

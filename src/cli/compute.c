@@ -6,6 +6,7 @@
 int cmd_compute(int argc, char **argv)
 {
     struct cs_opts o = {.frontend_name = "frontend", .retry_max_ms = 2000};
+    const char *edge = NULL;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this server's certificate name", true),
@@ -23,6 +24,7 @@ int cmd_compute(int argc, char **argv)
                     1, 1000000),
         CLI_OPT_U32("retry-max-ms", &o.retry_max_ms, "N",
                     "reconnect backoff ceiling (default 2000)", 100, 600000),
+        CLI_OPT_EDGE(&edge),
         CLI_OPT_LOG_LEVEL,
     };
     const struct cli_cmd cmd = {
@@ -36,5 +38,8 @@ int cmd_compute(int argc, char **argv)
         "exits 0.",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
-    return rc >= 0 ? rc : cs_run(&o);
+    if (rc >= 0)
+        return rc;
+    rc = cli_edge("compute", edge, &o.edge_tls);
+    return rc ? rc : cs_run(&o);
 }

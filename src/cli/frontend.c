@@ -7,6 +7,7 @@ int cmd_frontend(int argc, char **argv)
 {
     struct fe_opts o = {
         .name = "frontend", .state = "frontend", .heartbeat_ms = 500, .dead_after_ms = 1500};
+    const char *edge = NULL;
     const struct cli_opt opts[] = {
         CLI_OPT_STR("pki", &o.pki, "DIR", "cluster PKI folder (ca.crt, NAME.crt, NAME.key)", true),
         CLI_OPT_STR("name", &o.name, "NAME", "this front-end's certificate name (default frontend)",
@@ -25,6 +26,7 @@ int cmd_frontend(int argc, char **argv)
                     "heartbeat interval told to servers (default 500)", 50, 60000),
         CLI_OPT_U32("dead-after-ms", &o.dead_after_ms, "N",
                     "silence after which a server is down (default 1500)", 100, 600000),
+        CLI_OPT_EDGE(&edge),
         CLI_OPT_LOG_LEVEL,
     };
     const struct cli_cmd cmd = {
@@ -38,5 +40,8 @@ int cmd_frontend(int argc, char **argv)
         "sent again. A restarted front-end finds every job in its spool.",
         opts, sizeof opts / sizeof opts[0]};
     int rc = cli_parse(&cmd, argc, argv);
-    return rc >= 0 ? rc : fe_run(&o);
+    if (rc >= 0)
+        return rc;
+    rc = cli_edge("frontend", edge, &o.edge_tls);
+    return rc ? rc : fe_run(&o);
 }

@@ -19,6 +19,11 @@
  * A server without a successor (the tail, or one whose link is down)
  * keeps everything it gets: an item is never dropped for want of a place
  * to forward it.
+ *
+ * Same host: a successor, or a front-end, that announced this host's id
+ * (and --edge auto) gets the matrices through a lane (shmlane.h): the
+ * link's (clink.h) for forwards, the control session's for RESULTs, which
+ * wait in order while the lane is full, until the front-end's RELEASED.
  */
 #include "convoy/compute.h"
 
@@ -30,6 +35,8 @@
 #include "convoy/mbr_client.h"
 #include "convoy/membership.h"
 #include "convoy/pki.h"
+#include "convoy/shmbuf.h"
+#include "convoy/shmlane.h"
 
 #include <errno.h>
 #include <math.h>
@@ -42,6 +49,7 @@
 #define HELD_MAX        FRAME_STREAMS_MAX
 #define REDIAL_MS       200u
 #define STOP_LINGER_MS  100u
+#define LANE_BYTES      (64u << 20) /* a lane to a neighbour on this host */
 
 /* A WORK whose body is streaming in. */
 struct inwork {
@@ -73,6 +81,8 @@ struct cs {
     clink_t *out; /* to the successor, NULL when none */
     bool out_up;
     char next[REG_NAME_MAX], next_addr[REG_ADDR_MAX], listen[REG_ADDR_MAX];
+    char next_host[REG_HOST_MAX];
+    shmlane_w_t *res_lane; /* RESULT matrices to a front-end on this host, or NULL */
     uint64_t epoch;
     uint32_t behind, weight, window;
     struct cshare share;
@@ -94,6 +104,15 @@ struct cs {
 };
 
 static void cs_forward_flush(struct cs *cs);
+
+static const struct frame_field cs_welcome_fields[] = {{"host", FF_STRING, false}};
+
+/* Whether a peer announcing host id host shares this host, and a lane may
+ * carry the matrices to it. */
+static bool cs_same_host(const struct cs *cs, const char *host)
+{
+    return !cs->o->edge_tls && host[0] != '\0' && strcmp(host, shmbuf_host_id()) == 0;
+}
 
 /* ---- the share ---- */
 
@@ -143,13 +162,23 @@ static int cs_send_result(struct cs *cs, struct cexec_batch *b)
                              .sum = b->sum};
     if (b->err < 0) /* nothing computed: every item invalid, never lost */
         memset(b->status, GJ_INVALID, b->w.count);
+    uint64_t len = chain_items_len(b->w.count, b->w.n);
+    bool matrices = b->w.output && b->err == 0;
+    if (matrices && cs->res_lane && len <= shmlane_w_size(cs->res_lane)) {
+        void *at = shmlane_w_alloc(cs->res_lane, len, &r.shm.pos);
+        if (at == NULL)
+            return -EAGAIN; /* the front-end's RELEASED flushes again */
+        memcpy(at, b->data, len);
+        r.shm.lane = shmlane_w_name(cs->res_lane);
+        r.shm.size = shmlane_w_size(cs->res_lane);
+        matrices = false;
+    }
     cJSON *meta = chain_result_json(&r);
     int rc = meta ? 0 : -ENOMEM;
-    bool body = rc == 0 && b->w.output && b->err == 0;
+    bool body = rc == 0 && matrices;
     b->udata = cs;
     if (body)
-        rc = mbrc_send_buf(cs->member, FRAME_RESULT, meta, b->data,
-                           chain_items_len(b->w.count, b->w.n), cs_result_sent, b);
+        rc = mbrc_send_buf(cs->member, FRAME_RESULT, meta, b->data, len, cs_result_sent, b);
     else if (rc == 0)
         rc = mbrc_send(cs->member, FRAME_RESULT, meta);
     cJSON_Delete(meta);
@@ -500,6 +529,13 @@ static void cs_out_down(void *arg, clink_t *l, int reason)
         ring_timer_start(cs->ring, &cs->redial, REDIAL_MS, cs_redial);
 }
 
+/* The successor's lane has room again. */
+static void cs_out_room(void *arg, clink_t *l)
+{
+    (void)l;
+    cs_forward_flush(arg);
+}
+
 /* Dials the successor cs->next at cs->next_addr (none when ""). */
 static void cs_dial_next(struct cs *cs)
 {
@@ -515,12 +551,20 @@ static void cs_dial_next(struct cs *cs)
     struct net_addr a;
     char err[160];
     int rc = net_addr_parse_err(cs->next_addr, NET_DIAL, &a, err, sizeof err);
-    struct clink_handlers h = {.on_up = cs_out_up, .on_down = cs_out_down, .arg = cs};
+    struct clink_handlers h = {
+        .on_up = cs_out_up, .on_down = cs_out_down, .on_room = cs_out_room, .arg = cs};
     if (rc == 0)
         rc = clink_dial(&cs->out, cs->ring, cs->cli_tls, &a, cs->next, &h);
-    if (rc < 0)
+    if (rc < 0) {
         log_warn("compute", "event=next_dial_failed next=%s addr=%s err=\"%s\"", cs->next,
                  cs->next_addr, rc == -EINVAL ? err : strerror(-rc));
+        return;
+    }
+    if (cs_same_host(cs, cs->next_host)) {
+        int lr = clink_use_lane(cs->out, LANE_BYTES);
+        log_info("compute", "event=next_edge next=%s edge=%s err=\"%s\"", cs->next,
+                 lr == 0 ? "shm" : "tls", lr == 0 ? "" : strerror(-lr));
+    }
 }
 
 /* ---- the front-end's messages ---- */
@@ -543,9 +587,11 @@ static int cs_set_next(struct cs *cs, const cJSON *meta)
         clink_srv_set_prev(cs->in, m.prev);
     log_info("compute", "event=chain epoch=%llu prev=%s next=%s weight=%u behind=%u",
              (unsigned long long)m.epoch, m.prev, m.next[0] ? m.next : "-", cs->weight, m.behind);
-    if (strcmp(m.next, cs->next) != 0 || strcmp(m.next_addr, cs->next_addr) != 0) {
+    if (strcmp(m.next, cs->next) != 0 || strcmp(m.next_addr, cs->next_addr) != 0 ||
+        strcmp(m.next_host, cs->next_host) != 0) {
         snprintf(cs->next, sizeof cs->next, "%s", m.next);
         snprintf(cs->next_addr, sizeof cs->next_addr, "%s", m.next_addr);
+        snprintf(cs->next_host, sizeof cs->next_host, "%s", m.next_host);
         cs_dial_next(cs);
     }
     return 0;
@@ -574,12 +620,33 @@ static void cs_cancel(struct cs *cs, const struct chain_span *s)
         cs_release_all(cs);
 }
 
+/* The front-end is done with our RESULT lane up to a position. */
+static int cs_released(struct cs *cs, const cJSON *meta)
+{
+    struct chain_release rel;
+    char why[160];
+    if (chain_release_parse(meta, &rel, why, sizeof why) < 0) {
+        mbrc_refuse(cs->member, "schema", "RELEASED: %s", why);
+        return -EPROTO;
+    }
+    if (cs->res_lane == NULL || strcmp(rel.lane, shmlane_w_name(cs->res_lane)) != 0)
+        return 0; /* a lane of a session before this one */
+    if (shmlane_w_released(cs->res_lane, rel.upto) < 0) {
+        mbrc_refuse(cs->member, "shm", "RELEASED: not a position of the lane");
+        return -EPROTO;
+    }
+    cs_results_flush(cs);
+    return 0;
+}
+
 static int cs_on_frame(void *arg, const struct frame_hdr *h, const cJSON *meta, uint32_t stream)
 {
     struct cs *cs = arg;
     (void)stream;
     if (h->type == FRAME_CHAIN_SET_NEXT)
         return cs_set_next(cs, meta);
+    if (h->type == FRAME_RELEASED)
+        return cs_released(cs, meta);
     if (h->type == FRAME_CANCEL) {
         struct chain_span s;
         char why[160];
@@ -620,7 +687,24 @@ static void cs_hello(void *arg, struct reg_hello *h)
     h->addr = cs->listen;
     h->weight = cs->weight;
     h->capacity = cexec_threads(cs->ex);
+    h->host = cs->o->edge_tls ? "" : shmbuf_host_id();
     cs_load(cs, &h->load);
+}
+
+/* WELCOME's host: a front-end on this host gets RESULT matrices through a
+ * new lane (each session its own: the front-end maps it on first use). */
+static int cs_welcome(void *arg, const cJSON *meta)
+{
+    struct cs *cs = arg;
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(meta, "host");
+    shmlane_w_free(cs->res_lane);
+    cs->res_lane = NULL;
+    if (host == NULL || !cs_same_host(cs, host->valuestring))
+        return 0;
+    int rc = shmlane_w_new(&cs->res_lane, LANE_BYTES);
+    log_info("compute", "event=result_edge edge=%s err=\"%s\"", rc == 0 ? "shm" : "tls",
+             rc == 0 ? "" : strerror(-rc));
+    return 0;
 }
 
 /* A new session with the front-end (maybe a new front-end): its epochs
@@ -727,6 +811,9 @@ int cs_run(const struct cs_opts *o)
                            .hello = cs_hello,
                            .load = cs_load,
                            .registered = cs_registered,
+                           .welcome_fields = cs_welcome_fields,
+                           .nwelcome_fields = 1,
+                           .welcome = cs_welcome,
                            .on_frame = cs_on_frame,
                            .arg = &cs};
     char err[512];
@@ -740,6 +827,7 @@ int cs_run(const struct cs_opts *o)
         return 2;
     }
     int status = 1;
+    shmbuf_sweep(); /* lanes that dead processes left */
     if (tls_ctx_new(&cs.cli_tls, TLS_CLIENT, o->pki, o->name, false, err, sizeof err) < 0) {
         log_error("compute", "event=tls_failed err=\"%s\"", err);
         return 1;
@@ -777,6 +865,7 @@ out:
     }
     mbrc_free(cs.member);
     ring_destroy(cs.ring);
+    shmlane_w_free(cs.res_lane);
     tls_ctx_free(cs.srv_tls);
     tls_ctx_free(cs.cli_tls);
     return status;

@@ -9,6 +9,7 @@
 
 #include "convoy/clink.h"
 #include "convoy/dio.h"
+#include "convoy/shmlane.h"
 #include "convoy/corder.h"
 #include "convoy/fejob.h"
 #include "convoy/frontend.h"
@@ -46,12 +47,22 @@ struct fjob {
     struct fjob *next;                  /* fe.jobs, in id order */
 };
 
+/* A compute server's lane of RESULT matrices (shmlane.h), held by the
+ * member and by each RESULT still being written from it. */
+struct fe_lane {
+    shmlane_r_t *r;
+    mbrs_session_t *s; /* where RELEASED goes; NULL once the server is gone */
+    unsigned refs;
+};
+
 /* One compute server with a live session. */
 struct fmember {
     mbrs_session_t *s;
     uint64_t sid;
     char name[REG_NAME_MAX];
     char addr[REG_ADDR_MAX];
+    char host[REG_HOST_MAX]; /* its host id, "" when it offers no lane */
+    struct fe_lane *lane;    /* once its first RESULT through one came */
     uint32_t weight, threads;
     double gflops;    /* measured while it computes (fe_measure) */
     uint32_t samples; /* batches measured */
@@ -81,6 +92,7 @@ struct fe {
     uint64_t next_id;
     struct fe_result *results; /* RESULT bodies streaming in */
     uint32_t sends;            /* WORKs being read or sent */
+    struct fe_send *ready;     /* read, waiting for room in the head's lane */
     uint32_t ios;              /* spool transfers on the ring: the loop ends after them */
     bool pumping, stopping, mbr_stopped;
 };

@@ -30,6 +30,7 @@
 #include "convoy/npy.h"
 #include "convoy/pki.h"
 #include "convoy/proc.h"
+#include "convoy/shmbuf.h"
 
 #include <errno.h>
 #include <math.h>
@@ -48,13 +49,23 @@
 #define FE_JOB_SLOTS       4096u
 #define FE_STALL_MS        3000u /* a job with items sent and no answer this long */
 #define FE_WATCH_MS        1000u
-#define FE_MEASURE_MIN_MS  5u  /* a batch shorter than this says little of a speed */
-#define FE_MEASURE_ALPHA   0.3 /* the moving average's weight of a new batch */
-#define FE_MEASURE_SAMPLES 3u  /* batches before a measured speed counts */
-#define FE_REWEIGH         0.2 /* relative drift that changes a weight */
+#define FE_MEASURE_MIN_MS  5u          /* a batch shorter than this says little of a speed */
+#define FE_MEASURE_ALPHA   0.3         /* the moving average's weight of a new batch */
+#define FE_MEASURE_SAMPLES 3u          /* batches before a measured speed counts */
+#define FE_REWEIGH         0.2         /* relative drift that changes a weight */
+#define FE_LANE_BYTES      (64u << 20) /* the lane to a head on this host */
 
 static void fe_pump(struct fe *fe);
 static void fe_maybe_stop(struct fe *fe);
+static struct fmember *fe_member(struct fe *fe, const char *name);
+static void fe_lane_unref(struct fe_lane *ln);
+
+/* Whether a peer announcing host id host shares this host, and lanes may
+ * carry the matrices between us. */
+static bool fe_same_host(const struct fe *fe, const char *host)
+{
+    return !fe->o->edge_tls && host[0] != '\0' && strcmp(host, shmbuf_host_id()) == 0;
+}
 static void fe_chain_publish(struct fe *fe);
 static void fe_relink(struct fe *fe);
 static void fe_reweigh(struct fe *fe);
@@ -233,6 +244,7 @@ struct fe_send {
     uint64_t job;
     struct chain_work w;
     struct dio_op rd;
+    struct fe_send *next; /* fe->ready */
 };
 
 static void fe_work_sent(void *arg, int err)
@@ -249,8 +261,9 @@ static void fe_work_sent(void *arg, int err)
 /* Sends s->w with what s->rd read (nothing for a generated job). A WORK
  * that cannot leave (its job ended, the head went away) is dropped: its
  * items stay sent, and the stall watch sends them again if the job still
- * wants them. */
-static void fe_work_go(struct fe_send *s)
+ * wants them. 0 (sent or dropped), or -EAGAIN: the head's lane is full, s
+ * is still the caller's. */
+static int fe_work_try(struct fe_send *s)
 {
     struct fe *fe = s->fe;
     struct fjob *j = fe_job_find(fe, s->job);
@@ -258,6 +271,8 @@ static void fe_work_go(struct fe_send *s)
     if (j && j->state == JOBTAB_RUNNING && fe->head_up)
         rc = clink_send_work(fe->head, &s->w, s->rd.range.data, chain_work_body_len(&s->w),
                              fe_work_sent, s);
+    if (rc == -EAGAIN && clink_has_lane(fe->head))
+        return rc; /* fe->head is set: only a send answers -EAGAIN */
     if (rc < 0) {
         log_debug("frontend", "event=work_dropped job=%llu first=%llu err=\"%s\"",
                   (unsigned long long)s->job, (unsigned long long)s->w.first, strerror(-rc));
@@ -265,6 +280,41 @@ static void fe_work_go(struct fe_send *s)
         free(s);
         fe->sends--;
     }
+    return 0;
+}
+
+/* As fe_work_try; what the lane has no room for waits in fe->ready, in
+ * order, for fe_head_room. */
+static void fe_work_go(struct fe_send *s)
+{
+    struct fe *fe = s->fe;
+    if (fe->ready == NULL && fe_work_try(s) == 0)
+        return;
+    struct fe_send **pp = &fe->ready;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+}
+
+/* Sends what waits, in order, while the head takes it. */
+static void fe_ready_flush(struct fe *fe)
+{
+    while (fe->ready) {
+        struct fe_send *s = fe->ready;
+        struct fe_send *next = s->next;
+        if (fe_work_try(s) == -EAGAIN)
+            return;
+        fe->ready = next;
+    }
+}
+
+/* The head's lane has room again. */
+static void fe_head_room(void *arg, clink_t *l)
+{
+    struct fe *fe = arg;
+    (void)l;
+    fe_ready_flush(fe);
+    fe_pump(fe);
 }
 
 static void fe_items_read(struct dio_op *op, int err)
@@ -399,6 +449,7 @@ static void fe_head_up(void *arg, clink_t *l)
         return;
     fe->head_up = true;
     log_info("frontend", "event=head_up head=%s", fe->head_name);
+    fe_ready_flush(fe);
     fe_pump(fe);
 }
 
@@ -414,6 +465,7 @@ static void fe_head_down(void *arg, clink_t *l, int reason)
         return;
     fe->head = NULL;
     fe->head_up = false;
+    fe_ready_flush(fe); /* with no head, every WORK waiting is dropped */
     log_info("frontend", "event=head_down head=%s reason=\"%s\"", fe->head_name,
              reason ? strerror(reason < 0 ? -reason : reason) : "closed");
     if (!fe->stopping && fe->head_name[0]) /* still the head: it may not know us yet */
@@ -427,9 +479,16 @@ static void fe_dial_head(struct fe *fe)
         return;
     struct net_addr a;
     int rc = net_addr_parse_err(h->addr, NET_DIAL, &a, NULL, 0);
-    struct clink_handlers hh = {.on_up = fe_head_up, .on_down = fe_head_down, .arg = fe};
+    struct clink_handlers hh = {
+        .on_up = fe_head_up, .on_down = fe_head_down, .on_room = fe_head_room, .arg = fe};
     if (rc == 0)
         rc = clink_dial(&fe->head, fe->ring, fe->cli_tls, &a, h->name, &hh);
+    const struct fmember *m = rc == 0 ? fe_member(fe, h->name) : NULL;
+    if (m && fe_same_host(fe, m->host)) {
+        int lr = clink_use_lane(fe->head, FE_LANE_BYTES);
+        log_info("frontend", "event=head_edge head=%s edge=%s err=\"%s\"", h->name,
+                 lr == 0 ? "shm" : "tls", lr == 0 ? "" : strerror(-lr));
+    }
     if (rc < 0) {
         log_warn("frontend", "event=head_dial_failed head=%s addr=%s err=\"%s\"", h->name, h->addr,
                  strerror(-rc));
@@ -470,8 +529,10 @@ static void fe_relink(struct fe *fe)
     size_t n = corder_links(fe->chain, links, CORDER_SERVERS);
     for (size_t i = 0; i < n; i++) {
         struct fmember *m = fe_member(fe, links[i].name);
-        struct chain_next cn = {links[i].epoch,     links[i].prev,   links[i].next,
-                                links[i].next_addr, links[i].behind, links[i].weight};
+        const struct fmember *next = fe_member(fe, links[i].next);
+        struct chain_next cn = {links[i].epoch,        links[i].prev,   links[i].next,
+                                links[i].next_addr,    links[i].behind, links[i].weight,
+                                next ? next->host : ""};
         cJSON *meta = chain_next_json(&cn);
         if (m && meta)
             mbrs_send(m->s, FRAME_CHAIN_SET_NEXT, meta);
@@ -504,6 +565,7 @@ static void fe_on_join(void *arg, mbrs_session_t *s, const struct reg_hello *h)
                           .threads = h->capacity ? h->capacity : 1};
     snprintf(m->name, sizeof m->name, "%s", mbrs_session_name(s));
     snprintf(m->addr, sizeof m->addr, "%s", h->addr);
+    snprintf(m->host, sizeof m->host, "%s", h->host ? h->host : "");
     mbrs_session_set_udata(s, m);
     int rc = corder_add(fe->chain, m->name, m->addr, m->weight);
     if (rc < 0)
@@ -530,6 +592,10 @@ static void fe_on_gone(void *arg, mbrs_session_t *s)
     log_info("frontend", "event=server_gone name=%s session=%llu", m->name,
              (unsigned long long)sid);
     corder_remove(fe->chain, m->name);
+    if (m->lane) {
+        m->lane->s = NULL;
+        fe_lane_unref(m->lane);
+    }
     *m = fe->members[--fe->nmembers]; /* the last one moves into its place */
     if (m != &fe->members[fe->nmembers])
         mbrs_session_set_udata(m->s, m);
@@ -554,7 +620,9 @@ struct fe_result {
     struct chain_result r;
     mbrs_session_t *s;
     uint32_t stream;
-    uint8_t *body;
+    uint8_t *body;        /* streamed in, or NULL … */
+    const uint8_t *data;  /* … the matrices: body, or a region of lane */
+    struct fe_lane *lane; /* a reference, when they are in the server's */
     uint64_t len, got;
     struct fe_result *next; /* fe->results */
     /* a RESULT answers part of one WORK, so FE_BATCH_MAX items at most */
@@ -563,10 +631,69 @@ struct fe_result {
     uint64_t sum[FE_BATCH_MAX];
 };
 
+static void fe_lane_unref(struct fe_lane *ln)
+{
+    if (--ln->refs > 0)
+        return;
+    shmlane_r_free(ln->r);
+    free(ln);
+}
+
+/* A RESULT is done with: the room its matrices took in their lane goes
+ * back to the server (as far as every earlier RESULT's has). */
 static void fe_result_free(struct fe_result *fr)
 {
+    struct fe_lane *ln = fr->lane;
+    int64_t upto = ln ? shmlane_r_done(ln->r, fr->r.shm.pos) : 0;
+    if (upto > 0 && ln->s) {
+        struct chain_release rel = {shmlane_r_name(ln->r), (uint64_t)upto};
+        cJSON *meta = chain_release_json(&rel);
+        if (meta)
+            mbrs_send(ln->s, FRAME_RELEASED, meta);
+        cJSON_Delete(meta);
+    }
+    if (ln)
+        fe_lane_unref(ln);
     free(fr->body);
     free(fr);
+}
+
+/* The matrices of fr, in server s's lane: fr takes their region. 0, or
+ * -EPROTO after refusing s. */
+static int fe_result_lane(struct fe_result *fr, mbrs_session_t *s)
+{
+    struct fmember *m = mbrs_session_udata(s);
+    char why[200];
+    if (m == NULL)
+        return -EPROTO;
+    if (m->lane && strcmp(shmlane_r_name(m->lane->r), fr->r.shm.lane) != 0) {
+        mbrs_refuse(s, "shm", "RESULT: a second lane on one session");
+        return -EPROTO;
+    }
+    if (m->lane == NULL) {
+        struct fe_lane *ln = calloc(1, sizeof *ln);
+        int rc = ln ? shmlane_r_open(&ln->r, fr->r.shm.lane, fr->r.shm.size, why, sizeof why)
+                    : (snprintf(why, sizeof why, "out of memory"), -ENOMEM);
+        if (rc < 0) {
+            free(ln);
+            log_warn("frontend", "event=lane_refused name=%s why=\"%s\"", m->name, why);
+            mbrs_refuse(s, "shm", "%s", why);
+            return -EPROTO;
+        }
+        ln->s = s;
+        ln->refs = 1;
+        m->lane = ln;
+    }
+    uint64_t len = chain_items_len(fr->r.count, fr->r.n);
+    fr->data = shmlane_r_take(m->lane->r, fr->r.shm.pos, len);
+    if (fr->data == NULL) {
+        mbrs_refuse(s, "shm", "RESULT: %llu bytes at %llu are not a region of the lane",
+                    (unsigned long long)len, (unsigned long long)fr->r.shm.pos);
+        return -EPROTO;
+    }
+    fr->lane = m->lane;
+    fr->lane->refs++;
+    return 0;
 }
 
 /* Checks a RESULT against its job: 1 to count, 0 to drop (late), or
@@ -652,7 +779,7 @@ static void fe_count(struct fe *fe, struct fe_result *fr)
                                .status = fr->status,
                                .resid = fr->r.has_resid ? fr->resid : NULL,
                                .ms = fr->r.ms,
-                               .data = (const double *)fr->body,
+                               .data = (const double *)fr->data,
                                .sid = mbrs_session_id(fr->s),
                                .server = mbrs_session_name(fr->s),
                                .sum = fr->r.has_sum ? fr->sum : NULL};
@@ -689,7 +816,13 @@ static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uin
         mbrs_refuse(s, "schema", "RESULT: %s", why);
         return -EPROTO;
     }
-    int rc = fe_result_check(fe, s, &fr->r, stream != 0);
+    if (fr->r.shm.lane && (stream != 0 || fe_result_lane(fr, s) < 0)) {
+        if (stream != 0)
+            mbrs_refuse(s, "shm", "RESULT: matrices both in a lane and in the body");
+        fe_result_free(fr);
+        return -EPROTO;
+    }
+    int rc = fe_result_check(fe, s, &fr->r, stream != 0 || fr->data != NULL);
     if (rc <= 0 || stream == 0) {
         if (rc == 1)
             fe_count(fe, fr);
@@ -698,7 +831,7 @@ static int fe_on_result(struct fe *fe, mbrs_session_t *s, const cJSON *meta, uin
         return rc < 0 ? rc : 0; /* a late RESULT's body is dropped as it comes */
     }
     fr->len = chain_items_len(fr->r.count, fr->r.n);
-    if (fr->len > FE_RESULT_MAX || (fr->body = dio_alloc(fr->len)) == NULL) {
+    if (fr->len > FE_RESULT_MAX || (fr->data = fr->body = dio_alloc(fr->len)) == NULL) {
         mbrs_refuse(s, "body_len", "RESULT body of %llu bytes", (unsigned long long)fr->len);
         fe_result_free(fr);
         return -EPROTO;
@@ -840,6 +973,17 @@ static int fe_users(struct fe *fe)
     return rc;
 }
 
+/* WELCOME names this host, so that a server on it sends its RESULTs
+ * through a lane (unless --edge tls). */
+static int fe_welcome(void *arg, const char *name, cJSON *meta)
+{
+    struct fe *fe = arg;
+    (void)name;
+    if (fe->o->edge_tls || shmbuf_host_id()[0] == '\0')
+        return 0;
+    return cJSON_AddStringToObject(meta, "host", shmbuf_host_id()) ? 0 : -ENOMEM;
+}
+
 static int fe_start_members(struct fe *fe, const struct net_addr *control)
 {
     struct mbrs_opts mo = {.ring = fe->ring,
@@ -853,6 +997,7 @@ static int fe_start_members(struct fe *fe, const struct net_addr *control)
                            .on_frame = fe_on_frame,
                            .on_body = fe_on_body,
                            .on_end = fe_on_end,
+                           .welcome = fe_welcome,
                            .on_join = fe_on_join,
                            .on_drain = fe_on_drain,
                            .on_gone = fe_on_gone,
@@ -911,6 +1056,7 @@ int fe_run(const struct fe_opts *o)
     long nofile = proc_raise_nofile();
     if (nofile < 0)
         log_warn("frontend", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
+    shmbuf_sweep(); /* lanes that dead processes left */
     int rc = ring_create(&fe->ring, 256);
     if (rc < 0) {
         log_error("frontend", "event=io_uring_unavailable err=\"%s\"", strerror(-rc));
@@ -928,6 +1074,15 @@ out:
     if (fe->mbr)
         mbrs_free(fe->mbr);
     ring_destroy(fe->ring);
+    for (size_t i = 0; i < fe->nmembers; i++)
+        if (fe->members[i].lane)
+            fe->members[i].lane->s = NULL; /* the sessions went with mbrs_free */
+    while (fe->ready) {
+        struct fe_send *s = fe->ready;
+        fe->ready = s->next;
+        free(s->rd.range.raw);
+        free(s);
+    }
     while (fe->jobs) {
         struct fjob *j = fe->jobs;
         fe->jobs = j->next;
@@ -938,6 +1093,9 @@ out:
         fe->results = fr->next;
         fe_result_free(fr);
     }
+    for (size_t i = 0; i < fe->nmembers; i++)
+        if (fe->members[i].lane)
+            fe_lane_unref(fe->members[i].lane);
     corder_free(fe->chain);
     jobtab_close(fe->tab);
     spool_close(fe->spool);

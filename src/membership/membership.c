@@ -23,13 +23,10 @@
     }
 
 static const struct frame_field hello_fields[] = {
-    {"name", FF_STRING, false},
-    {"http", FF_STRING, true},
-    {"weight", FF_U32, true},
-    {"capacity", FF_U32, true},
-    {"files", FF_UINT, true},
-    {"bytes", FF_UINT, true},
-    LOAD_FIELDS,
+    {"name", FF_STRING, false}, {"http", FF_STRING, true},
+    {"weight", FF_U32, true},   {"capacity", FF_U32, true},
+    {"files", FF_UINT, true},   {"bytes", FF_UINT, true},
+    {"host", FF_STRING, false}, LOAD_FIELDS,
 };
 
 #define WELCOME_FIELDS 3
@@ -83,6 +80,12 @@ static void read_load(const cJSON *meta, struct reg_load *l)
     l->disk_free = (uint64_t)num(meta, "disk_free");
 }
 
+bool mbr_host_valid(const char *s)
+{
+    size_t n = strlen(s);
+    return n < REG_HOST_MAX && strspn(s, "0123456789abcdef-") == n;
+}
+
 cJSON *mbr_hello_json(const struct reg_hello *h)
 {
     cJSON *o = cJSON_CreateObject();
@@ -91,7 +94,9 @@ cJSON *mbr_hello_json(const struct reg_hello *h)
         cJSON_AddNumberToObject(o, "weight", h->weight) &&
         cJSON_AddNumberToObject(o, "capacity", h->capacity) &&
         cJSON_AddNumberToObject(o, "files", (double)h->files) &&
-        cJSON_AddNumberToObject(o, "bytes", (double)h->bytes) && add_load(o, &h->load))
+        cJSON_AddNumberToObject(o, "bytes", (double)h->bytes) &&
+        (h->host == NULL || h->host[0] == '\0' || cJSON_AddStringToObject(o, "host", h->host)) &&
+        add_load(o, &h->load))
         return o;
     cJSON_Delete(o);
     return NULL;
@@ -132,6 +137,12 @@ int mbr_hello_parse(const cJSON *meta, struct reg_hello *h, char *why, size_t wh
     }
     if (!mbr_addr_valid(h->addr)) {
         snprintf(why, whylen, "bad http: expected HOST:PORT with a numeric host, port 1-65535");
+        return FRAME_ESCHEMA;
+    }
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(meta, "host");
+    h->host = host ? host->valuestring : "";
+    if (!mbr_host_valid(h->host)) {
+        snprintf(why, whylen, "bad host: up to %d characters of 0-9 a-f -", REG_HOST_MAX - 1);
         return FRAME_ESCHEMA;
     }
     h->weight = (uint32_t)num(meta, "weight");

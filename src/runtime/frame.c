@@ -72,6 +72,7 @@ static const char *const type_names[] = {
     [FRAME_CREDIT] = "CREDIT",
     [FRAME_CATALOG] = "CATALOG",
     [FRAME_CANCEL] = "CANCEL",
+    [FRAME_RELEASED] = "RELEASED",
 };
 
 /* Indexed by err - FRAME_EMAGIC: a reason for people and a code for programs. */

@@ -27,19 +27,26 @@
 
 static const char *const three[] = {"c1", "c2", "c3", NULL};
 
-/* The scene: a front-end and servers (NULL-terminated), joined in order. */
-static int scene(struct cluster *c, const char *const *servers, pid_t *pids)
+/* The scene: a front-end and servers (NULL-terminated), joined in order,
+ * each daemon with the options in extra (NULL: none). */
+static int scene_with(struct cluster *c, const char *const *servers, pid_t *pids,
+                      const char *const *extra)
 {
-    if (h_chain_init(c, three) < 0 || h_frontend(c, NULL) < 0)
+    if (h_chain_init(c, three) < 0 || h_frontend(c, extra) < 0)
         return -1;
     for (size_t i = 0; servers[i]; i++) {
-        pid_t pid = h_compute(c, servers[i], NULL);
+        pid_t pid = h_compute(c, servers[i], extra);
         if (pid < 0)
             return -1;
         if (pids)
             pids[i] = pid;
     }
     return 0;
+}
+
+static int scene(struct cluster *c, const char *const *servers, pid_t *pids)
+{
+    return scene_with(c, servers, pids, NULL);
 }
 
 /* A seeded uniform value in [-1, 1), for test inputs. */
@@ -167,12 +174,14 @@ static double *read_result(const char *path, struct npy_info *info)
     return d;
 }
 
-static void test_three_servers(void)
+/* 1000 items of 64 from a .npy through 3 servers whose edges are as
+ * extra says; shm: whether they went through lanes. */
+static void three_servers(const char *const *extra, bool shm)
 {
     struct cluster c;
     char job[512], in[512], out[512];
     double *a = NULL;
-    CU_ASSERT_FATAL(scene(&c, three, NULL) == 0);
+    CU_ASSERT_FATAL(scene_with(&c, three, NULL, extra) == 0);
     snprintf(in, sizeof in, "%s/in.npy", c.dir);
     snprintf(job, sizeof job, "%s/job.json", c.dir);
     snprintf(out, sizeof out, "%s/out.npy", c.dir);
@@ -207,10 +216,26 @@ static void test_three_servers(void)
     }
     CU_ASSERT_EQUAL(same, 1000);
     CU_ASSERT_EQUAL(good, 1000);
+    /* on one host the matrices took the lanes, unless told not to */
+    CU_ASSERT_EQUAL(h_log_has(&c, "frontend", "event=head_edge"), shm);
+    CU_ASSERT_EQUAL(h_log_has(&c, "c1", "event=next_edge next=c2 edge=shm"), shm);
+    CU_ASSERT_EQUAL(h_log_has(&c, "c3", "event=result_edge edge=shm"), shm);
+    CU_ASSERT_FALSE(h_log_has(&c, "frontend", "lane_refused"));
     free(m);
     free(x);
     free(a);
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+static void test_three_servers(void)
+{
+    three_servers(NULL, true);
+}
+
+static void test_three_servers_tls(void)
+{
+    static const char *const tls[] = {"--edge", "tls", NULL};
+    three_servers(tls, false);
 }
 
 /* The jobs a server dies in or joins have 10,000 items, a second or more
@@ -588,8 +613,9 @@ static void test_loadgen(void)
 void suite_chain(void)
 {
     CU_pSuite s = CU_add_suite("chain", NULL, NULL);
-    CU_add_test(s, "3 servers, 1000 64x64 from a .npy: all ok, the kernel's bits, residual < 30",
+    CU_add_test(s, "3 servers on one host, 1000 64x64 from a .npy through lanes: the kernel's bits",
                 test_three_servers);
+    CU_add_test(s, "the same with --edge tls: no lane, the same bits", test_three_servers_tls);
     CU_add_test(s, "the middle server killed mid-job: done, every item once, redelegated",
                 test_middle_killed);
     CU_add_test(s, "a server joining mid-job gets items", test_join_mid_job);

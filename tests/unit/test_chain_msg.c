@@ -22,7 +22,7 @@ static char why[256];
 
 static void test_next(void)
 {
-    struct chain_next m = {7, "frontend", "c2", "127.0.0.1:9000", 12, 0}, back;
+    struct chain_next m = {7, "frontend", "c2", "127.0.0.1:9000", 12, 0, ""}, back;
     cJSON *j = chain_next_json(&m);
     CU_ASSERT_EQUAL_FATAL(chain_next_parse(j, &back, why, sizeof why), 0);
     CU_ASSERT_EQUAL(back.epoch, 7);
@@ -51,6 +51,53 @@ static void test_next(void)
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         EXPECT(chain_next_parse, bad[i], &back, FRAME_ESCHEMA);
+    m.next_host = "0bd1f3c2-6e55-4cc6-9a1e-52d6c7a9f0aa";
+    j = chain_next_json(&m);
+    CU_ASSERT_EQUAL_FATAL(chain_next_parse(j, &back, why, sizeof why), 0);
+    CU_ASSERT_STRING_EQUAL(back.next_host, m.next_host);
+    cJSON_Delete(j);
+    EXPECT(chain_next_parse,
+           "{\"epoch\":1,\"prev\":\"c1\",\"next\":\"\",\"next_addr\":\"\",\"behind\":0,"
+           "\"next_host\":\"../x\"}",
+           &back, FRAME_ESCHEMA);
+}
+
+/* Matrices in a lane: WORK, RESULT and RELEASED name it; a lane name
+ * that is not one, a size no lane has, a generated WORK with one: refused. */
+static void test_lanes(void)
+{
+    const char *lane = "/convoy-buf-42-00112233445566ff";
+    struct chain_work w = {.job = 1, .count = 2, .n = 4, .shm = {lane, 1u << 20, 8192}}, wb;
+    cJSON *j = chain_work_json(&w);
+    CU_ASSERT_EQUAL_FATAL(chain_work_parse(j, &wb, why, sizeof why), 0);
+    CU_ASSERT_STRING_EQUAL(wb.shm.lane, lane);
+    CU_ASSERT(wb.shm.size == 1u << 20 && wb.shm.pos == 8192);
+    cJSON_Delete(j);
+    struct chain_release r = {lane, 123456}, rb;
+    j = chain_release_json(&r);
+    CU_ASSERT_EQUAL_FATAL(chain_release_parse(j, &rb, why, sizeof why), 0);
+    CU_ASSERT(strcmp(rb.lane, lane) == 0 && rb.upto == 123456);
+    cJSON_Delete(j);
+    static const char *const bad_work[] = {
+        "{\"job\":1,\"first\":0,\"count\":1,\"n\":2,\"op\":\"invert\",\"residual\":false,"
+        "\"output\":true,\"shm\":{\"lane\":\"/etc/passwd\",\"size\":4096,\"pos\":0}}",
+        "{\"job\":1,\"first\":0,\"count\":1,\"n\":2,\"op\":\"invert\",\"residual\":false,"
+        "\"output\":true,\"shm\":{\"lane\":\"/convoy-buf-42-00112233445566ff\",\"size\":4097,"
+        "\"pos\":0}}",
+        "{\"job\":1,\"first\":0,\"count\":1,\"n\":2,\"op\":\"invert\",\"residual\":false,"
+        "\"output\":true,\"shm\":{\"lane\":\"/convoy-buf-42-00112233445566ff\",\"size\":0,"
+        "\"pos\":0}}",
+        "{\"job\":1,\"first\":0,\"count\":1,\"n\":2,\"op\":\"invert\",\"residual\":false,"
+        "\"output\":true,\"gen\":{\"seed\":1,\"kind\":\"spd\"},"
+        "\"shm\":{\"lane\":\"/convoy-buf-42-00112233445566ff\",\"size\":4096,\"pos\":0}}",
+        "{\"job\":1,\"first\":0,\"count\":1,\"n\":2,\"op\":\"invert\",\"residual\":false,"
+        "\"output\":true,\"shm\":{\"lane\":\"/convoy-buf-42-00112233445566ff\",\"size\":4096}}",
+    };
+    for (size_t i = 0; i < sizeof bad_work / sizeof bad_work[0]; i++)
+        EXPECT(chain_work_parse, bad_work[i], &wb, FRAME_ESCHEMA);
+    EXPECT(chain_release_parse, "{\"lane\":\"x\",\"upto\":1}", &rb, FRAME_ESCHEMA);
+    EXPECT(chain_release_parse, "{\"lane\":\"/convoy-buf-42-00112233445566ff\",\"upto\":-1}", &rb,
+           FRAME_ESCHEMA);
 }
 
 static void test_work(void)
@@ -177,5 +224,6 @@ void suite_chain_msg(void)
     CU_add_test(s, "CHAIN_SET_NEXT: round trip, names and addresses", test_next);
     CU_add_test(s, "WORK: round trip, gen, every bound", test_work);
     CU_add_test(s, "ACCEPTED and CANCEL spans", test_span);
+    CU_add_test(s, "lanes: WORK, RESULT and RELEASED name them", test_lanes);
     CU_add_test(s, "RESULT: statuses, residuals, counts", test_result);
 }

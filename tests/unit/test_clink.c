@@ -26,7 +26,7 @@ static struct {
     clink_t *acc; /* the accepted side of the newest link */
     bool hold;
     /* what the dialler saw */
-    bool up, down, sent;
+    bool up, down, sent, room;
     int down_reason;
 } g;
 
@@ -87,7 +87,15 @@ static void on_down(void *arg, clink_t *l, int reason)
 
 static const struct clink_handlers acceptor = {
     .on_work = on_work, .on_body = on_body, .on_end = on_end, .on_cancel = on_cancel};
-static const struct clink_handlers dialler = {.on_up = on_up, .on_down = on_down, .arg = &g};
+static void on_room(void *arg, clink_t *l)
+{
+    (void)arg, (void)l;
+    g.room = true;
+    ring_stop(g.ring);
+}
+
+static const struct clink_handlers dialler = {
+    .on_up = on_up, .on_down = on_down, .on_room = on_room, .arg = &g};
 
 static struct ring_timer tick;
 
@@ -225,10 +233,66 @@ static void test_hold(void)
         CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
 }
 
+/* Through a lane: the same bytes as a streamed body; room comes back only
+ * once the receiver stops holding what it took. */
+static void test_lane(void)
+{
+    clink_srv_set_prev(g.srv, "c1");
+    clink_t *l = dial(g.c1_tls);
+    CU_ASSERT_FATAL(g.up);
+    CU_ASSERT_FALSE(clink_has_lane(l));
+    CU_ASSERT_EQUAL_FATAL(clink_use_lane(l, 2 * BODY), 0);
+    CU_ASSERT(clink_has_lane(l));
+    static uint8_t body[BODY];
+    uint64_t want = 0;
+    for (size_t i = 0; i < BODY; i++)
+        want = want * 31 + (body[i] = (uint8_t)(i * 7 + (i >> 10)));
+    struct chain_work w = {.job = 3, .count = 128, .n = 64, .output = true};
+    uint32_t streams[2];
+    g.hold = true;
+    g.room = false;
+    for (int k = 0; k < 2; k++) {
+        unsigned ends = g.ends;
+        g.got = g.sum = 0;
+        g.sent = false;
+        w.first = (uint64_t)k * 128;
+        CU_ASSERT_EQUAL_FATAL(clink_send_work(l, &w, body, BODY, sent, NULL), 0);
+        while (g.ends == ends)
+            CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+        CU_ASSERT_EQUAL(g.got, BODY);
+        CU_ASSERT_EQUAL(g.sum, want);
+        CU_ASSERT(g.last.first == w.first && g.last.shm.lane == NULL);
+        streams[k] = g.stream;
+    }
+    run_ms(50);
+    CU_ASSERT(g.sent);
+    /* both held: the lane is full until the receiver lets go */
+    w.first = 256;
+    CU_ASSERT_EQUAL(clink_send_work(l, &w, body, BODY, sent, NULL), -EAGAIN);
+    run_ms(200);
+    CU_ASSERT_FALSE(g.room);
+    g.hold = false;
+    CU_ASSERT_EQUAL(clink_release(g.acc, streams[0]), 0);
+    CU_ASSERT_EQUAL(clink_release(g.acc, streams[1]), 0);
+    CU_ASSERT_EQUAL(clink_release(g.acc, streams[1]), -ENOENT);
+    while (!g.room)
+        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+    unsigned ends = g.ends;
+    g.got = 0;
+    CU_ASSERT_EQUAL_FATAL(clink_send_work(l, &w, body, BODY, sent, NULL), 0);
+    while (g.ends == ends)
+        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+    CU_ASSERT_EQUAL(g.got, BODY);
+    clink_close(l);
+    while (!g.down)
+        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+}
+
 void suite_clink(void)
 {
     CU_pSuite s = CU_add_suite("clink", setup, teardown);
     CU_add_test(s, "WORK with a 4 MiB body, a gen WORK, CANCEL, relink", test_work_with_body);
     CU_add_test(s, "a peer not the named predecessor is refused", test_not_the_predecessor);
     CU_add_test(s, "hold stops the sender at the window", test_hold);
+    CU_add_test(s, "through a lane: same bytes, room back once let go", test_lane);
 }
