@@ -3,7 +3,7 @@
  * process, same run. One key=value line per row:
  *
  *   chain openssl=… cpus=… runs=… weight=… tls_cipher=TLS_AES_128_GCM_SHA256
- *   chain n=… items=… mode=npy|generate edge=tls servers=2 chain_ips=… local_ips=…
+ *   chain n=… items=… mode=npy|generate edge=tls|shm servers=2 chain_ips=… local_ips=…
  *         ratio=… finish_spread=… bytes_moved=… tls_mbps=… bound_ips=… of_bound=…
  *         local_item_ips=… upload_s=…
  *
@@ -11,6 +11,9 @@
  * processes on 127.0.0.1 with free ports, in the bench's temporary folder:
  * a `convoy frontend` (the API over plain HTTP, --insecure-http; the chain
  * links are TLS whatever it says) and two `convoy compute --threads 1`,
+ * every daemon with `--edge tls` for an edge=tls row, so that matrices
+ * cross TLS on every edge, or the default (auto) for an edge=shm row,
+ * where they go through shared-memory lanes (all of it is on one host),
  * with a PKI and a users file made by `convoy pki` and `convoy user`. Once
  * GET /v1/servers lists both, one job goes in through POST /v1/jobs (an
  * .npy job framed as application/x-convoy-job and streamed with sendfile),
@@ -98,6 +101,7 @@ struct row {
     uint64_t items;
     bool npy;           /* an .npy input with "output" npy; else generated, "output" none */
     uint64_t ref_items; /* at most this many for the reference */
+    bool shm;           /* --edge auto (lanes on this host); else --edge tls */
 };
 
 struct bench {
@@ -235,6 +239,7 @@ struct cluster {
     struct net_addr api;
     pid_t fe, cs[SERVERS];
     char order[SERVERS][16]; /* the chain from head to tail, as /v1/servers lists it */
+    const char *edge;        /* "auto" or "tls" */
 };
 
 static void log_path(const struct cluster *c, const char *name, char *buf, size_t cap)
@@ -247,10 +252,10 @@ static void frontend_start(struct cluster *c)
     char spool[200], log[200];
     snprintf(spool, sizeof spool, "%s/spool", c->dir);
     log_path(c, "frontend", log, sizeof log);
-    char *argv[] = {B.convoy,      "frontend", "--pki",   B.pki,     "--control",
-                    c->control,    "--http",   c->http,   "--users", B.users,
-                    "--data",      spool,      "--state", c->state,  "--insecure-http",
-                    "--log-level", "warn",     NULL};
+    char *argv[] = {B.convoy,      "frontend", "--pki",   B.pki,           "--control",
+                    c->control,    "--http",   c->http,   "--users",       B.users,
+                    "--data",      spool,      "--state", c->state,        "--insecure-http",
+                    "--log-level", "warn",     "--edge",  (char *)c->edge, NULL};
     c->fe = bench_daemon_start(argv, log);
     snprintf(live_state, sizeof live_state, "%s", c->state);
 }
@@ -260,9 +265,10 @@ static void compute_start(struct cluster *c, unsigned i)
     char name[8], log[200];
     snprintf(name, sizeof name, "c%u", i + 1);
     log_path(c, name, log, sizeof log);
-    char *argv[] = {B.convoy,   "compute",    "--pki",       B.pki,       "--name",
-                    name,       "--frontend", c->control,    "--threads", "1",
-                    "--weight", WEIGHT,       "--log-level", "warn",      NULL};
+    char *argv[] = {
+        B.convoy,   "compute",       "--pki", B.pki,      "--name", name,          "--frontend",
+        c->control, "--threads",     "1",     "--weight", WEIGHT,   "--log-level", "warn",
+        "--edge",   (char *)c->edge, NULL};
     c->cs[i] = bench_daemon_start(argv, log);
 }
 
@@ -294,9 +300,10 @@ static int servers_listed(struct cluster *c)
     return k;
 }
 
-static void cluster_start(struct cluster *c, unsigned seq)
+static void cluster_start(struct cluster *c, unsigned seq, bool shm)
 {
     memset(c, 0, sizeof *c);
+    c->edge = shm ? "auto" : "tls";
     snprintf(c->dir, sizeof c->dir, "%s/cluster-%u", B.dir, seq);
     if (mkdir(c->dir, 0700) != 0)
         bench_die("mkdir %s: %s", c->dir, strerror(errno));
@@ -462,7 +469,7 @@ static struct chain_run chain_sample(const struct row *r, const char *npy, unsig
     struct cluster c;
     struct chain_run cr = {0};
     unsigned np = 0;
-    cluster_start(&c, seq);
+    cluster_start(&c, seq, r->shm);
     pid_t who[1 + SERVERS] = {c.fe};
     for (unsigned i = 0; i < SERVERS; i++)
         who[1 + i] = server_pid(&c, c.order[i]);
@@ -609,25 +616,27 @@ static void chain_row(const struct row *r, unsigned *seq)
         spread[i] = cr.spread;
         bytes[i] = (double)moved(r, &cr);
         double kernel_ips = iips[i] > lips[i] ? iips[i] : lips[i];
-        double per_item_s = 1 / kernel_ips + bytes[i] / (double)r->items / (tls[i] * 1e6);
+        double sealed = r->shm ? 0 : bytes[i]; /* through lanes, nothing is */
+        double per_item_s = 1 / kernel_ips + sealed / (double)r->items / (tls[i] * 1e6);
         bound[i] = 1 / per_item_s;
         of[i] = cips[i] / bound[i];
-        fprintf(stderr,
-                "chain: n=%u %s run %u: %.1f s (upload %.1f s), %.0f items/s (%s %llu, %s %llu), "
-                "local %.0f/s, "
-                "spread %.3f, cipher %.0f MB/s, cpu s: front %.1f head %.1f tail %.1f\n",
-                r->n, r->npy ? "npy" : "generate", i + 1, cr.secs, cr.upload, cips[i], "head",
-                (unsigned long long)cr.per[0], "tail", (unsigned long long)cr.per[1], lips[i],
-                spread[i], tls[i], cr.cpu[0], cr.cpu[1], cr.cpu[2]);
+        fprintf(
+            stderr,
+            "chain: n=%u %s %s run %u: %.1f s (upload %.1f s), %.0f items/s (%s %llu, %s %llu), "
+            "local %.0f/s, "
+            "spread %.3f, cipher %.0f MB/s, cpu s: front %.1f head %.1f tail %.1f\n",
+            r->n, r->npy ? "npy" : "generate", r->shm ? "shm" : "tls", i + 1, cr.secs, cr.upload,
+            cips[i], "head", (unsigned long long)cr.per[0], "tail", (unsigned long long)cr.per[1],
+            lips[i], spread[i], tls[i], cr.cpu[0], cr.cpu[1], cr.cpu[2]);
     }
-    printf("chain n=%u items=%llu mode=%s edge=tls servers=%d chain_ips=%.1f local_ips=%.1f "
+    printf("chain n=%u items=%llu mode=%s edge=%s servers=%d chain_ips=%.1f local_ips=%.1f "
            "ratio=%.2f finish_spread=%.3f bytes_moved=%.0f tls_mbps=%.0f bound_ips=%.1f "
            "of_bound=%.2f local_item_ips=%.1f upload_s=%.2f\n",
-           r->n, (unsigned long long)r->items, r->npy ? "npy" : "generate", SERVERS,
-           bench_median(cips, B.runs), bench_median(lips, B.runs), bench_median(ratio, B.runs),
-           bench_median(spread, B.runs), bench_median(bytes, B.runs), bench_median(tls, B.runs),
-           bench_median(bound, B.runs), bench_median(of, B.runs), bench_median(iips, B.runs),
-           bench_median(up, B.runs));
+           r->n, (unsigned long long)r->items, r->npy ? "npy" : "generate", r->shm ? "shm" : "tls",
+           SERVERS, bench_median(cips, B.runs), bench_median(lips, B.runs),
+           bench_median(ratio, B.runs), bench_median(spread, B.runs), bench_median(bytes, B.runs),
+           bench_median(tls, B.runs), bench_median(bound, B.runs), bench_median(of, B.runs),
+           bench_median(iips, B.runs), bench_median(up, B.runs));
     fflush(stdout);
     if (data) {
         munmap((uint8_t *)data - (map_len - r->items * (size_t)r->n * r->n * sizeof(double)),
@@ -666,9 +675,10 @@ int main(int argc, char **argv)
 {
     /* n, items, npy, reference items: each run of the chain takes 5–20 s here */
     static const struct row rows[] = {
-        {1024, 120, true, 120},
-        {256, 10000, false, 4000},
-        {256, 3000, true, 3000},
+        {1024, 120, true, 120, false},
+        {256, 10000, false, 4000, false},
+        {256, 3000, true, 3000, true},
+        {256, 3000, true, 3000, false},
     };
     log_set_level(LOG_WARN);
     signal(SIGPIPE, SIG_IGN);
