@@ -62,8 +62,10 @@ int dio_pwrite(dio_t *f, const void *buf, size_t len, uint64_t off);
 int dio_append(dio_t *f, const void *p, size_t len);
 /* Writes what dio_append still holds. 0, or -errno. */
 int dio_flush(dio_t *f);
-/* The bytes appended so far. */
+/* The bytes appended so far, and of those the ones already in the file
+ * (readable: the rest waits for a full block or dio_flush). */
 uint64_t dio_appended(const dio_t *f);
+uint64_t dio_written(const dio_t *f);
 
 /* A range read by dio_read: data points into raw, which the caller frees. */
 struct dio_range {

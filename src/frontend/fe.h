@@ -40,6 +40,7 @@ struct fjob {
     char kind[JOB_KIND_MAX];
     dio_t *input;      /* input.npy, NULL for a generated job */
     uint64_t data_off; /* where its matrices start */
+    uint64_t avail;    /* items whose matrices are in input (UINT64_MAX: all) */
     struct fejob *fj;
     uint32_t writes;                    /* RESULTs being written: done waits for them */
     uint64_t submitted_ms, finished_ms; /* wall clock */
@@ -102,8 +103,21 @@ struct fe {
 /* Puts job j's row in the job table (after any change). */
 void fe_job_publish(struct fe *fe, struct fjob *j);
 
-/* A new job is in: assign it a slot, publish it, start delegating. */
+/* A job whose input is still coming (j->avail of its items are in): its
+ * items are delegated as they arrive; it is neither shown nor kept until
+ * fe_job_added. */
+void fe_job_start(struct fe *fe, struct fjob *j);
+
+/* A new job is in (started or not): assign it a slot, publish it, start
+ * delegating. */
 void fe_job_added(struct fe *fe, struct fjob *j);
+
+/* Delegates what the jobs' windows allow, highest priority first. */
+void fe_pump(struct fe *fe);
+
+/* Forgets a started job whose upload broke: the servers drop its items, j
+ * is freed. */
+void fe_job_discard(struct fe *fe, struct fjob *j);
 
 /* Cancels j: CANCEL to every server, its items no longer sent. */
 void fe_job_cancel(struct fe *fe, struct fjob *j);

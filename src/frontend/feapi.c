@@ -393,7 +393,8 @@ static struct fjob *api_job_new(const struct job_spec *spec, uint64_t id, const 
                        .n = spec->n,
                        .items = spec->items,
                        .seed = spec->seed,
-                       .input = NULL};
+                       .input = NULL,
+                       .avail = UINT64_MAX};
     snprintf(j->user, sizeof j->user, "%s", user);
     snprintf(j->kind, sizeof j->kind, "%s", spec->kind);
     return j;
@@ -471,13 +472,19 @@ struct upload {
     bool created; /* its spool directory exists */
     dio_t *in;    /* input.npy being written */
     uint64_t npy_bytes;
+    uint8_t *hdr; /* the .npy's first bytes, until its header parses */
+    size_t hdr_len;
+    struct fjob *job; /* started once the header parsed: delegated as it comes */
     bool answered;
 };
 
 static void upload_free(struct upload *u)
 {
+    if (u->job)
+        fe_job_discard(u->fe, u->job);
     if (u->created && !u->answered)
         spool_job_remove(u->fe->spool, u->id);
+    free(u->hdr);
     dio_close(u->in);
     cJSON_Delete(u->doc);
     free(u->json);
@@ -495,6 +502,9 @@ static void upload_refuse(struct upload *u, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (u->job)
+        fe_job_discard(u->fe, u->job);
+    u->job = NULL;
     if (u->created) {
         dio_close(u->in);
         u->in = NULL;
@@ -531,6 +541,65 @@ static int upload_json(struct upload *u)
         upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
         return -1;
     }
+    return 0;
+}
+
+/* More of the .npy is in the file: its items go to the chain. */
+static void upload_npy_advance(struct upload *u)
+{
+    struct fjob *j = u->job;
+    uint64_t in = dio_written(u->in), item = chain_items_len(1, j->n);
+    uint64_t avail = in > j->data_off ? (in - j->data_off) / item : 0;
+    if (avail > j->avail) {
+        j->avail = avail;
+        fe_pump(u->fe);
+    }
+}
+
+/* The .npy's start, p: once its header is whole and sound, the job starts
+ * (its items are delegated as they are written, not once the upload
+ * ends). 0, or -1 once refused. */
+static int upload_npy_header(struct upload *u, const uint8_t *p, size_t len)
+{
+    char err[JOB_ERR_MAX];
+    if (u->hdr == NULL && (u->hdr = malloc(NPY_HEADER_MAX)) == NULL) {
+        upload_refuse(u, 500, "out of memory");
+        return -1;
+    }
+    size_t take = NPY_HEADER_MAX - u->hdr_len < len ? NPY_HEADER_MAX - u->hdr_len : len;
+    memcpy(u->hdr + u->hdr_len, p, take);
+    u->hdr_len += take;
+    struct npy_info info;
+    int rc = npy_parse_header(u->hdr, u->hdr_len, JOB_ITEMS_MAX, JOB_N_MAX, &info, err, sizeof err);
+    if (rc == -EAGAIN && u->hdr_len < NPY_HEADER_MAX)
+        return 0;
+    if (rc == 0 && info.count == 0)
+        snprintf(err, sizeof err, "the .npy holds no matrix");
+    if (rc < 0 || info.count == 0) {
+        upload_refuse(u, 400, "%s: %s", u->spec.input, err);
+        return -1;
+    }
+    free(u->hdr);
+    u->hdr = NULL;
+    struct fjob *j = api_job_new(&u->spec, u->id, u->user);
+    if (j == NULL) {
+        upload_refuse(u, 500, "out of memory");
+        return -1;
+    }
+    j->submitted_ms = (uint64_t)time(NULL) * 1000;
+    j->items = info.count;
+    j->n = info.n;
+    j->data_off = info.data_off;
+    j->input = dio_ref(u->in);
+    j->avail = 0;
+    if ((rc = fe_job_open(u->fe, j)) < 0) {
+        fe_job_free(j);
+        upload_refuse(u, 500, "spool: %s", strerror(-rc));
+        return -1;
+    }
+    u->job = j;
+    fe_job_start(u->fe, j);
+    upload_npy_advance(u);
     return 0;
 }
 
@@ -581,17 +650,62 @@ static int upload_take(struct upload *u, const uint8_t *p, size_t len)
         return -1;
     }
     u->npy_bytes += len;
+    if (u->job == NULL)
+        return upload_npy_header(u, p, len);
+    upload_npy_advance(u);
     return 0;
+}
+
+/* Job j is in: shown, delegated, and answered 201. */
+static void upload_accepted(struct upload *u, struct fjob *j)
+{
+    struct fe *fe = u->fe;
+    log_info("frontend", "event=job_submitted job=%llu user=%s op=%s items=%llu n=%u source=%s",
+             (unsigned long long)j->id, j->user, j->op->name, (unsigned long long)j->items, j->n,
+             u->spec.source == JOB_GENERATE ? "generate"
+             : u->spec.source == JOB_NPY    ? "npy"
+                                            : "inline");
+    fe_job_added(fe, j);
+    httpd_header(u->x, "Location", "/v1/jobs/%" PRIu64, j->id);
+    hapi_reply_json(u->x, 201, api_job_json(fe, j, true));
+    u->answered = true;
+}
+
+/* The .npy is whole: its job, started at its header, is in. */
+static void upload_npy_end(struct upload *u)
+{
+    struct fjob *j = u->job;
+    if (j == NULL) {
+        upload_refuse(u, 400, "%s: the body ends inside the .npy's header", u->spec.input);
+        return;
+    }
+    uint64_t want = j->data_off + j->items * chain_items_len(1, j->n);
+    int rc = dio_flush(u->in);
+    if (rc == 0 && u->npy_bytes < want) {
+        upload_refuse(u, 400, "%s: %llu bytes, where its header says %llu", u->spec.input,
+                      (unsigned long long)u->npy_bytes, (unsigned long long)want);
+        return;
+    }
+    if (rc < 0 || (rc = fe_api_meta(u->fe, j, false)) < 0) {
+        upload_refuse(u, 500, "spool: %s", strerror(-rc));
+        return;
+    }
+    u->job = NULL;
+    j->avail = UINT64_MAX;
+    upload_accepted(u, j);
 }
 
 /* The body is whole: the job is in. */
 static void upload_end(struct upload *u)
 {
     struct fe *fe = u->fe;
-    char err[JOB_ERR_MAX];
     if (!u->json_done && (u->framed || upload_json(u) < 0)) {
         if (!u->answered)
             upload_refuse(u, 400, "the body ended inside the job's JSON");
+        return;
+    }
+    if (u->spec.source == JOB_NPY) {
+        upload_npy_end(u);
         return;
     }
     struct fjob *j = api_job_new(&u->spec, u->id, u->user);
@@ -603,8 +717,6 @@ static void upload_end(struct upload *u)
     int rc = 0;
     if (u->spec.source == JOB_INLINE)
         rc = api_inline_write(&u->spec, u->in, &j->data_off);
-    else if (u->spec.source == JOB_NPY)
-        rc = dio_flush(u->in);
     j->input = u->in;
     u->in = NULL;
     if (rc < 0) {
@@ -612,25 +724,12 @@ static void upload_end(struct upload *u)
         upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
         return;
     }
-    if (u->spec.source == JOB_NPY && (rc = api_input_check(j, err, sizeof err)) < 0) {
-        fe_job_free(j);
-        upload_refuse(u, 400, "%s: %s", u->spec.input, err);
-        return;
-    }
     if ((rc = fe_job_open(fe, j)) < 0 || (rc = fe_api_meta(fe, j, false)) < 0) {
         fe_job_free(j);
         upload_refuse(u, 500, "spool: %s", strerror(-rc));
         return;
     }
-    log_info("frontend", "event=job_submitted job=%llu user=%s op=%s items=%llu n=%u source=%s",
-             (unsigned long long)j->id, j->user, j->op->name, (unsigned long long)j->items, j->n,
-             u->spec.source == JOB_GENERATE ? "generate"
-             : u->spec.source == JOB_NPY    ? "npy"
-                                            : "inline");
-    fe_job_added(fe, j);
-    httpd_header(u->x, "Location", "/v1/jobs/%" PRIu64, j->id);
-    hapi_reply_json(u->x, 201, api_job_json(fe, j, true));
-    u->answered = true;
+    upload_accepted(u, j);
 }
 
 static void upload_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, int err)

@@ -55,7 +55,6 @@
 #define FE_REWEIGH         0.2         /* relative drift that changes a weight */
 #define FE_LANE_BYTES      (64u << 20) /* the lane to a head on this host */
 
-static void fe_pump(struct fe *fe);
 static void fe_maybe_stop(struct fe *fe);
 static struct fmember *fe_member(struct fe *fe, const char *name);
 static void fe_lane_unref(struct fe_lane *ln);
@@ -174,22 +173,51 @@ static uint32_t fe_slot(struct fe *fe)
     return UINT32_MAX; /* every slot holds a live job: this one is not shown */
 }
 
-void fe_job_added(struct fe *fe, struct fjob *j)
+static void fe_send_all(struct fe *fe, enum frame_type type, const cJSON *meta)
+{
+    for (size_t i = 0; i < fe->nmembers; i++)
+        mbrs_send(fe->members[i].s, type, meta);
+}
+
+static struct fjob **fe_job_link(struct fe *fe, const struct fjob *j)
 {
     struct fjob **pp = &fe->jobs;
     while (*pp && (*pp)->id < j->id)
         pp = &(*pp)->next;
+    return pp;
+}
+
+void fe_job_start(struct fe *fe, struct fjob *j)
+{
+    struct fjob **pp = fe_job_link(fe, j);
     j->next = *pp;
     *pp = j;
+    j->slot = UINT32_MAX;
+    fe_job_settle(fe, j);
+    fe_pump(fe);
+}
+
+void fe_job_added(struct fe *fe, struct fjob *j)
+{
+    if (*fe_job_link(fe, j) != j)
+        fe_job_start(fe, j);
     j->slot = fe_slot(fe);
     fe_job_settle(fe, j);
     fe_pump(fe);
 }
 
-static void fe_send_all(struct fe *fe, enum frame_type type, const cJSON *meta)
+void fe_job_discard(struct fe *fe, struct fjob *j)
 {
-    for (size_t i = 0; i < fe->nmembers; i++)
-        mbrs_send(fe->members[i].s, type, meta);
+    struct chain_span s = {j->id, 0, 0};
+    cJSON *meta = chain_span_json(&s);
+    if (meta)
+        fe_send_all(fe, FRAME_CANCEL, meta);
+    cJSON_Delete(meta);
+    struct fjob **pp = fe_job_link(fe, j);
+    if (*pp == j)
+        *pp = j->next;
+    log_info("frontend", "event=job_discarded job=%llu", (unsigned long long)j->id);
+    fe_job_free(j);
 }
 
 void fe_job_cancel(struct fe *fe, struct fjob *j)
@@ -349,8 +377,11 @@ static int fe_send_one(struct fe *fe, struct fjob *j)
     uint64_t first;
     uint32_t count;
     if (fe->sends >= FRAME_STREAMS_MAX || fe_inflight(j) >= fe_window(fe, j->n) ||
-        ledger_next_unsent(fejob_ledger(j->fj), fe_batch(j->n), &first, &count) != 1)
+        ledger_next_unsent(fejob_ledger(j->fj), fe_batch(j->n), &first, &count) != 1 ||
+        first >= j->avail)
         return 0;
+    if (count > j->avail - first) /* the rest is still being uploaded */
+        count = (uint32_t)(j->avail - first);
     struct fe_send *s = calloc(1, sizeof *s);
     if (s == NULL)
         return 0;
@@ -380,7 +411,7 @@ static int fe_send_one(struct fe *fe, struct fjob *j)
     return 1;
 }
 
-static void fe_pump(struct fe *fe)
+void fe_pump(struct fe *fe)
 {
     if (fe->pumping || !fe->head_up)
         return;

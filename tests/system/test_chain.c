@@ -428,6 +428,21 @@ static void test_malformed(void)
     doc = h_api(&c, "POST", "/v1/jobs", "text/plain", job, &st);
     CU_ASSERT_EQUAL(st, 415);
     cJSON_Delete(doc);
+    /* A .npy shorter than its header says: its items were already being
+     * delegated as they came, and still the job is refused and gone. */
+    char in[512];
+    double *a = NULL;
+    snprintf(in, sizeof in, "%s/short.npy", c.dir);
+    CU_ASSERT_FATAL(write_npy(in, 400, 64, &a) == 0);
+    free(a);
+    CU_ASSERT_EQUAL_FATAL(truncate(in, 128 + 300 * 64 * 64 * 8 + 100), 0);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"short.npy\"}") == 0);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, submit(&c, "short", job, NULL), JOB_MS), 4);
+    CU_ASSERT(h_log_has(&c, "short", "where its header says"));
+    CU_ASSERT(h_log_has(&c, "frontend", "event=job_discarded"));
+    doc = h_api(&c, "GET", "/v1/jobs", NULL, NULL, &st);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "jobs")), 0);
+    cJSON_Delete(doc);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "test \"$(curl -s -o /dev/null -w '%%{http_code}' --cacert %s/ca.crt "

@@ -74,6 +74,7 @@ static void test_append(void)
     for (size_t at = 0; at < total; at += chunk)
         CU_ASSERT_EQUAL(dio_append(f, src + at, total - at < chunk ? total - at : chunk), 0);
     CU_ASSERT_EQUAL(dio_appended(f), total);
+    CU_ASSERT_EQUAL(dio_written(f), 3 * DIO_BLOCK); /* whole blocks only, until the flush */
     CU_ASSERT_EQUAL(dio_close(f), 0);
     size_t len = 0;
     uint8_t *got = slurp(&len);
