@@ -57,7 +57,7 @@ fuzz_npy_MAXLEN     = 1024
 # The compute chain's messages (membership's name and address checks and
 # the frame schema checker come along); no dictionary.
 fuzz_chain_SRC      = src/chain/chain_msg.c src/membership/membership.c src/runtime/frame.c \
-                      src/runtime/net.c src/compute/gj_status.c
+                      src/runtime/net.c src/runtime/shmbuf.c src/compute/gj_status.c
 fuzz_chain_MAXLEN   = 2048
 
 fuzz-run: $(FUZZ_TARGETS:%=fuzz-run-%)

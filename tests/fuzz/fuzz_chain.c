@@ -1,7 +1,7 @@
 /*
  * fuzz_chain — libFuzzer target for the compute chain's message parsers
  * (chain_msg.h): every input that is a JSON object is read as each of
- * CHAIN_SET_NEXT, WORK, ACCEPTED/CANCEL and RESULT, which must answer 0
+ * CHAIN_SET_NEXT, WORK, ACCEPTED/CANCEL, RESULT and RELEASED, which must answer 0
  * or FRAME_ESCHEMA with a reason. A message that parses must come back
  * the same through its writer and the parser again, and its sizes must
  * stay within the bounds the parser promises.
@@ -34,7 +34,34 @@ static void fuzz_next(const cJSON *meta)
     cJSON *again = chain_next_json(&m);
     if (again == NULL || chain_next_parse(again, &m2, why, sizeof why) != 0 ||
         m2.epoch != m.epoch || strcmp(m2.prev, m.prev) || strcmp(m2.next, m.next) ||
-        strcmp(m2.next_addr, m.next_addr) || m2.behind != m.behind)
+        strcmp(m2.next_addr, m.next_addr) || m2.behind != m.behind ||
+        strcmp(m2.next_host, m.next_host) != 0)
+        abort();
+    cJSON_Delete(again);
+}
+
+/* A lane named by a message that parsed: a lane's name and size, and the
+ * same after the round trip. */
+static void check_shm(const struct chain_shm *a, const struct chain_shm *b)
+{
+    if ((a->lane == NULL) != (b->lane == NULL))
+        abort();
+    if (a->lane && (strcmp(a->lane, b->lane) != 0 || a->size != b->size || a->pos != b->pos ||
+                    a->size == 0 || a->size % 4096 != 0))
+        abort();
+}
+
+static void fuzz_release(const cJSON *meta)
+{
+    struct chain_release m, m2;
+    char why[256] = "";
+    int rc = chain_release_parse(meta, &m, why, sizeof why);
+    check(rc, why);
+    if (rc != 0)
+        return;
+    cJSON *again = chain_release_json(&m);
+    if (again == NULL || chain_release_parse(again, &m2, why, sizeof why) != 0 ||
+        strcmp(m.lane, m2.lane) != 0 || m.upto != m2.upto)
         abort();
     cJSON_Delete(again);
 }
@@ -54,8 +81,9 @@ static void fuzz_work(const cJSON *meta)
     if (again == NULL || chain_work_parse(again, &m2, why, sizeof why) != 0 || m2.job != m.job ||
         m2.first != m.first || m2.count != m.count || m2.n != m.n || m2.residual != m.residual ||
         m2.output != m.output || m2.gen != m.gen ||
-        (m.gen && (m2.seed != m.seed || strcmp(m2.kind, m.kind) != 0)))
+        (m.gen && (m2.seed != m.seed || strcmp(m2.kind, m.kind) != 0)) || (m.gen && m.shm.lane))
         abort();
+    check_shm(&m.shm, &m2.shm);
     cJSON_Delete(again);
 }
 
@@ -95,6 +123,7 @@ static void fuzz_result(const cJSON *meta)
     for (uint32_t i = 0; m.has_resid && i < m.count; i++)
         if (!(resid[i] == resid2[i] || (isnan(resid[i]) && isnan(resid2[i]))))
             abort();
+    check_shm(&m.shm, &m2.shm);
     cJSON_Delete(again);
 }
 
@@ -106,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_work(meta);
         fuzz_span(meta);
         fuzz_result(meta);
+        fuzz_release(meta);
     }
     cJSON_Delete(meta);
     return 0;
