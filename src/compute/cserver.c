@@ -49,7 +49,12 @@
 #define HELD_MAX        FRAME_STREAMS_MAX
 #define REDIAL_MS       200u
 #define STOP_LINGER_MS  100u
-#define LANE_BYTES      (64u << 20) /* a lane to a neighbour on this host */
+/* Lanes to neighbours on this host: a successor's carries what the front-
+ * end's window lets through (half of it reaches a second server); the
+ * RESULT lane is mapped by the front-end too, so it is kept small: a
+ * RESULT answers one WORK, about 1 MiB, and is released once on disk. */
+#define LANE_BYTES        (32u << 20)
+#define RESULT_LANE_BYTES (16u << 20)
 
 /* A WORK whose body is streaming in. */
 struct inwork {
@@ -701,7 +706,7 @@ static int cs_welcome(void *arg, const cJSON *meta)
     cs->res_lane = NULL;
     if (host == NULL || !cs_same_host(cs, host->valuestring))
         return 0;
-    int rc = shmlane_w_new(&cs->res_lane, LANE_BYTES);
+    int rc = shmlane_w_new(&cs->res_lane, RESULT_LANE_BYTES);
     log_info("compute", "event=result_edge edge=%s err=\"%s\"", rc == 0 ? "shm" : "tls",
              rc == 0 ? "" : strerror(-rc));
     return 0;

@@ -53,7 +53,7 @@
 #define FE_MEASURE_ALPHA   0.3         /* the moving average's weight of a new batch */
 #define FE_MEASURE_SAMPLES 3u          /* batches before a measured speed counts */
 #define FE_REWEIGH         0.2         /* relative drift that changes a weight */
-#define FE_LANE_BYTES      (64u << 20) /* the lane to a head on this host */
+#define FE_LANE_BYTES      (32u << 20) /* the lane to a head on this host: half the window */
 
 static void fe_maybe_stop(struct fe *fe);
 static struct fmember *fe_member(struct fe *fe, const char *name);
