@@ -58,12 +58,15 @@ int dio_pwrite(dio_t *f, const void *buf, size_t len, uint64_t off);
 
 /* Appends len bytes at the end of what was appended so far (from offset 0
  * of a new file): full DIO_BLOCKs are written direct, the rest waits for
- * the next append or dio_flush. 0, or -errno. */
+ * the next append or dio_flush. The last few blocks stay in memory until
+ * dio_flush, and reads inside them, or inside what waits, are answered
+ * from there: what was appended is readable at once. 0, or -errno. */
 int dio_append(dio_t *f, const void *p, size_t len);
-/* Writes what dio_append still holds. 0, or -errno. */
+/* Writes what dio_append still holds, and lets go of the blocks it kept.
+ * 0, or -errno. */
 int dio_flush(dio_t *f);
-/* The bytes appended so far, and of those the ones already in the file
- * (readable: the rest waits for a full block or dio_flush). */
+/* The bytes appended so far (all readable), and of those the ones already
+ * in the file (the rest waits for a full block or dio_flush). */
 uint64_t dio_appended(const dio_t *f);
 uint64_t dio_written(const dio_t *f);
 
@@ -93,6 +96,7 @@ struct dio_op {
     bool write, direct;
     struct dio_range range; /* dio_read_start's */
     dio_cb cb;
+    struct ring_defer d; /* a read answered from memory completes from the loop too */
 };
 
 /* Writes len bytes of buf at off, as dio_pwrite chooses; buf stays the

@@ -544,11 +544,12 @@ static int upload_json(struct upload *u)
     return 0;
 }
 
-/* More of the .npy is in the file: its items go to the chain. */
+/* More of the .npy has come: its items go to the chain (read back from
+ * the blocks dio still holds, or from the file). */
 static void upload_npy_advance(struct upload *u)
 {
     struct fjob *j = u->job;
-    uint64_t in = dio_written(u->in), item = chain_items_len(1, j->n);
+    uint64_t in = dio_appended(u->in), item = chain_items_len(1, j->n);
     uint64_t avail = in > j->data_off ? (in - j->data_off) / item : 0;
     if (avail > j->avail) {
         j->avail = avail;

@@ -3,6 +3,11 @@
  * descriptor is opened second, on the path the buffered one just opened
  * (never with O_CREAT, so the two are the same file); a file system that
  * refuses O_DIRECT leaves it at -1 and everything goes buffered.
+ *
+ * dio_append keeps its last DIO_KEEP blocks in memory after writing them,
+ * and reads that fall inside them (or inside the block still filling) are
+ * answered from there: a spool read back as it is written, as a job's
+ * items are while its upload comes, costs no disk read.
  */
 #include "convoy/dio.h"
 
@@ -12,13 +17,17 @@
 #include <string.h>
 #include <unistd.h>
 
+#define DIO_KEEP 8 /* blocks appended and written, still kept for reads */
+
 struct dio {
-    unsigned refs; /* the owner's, and one per transfer under way */
-    int fd;        /* buffered */
-    int dfd;       /* O_DIRECT, or -1 */
-    uint8_t *blk;  /* dio_append's block, DIO_BLOCK bytes once used */
-    size_t held;   /* bytes of blk not yet written */
-    uint64_t at;   /* file offset of blk[0] */
+    unsigned refs;           /* the owner's, and one per transfer under way */
+    int fd;                  /* buffered */
+    int dfd;                 /* O_DIRECT, or -1 */
+    uint8_t *blk;            /* dio_append's block, DIO_BLOCK bytes once used */
+    size_t held;             /* bytes of blk not yet written */
+    uint64_t at;             /* file offset of blk[0] */
+    uint8_t *kept[DIO_KEEP]; /* the blocks before blk, oldest first: */
+    unsigned nkept;          /* kept[i] holds at - (nkept - i) · DIO_BLOCK … */
 };
 
 static bool aligned(uint64_t v)
@@ -55,6 +64,8 @@ int dio_close(dio_t *f)
         return 0;
     int rc = dio_flush(f);
     free(f->blk);
+    for (unsigned i = 0; i < f->nkept; i++)
+        free(f->kept[i]);
     if (f->dfd >= 0)
         close(f->dfd);
     if (close(f->fd) < 0 && rc == 0)
@@ -107,6 +118,38 @@ int dio_pwrite(dio_t *f, const void *buf, size_t len, uint64_t off)
     return rc == -EINVAL && direct ? pwrite_all(f->fd, buf, len, off) : rc;
 }
 
+/* blk is written: kept, the oldest kept one (if all are) becoming blk. */
+static void keep_block(dio_t *f)
+{
+    uint8_t *next = NULL;
+    if (f->nkept == DIO_KEEP) {
+        next = f->kept[0];
+        memmove(f->kept, f->kept + 1, (DIO_KEEP - 1) * sizeof f->kept[0]);
+        f->nkept--;
+    }
+    f->kept[f->nkept++] = f->blk;
+    f->blk = next;
+}
+
+/* Whether the blocks in memory hold all of [off, off + len); copied into
+ * dst then, unless dst is NULL. */
+static bool from_memory(const dio_t *f, uint64_t off, size_t len, uint8_t *dst)
+{
+    uint64_t first = f->at - (uint64_t)f->nkept * DIO_BLOCK;
+    if (f->blk == NULL || len == 0 || off < first || off + len > f->at + f->held)
+        return false;
+    if (dst == NULL)
+        return true;
+    while (len > 0) {
+        uint64_t b = (off - first) / DIO_BLOCK, in = (off - first) % DIO_BLOCK;
+        const uint8_t *src = b < f->nkept ? f->kept[b] : f->blk;
+        size_t take = DIO_BLOCK - in < len ? (size_t)(DIO_BLOCK - in) : len;
+        memcpy(dst, src + in, take);
+        dst += take, off += take, len -= take;
+    }
+    return true;
+}
+
 int dio_append(dio_t *f, const void *p, size_t len)
 {
     const uint8_t *s = p;
@@ -122,6 +165,9 @@ int dio_append(dio_t *f, const void *p, size_t len)
                 return rc;
             f->at += DIO_BLOCK;
             f->held = 0;
+            keep_block(f);
+            if (f->blk == NULL && (f->blk = dio_alloc(DIO_BLOCK)) == NULL)
+                return -ENOMEM;
         }
     }
     return 0;
@@ -129,14 +175,18 @@ int dio_append(dio_t *f, const void *p, size_t len)
 
 int dio_flush(dio_t *f)
 {
-    if (f->held == 0)
-        return 0;
-    int rc = pwrite_all(f->fd, f->blk, f->held, f->at);
-    if (rc == 0) {
-        f->at += f->held;
-        f->held = 0;
-    }
-    return rc;
+    int rc = f->held ? pwrite_all(f->fd, f->blk, f->held, f->at) : 0;
+    if (rc < 0)
+        return rc;
+    f->at += f->held;
+    f->held = 0;
+    /* appending is over: what is read from now on comes from the file */
+    for (unsigned i = 0; i < f->nkept; i++)
+        free(f->kept[i]);
+    f->nkept = 0;
+    free(f->blk);
+    f->blk = NULL;
+    return 0;
 }
 
 uint64_t dio_appended(const dio_t *f)
@@ -174,6 +224,12 @@ static void read_span(const dio_t *f, uint64_t off, size_t len, uint64_t *from, 
 
 int dio_read(dio_t *f, uint64_t off, size_t len, struct dio_range *out)
 {
+    uint8_t *mem = from_memory(f, off, len, NULL) ? dio_alloc(len) : NULL;
+    if (mem && from_memory(f, off, len, mem)) {
+        *out = (struct dio_range){mem, mem};
+        return 0;
+    }
+    free(mem);
     uint64_t from, to;
     read_span(f, off, len, &from, &to);
     uint8_t *raw = dio_alloc(to - from);
@@ -260,8 +316,22 @@ void dio_write_start(ring_t *r, dio_t *f, struct dio_op *op, const void *buf, si
     op_next(op);
 }
 
+static void op_from_memory(struct ring_defer *d)
+{
+    op_end(container_of(d, struct dio_op, d), 0);
+}
+
 int dio_read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, dio_cb cb)
 {
+    if (from_memory(f, off, len, NULL)) {
+        uint8_t *mem = dio_alloc(len);
+        if (mem == NULL)
+            return -ENOMEM;
+        from_memory(f, off, len, mem);
+        *op = (struct dio_op){.r = r, .f = dio_ref(f), .range = {mem, mem}, .cb = cb};
+        ring_defer(r, &op->d, op_from_memory);
+        return 0;
+    }
     uint64_t from, to;
     read_span(f, off, len, &from, &to);
     uint8_t *buf = dio_alloc(to - from);

@@ -75,6 +75,18 @@ static void test_append(void)
         CU_ASSERT_EQUAL(dio_append(f, src + at, total - at < chunk ? total - at : chunk), 0);
     CU_ASSERT_EQUAL(dio_appended(f), total);
     CU_ASSERT_EQUAL(dio_written(f), 3 * DIO_BLOCK); /* whole blocks only, until the flush */
+    /* what waits for its block is readable already, from memory, also
+     * across the blocks before it */
+    struct stat st;
+    CU_ASSERT(fstat(dio_fd(f), &st) == 0 && st.st_size == 3 * DIO_BLOCK);
+    struct dio_range d;
+    CU_ASSERT_EQUAL_FATAL(dio_read(f, total - 5000, 5000, &d), 0);
+    CU_ASSERT(is_pattern(d.data, 5000, total - 5000));
+    free(d.raw);
+    CU_ASSERT_EQUAL_FATAL(dio_read(f, DIO_BLOCK - 3, 2 * DIO_BLOCK + 10, &d), 0);
+    CU_ASSERT(is_pattern(d.data, 2 * DIO_BLOCK + 10, DIO_BLOCK - 3));
+    free(d.raw);
+    CU_ASSERT_EQUAL(dio_read(f, total - 10, 11, &d), -EIO); /* past what came */
     CU_ASSERT_EQUAL(dio_close(f), 0);
     size_t len = 0;
     uint8_t *got = slurp(&len);
@@ -208,6 +220,17 @@ static void test_on_ring(void)
     wait_op(r, &w);
     CU_ASSERT_EQUAL(w.err, -EIO);
     CU_ASSERT_PTR_NULL(w.op.range.raw);
+    CU_ASSERT_EQUAL(dio_close(f), 0);
+    /* appended and not yet written: read on the ring from memory */
+    unlink(path);
+    CU_ASSERT_EQUAL_FATAL(dio_open(&f, path, O_RDWR | O_CREAT | O_EXCL, 0600), 0);
+    CU_ASSERT_EQUAL(dio_append(f, buf, 3000), 0);
+    w = (struct waited){0};
+    CU_ASSERT_EQUAL_FATAL(dio_read_start(r, f, &w.op, 100, 2000, on_op), 0);
+    wait_op(r, &w);
+    CU_ASSERT_EQUAL(w.err, 0);
+    CU_ASSERT(w.op.range.data && is_pattern(w.op.range.data, 2000, 100));
+    free(w.op.range.raw);
     CU_ASSERT_EQUAL(dio_close(f), 0);
     free(buf);
     ring_destroy(r);
