@@ -133,6 +133,17 @@ static void bal_publish_xfers(struct balancer *b)
     } while (n == sizeof slots / sizeof slots[0]);
 }
 
+/* The meta row, when it differs from the segment's (or if all). */
+static void bal_publish_meta(struct balancer *b, bool all)
+{
+    struct bal_meta m;
+    bal_meta_of(b, &m);
+    if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
+        bal_put(b, &BAL_META_TABLE, 0, &m, true);
+        b->meta = m;
+    }
+}
+
 /* Writes every row of the working copy that differs from what the segment
  * holds (all of them if all), so readers see each change. Under bal_lock. */
 static void bal_publish(struct balancer *b, bool all)
@@ -147,12 +158,7 @@ static void bal_publish(struct balancer *b, bool all)
         bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
         p->reg.rows[i] = *r;
     }
-    struct bal_meta m;
-    bal_meta_of(b, &m);
-    if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
-        bal_put(b, &BAL_META_TABLE, 0, &m, true);
-        b->meta = m;
-    }
+    bal_publish_meta(b, all);
     bal_publish_xfers(b);
 }
 
@@ -179,6 +185,17 @@ static struct front_core *bal_core_lock(void *arg)
 {
     struct balancer *b = arg;
     return bal_lock(b) == 0 ? &b->core : NULL;
+}
+
+/* A front reads the server rows (const in struct front_core), so only the
+ * meta row (the next transfer id) and the transfer slots can have changed:
+ * the 256 rows are not compared after every redirect. */
+static void bal_core_unlock(void *arg)
+{
+    struct balancer *b = arg;
+    bal_publish_meta(b, false);
+    bal_publish_xfers(b);
+    shm_unlock(b->shm);
 }
 
 /* ---- the file servers' own frames ---- */
@@ -383,7 +400,7 @@ static int thread_init_front(struct balancer *b, struct bal_thread *t)
         .ticket_ttl_s = b->o->ticket_ttl_s,
         .scheme = b->o->insecure_http ? "http" : "https",
         .lock = bal_core_lock,
-        .unlock = bal_table_unlock,
+        .unlock = bal_core_unlock,
         .arg = b,
     };
     int rc = front_start(&t->front, &fo);
