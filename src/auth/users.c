@@ -37,6 +37,7 @@
 
 #include "convoy/b64.h"
 #include "convoy/frame.h"
+#include "convoy/hex.h"
 #include "convoy/hmac.h"
 #include "convoy/pki.h"
 
@@ -256,12 +257,6 @@ static int users_hex_read(const char *s, uint8_t out[32])
         out[i] = (uint8_t)v;
     }
     return 0;
-}
-
-static void users_hex_write(const uint8_t in[32], char out[65])
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", in[i]);
 }
 
 /* ---- the database ---- */
@@ -858,7 +853,7 @@ static int users_line(const struct users_entry *e, char *out, size_t cap)
         return rc;
     cJSON *o = cJSON_CreateObject();
     if (e->has_token)
-        users_hex_write(e->token, hex);
+        hex_encode(e->token, sizeof e->token, hex);
     bool ok = o != NULL && cJSON_AddStringToObject(o, "user", e->name) &&
               cJSON_AddStringToObject(o, "role", users_role_str(e->role)) &&
               cJSON_AddStringToObject(o, "password", phc) &&

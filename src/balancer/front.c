@@ -20,6 +20,7 @@
 
 #include "convoy/fscat.h"
 #include "convoy/hapi.h"
+#include "convoy/hex.h"
 #include "convoy/log.h"
 
 #include <errno.h>
@@ -137,8 +138,7 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
     } else {
         char digest[XFER_DIGEST_MAX] = "", rooted[XFER_PATH_MAX];
         if (h->has_sha256)
-            for (int i = 0; i < 32; i++)
-                snprintf(digest + 2 * i, 3, "%02x", h->sha256[i]);
+            hex_encode(h->sha256, sizeof h->sha256, digest);
         snprintf(rooted, sizeof rooted, "/%s", path);
         struct xfer_new n = {.user = who->user,
                              .path = rooted,

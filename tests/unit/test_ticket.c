@@ -6,9 +6,10 @@
  * worth nothing; the keyring crosses WELCOME intact and is read strictly.
  * Also strict base64 (b64.h), which tickets are made of, and the prepared
  * HMAC (hmac.h) that signs them: RFC 4231's answer on every call, from
- * threads sharing one key.
+ * threads sharing one key; and lowercase hex (hex.h) for digests.
  */
 #include "convoy/b64.h"
+#include "convoy/hex.h"
 #include "convoy/hmac.h"
 #include "convoy/ticket.h"
 
@@ -416,6 +417,16 @@ static void test_hmac(void)
     hmac_key_free(NULL);
 }
 
+static void test_hex(void)
+{
+    static const uint8_t in[] = {0x00, 0x01, 0x9a, 0xf0, 0xff};
+    char out[2 * sizeof in + 1];
+    memset(out, 'x', sizeof out);
+    CU_ASSERT_PTR_EQUAL(hex_encode(in, sizeof in, out), out);
+    CU_ASSERT_STRING_EQUAL(out, "00019af0ff");
+    CU_ASSERT_STRING_EQUAL(hex_encode(in, 0, out), "");
+}
+
 void suite_ticket(void)
 {
     CU_pSuite s = CU_add_suite("ticket", NULL, NULL);
@@ -430,4 +441,5 @@ void suite_ticket(void)
     CU_add_test(s, "sign and verify cost", test_speed);
     CU_add_test(s, "strict base64", test_b64);
     CU_add_test(s, "prepared HMAC, shared by threads", test_hmac);
+    CU_add_test(s, "lowercase hex", test_hex);
 }
