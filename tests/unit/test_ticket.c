@@ -383,7 +383,7 @@ static const uint8_t rfc_mac[HMAC_LEN] = {
  * state, whatever the other threads do with the same key. */
 static void *hmac_worker(void *arg)
 {
-    const hmac_key_t *k = arg;
+    hmac_key_t *k = arg;
     uintptr_t wrong = 0;
     for (int i = 0; i < HMAC_ROUNDS; i++) {
         uint8_t mac[HMAC_LEN];
