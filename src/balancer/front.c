@@ -128,7 +128,6 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         goto out;
     }
     const struct catalog_hit *h = front_hit(hits, leg->d.server);
-    policy_decision_str(&leg->d, leg->decision, sizeof leg->decision);
     snprintf(leg->addr, sizeof leg->addr, "%s", core->reg->rows[leg->d.row].addr);
     uint64_t now = xfer_now_ms();
     int rc;
@@ -152,6 +151,8 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         status = 503; /* every slot holds a live transfer */
     else if (rc < 0)
         status = resume ? 409 : 500;
+    else /* the record wrote the decision's text: policy_decision_str once */
+        memcpy(leg->decision, xfer_find(core->xfers, leg->id)->decision, sizeof leg->decision);
 out:
     f->o.unlock(f->o.arg);
     return status;
