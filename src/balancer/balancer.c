@@ -39,8 +39,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NOFILE_RESERVE  64u  /* descriptors kept for everything but connections */
-#define EXPIRE_EVERY_MS 1000 /* how often redirects never followed are expired */
+#define NOFILE_RESERVE  64u /* descriptors kept for everything but connections */
+#define EXPIRE_EVERY_MS 100 /* a tenth of the transfer table is swept for expiry this often */
+#define EXPIRE_PARTS    10  /* ... so each slot once a second, in ten small batches */
 
 struct balancer;
 
@@ -342,7 +343,8 @@ static void handle_expire(struct ring_timer *t)
     struct bal_thread *th = container_of(t, struct bal_thread, expire);
     struct balancer *b = th->b;
     if (bal_lock(b) == 0) {
-        xfer_expire(b->xfers, xfer_now_ms());
+        uint32_t cap = xfer_table_capacity(b->xfers);
+        xfer_expire(b->xfers, xfer_now_ms(), (cap + EXPIRE_PARTS - 1) / EXPIRE_PARTS);
         bal_unlock(b);
     }
     ring_timer_start(th->ring, &th->expire, EXPIRE_EVERY_MS, handle_expire);

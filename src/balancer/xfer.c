@@ -279,6 +279,7 @@ struct xfer_table {
     uint32_t fin_head, nfin;
     uint32_t *dirty; /* slots changed since the last xfer_table_dirty */
     uint32_t ndirty;
+    uint32_t sweep; /* the slot the next xfer_expire starts from */
 };
 
 static uint32_t hash_of(const struct xfer_table *t, uint64_t id)
@@ -722,10 +723,14 @@ size_t xfer_server_down(xfer_table_t *t, const char *server, uint64_t now)
     return n;
 }
 
-size_t xfer_expire(xfer_table_t *t, uint64_t now)
+size_t xfer_expire(xfer_table_t *t, uint64_t now, uint32_t slots)
 {
     size_t n = 0;
-    for (uint32_t s = 0; s < t->o.capacity; s++) {
+    if (slots > t->o.capacity)
+        slots = t->o.capacity;
+    for (uint32_t k = 0; k < slots; k++) {
+        uint32_t s = t->sweep;
+        t->sweep = s + 1 < t->o.capacity ? s + 1 : 0;
         if (t->info[s].expires == 0 || t->info[s].expires > now)
             continue;
         n += transit(t, &t->recs[s], XFER_EV_EXPIRE, XFER_OUT_NONE, now) == XFER_FAILED;
