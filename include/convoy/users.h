@@ -75,6 +75,7 @@ struct users_check {
     bool cached;                   /* OK: answered from the cache, no hash paid */
     struct {                       /* private to users.c */
         uint8_t key[32];           /* cache key: HMAC of the header value */
+        bool keyed;                /* key is set: the cache may answer, and learn it */
         uint8_t addr[16];          /* the peer's address (a /64 for IPv6), for throttling */
         bool has_addr;
         bool known;       /* the user exists (else a dummy hash is paid) */

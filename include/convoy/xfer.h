@@ -253,9 +253,15 @@ int xfer_apply(xfer_table_t *t, const char *server, const struct xfer_msg *m, ui
  */
 size_t xfer_server_down(xfer_table_t *t, const char *server, uint64_t now);
 
-/* EXPIRE: every redirected or interrupted transfer whose expires_ms <= now
- * fails. Returns how many. */
-size_t xfer_expire(xfer_table_t *t, uint64_t now);
+#define XFER_SWEEP_ALL UINT32_MAX /* xfer_expire's slots: the whole table */
+
+/* EXPIRE, a part of the table at a time: in the next `slots` slots (from
+ * where the last call stopped, wrapping; every slot at most once), every
+ * redirected or interrupted transfer whose expires_ms <= now fails.
+ * Returns how many. A caller that sweeps capacity / k slots k times per
+ * period looks at each slot once per period, and finishes (and publishes)
+ * the records that expired in k smaller batches instead of one stall. */
+size_t xfer_expire(xfer_table_t *t, uint64_t now, uint32_t slots);
 
 /* ---- the transfer log ---- */
 

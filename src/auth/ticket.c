@@ -17,13 +17,17 @@
  * valid for one ticket lifetime after the restart, so that tickets issued
  * just before a crash still open their file; the keys travel to file
  * servers in WELCOME over mTLS and are replaced there on every
- * registration. Each keyring has a mutex held only while copying a key in
- * or out, so the HMAC itself runs unlocked on any thread.
+ * registration. Each key is prepared once for HMAC (hmac.h: OpenSSL's
+ * one-shot HMAC fetches and keys a MAC on every call). The keyring's mutex
+ * is held while the keys are replaced and while one MAC is computed (a
+ * fraction of a microsecond), so a key is never freed under a thread
+ * using it.
  */
 #include "convoy/ticket.h"
 
 #include "convoy/b64.h"
 #include "convoy/frame.h"
+#include "convoy/hmac.h"
 #include "convoy/log.h"
 
 #include <errno.h>
@@ -36,10 +40,9 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
-#define TICKET_MAC_LEN 32
+#define TICKET_MAC_LEN HMAC_LEN
 /* version, key id, transfer, expiry, method, the three length prefixes */
 #define TICKET_FIXED_LEN (1 + 4 + 8 + 8 + 1 + 1 + 1 + 2)
 #define TICKET_BIN_MAX                                                                             \
@@ -47,7 +50,8 @@
 
 struct ticket_keyring {
     pthread_mutex_t lock;
-    struct ticket_keyset set; /* key[0] is current when its valid_until is 0 */
+    struct ticket_keyset set;         /* key[0] is current when its valid_until is 0 */
+    hmac_key_t *mac[TICKET_KEYS_MAX]; /* mac[i]: set.key[i] prepared */
 };
 
 static const char *const ticket_errs[] = {
@@ -84,15 +88,42 @@ void ticket_keyring_free(ticket_keyring_t *kr)
     if (kr == NULL)
         return;
     OPENSSL_cleanse(&kr->set, sizeof kr->set);
+    for (uint32_t i = 0; i < TICKET_KEYS_MAX; i++)
+        hmac_key_free(kr->mac[i]);
     pthread_mutex_destroy(&kr->lock);
     free(kr);
 }
 
-static void ticket_replace(ticket_keyring_t *kr, const struct ticket_keyset *set)
+static void ticket_macs_free(hmac_key_t **mac)
 {
+    for (uint32_t i = 0; i < TICKET_KEYS_MAX; i++) {
+        hmac_key_free(mac[i]);
+        mac[i] = NULL;
+    }
+}
+
+/* Makes set the keyring's keys, each prepared first. 0, or hmac_key_new's
+ * error with the keyring unchanged. */
+static int ticket_replace(ticket_keyring_t *kr, const struct ticket_keyset *set)
+{
+    hmac_key_t *mac[TICKET_KEYS_MAX] = {0};
+    for (uint32_t i = 0; i < set->n; i++) {
+        int rc = hmac_key_new(set->key[i].secret, sizeof set->key[i].secret, &mac[i]);
+        if (rc < 0) {
+            ticket_macs_free(mac);
+            return rc;
+        }
+    }
     pthread_mutex_lock(&kr->lock);
     kr->set = *set;
+    for (uint32_t i = 0; i < TICKET_KEYS_MAX; i++) {
+        hmac_key_t *old = kr->mac[i];
+        kr->mac[i] = mac[i];
+        mac[i] = old;
+    }
     pthread_mutex_unlock(&kr->lock);
+    ticket_macs_free(mac); /* the keys replaced: no thread uses them outside the lock */
+    return 0;
 }
 
 void ticket_keyring_save(ticket_keyring_t *kr, struct ticket_keyset *out)
@@ -174,37 +205,22 @@ int ticket_keyring_rotate(ticket_keyring_t *kr, const struct ticket_keyset *prev
         ticket_keep(&next, &old.key[i], now);
     rc = ticket_key_make(next.key + 1, next.n - 1, &next.key[0]);
     if (rc == 0)
-        ticket_replace(kr, &next);
+        rc = ticket_replace(kr, &next);
     OPENSSL_cleanse(&old, sizeof old);
     OPENSSL_cleanse(&next, sizeof next);
     return rc;
 }
 
-/* The key with this id, copied out under the lock. 0, or TICKET_EKEY. */
-static int ticket_key_get(ticket_keyring_t *kr, uint32_t id, bool current, struct ticket_key *out)
+/* The slot of the key with this id (the current key if current), or -1.
+ * Under kr->lock. */
+static int ticket_slot(const ticket_keyring_t *kr, uint32_t id, bool current)
 {
-    int rc = TICKET_EKEY;
-    pthread_mutex_lock(&kr->lock);
     for (uint32_t i = 0; i < kr->set.n; i++) {
         const struct ticket_key *k = &kr->set.key[i];
-        if (current ? k->valid_until == 0 : k->id == id) {
-            *out = *k;
-            rc = 0;
-            break;
-        }
+        if (current ? k->valid_until == 0 : k->id == id)
+            return (int)i;
     }
-    pthread_mutex_unlock(&kr->lock);
-    return rc;
-}
-
-static int ticket_mac(const struct ticket_key *k, const uint8_t *data, size_t len,
-                      uint8_t mac[TICKET_MAC_LEN])
-{
-    unsigned int mlen = 0;
-    if (HMAC(EVP_sha256(), k->secret, sizeof k->secret, data, len, mac, &mlen) == NULL ||
-        mlen != TICKET_MAC_LEN)
-        return -EIO;
-    return 0;
+    return -1;
 }
 
 static uint8_t *ticket_put(uint8_t *p, uint64_t v, int bytes)
@@ -252,20 +268,17 @@ static long ticket_pack(const struct ticket *t, uint8_t *buf)
 int ticket_sign(ticket_keyring_t *kr, struct ticket *t, char *out, size_t cap)
 {
     uint8_t buf[TICKET_BIN_MAX];
-    struct ticket_key k;
-    int rc = -ENOKEY;
-    if (ticket_key_get(kr, 0, true, &k) != 0)
-        goto fail;
-    t->key_id = k.id;
-    long n = ticket_pack(t, buf);
-    rc = (int)n;
-    if (n < 0)
-        goto fail;
-    rc = ticket_mac(&k, buf, (size_t)n, buf + n);
+    long n = -ENOKEY;
+    pthread_mutex_lock(&kr->lock);
+    int i = ticket_slot(kr, 0, true);
+    if (i >= 0) {
+        t->key_id = kr->set.key[i].id;
+        n = ticket_pack(t, buf);
+    }
+    int rc = n < 0 ? (int)n : hmac_sha256(kr->mac[i], buf, (size_t)n, buf + n);
+    pthread_mutex_unlock(&kr->lock);
     if (rc == 0)
         rc = b64_encode(buf, (size_t)n + TICKET_MAC_LEN, B64_URL, out, cap);
-fail:
-    OPENSSL_cleanse(&k, sizeof k);
     return rc;
 }
 
@@ -338,12 +351,28 @@ static const char *ticket_method_str(enum ticket_method m)
     return m == TICKET_HEAD ? "HEAD" : "GET";
 }
 
+/* The MAC of the len bytes of data under key id into mac, with the key's
+ * retirement (0: current) into *valid_until. 0, TICKET_EKEY, or -EIO. */
+static int ticket_mac_of(ticket_keyring_t *kr, uint32_t id, const uint8_t *data, size_t len,
+                         uint8_t mac[TICKET_MAC_LEN], uint64_t *valid_until)
+{
+    int rc = TICKET_EKEY;
+    pthread_mutex_lock(&kr->lock);
+    int i = ticket_slot(kr, id, false);
+    if (i >= 0) {
+        *valid_until = kr->set.key[i].valid_until;
+        rc = hmac_sha256(kr->mac[i], data, len, mac);
+    }
+    pthread_mutex_unlock(&kr->lock);
+    return rc;
+}
+
 /* Decodes text and checks its key and HMAC: the ticket is then genuine. */
 static int ticket_open(ticket_keyring_t *kr, const char *text, size_t len, uint64_t now,
                        struct ticket *t, char *why, size_t whylen)
 {
     uint8_t buf[TICKET_TEXT_MAX / 4 * 3], mac[TICKET_MAC_LEN];
-    struct ticket_key k;
+    uint64_t valid_until = 0;
     if (text == NULL || len == 0)
         return ticket_why(why, whylen, TICKET_EMISSING, "no ticket (?t=)");
     if (len > TICKET_TEXT_MAX)
@@ -354,18 +383,17 @@ static int ticket_open(ticket_keyring_t *kr, const char *text, size_t len, uint6
         return ticket_why(why, whylen, TICKET_EMALFORMED, "not base64url");
     if (n <= TICKET_MAC_LEN || !ticket_unpack(buf, (size_t)n - TICKET_MAC_LEN, t))
         return ticket_why(why, whylen, TICKET_EMALFORMED, "bad fields");
-    if (ticket_key_get(kr, t->key_id, false, &k) != 0)
+    int rc = ticket_mac_of(kr, t->key_id, buf, (size_t)n - TICKET_MAC_LEN, mac, &valid_until);
+    if (rc == TICKET_EKEY)
         return ticket_why(why, whylen, TICKET_EKEY, "key %u unknown", t->key_id);
-    int rc = 0;
-    if (k.valid_until != 0 && now > k.valid_until)
-        rc = ticket_why(why, whylen, TICKET_ERETIRED, "key %u retired %llu s ago", k.id,
-                        (unsigned long long)(now - k.valid_until));
-    else if (ticket_mac(&k, buf, (size_t)n - TICKET_MAC_LEN, mac) != 0)
-        rc = ticket_why(why, whylen, TICKET_ESIG, "HMAC failed");
-    else if (CRYPTO_memcmp(mac, buf + n - TICKET_MAC_LEN, TICKET_MAC_LEN) != 0)
-        rc = ticket_why(why, whylen, TICKET_ESIG, "signature does not match key %u", k.id);
-    OPENSSL_cleanse(&k, sizeof k);
-    return rc;
+    if (valid_until != 0 && now > valid_until)
+        return ticket_why(why, whylen, TICKET_ERETIRED, "key %u retired %llu s ago", t->key_id,
+                          (unsigned long long)(now - valid_until));
+    if (rc != 0)
+        return ticket_why(why, whylen, TICKET_ESIG, "HMAC failed");
+    if (CRYPTO_memcmp(mac, buf + n - TICKET_MAC_LEN, TICKET_MAC_LEN) != 0)
+        return ticket_why(why, whylen, TICKET_ESIG, "signature does not match key %u", t->key_id);
+    return 0;
 }
 
 int ticket_verify(ticket_keyring_t *kr, const char *text, size_t len, uint64_t now,
@@ -512,8 +540,8 @@ int ticket_keyring_from_json(ticket_keyring_t *kr, const cJSON *meta, uint64_t n
         return ticket_json_fail(why, whylen, TICKET_WELCOME_FIELD ": %d keys, expected 1 to %d", n,
                                 TICKET_KEYS_MAX);
     int rc = ticket_keys_read(arr, now, &s, why, whylen);
-    if (rc == 0)
-        ticket_replace(kr, &s);
+    if (rc == 0 && (rc = ticket_replace(kr, &s)) < 0)
+        ticket_json_fail(why, whylen, "cannot prepare the keys: %s", strerror(-rc));
     OPENSSL_cleanse(&s, sizeof s);
     return rc;
 }

@@ -37,6 +37,8 @@
 
 #include "convoy/b64.h"
 #include "convoy/frame.h"
+#include "convoy/hex.h"
+#include "convoy/hmac.h"
 #include "convoy/pki.h"
 
 #include <errno.h>
@@ -56,7 +58,6 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
@@ -119,7 +120,7 @@ struct users {
     size_t n, cap;
     struct users_tok *by_token; /* users with a token, sorted by its hash */
     size_t ntok;
-    uint8_t key[32]; /* per-process: cache keys and table slots */
+    hmac_key_t *key; /* a random per-process key: cache keys and table slots */
     pthread_mutex_t lock;
     struct users_cached cache[USERS_CACHE_SLOTS];
     struct users_thr thr[USERS_THR_SLOTS];
@@ -258,22 +259,19 @@ static int users_hex_read(const char *s, uint8_t out[32])
     return 0;
 }
 
-static void users_hex_write(const uint8_t in[32], char out[65])
-{
-    for (int i = 0; i < 32; i++)
-        snprintf(out + 2 * i, 3, "%02x", in[i]);
-}
-
 /* ---- the database ---- */
 
 int users_new(users_t **out)
 {
+    uint8_t key[HMAC_LEN];
     users_t *db = calloc(1, sizeof *db);
     if (db == NULL)
         return -ENOMEM;
-    if (RAND_bytes(db->key, sizeof db->key) != 1) {
+    int rc = RAND_bytes(key, sizeof key) == 1 ? hmac_key_new(key, sizeof key, &db->key) : -EIO;
+    OPENSSL_cleanse(key, sizeof key);
+    if (rc < 0) {
         free(db);
-        return -EIO;
+        return rc;
     }
     pthread_mutex_init(&db->lock, NULL);
     *out = db;
@@ -288,6 +286,7 @@ void users_free(users_t *db)
         OPENSSL_cleanse(db->e, db->cap * sizeof *db->e);
     free(db->e);
     free(db->by_token);
+    hmac_key_free(db->key);
     pthread_mutex_destroy(&db->lock);
     OPENSSL_cleanse(db, sizeof *db);
     free(db);
@@ -481,14 +480,15 @@ void users_each(users_t *db,
 /* ---- the cache and the throttle ---- */
 
 /* The first slot of a throttle key's probe window: keyed, so a client
- * cannot aim its keys at one window to evict another's entry. */
+ * cannot aim its keys at one window to evict another's entry. Should the
+ * HMAC fail (no memory) the window is slot 0's: lookups compare whole keys
+ * and stay right, only that spread is lost. */
 static size_t users_slot(const users_t *db, const struct users_tkey *k)
 {
-    uint8_t mac[32];
-    unsigned mlen = 0;
+    uint8_t mac[HMAC_LEN];
     uint64_t v = 0;
-    HMAC(EVP_sha256(), db->key, sizeof db->key, (const uint8_t *)k, sizeof *k, mac, &mlen);
-    memcpy(&v, mac, sizeof v);
+    if (hmac_sha256(db->key, k, sizeof *k, mac) == 0)
+        memcpy(&v, mac, sizeof v);
     return (size_t)(v % USERS_THR_SLOTS);
 }
 
@@ -740,12 +740,12 @@ static void users_stage(users_t *db, struct users_check *c)
 static enum users_result users_basic(users_t *db, const char *header, size_t len, size_t off,
                                      struct users_check *c, uint64_t now_ms)
 {
-    unsigned mlen = 0;
     if (users_basic_parse(header + off, len - off, c) != USERS_PENDING)
         return users_set(c, USERS_MALFORMED);
-    HMAC(EVP_sha256(), db->key, sizeof db->key, (const uint8_t *)header, len, c->priv.key, &mlen);
+    c->priv.keyed = hmac_sha256(db->key, header, len, c->priv.key) == 0;
     pthread_mutex_lock(&db->lock);
-    const struct users_cached *hit = users_cache_find(db, c->priv.key, now_ms, false);
+    const struct users_cached *hit =
+        c->priv.keyed ? users_cache_find(db, c->priv.key, now_ms, false) : NULL;
     uint64_t wait = hit != NULL ? 0 : users_wait(db, c, c->user, now_ms);
     if (hit != NULL) {
         c->role = hit->role;
@@ -821,7 +821,7 @@ enum users_result users_finish(users_t *db, struct users_check *c, uint64_t now_
     bool ok = c->priv.match;
     pthread_mutex_lock(&db->lock);
     users_record(db, c, c->user, ok, true, now_ms);
-    if (ok) {
+    if (ok && c->priv.keyed) {
         struct users_cached *slot = users_cache_find(db, c->priv.key, now_ms, true);
         memcpy(slot->key, c->priv.key, sizeof slot->key);
         slot->expires_ms = now_ms + USERS_CACHE_S * 1000ull;
@@ -853,7 +853,7 @@ static int users_line(const struct users_entry *e, char *out, size_t cap)
         return rc;
     cJSON *o = cJSON_CreateObject();
     if (e->has_token)
-        users_hex_write(e->token, hex);
+        hex_encode(e->token, sizeof e->token, hex);
     bool ok = o != NULL && cJSON_AddStringToObject(o, "user", e->name) &&
               cJSON_AddStringToObject(o, "role", users_role_str(e->role)) &&
               cJSON_AddStringToObject(o, "password", phc) &&

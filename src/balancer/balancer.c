@@ -39,8 +39,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define NOFILE_RESERVE  64u  /* descriptors kept for everything but connections */
-#define EXPIRE_EVERY_MS 1000 /* how often redirects never followed are expired */
+#define NOFILE_RESERVE  64u /* descriptors kept for everything but connections */
+#define EXPIRE_EVERY_MS 100 /* a tenth of the transfer table is swept for expiry this often */
+#define EXPIRE_PARTS    10  /* ... so each slot once a second, in ten small batches */
 
 struct balancer;
 
@@ -133,6 +134,17 @@ static void bal_publish_xfers(struct balancer *b)
     } while (n == sizeof slots / sizeof slots[0]);
 }
 
+/* The meta row, when it differs from the segment's (or if all). */
+static void bal_publish_meta(struct balancer *b, bool all)
+{
+    struct bal_meta m;
+    bal_meta_of(b, &m);
+    if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
+        bal_put(b, &BAL_META_TABLE, 0, &m, true);
+        b->meta = m;
+    }
+}
+
 /* Writes every row of the working copy that differs from what the segment
  * holds (all of them if all), so readers see each change. Under bal_lock. */
 static void bal_publish(struct balancer *b, bool all)
@@ -147,12 +159,7 @@ static void bal_publish(struct balancer *b, bool all)
         bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
         p->reg.rows[i] = *r;
     }
-    struct bal_meta m;
-    bal_meta_of(b, &m);
-    if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
-        bal_put(b, &BAL_META_TABLE, 0, &m, true);
-        b->meta = m;
-    }
+    bal_publish_meta(b, all);
     bal_publish_xfers(b);
 }
 
@@ -179,6 +186,17 @@ static struct front_core *bal_core_lock(void *arg)
 {
     struct balancer *b = arg;
     return bal_lock(b) == 0 ? &b->core : NULL;
+}
+
+/* A front reads the server rows (const in struct front_core), so only the
+ * meta row (the next transfer id) and the transfer slots can have changed:
+ * the 256 rows are not compared after every redirect. */
+static void bal_core_unlock(void *arg)
+{
+    struct balancer *b = arg;
+    bal_publish_meta(b, false);
+    bal_publish_xfers(b);
+    shm_unlock(b->shm);
 }
 
 /* ---- the file servers' own frames ---- */
@@ -325,7 +343,8 @@ static void handle_expire(struct ring_timer *t)
     struct bal_thread *th = container_of(t, struct bal_thread, expire);
     struct balancer *b = th->b;
     if (bal_lock(b) == 0) {
-        xfer_expire(b->xfers, xfer_now_ms());
+        uint32_t cap = xfer_table_capacity(b->xfers);
+        xfer_expire(b->xfers, xfer_now_ms(), (cap + EXPIRE_PARTS - 1) / EXPIRE_PARTS);
         bal_unlock(b);
     }
     ring_timer_start(th->ring, &th->expire, EXPIRE_EVERY_MS, handle_expire);
@@ -383,7 +402,7 @@ static int thread_init_front(struct balancer *b, struct bal_thread *t)
         .ticket_ttl_s = b->o->ticket_ttl_s,
         .scheme = b->o->insecure_http ? "http" : "https",
         .lock = bal_core_lock,
-        .unlock = bal_table_unlock,
+        .unlock = bal_core_unlock,
         .arg = b,
     };
     int rc = front_start(&t->front, &fo);

@@ -20,6 +20,7 @@
 
 #include "convoy/fscat.h"
 #include "convoy/hapi.h"
+#include "convoy/hex.h"
 #include "convoy/log.h"
 
 #include <errno.h>
@@ -127,7 +128,6 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         goto out;
     }
     const struct catalog_hit *h = front_hit(hits, leg->d.server);
-    policy_decision_str(&leg->d, leg->decision, sizeof leg->decision);
     snprintf(leg->addr, sizeof leg->addr, "%s", core->reg->rows[leg->d.row].addr);
     uint64_t now = xfer_now_ms();
     int rc;
@@ -137,8 +137,7 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
     } else {
         char digest[XFER_DIGEST_MAX] = "", rooted[XFER_PATH_MAX];
         if (h->has_sha256)
-            for (int i = 0; i < 32; i++)
-                snprintf(digest + 2 * i, 3, "%02x", h->sha256[i]);
+            hex_encode(h->sha256, sizeof h->sha256, digest);
         snprintf(rooted, sizeof rooted, "/%s", path);
         struct xfer_new n = {.user = who->user,
                              .path = rooted,
@@ -152,6 +151,8 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         status = 503; /* every slot holds a live transfer */
     else if (rc < 0)
         status = resume ? 409 : 500;
+    else /* the record wrote the decision's text: policy_decision_str once */
+        memcpy(leg->decision, xfer_find(core->xfers, leg->id)->decision, sizeof leg->decision);
 out:
     f->o.unlock(f->o.arg);
     return status;

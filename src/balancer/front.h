@@ -30,7 +30,7 @@ typedef struct front front_t;
 
 /* What the front reads and changes under the owner's lock. */
 struct front_core {
-    struct reg_table *reg;
+    const struct reg_table *reg; /* read only: the unlock publishes no server row */
     struct policy_state *policy;
     xfer_table_t *xfers;
 };

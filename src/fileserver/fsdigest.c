@@ -18,6 +18,7 @@
  */
 #include "convoy/fsdigest.h"
 
+#include "convoy/hex.h"
 #include "convoy/log.h"
 
 #include <errno.h>
@@ -518,8 +519,8 @@ static char *cache_text(const fsdig_t *d, size_t *len)
                 continue;
             n += (size_t)snprintf(buf + n, cap - n, "%" PRIu64 " %" PRIu64 " %" PRId64 " ",
                                   e->key.ino, e->key.size, e->key.mtime_ns);
-            for (int b = 0; b < FSDIG_LEN; b++)
-                n += (size_t)snprintf(buf + n, cap - n, "%02x", e->digest[b]);
+            hex_encode(e->digest, FSDIG_LEN, buf + n);
+            n += 2 * FSDIG_LEN;
             buf[n++] = '\n';
         }
     *len = n;

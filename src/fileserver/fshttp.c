@@ -20,6 +20,7 @@
 
 #include "convoy/conn.h"
 #include "convoy/fscat.h"
+#include "convoy/hex.h"
 #include "convoy/httpd.h"
 #include "convoy/log.h"
 
@@ -142,8 +143,7 @@ static void leg_begin(struct req *r, uint64_t off)
 {
     char etag[FSCAT_ETAG_MAX], hex[2 * FSDIG_LEN + 1];
     fscat_etag(&r->st, etag);
-    for (int i = 0; i < FSDIG_LEN; i++)
-        snprintf(hex + 2 * i, 3, "%02x", r->digest[i]);
+    hex_encode(r->digest, FSDIG_LEN, hex);
     struct xfer_msg m = {.id = r->tk.transfer,
                          .path = r->path,
                          .first_byte = off,

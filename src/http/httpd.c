@@ -31,10 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FIELDS_MAX (8u * 1024) /* fields a handler may add to an answer */
-#define HEAD_SLACK 512u        /* status line, Date, Content-Length, Connection */
-#define CLOSE_MS   2000u       /* an error answer's deadline to leave */
-#define CONTINUE   "HTTP/1.1 100 Continue\r\n\r\n"
+#define FIELDS_MAX  (8u * 1024) /* fields a handler may add to an answer */
+#define HEAD_SLACK  512u        /* status line, Date, Content-Length, Connection */
+#define BODY_INLINE (4u * 1024) /* a body this small goes out with its head, in one write */
+#define CLOSE_MS    2000u       /* an error answer's deadline to leave */
+#define CONTINUE    "HTTP/1.1 100 Continue\r\n\r\n"
 
 enum hc_state {
     HC_IDLE,    /* between requests */
@@ -373,16 +374,26 @@ static int x_answerable(httpd_xchg_t *x)
     return 0;
 }
 
-static int reply_head(httpd_xchg_t *x, int status, const char *ctype, uint64_t len)
+/* The head of an answer of len bytes, then the blen bytes of body that go
+ * out now (none for a file or HEAD). A small body is copied behind the
+ * head: one write, so one TLS record and one send, not two. */
+static int reply_head(httpd_xchg_t *x, int status, const char *ctype, uint64_t len,
+                      const void *body, size_t blen)
 {
-    char buf[FIELDS_MAX + HEAD_SLACK];
+    char buf[FIELDS_MAX + HEAD_SLACK + BODY_INLINE];
     bool keep = x_keep(x);
-    ssize_t n = build_head(x, buf, sizeof buf, status, ctype, len, keep);
+    ssize_t n = build_head(x, buf, FIELDS_MAX + HEAD_SLACK, status, ctype, len, keep);
     if (n < 0)
         return (int)n;
     if (!keep)
         x->close_after = true;
-    return conn_write(x->hc->c, buf, (size_t)n);
+    if (blen <= BODY_INLINE) {
+        if (blen > 0) /* body is NULL for none */
+            memcpy(buf + n, body, blen);
+        return conn_write(x->hc->c, buf, (size_t)n + blen);
+    }
+    int rc = conn_write(x->hc->c, buf, (size_t)n);
+    return rc == 0 ? conn_write(x->hc->c, body, blen) : rc;
 }
 
 int httpd_reply(httpd_xchg_t *x, int status, const char *ctype, const void *body, size_t len)
@@ -390,9 +401,7 @@ int httpd_reply(httpd_xchg_t *x, int status, const char *ctype, const void *body
     int rc = x_answerable(x);
     if (rc < 0)
         return rc;
-    rc = reply_head(x, status, ctype, len);
-    if (rc == 0 && len && http_req_method(x->q) != HTTP_HEAD)
-        rc = conn_write(x->hc->c, body, len);
+    rc = reply_head(x, status, ctype, len, body, http_req_method(x->q) != HTTP_HEAD ? len : 0);
     answered(x, rc);
     return rc;
 }
@@ -429,7 +438,7 @@ int httpd_reply_file(httpd_xchg_t *x, int status, int fd, uint64_t off, uint64_t
     int rc = x_answerable(x);
     if (rc < 0)
         return rc;
-    rc = reply_head(x, status, NULL, len);
+    rc = reply_head(x, status, NULL, len, NULL, 0);
     x->file_done = done;
     x->file_arg = arg;
     if (rc == 0 && len && http_req_method(x->q) != HTTP_HEAD) {

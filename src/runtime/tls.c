@@ -788,6 +788,16 @@ void tls_free(tls_t *t)
     free(t);
 }
 
+/* Empties this thread's error queue around a read or a write: SSL_get_error
+ * reads it, and nothing stale may be left to the next connection. It is
+ * nearly always empty already, and ERR_clear_error walks every slot even
+ * then (~180 ns, four times per small exchange) where a peek is ~20 ns. */
+static void tls_errors_clear(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
+}
+
 /* Words and code for an SSL_ERROR_SSL; the queue is read and emptied. */
 static int tls_map_ssl_error(tls_t *t)
 {
@@ -906,10 +916,10 @@ ssize_t tls_read(tls_t *t, void *buf, size_t cap)
             return rc;
     }
     size_t n = 0;
-    ERR_clear_error();
+    tls_errors_clear();
     int ret = SSL_read_ex(t->ssl, buf, cap, &n);
     if (ret == 1) {
-        ERR_clear_error();
+        tls_errors_clear();
         return (ssize_t)n;
     }
     int rc = tls_result(t, ret);
@@ -929,7 +939,7 @@ int tls_write(tls_t *t, const void *buf, size_t len)
     const char *p = buf;
     while (len > 0) {
         size_t n = 0;
-        ERR_clear_error();
+        tls_errors_clear();
         int ret = SSL_write_ex(t->ssl, p, len < TLS_CHUNK_MAX ? len : TLS_CHUNK_MAX, &n);
         if (ret != 1 && tls_result(t, ret) == 0) {
             /* Only a renegotiation could make a write wait for input, and
@@ -942,7 +952,7 @@ int tls_write(tls_t *t, const void *buf, size_t len)
         p += n;
         len -= n;
     }
-    ERR_clear_error();
+    tls_errors_clear();
     return 0;
 }
 

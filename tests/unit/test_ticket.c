@@ -4,13 +4,18 @@
  * byte is refused; a restart's new key leaves the previous key's tickets
  * valid for their lifetime and no longer; another balancer's tickets are
  * worth nothing; the keyring crosses WELCOME intact and is read strictly.
- * Also strict base64 (b64.h), which tickets are made of.
+ * Also strict base64 (b64.h), which tickets are made of, and the prepared
+ * HMAC (hmac.h) that signs them: RFC 4231's answer on every call, from
+ * threads sharing one key; and lowercase hex (hex.h) for digests.
  */
 #include "convoy/b64.h"
+#include "convoy/hex.h"
+#include "convoy/hmac.h"
 #include "convoy/ticket.h"
 
 #include <CUnit/CUnit.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -364,6 +369,64 @@ static void test_b64(void)
     CU_ASSERT_EQUAL(b64_encode("abc", 3, B64_URL, out, 4), -ENOSPC);
 }
 
+/* RFC 4231, test case 2. */
+static const uint8_t rfc_key[] = "Jefe";
+static const char rfc_data[] = "what do ya want for nothing?";
+static const uint8_t rfc_mac[HMAC_LEN] = {
+    0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95, 0x75, 0xc7,
+    0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9, 0x64, 0xec, 0x38, 0x43};
+
+#define HMAC_THREADS 4
+#define HMAC_ROUNDS  2000
+
+/* Counts the MACs that came out wrong: each must start from the keyed
+ * state, whatever the other threads do with the same key. */
+static void *hmac_worker(void *arg)
+{
+    hmac_key_t *k = arg;
+    uintptr_t wrong = 0;
+    for (int i = 0; i < HMAC_ROUNDS; i++) {
+        uint8_t mac[HMAC_LEN];
+        wrong += hmac_sha256(k, rfc_data, sizeof rfc_data - 1, mac) != 0 ||
+                 memcmp(mac, rfc_mac, sizeof mac) != 0;
+    }
+    return (void *)wrong;
+}
+
+static void test_hmac(void)
+{
+    hmac_key_t *k = NULL;
+    uint8_t mac[HMAC_LEN];
+    CU_ASSERT_EQUAL(hmac_key_new(rfc_key, 0, &k), -EINVAL);
+    CU_ASSERT_FATAL(hmac_key_new(rfc_key, sizeof rfc_key - 1, &k) == 0);
+    for (int i = 0; i < 3; i++) { /* the key is not used up by a MAC */
+        CU_ASSERT_EQUAL(hmac_sha256(k, rfc_data, sizeof rfc_data - 1, mac), 0);
+        CU_ASSERT_EQUAL(memcmp(mac, rfc_mac, sizeof mac), 0);
+    }
+    CU_ASSERT_EQUAL(hmac_sha256(k, rfc_data, sizeof rfc_data - 2, mac), 0);
+    CU_ASSERT_NOT_EQUAL(memcmp(mac, rfc_mac, sizeof mac), 0);
+    pthread_t t[HMAC_THREADS];
+    for (int i = 0; i < HMAC_THREADS; i++)
+        CU_ASSERT_FATAL(pthread_create(&t[i], NULL, hmac_worker, k) == 0);
+    for (int i = 0; i < HMAC_THREADS; i++) {
+        void *wrong = NULL;
+        pthread_join(t[i], &wrong);
+        CU_ASSERT_EQUAL((uintptr_t)wrong, 0);
+    }
+    hmac_key_free(k);
+    hmac_key_free(NULL);
+}
+
+static void test_hex(void)
+{
+    static const uint8_t in[] = {0x00, 0x01, 0x9a, 0xf0, 0xff};
+    char out[2 * sizeof in + 1];
+    memset(out, 'x', sizeof out);
+    CU_ASSERT_PTR_EQUAL(hex_encode(in, sizeof in, out), out);
+    CU_ASSERT_STRING_EQUAL(out, "00019af0ff");
+    CU_ASSERT_STRING_EQUAL(hex_encode(in, 0, out), "");
+}
+
 void suite_ticket(void)
 {
     CU_pSuite s = CU_add_suite("ticket", NULL, NULL);
@@ -377,4 +440,6 @@ void suite_ticket(void)
     CU_add_test(s, "keyring through WELCOME, strictly", test_json);
     CU_add_test(s, "sign and verify cost", test_speed);
     CU_add_test(s, "strict base64", test_b64);
+    CU_add_test(s, "prepared HMAC, shared by threads", test_hmac);
+    CU_add_test(s, "lowercase hex", test_hex);
 }

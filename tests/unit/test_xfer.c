@@ -317,17 +317,36 @@ static void test_expire(void)
     CU_ASSERT_EQUAL(start("fs2", b, 0, T0 + 10), 0);
     CU_ASSERT_EQUAL(report("fs2", b, 7, XFER_OUT_CLIENT_ABORTED, T0 + 20), 0);
     CU_ASSERT_STRING_EQUAL(state_of(b), "interrupted");
-    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL - 1), 0);
-    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL), 1);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL - 1, XFER_SWEEP_ALL), 0);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL, XFER_SWEEP_ALL), 1);
     CU_ASSERT_STRING_EQUAL(state_of(a), "failed");
     CU_ASSERT_STRING_EQUAL(state_of(b), "interrupted");
     CU_ASSERT_EQUAL(xfer_find(tab, a)->legs[0].outcome, XFER_OUT_NONE);
     CU_ASSERT_EQUAL(count("fs1")->pending, 0);
     CU_ASSERT_EQUAL(count("fs1")->outstanding, 0);
-    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 20 + TTL), 1);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 20 + TTL, XFER_SWEEP_ALL), 1);
     CU_ASSERT_STRING_EQUAL(state_of(b), "failed");
     CU_ASSERT_EQUAL(nfinished, 2);
-    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 10 * TTL), 0);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 10 * TTL, XFER_SWEEP_ALL), 0);
+}
+
+/* A part of the table per call, from where the last one stopped: every
+ * slot once per round, whatever the parts. */
+static void test_expire_parts(void)
+{
+    fresh(8);
+    for (int i = 0; i < 4; i++) /* slots 0 to 3 */
+        redirect("fs1", T0);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL, 2), 2); /* slots 0, 1 */
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL, 2), 2); /* 2, 3 */
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL, 4), 0); /* 4 to 7, then back to 0 */
+    uint64_t e = redirect("fs1", T0 + 1);              /* slot 4: the first free one */
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 1 + TTL, 4), 0);
+    CU_ASSERT_STRING_EQUAL(state_of(e), "redirected");
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 1 + TTL, 4), 1);
+    CU_ASSERT_STRING_EQUAL(state_of(e), "failed");
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + 10 * TTL, 100), 0); /* one round at most */
+    CU_ASSERT_EQUAL(nfinished, 5);
 }
 
 static void test_errors(void)
@@ -410,7 +429,7 @@ static void test_churn(void)
             CU_ASSERT_EQUAL(report(reg->rows[i % 3].name, id, SIZE, XFER_OUT_COMPLETE, T0), 0);
         }
         if (i % 50 == 49)
-            xfer_expire(tab, T0 + TTL);
+            xfer_expire(tab, T0 + TTL, XFER_SWEEP_ALL);
         for (int j = i; j >= 0 && j > i - 100; j--) {
             const struct xfer_rec *r = xfer_find(tab, held[j]);
             CU_ASSERT(r == NULL || r->id == held[j]);
@@ -431,7 +450,7 @@ static void test_churn(void)
     for (int i = 0; i < 2000; i++)
         found += xfer_find(tab, held[i]) != NULL;
     CU_ASSERT_EQUAL(found, 64);
-    xfer_expire(tab, T0 + TTL);
+    xfer_expire(tab, T0 + TTL, XFER_SWEEP_ALL);
     for (int i = 0; i < 3; i++) {
         CU_ASSERT_EQUAL(count(reg->rows[i].name)->active, 0);
         CU_ASSERT_EQUAL(count(reg->rows[i].name)->pending, 0);
@@ -481,7 +500,7 @@ static void test_reload(void)
     CU_ASSERT_STRING_EQUAL(state_of(a), "redirected");
     CU_ASSERT_EQUAL(report("fs2", b, SIZE, XFER_OUT_COMPLETE, T0 + 3), 0);
     CU_ASSERT_STRING_EQUAL(state_of(b), "done");
-    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL), 1);
+    CU_ASSERT_EQUAL(xfer_expire(tab, T0 + TTL, XFER_SWEEP_ALL), 1);
     CU_ASSERT_EQUAL(redirect("fs1", T0 + 4), 4);
 }
 
@@ -566,6 +585,7 @@ void suite_xfer(void)
     CU_add_test(s, "a leg marked interrupted revives on a report", test_revived);
     CU_add_test(s, "resume while the old leg runs; four legs at most", test_resume_while_running);
     CU_add_test(s, "redirects and interruptions expire", test_expire);
+    CU_add_test(s, "expiry swept a part of the table at a time", test_expire_parts);
     CU_add_test(s, "reports that do not fit are refused", test_errors);
     CU_add_test(s, "capacity: finished make room oldest first, else ENOSPC", test_capacity);
     CU_add_test(s, "the id index under churn", test_churn);
