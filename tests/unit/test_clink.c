@@ -155,6 +155,14 @@ static clink_t *dial(tls_ctx_t *tls)
     return l;
 }
 
+/* Closes the dialled link and runs the ring until its on_down. */
+static void close_and_wait(clink_t *l)
+{
+    clink_close(l);
+    while (!g.down)
+        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+}
+
 static void test_work_with_body(void)
 {
     clink_srv_set_prev(g.srv, "c1");
@@ -228,9 +236,7 @@ static void test_hold(void)
     while (g.ends == ends)
         CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
     CU_ASSERT_EQUAL(g.got, BODY);
-    clink_close(l);
-    while (!g.down)
-        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+    close_and_wait(l);
 }
 
 /* Through a lane: the same bytes as a streamed body; room comes back only
@@ -283,9 +289,7 @@ static void test_lane(void)
     while (g.ends == ends)
         CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
     CU_ASSERT_EQUAL(g.got, BODY);
-    clink_close(l);
-    while (!g.down)
-        CU_ASSERT_EQUAL_FATAL(ring_run(g.ring), 0);
+    close_and_wait(l);
 }
 
 void suite_clink(void)
