@@ -65,10 +65,9 @@ int dio_append(dio_t *f, const void *p, size_t len);
 /* Writes what dio_append still holds, and lets go of the blocks it kept.
  * 0, or -errno. */
 int dio_flush(dio_t *f);
-/* The bytes appended so far (all readable), and of those the ones already
- * in the file (the rest waits for a full block or dio_flush). */
+/* The bytes appended so far, all of them readable (those not yet in the
+ * file from the block that waits for them). */
 uint64_t dio_appended(const dio_t *f);
-uint64_t dio_written(const dio_t *f);
 
 /* A range read by dio_read: data points into raw, which the caller frees. */
 struct dio_range {

@@ -127,7 +127,7 @@ int fe_job_open(struct fe *fe, struct fjob *j);
 /* The header of j's result.npy, padded so that its items start at a
  * DIO_ALIGN boundary (written around the page cache): its length, or
  * -ENOSPC when cap is under FE_RESULT_HDR. */
-#define FE_RESULT_HDR 4096
+#define FE_RESULT_HDR DIO_ALIGN
 int fe_result_header(const struct fjob *j, uint8_t *hdr, size_t cap);
 
 void fe_job_free(struct fjob *j);

@@ -187,23 +187,27 @@ static struct fjob **fe_job_link(struct fe *fe, const struct fjob *j)
     return pp;
 }
 
-void fe_job_start(struct fe *fe, struct fjob *j)
+/* Puts j in the list (once) with slot, and starts delegating it. */
+static void fe_job_go(struct fe *fe, struct fjob *j, uint32_t slot)
 {
     struct fjob **pp = fe_job_link(fe, j);
-    j->next = *pp;
-    *pp = j;
-    j->slot = UINT32_MAX;
+    if (*pp != j) {
+        j->next = *pp;
+        *pp = j;
+    }
+    j->slot = slot;
     fe_job_settle(fe, j);
     fe_pump(fe);
 }
 
+void fe_job_start(struct fe *fe, struct fjob *j)
+{
+    fe_job_go(fe, j, UINT32_MAX);
+}
+
 void fe_job_added(struct fe *fe, struct fjob *j)
 {
-    if (*fe_job_link(fe, j) != j)
-        fe_job_start(fe, j);
-    j->slot = fe_slot(fe);
-    fe_job_settle(fe, j);
-    fe_pump(fe);
+    fe_job_go(fe, j, fe_slot(fe));
 }
 
 void fe_job_discard(struct fe *fe, struct fjob *j)

@@ -194,11 +194,6 @@ uint64_t dio_appended(const dio_t *f)
     return f->at + f->held;
 }
 
-uint64_t dio_written(const dio_t *f)
-{
-    return f->at;
-}
-
 static ssize_t pread_some(int fd, uint8_t *p, size_t len, uint64_t off)
 {
     size_t got = 0;
