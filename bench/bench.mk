@@ -5,6 +5,7 @@
 # `make bench-net` the file transfers (redirects, downloads, idle front
 # connections) against nginx; `make bench-chain` the compute chain (a
 # front-end and 2 compute servers) against the kernel in one process.
+# BENCH_ARGS passes options to bench_net (-q, -r ROW) and bench_chain.
 #
 # OpenBLAS and LAPACKE are a reference for the benchmark only: they are
 # installed here when missing and linked into build/bench_kernel, never
@@ -91,7 +92,7 @@ BENCH_N_OUT  = $(BUILD)/bench_net.txt
 bench-net: deps
 	@sh scripts/deps.sh $(BENCH_N_DEPS)
 	@$(MAKE) --no-print-directory $(BUILD)/bench_net binaries
-	@{ $(BUILD)/bench_net; echo $$? > $(BENCH_N_OUT).rc; } | tee $(BENCH_N_OUT); \
+	@{ $(BUILD)/bench_net $(BENCH_ARGS); echo $$? > $(BENCH_N_OUT).rc; } | tee $(BENCH_N_OUT); \
 	    rc=$$(cat $(BENCH_N_OUT).rc); rm -f $(BENCH_N_OUT).rc; exit "$$rc"
 
 $(BUILD)/bench_net: bench/net.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \
@@ -106,7 +107,7 @@ BENCH_C_OUT  = $(BUILD)/bench_chain.txt
 
 bench-chain: deps
 	@$(MAKE) --no-print-directory $(BUILD)/bench_chain binaries
-	@{ $(BUILD)/bench_chain; echo $$? > $(BENCH_C_OUT).rc; } | tee $(BENCH_C_OUT); \
+	@{ $(BUILD)/bench_chain $(BENCH_ARGS); echo $$? > $(BENCH_C_OUT).rc; } | tee $(BENCH_C_OUT); \
 	    rc=$$(cat $(BENCH_C_OUT).rc); rm -f $(BENCH_C_OUT).rc; exit "$$rc"
 
 $(BUILD)/bench_chain: bench/chain.c bench/common.c bench/common.h $(BUILD)/obj/tests/common/fixture.o \

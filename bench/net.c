@@ -36,7 +36,8 @@
  * a fresh server each run (bench/common.c's clients, as bench/runtime.c's
  * conns row).
  *
- * Options: -q (quick: 1 run, 1,000 connections, a 64 MiB file).
+ * Options: -q (quick: 1 run, 1,000 connections, a 64 MiB file), -r ROW
+ * (only the rows named redirect, serve or conns; repeatable).
  */
 #include "convoy/log.h"
 #include "convoy/net.h"
@@ -533,30 +534,43 @@ int main(int argc, char **argv)
     B.conns = CONNS_N;
     B.big = BIG_SIZE;
     int opt;
-    while ((opt = getopt(argc, argv, "q")) != -1) {
-        if (opt != 'q') {
-            fprintf(stderr, "usage: %s [-q]\n", argv[0]);
+    bool rows = false, redirect = false, serve = false, conns = false;
+    while ((opt = getopt(argc, argv, "qr:")) != -1) {
+        if (opt == 'q') {
+            B.runs = 1;
+            B.conns = 1000;
+            B.big = 64ull << 20;
+        } else if (opt == 'r' && (strcmp(optarg, "redirect") == 0 || strcmp(optarg, "serve") == 0 ||
+                                  strcmp(optarg, "conns") == 0)) {
+            rows = true;
+            redirect |= strcmp(optarg, "redirect") == 0;
+            serve |= strcmp(optarg, "serve") == 0;
+            conns |= strcmp(optarg, "conns") == 0;
+        } else {
+            fprintf(stderr, "usage: %s [-q] [-r redirect|serve|conns]...\n", argv[0]);
             return 2;
         }
-        B.runs = 1;
-        B.conns = 1000;
-        B.big = 64ull << 20;
     }
+    if (!rows)
+        redirect = serve = conns = true;
     setup();
     printf("net openssl=%s cpus=%ld nofile=%llu runs=%u\n", OpenSSL_version(OPENSSL_VERSION_STRING),
            sysconf(_SC_NPROCESSORS_ONLN), (unsigned long long)B.nofile, B.runs);
     fflush(stdout);
-    for (int tls = 1; tls >= 0; tls--) {
+    for (int tls = 1; tls >= 0 && (redirect || serve); tls--) {
         struct cluster c;
         struct bench_server ngx;
         cluster_start(&c, tls);
         nginx_files_start(&ngx, &c);
-        redirect_row(&c, &ngx);
-        serve_row(&c, &ngx);
+        if (redirect)
+            redirect_row(&c, &ngx);
+        if (serve)
+            serve_row(&c, &ngx);
         bench_kid_stop(ngx.pid, SIGTERM);
         cluster_stop(&c);
     }
-    conns_row();
+    if (conns)
+        conns_row();
     tls_ctx_free(B.cli_tls);
     bench_end();
     return 0;

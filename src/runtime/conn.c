@@ -37,6 +37,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -49,6 +51,7 @@
 #define ACCEPT_BACKOFF_MIN_MS 10u
 #define ACCEPT_BACKOFF_MAX_MS 1000u
 #define PIPE_SIZE             CONN_PIPE_SIZE /* asked of F_SETPIPE_SZ; the kernel may give less */
+#define LINGER_MS             5000u /* the longest a closed side waits for the peer's FIN */
 
 /* Bytes for the socket: owned (data[]), a caller's buffer (ext), or file
  * pages waiting in the connection's pipe (in_pipe). */
@@ -106,6 +109,7 @@ struct conn {
     bool close_on_open;   /* conn_close() came before on_open */
     bool above_high;      /* conn_queued() exceeded CONN_HIGH_WATER: on_drain owed */
     bool notify_sent;     /* TLS close_notify queued */
+    bool lingering;       /* closing, output sent, write side shut: input is dropped */
     bool trusted;         /* conn_trust(): not evictable */
     unsigned dispatching; /* our handlers on the stack */
     uint32_t idle_ms;
@@ -123,7 +127,8 @@ struct conn {
     struct src *srcs, *srcs_tail;   /* still to be turned into output */
     size_t src_bytes;               /* SRC_BUF bytes in srcs: counted by conn_queued() */
     struct chunk *file_chunk;       /* read target of the file source at the head */
-    int pipe[2];                    /* plain file sends: file -> pipe -> socket; -1 until used */
+    int pipe[2];                    /* plain file sends: file -> pipe -> socket; -1 without */
+    uint32_t pipe_cap;              /* what the kernel granted the pipe */
     uint32_t pipe_bytes;            /* spliced in and not yet out */
     struct conn_listener *listener; /* that accepted it, while it lives */
     struct conn *lprev, *lnext;     /* in one of the listener's lists */
@@ -160,6 +165,44 @@ struct conn_listener {
 };
 
 static void conn_arm_recv(conn_t *c);
+/* The pipe a plain connection sends file pages through, made when a file
+ * send needs it and closed once no file send is left (conn_pipe_release):
+ * a pipe's pages count against the user's pipe-user-pages-soft, past which
+ * new pipes get a single page, so idle keep-alive connections must not
+ * hold them. Splices are sized to what the kernel granted. */
+static int conn_pipe(conn_t *c)
+{
+    if (c->pipe[0] >= 0)
+        return 0;
+    if (pipe2(c->pipe, O_CLOEXEC) < 0) {
+        c->pipe[0] = c->pipe[1] = -1;
+        return -errno;
+    }
+    (void)fcntl(c->pipe[1], F_SETPIPE_SZ, (int)PIPE_SIZE); /* best effort: less works */
+    int got = fcntl(c->pipe[1], F_GETPIPE_SZ);
+    c->pipe_cap = got > 0 ? (uint32_t)got : 4096u;
+    return 0;
+}
+
+static bool srcs_have_file(const conn_t *c)
+{
+    for (const struct src *s = c->srcs; s != NULL; s = s->next)
+        if (s->kind == SRC_FILE)
+            return true;
+    return false;
+}
+
+/* Called when the pipe has emptied: keeps it only for a file still to send. */
+static void conn_pipe_release(conn_t *c)
+{
+    if (c->pipe[0] < 0 || c->pipe_bytes > 0 || c->file_busy || srcs_have_file(c))
+        return;
+    close(c->pipe[0]);
+    close(c->pipe[1]);
+    c->pipe[0] = c->pipe[1] = -1;
+    c->pipe_cap = 0;
+}
+
 static void conn_flush(conn_t *c);
 static void conn_pump(conn_t *c);
 static void conn_arm_timer(conn_t *c);
@@ -508,8 +551,8 @@ static void conn_sent(conn_t *c, size_t n)
     c->out.bytes -= n;
     struct chunk *k = c->out.head;
     k->off += (uint32_t)n;
-    if (k->in_pipe)
-        c->pipe_bytes -= (uint32_t)n;
+    if (k->in_pipe && (c->pipe_bytes -= (uint32_t)n) == 0)
+        conn_pipe_release(c);
     if (k->off < k->len)
         return;
     c->out.head = k->next;
@@ -584,20 +627,6 @@ static int pump_buf(conn_t *c, struct src *s)
     return 0;
 }
 
-/* The pipe a plain connection sends file pages through, made on first
- * use and kept until the connection ends. */
-static int conn_pipe(conn_t *c)
-{
-    if (c->pipe[0] >= 0)
-        return 0;
-    if (pipe2(c->pipe, O_CLOEXEC) < 0) {
-        c->pipe[0] = c->pipe[1] = -1;
-        return -errno;
-    }
-    fcntl(c->pipe[1], F_SETPIPE_SZ, (int)PIPE_SIZE); /* best effort: a smaller pipe works */
-    return 0;
-}
-
 /* The next step of the file at the head of srcs. Plain TCP: splice file
  * pages into the pipe (they never enter user space) while it has room;
  * TLS: read a chunk to encrypt. */
@@ -609,9 +638,9 @@ static void pump_file(conn_t *c, struct src *s)
             conn_shutdown(c, rc);
             return;
         }
-        if (c->pipe_bytes >= PIPE_SIZE / 2)
+        if (c->pipe_bytes >= c->pipe_cap / 2)
             return; /* the socket side drains it first */
-        uint64_t room = PIPE_SIZE - c->pipe_bytes;
+        uint64_t room = c->pipe_cap - c->pipe_bytes;
         unsigned n = (unsigned)(s->left < room ? s->left : room);
         c->file_busy = true;
         ring_splice(c->ring, &c->file_op, s->fd, (int64_t)s->off, c->pipe[1], -1, n, SPLICE_F_MOVE);
@@ -786,6 +815,44 @@ size_t conn_queued(const conn_t *c)
 
 /* ---- closing ---- */
 
+/*
+ * Closing a socket with input it never read makes the kernel reset the
+ * connection, and a reset throws away whatever the peer has not received
+ * yet: the end of the answer. So when input waits unread, the write side
+ * is shut instead (the peer reads up to our FIN), and input is read and
+ * dropped until the peer closes too, or LINGER_MS pass: nginx's lingering
+ * close, RFC 9112 section 9.6. With nothing unread the close is at once,
+ * as an idle keep-alive connection's must be.
+ */
+static bool conn_linger(conn_t *c)
+{
+    if (c->lingering)
+        return true;
+    int unread = 0;
+    if (c->peer_eof || c->fd < 0 || ioctl(c->fd, SIOCINQ, &unread) != 0 || unread == 0 ||
+        shutdown(c->fd, SHUT_WR) != 0)
+        return false;
+    c->lingering = true;
+    uint64_t end = ring_now_ms() + LINGER_MS;
+    if (c->deadline == 0 || c->deadline > end)
+        c->deadline = end;
+    ring_timer_stop(c->ring, &c->timer);
+    conn_arm_timer(c);
+    conn_arm_recv(c);
+    return true;
+}
+
+/* A lingering connection's input: dropped, until the peer's FIN or error. */
+static void conn_step_linger(conn_t *c, int res)
+{
+    if (res > 0 || res == -EINTR || res == -EAGAIN) {
+        c->bytes_in += res > 0 ? (uint64_t)res : 0;
+        conn_arm_recv(c);
+        return;
+    }
+    conn_shutdown(c, c->reason); /* what we sent was not at stake */
+}
+
 /* A closing connection finishes once every source and the queue are on
  * the wire; with TLS, close_notify is queued after the last of them. */
 static void conn_check_finish(conn_t *c)
@@ -797,7 +864,7 @@ static void conn_check_finish(conn_t *c)
         tls_close(c->tls);
         conn_flush(c);
     }
-    if (c->out.bytes == 0 && !c->send_busy)
+    if (c->out.bytes == 0 && !c->send_busy && !conn_linger(c))
         conn_shutdown(c, c->reason);
 }
 
@@ -990,6 +1057,10 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
         conn_defer(c, DEF_RECV);
         return;
     }
+    if (c->lingering) {
+        conn_step_linger(c, res);
+        return;
+    }
     if (res <= 0) {
         if (res == 0 && c->tls && c->state == CS_OPEN && c->reason == 0)
             c->reason = -ECONNRESET; /* TCP ended without close_notify: truncated */
@@ -1026,8 +1097,9 @@ static void handle_recv(struct ring_op *op, int res, uint32_t flags)
 
 static void conn_arm_recv(conn_t *c)
 {
-    if (c->recv_busy || c->paused || c->peer_eof ||
-        (c->state != CS_OPEN && c->state != CS_HANDSHAKE))
+    if (c->recv_busy || c->peer_eof)
+        return;
+    if (!c->lingering && (c->paused || (c->state != CS_OPEN && c->state != CS_HANDSHAKE)))
         return;
     int rc = ring_recv_any(c->ring, &c->recv_op, c->fd);
     if (rc < 0) {
@@ -1072,7 +1144,11 @@ static void handle_timer(struct ring_timer *t)
     conn_t *c = container_of(t, conn_t, timer);
     conn_enter(c);
     uint64_t now = ring_now_ms();
-    if ((c->deadline && now >= c->deadline) || (c->idle_ms && now - c->last_active >= c->idle_ms)) {
+    bool expired =
+        (c->deadline && now >= c->deadline) || (c->idle_ms && now - c->last_active >= c->idle_ms);
+    if (expired && c->lingering) {
+        conn_shutdown(c, c->reason); /* the peer kept sending or stayed: our part was done */
+    } else if (expired) {
         log_info_limited("conn", "event=timeout peer=%s open_ms=%llu", conn_peer_addr(c),
                          (unsigned long long)(now - c->born));
         conn_shutdown(c, -ETIMEDOUT);

@@ -19,8 +19,10 @@
 #include "../common/fixture.h"
 
 #include <CUnit/CUnit.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +77,10 @@ struct scene {
     int done_reason;      /* on_close reason seen when done ran */
     struct ring_timer later;
     uint64_t abort_at; /* the client aborts after this many bytes */
+    int pipes_base;    /* pipes open before the scene */
+    int pipes_during;  /* while the first file streams */
+    int pipes_after;   /* once it has all arrived */
+    int polls;         /* of the pipe count, after the first file */
 };
 
 static struct scene sc;
@@ -915,6 +921,88 @@ static void test_file_aborted_plain(void)
 }
 
 /* An empty file region: done runs from the loop, not inside the call. */
+/* ---- the splice pipe is held only while a file send runs ---- */
+
+#define PIPE_LEG   (4u << 20) /* each of the two file sends */
+#define PIPE_POLLS 200        /* of 5 ms: the last bytes leave the pipe */
+
+/* Descriptors open on pipes, both ends counted. */
+static int count_pipes(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    char link[64];
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        ssize_t len = readlinkat(dirfd(d), e->d_name, link, sizeof link - 1);
+        n += len > 5 && strncmp(link, "pipe:", 5) == 0;
+    }
+    closedir(d);
+    return n;
+}
+
+static void kept_open(conn_t *c)
+{
+    record_open(c);
+    CU_ASSERT_EQUAL(conn_send_file(c, sc.file_fd, 0, PIPE_LEG, file_done_only, NULL), 0);
+}
+
+static void pipe_poll(struct ring_timer *t)
+{
+    (void)t;
+    sc.pipes_after = count_pipes();
+    if (sc.pipes_after != sc.pipes_base && ++sc.polls < PIPE_POLLS) {
+        ring_timer_start(sc.ring, &sc.later, 5, pipe_poll);
+        return;
+    }
+    /* a second send on the same connection makes a pipe again */
+    CU_ASSERT_EQUAL(conn_send_file(sc.srv.c, sc.file_fd, PIPE_LEG, PIPE_LEG, file_done_only, NULL),
+                    0);
+}
+
+static ssize_t pipe_watch_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    struct side *s = conn_udata(c);
+    if (s->got == 0)
+        sc.pipes_during = count_pipes();
+    check_bytes(s, data, len);
+    if (s->got == PIPE_LEG)
+        ring_timer_start(sc.ring, &sc.later, 5, pipe_poll);
+    if (s->got == 2 * PIPE_LEG) {
+        conn_close(sc.srv.c);
+        conn_close(c);
+    }
+    return (ssize_t)len;
+}
+
+static const struct conn_handlers h_kept = {
+    .on_open = kept_open, .on_data = check_data, .on_close = record_close};
+static const struct conn_handlers h_pipe_watch = {
+    .on_open = record_open, .on_data = pipe_watch_data, .on_close = record_close};
+
+/* A keep-alive connection that has sent a file holds no pipe afterwards:
+ * pipes cost the user's pipe-user-pages-soft, past which every new pipe
+ * gets a single page and serves several times slower. */
+static void test_pipe_released(void)
+{
+    int base_pipes = count_pipes();
+    CU_ASSERT_FATAL(base_pipes >= 0);
+    scene_begin(NULL, &h_kept);
+    sc.pipes_base = base_pipes;
+    sc.file_fd = open(big_path, O_RDONLY | O_CLOEXEC);
+    CU_ASSERT_FATAL(sc.file_fd >= 0);
+    scene_connect(NULL, NULL, 0, &h_pipe_watch);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.pipes_during, base_pipes + 2); /* its two ends */
+    CU_ASSERT_EQUAL(sc.pipes_after, base_pipes);
+    CU_ASSERT_EQUAL(sc.done_calls, 2);
+    CU_ASSERT_EQUAL(sc.done_err, 0);
+    CU_ASSERT_EQUAL(sc.cli.got, 2 * PIPE_LEG);
+    CU_ASSERT_EQUAL(sc.cli.bad, 0);
+    scene_end();
+}
+
 static void test_file_empty(void)
 {
     scene_begin(NULL, &h_check);
@@ -956,6 +1044,77 @@ static void test_half_close(void)
     CU_ASSERT_STRING_EQUAL(buf, "pingpong");
     CU_ASSERT_EQUAL(sc.srv.reason, 0);
     close(fd);
+    scene_end();
+}
+
+/* ---- closing with unread input ---- */
+
+#define LINGER_ANSWER (4u << 20) /* more than the sockets between the two hold */
+#define LINGER_JUNK   (64u * 1024)
+
+struct linger_client {
+    int fd;
+    uint64_t got, bad;
+    int err; /* errno of the read that ended it, 0 at EOF */
+};
+
+static ssize_t answer_close_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    (void)data;
+    CU_ASSERT_EQUAL(conn_write(c, bulk, BULK_SIZE), 0);
+    for (uint32_t off = BULK_SIZE; off < LINGER_ANSWER; off += BULK_SIZE)
+        CU_ASSERT_EQUAL(conn_write(c, bulk, BULK_SIZE), 0);
+    conn_close(c);
+    return (ssize_t)len;
+}
+
+static const struct conn_handlers h_answer_close = {
+    .on_open = record_open, .on_data = answer_close_data, .on_close = record_close};
+
+/* Asks, then sends more than the server will ever read (a pipelined
+ * request, a body it refused), then reads the answer to its end. */
+static void *linger_client_run(void *arg)
+{
+    struct linger_client *lc = arg;
+    static uint8_t junk[LINGER_JUNK];
+    CU_ASSERT_EQUAL(send(lc->fd, "ask", 3, 0), 3);
+    usleep(50 * 1000);
+    CU_ASSERT_EQUAL(send(lc->fd, junk, sizeof junk, 0), (ssize_t)sizeof junk);
+    usleep(50 * 1000);
+    uint8_t buf[64 * 1024];
+    ssize_t n;
+    while ((n = recv(lc->fd, buf, sizeof buf, 0)) > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            lc->bad += buf[i] != bulk[(lc->got + (uint64_t)i) % BULK_SIZE];
+        lc->got += (uint64_t)n;
+    }
+    lc->err = n < 0 ? errno : 0;
+    close(lc->fd);
+    return NULL;
+}
+
+/* A server that closes with input it never read must not reset the
+ * connection: a reset throws away what the peer has not yet received. It
+ * shuts its side, reads and drops input until the peer closes, then ends
+ * (nginx's lingering close; RFC 9112, 9.6). */
+static void test_close_unread_input(void)
+{
+    scene_begin(NULL, &h_answer_close);
+    sc.closes_wanted = 1;
+    struct linger_client lc = {.fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)};
+    CU_ASSERT_FATAL(lc.fd >= 0);
+    int small = 16 * 1024;
+    setsockopt(lc.fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+    const struct net_addr *a = conn_listener_addr(sc.l);
+    CU_ASSERT_EQUAL_FATAL(connect(lc.fd, (const struct sockaddr *)&a->ss, a->len), 0);
+    pthread_t t;
+    CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, linger_client_run, &lc), 0);
+    scene_run();
+    pthread_join(t, NULL);
+    CU_ASSERT_EQUAL(lc.err, 0);
+    CU_ASSERT_EQUAL(lc.got, LINGER_ANSWER);
+    CU_ASSERT_EQUAL(lc.bad, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
     scene_end();
 }
 
@@ -1259,7 +1418,10 @@ void suite_conn(void)
     CU_add_test(s, "peer quits mid-file: done once, before on_close, TLS", test_file_aborted_tls);
     CU_add_test(s, "peer quits mid-file: done once, before on_close, TCP", test_file_aborted_plain);
     CU_add_test(s, "empty file region: done from the loop", test_file_empty);
+    CU_add_test(s, "the splice pipe is held only while a file sends", test_pipe_released);
     CU_add_test(s, "half-close: answer after the peer's FIN", test_half_close);
+    CU_add_test(s, "closing with unread input: no reset, the answer whole",
+                test_close_unread_input);
     CU_add_test(s, "at the cap, the oldest untrusted is evicted", test_evict_untrusted);
     CU_add_test(s, "out of descriptors: accept pauses, then resumes", test_accept_emfile);
     CU_add_test(s, "conn_ref finds a live connection only", test_conn_ref);
