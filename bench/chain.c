@@ -50,7 +50,8 @@
  * TLS links (2 · bytes_moved / items at tls_mbps), and of_bound is
  * chain_ips over it.
  *
- * Options: -q (quick: 1 run, an eighth of the items).
+ * Options: -q (quick: 1 run, an eighth of the items), -r ROW (only row ROW,
+ * 1 to 4 in the order above; repeatable).
  */
 #include "convoy/gj.h"
 #include "convoy/jgen.h"
@@ -685,20 +686,28 @@ int main(int argc, char **argv)
     B.runs = RUNS_MAX;
     B.div = 1;
     int opt;
-    while ((opt = getopt(argc, argv, "q")) != -1) {
-        if (opt != 'q') {
-            fprintf(stderr, "usage: %s [-q]\n", argv[0]);
+    unsigned only = 0; /* bit i: row i+1 asked for; 0: all */
+    const size_t nrows = sizeof rows / sizeof rows[0];
+    while ((opt = getopt(argc, argv, "qr:")) != -1) {
+        long row = opt == 'r' ? strtol(optarg, NULL, 10) : 0;
+        if (opt == 'q') {
+            B.runs = 1;
+            B.div = 8;
+        } else if (row >= 1 && (size_t)row <= nrows) {
+            only |= 1u << (row - 1);
+        } else {
+            fprintf(stderr, "usage: %s [-q] [-r 1..%zu]...\n", argv[0], nrows);
             return 2;
         }
-        B.runs = 1;
-        B.div = 8;
     }
     setup();
     printf("chain openssl=%s cpus=%ld runs=%u weight=%s tls_cipher=TLS_AES_128_GCM_SHA256\n",
            OpenSSL_version(OPENSSL_VERSION_STRING), sysconf(_SC_NPROCESSORS_ONLN), B.runs, WEIGHT);
     fflush(stdout);
     unsigned seq = 0;
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    for (size_t i = 0; i < nrows; i++) {
+        if (only && !(only & 1u << i))
+            continue;
         struct row r = rows[i];
         r.items /= B.div;
         r.ref_items = r.ref_items / B.div < r.items ? r.ref_items / B.div : r.items;
