@@ -31,7 +31,7 @@ struct bal_meta {
 #define BAL_META_TABLE   ((struct shm_table){1, 3, sizeof(struct bal_meta), 1})
 #define BAL_SERVER_TABLE ((struct shm_table){2, 1, sizeof(struct reg_server), REG_SERVERS})
 /* Transfers: slot i holds a struct xfer_rec, capacity from --max-transfers. */
-#define BAL_XFER_TABLE(cap) ((struct shm_table){3, 1, sizeof(struct xfer_rec), (cap)})
+#define BAL_XFER_TABLE(cap) ((struct shm_table){3, 2, sizeof(struct xfer_rec), (cap)})
 
 /* The balancer's state as one copy: what bal_read_state returns, and the
  * balancer's own working copy, which it publishes row by row. */

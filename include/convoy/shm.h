@@ -94,6 +94,11 @@ void shm_unlock(shm_t *s);
  * -ENOENT / -EPROTO for the table, -ERANGE for the slot. */
 int shm_put(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row);
 
+/* shm_put of a row whose bytes past its first len are zero, so they are
+ * neither copied nor read: readers get them as zeros. -EINVAL when len is
+ * past the row size; else as shm_put. */
+int shm_put_prefix(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row, size_t len);
+
 /* Owner only, under shm_lock: frees slot (row zeroed). Same returns. */
 int shm_clear(shm_t *s, const struct shm_table *t, uint32_t slot);
 

@@ -105,11 +105,11 @@ struct xfer_leg {
     uint64_t end_ms;   /* 0 until ended */
 };
 
-/* One transfer: a row of BAL_XFER_TABLE. */
+/* One transfer: a row of BAL_XFER_TABLE. The path comes last, so that a
+ * record's bytes in use end with it (xfer_rec_len). */
 struct xfer_rec {
     uint64_t id; /* never reused, across restarts too */
     char user[XFER_USER_MAX];
-    char path[XFER_PATH_MAX];
     uint64_t size;
     char etag[XFER_ETAG_MAX];     /* "" when unknown */
     char digest[XFER_DIGEST_MAX]; /* hex SHA-256, "" when unknown */
@@ -120,7 +120,14 @@ struct xfer_rec {
     uint64_t expires_ms; /* redirected, interrupted: when it fails unless followed; else 0 */
     uint64_t ended_ms;   /* done, failed: when; else 0 */
     struct xfer_leg legs[XFER_LEGS_MAX];
+    char path[XFER_PATH_MAX];
 };
+
+/* The bytes of r that can be non-zero: up to its path's NUL. What is
+ * published of a record (shm_put_prefix) and cleared when its slot is
+ * reused; a 2 KiB copy per record, mostly an empty path, was the cost of
+ * a redirect, in cache lines missed. */
+size_t xfer_rec_len(const struct xfer_rec *r);
 
 /*
  * Whether r (a slot in use, read back from the segment, so not trusted)

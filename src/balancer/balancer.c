@@ -96,10 +96,11 @@ static int bal_lock(struct balancer *b)
     return rc;
 }
 
+/* row's first len bytes (the rest are zero) into slot; NULL: slot freed. */
 static void bal_put(struct balancer *b, const struct shm_table *t, uint32_t slot, const void *row,
-                    bool used)
+                    size_t len)
 {
-    int rc = used ? shm_put(b->shm, t, slot, row) : shm_clear(b->shm, t, slot);
+    int rc = row ? shm_put_prefix(b->shm, t, slot, row, len) : shm_clear(b->shm, t, slot);
     if (rc < 0)
         log_error("balancer", "event=publish_failed table=%u slot=%u err=\"%s\"", t->id, slot,
                   strerror(-rc));
@@ -129,7 +130,7 @@ static void bal_publish_xfers(struct balancer *b)
         n = xfer_table_dirty(b->xfers, slots, sizeof slots / sizeof slots[0]);
         for (size_t i = 0; i < n; i++) {
             const struct xfer_rec *r = xfer_table_slot(b->xfers, slots[i]);
-            bal_put(b, &BAL_XFER_TABLE(b->xfer_cap), slots[i], r, r != NULL);
+            bal_put(b, &BAL_XFER_TABLE(b->xfer_cap), slots[i], r, r ? xfer_rec_len(r) : 0);
         }
     } while (n == sizeof slots / sizeof slots[0]);
 }
@@ -140,7 +141,7 @@ static void bal_publish_meta(struct balancer *b, bool all)
     struct bal_meta m;
     bal_meta_of(b, &m);
     if (all || memcmp(&m, &b->meta, sizeof m) != 0) {
-        bal_put(b, &BAL_META_TABLE, 0, &m, true);
+        bal_put(b, &BAL_META_TABLE, 0, &m, sizeof m);
         b->meta = m;
     }
 }
@@ -156,7 +157,7 @@ static void bal_publish(struct balancer *b, bool all)
             continue;
         if (!all && memcmp(r, &p->reg.rows[i], sizeof *r) == 0)
             continue;
-        bal_put(b, &BAL_SERVER_TABLE, i, r, r->state != REG_NONE);
+        bal_put(b, &BAL_SERVER_TABLE, i, r->state != REG_NONE ? r : NULL, sizeof *r);
         p->reg.rows[i] = *r;
     }
     bal_publish_meta(b, all);

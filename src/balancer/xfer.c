@@ -518,10 +518,15 @@ static int transit(struct xfer_table *t, struct xfer_rec *r, enum xfer_event e, 
 
 /* ---- allocation ---- */
 
+size_t xfer_rec_len(const struct xfer_rec *r)
+{
+    return offsetof(struct xfer_rec, path) + strnlen(r->path, sizeof r->path - 1) + 1;
+}
+
 static void release(struct xfer_table *t, uint32_t slot)
 {
     index_del(t, t->recs[slot].id);
-    memset(&t->recs[slot], 0, sizeof t->recs[slot]);
+    memset(&t->recs[slot], 0, xfer_rec_len(&t->recs[slot]));
     t->info[slot] = (struct slot_info){.dirty = t->info[slot].dirty};
     mark(t, slot);
 }

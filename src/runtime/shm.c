@@ -83,7 +83,7 @@ struct shm_slot {
     _Atomic uint32_t seq; /* even: stable; odd: being written */
     uint32_t gen;         /* bumped each time a free slot gets a row */
     uint32_t used;        /* 1: holds a row */
-    uint32_t reserved;
+    uint32_t zero_tail;   /* the row's last zero_tail bytes are zero (0: no promise) */
 };
 
 struct shm {
@@ -515,6 +515,7 @@ static void clear_torn(shm_t *s)
                 continue;
             memset((char *)(sl + 1), 0, d->row_size);
             sl->used = 0;
+            sl->zero_tail = d->row_size;
             sl->gen++;
             atomic_store_explicit(&sl->seq, (seq | 1) + 1, memory_order_release);
             torn++;
@@ -736,8 +737,20 @@ static struct shm_slot *writable(shm_t *s, const struct shm_table *t, uint32_t s
     return slot_at(s->hdr, *d, slot);
 }
 
-/* The seqlock write: odd while row and flags change, even again after. */
-static void write_slot(struct shm_slot *sl, const void *row, size_t len, bool used)
+/* Where the bytes of sl's row that may be non-zero end. */
+static size_t row_end(const struct shm_slot *sl, const struct shm_dirent *d)
+{
+    return sl->zero_tail < d->row_size ? d->row_size - sl->zero_tail : 0;
+}
+
+/*
+ * The seqlock write: odd while row and flags change, even again after.
+ * Only the len bytes of row are copied, and of the old row only what
+ * reached past them is zeroed: a big row mostly empty (a path of 1,024
+ * bytes that is 20 long) costs the cache lines it uses, not its size.
+ */
+static void write_slot(struct shm_slot *sl, const struct shm_dirent *d, const void *row, size_t len,
+                       bool used)
 {
     uint32_t seq = atomic_load_explicit(&sl->seq, memory_order_relaxed);
     atomic_store_explicit(&sl->seq, seq + 1, memory_order_relaxed);
@@ -745,22 +758,31 @@ static void write_slot(struct shm_slot *sl, const void *row, size_t len, bool us
     if (used && !sl->used)
         sl->gen++;
     sl->used = used;
-    if (row)
+    size_t end = row_end(sl, d);
+    if (len)
         memcpy(sl + 1, row, len);
-    else
-        memset(sl + 1, 0, len);
+    if (end > len)
+        memset((char *)(sl + 1) + len, 0, end - len);
+    sl->zero_tail = d->row_size - (uint32_t)len;
     atomic_store_explicit(&sl->seq, seq + 2, memory_order_release);
 }
 
-int shm_put(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row)
+int shm_put_prefix(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row, size_t len)
 {
     const struct shm_dirent *d;
     int rc;
     struct shm_slot *sl = writable(s, t, slot, &d, &rc);
     if (sl == NULL)
         return rc;
-    write_slot(sl, row, d->row_size, true);
+    if (len > d->row_size)
+        return -EINVAL;
+    write_slot(sl, d, row, len, true);
     return 0;
+}
+
+int shm_put(shm_t *s, const struct shm_table *t, uint32_t slot, const void *row)
+{
+    return shm_put_prefix(s, t, slot, row, t->row_size);
 }
 
 int shm_clear(shm_t *s, const struct shm_table *t, uint32_t slot)
@@ -770,7 +792,7 @@ int shm_clear(shm_t *s, const struct shm_table *t, uint32_t slot)
     struct shm_slot *sl = writable(s, t, slot, &d, &rc);
     if (sl == NULL)
         return rc;
-    write_slot(sl, NULL, d->row_size, false);
+    write_slot(sl, d, NULL, 0, false);
     return 0;
 }
 
@@ -798,7 +820,9 @@ int shm_get(shm_t *s, const struct shm_table *t, uint32_t slot, void *row, uint3
         if (before % 2 != 0)
             continue;
         uint32_t used = sl->used, g = sl->gen;
-        memcpy(row, sl + 1, d->row_size);
+        size_t end = row_end(sl, d);
+        memcpy(row, sl + 1, end);
+        memset((char *)row + end, 0, d->row_size - end);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&sl->seq, memory_order_relaxed) != before)
             continue;

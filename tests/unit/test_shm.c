@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -302,6 +303,47 @@ static void test_generations(void)
     put(s, 2, 3);
     CU_ASSERT_EQUAL(shm_get(s, &RECS, 2, &r, &g3), 1);
     CU_ASSERT_EQUAL(g3, g1 + 1); /* a handle (2, g1) is now stale */
+    shm_close(s);
+    CU_ASSERT_EQUAL(shm_remove(name), 0);
+}
+
+/* A shorter row put as a prefix: its tail, and what the longer row before
+ * it had there, read as zeros, in the segment itself too. */
+static void test_prefix_rows(void)
+{
+    const char *name = name_for("prefix");
+    shm_t *s = own(name, SHM_FRESH);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(s);
+    struct rec r = {.value = 1, .copy = 1}, got;
+    memset(r.pad, 'x', sizeof r.pad);
+    size_t len = offsetof(struct rec, pad) + 10;
+    CU_ASSERT_EQUAL(shm_lock(s), 0);
+    CU_ASSERT_EQUAL(shm_put(s, &RECS, 3, &r), 0);
+    r.value = r.copy = 2;
+    memset(r.pad, 'y', 10); /* the rest, 'x', is past len: not to be read */
+    CU_ASSERT_EQUAL(shm_put_prefix(s, &RECS, 3, &r, len), 0);
+    CU_ASSERT_EQUAL(shm_put_prefix(s, &RECS, 3, &r, sizeof r + 1), -EINVAL);
+    shm_unlock(s);
+    shm_t *rd = NULL;
+    CU_ASSERT_EQUAL_FATAL(shm_attach(&rd, name), 0);
+    memset(&got, 0xee, sizeof got);
+    CU_ASSERT_EQUAL(shm_get(rd, &RECS, 3, &got, NULL), 1);
+    CU_ASSERT_EQUAL(got.value, 2);
+    CU_ASSERT_EQUAL(memcmp(got.pad, "yyyyyyyyyy", 10), 0);
+    static const char zeros[sizeof r.pad];
+    CU_ASSERT_EQUAL(memcmp(got.pad + 10, zeros, sizeof r.pad - 10), 0);
+    size_t maplen;
+    uint8_t *m = map_raw(name, &maplen);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    size_t stride = (SLOT_HDR + sizeof(struct rec) + 63) & ~(size_t)63;
+    const uint8_t *row = m + FIRST_TABLE + 3 * stride + SLOT_HDR;
+    CU_ASSERT_EQUAL(memcmp(row + len, zeros, sizeof r - len), 0);
+    CU_ASSERT_EQUAL(shm_lock(s), 0); /* cleared after a prefix: all of it zero */
+    CU_ASSERT_EQUAL(shm_clear(s, &RECS, 3), 0);
+    shm_unlock(s);
+    CU_ASSERT_EQUAL(memcmp(row, zeros, len), 0);
+    munmap(m, maplen);
+    shm_close(rd);
     shm_close(s);
     CU_ASSERT_EQUAL(shm_remove(name), 0);
 }
@@ -681,6 +723,7 @@ void suite_shm(void)
     CU_add_test(s, "names are checked", test_names);
     CU_add_test(s, "clean close, then own again", test_clean_reopen);
     CU_add_test(s, "generations count occupants", test_generations);
+    CU_add_test(s, "a prefix row reads as zeros past its end", test_prefix_rows);
     CU_add_test(s, "owner died: recovered", test_owner_died);
     CU_add_test(s, "owner is a zombie: recovered", test_owner_zombie);
     CU_add_test(s, "a reused pid is not the owner", test_owner_alive);
