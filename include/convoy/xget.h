@@ -111,6 +111,10 @@ struct xget_pace {
     uint64_t base;  /* bytes taken before t0_ms */
 };
 void xget_pace_start(struct xget_pace *p, uint64_t rate, uint64_t now_ms, uint64_t taken);
+/* The bytes that may be taken now (UINT64_MAX without a rate): a reader
+ * takes no more of what it received, so a big receive does not run ahead
+ * of the pace. */
+uint64_t xget_pace_allow(const struct xget_pace *p, uint64_t now_ms, uint64_t taken);
 /* Milliseconds to wait before reading more (0: go on). */
 uint64_t xget_pace_wait(struct xget_pace *p, uint64_t now_ms, uint64_t taken);
 

@@ -165,10 +165,13 @@ static void dl_pace_fired(struct ring_timer *t)
     }
 }
 
-/* Holds the connection while the reader is ahead of --limit-rate. */
-static void dl_pace(dl_t *d)
+/* Holds the connection while the reader is ahead of --limit-rate; held
+ * says it left bytes for later, which come again only on resume. */
+static void dl_pace(dl_t *d, bool held)
 {
     uint64_t ms = xget_pace_wait(&d->pace, ring_now_ms(), d->off);
+    if (ms == 0 && held)
+        ms = 1;
     if (ms == 0 || d->c == NULL)
         return;
     conn_pause(d->c);
@@ -481,10 +484,16 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         d->head_done = true;
         dl_on_head(d);
     }
-    while (!d->gone && !http_resp_body_done(d->resp)) {
+    size_t end = len; /* what the pace lets this call take */
+    if (d->taking) {
+        uint64_t allow = xget_pace_allow(&d->pace, ring_now_ms(), d->off);
+        if (allow < len - used)
+            end = used + (size_t)allow;
+    }
+    while (!d->gone && !http_resp_body_done(d->resp) && (used < end || end == len)) {
         const uint8_t *piece;
         size_t plen;
-        ssize_t n = http_resp_body(d->resp, data + used, len - used, &piece, &plen);
+        ssize_t n = http_resp_body(d->resp, data + used, end - used, &piece, &plen);
         if (n < 0) {
             snprintf(d->why, sizeof d->why, "%s%sbad body: %s", dl_who(d), *dl_who(d) ? ": " : "",
                      http_resp_error(d->resp));
@@ -492,7 +501,7 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         }
         used += (size_t)n;
         dl_piece(d, piece, plen);
-        if (n == 0 || used == len)
+        if (n == 0)
             break;
     }
     if (d->gone)
@@ -502,7 +511,7 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         return (ssize_t)len; /* what follows an answer is not ours: the connection closes */
     }
     if (d->taking)
-        dl_pace(d);
+        dl_pace(d, end < len);
     return (ssize_t)used; /* a piece of framing not yet whole comes again with what follows */
 }
 

@@ -371,6 +371,15 @@ void xget_pace_start(struct xget_pace *p, uint64_t rate, uint64_t now_ms, uint64
     p->base = taken;
 }
 
+uint64_t xget_pace_allow(const struct xget_pace *p, uint64_t now_ms, uint64_t taken)
+{
+    if (p->rate == 0)
+        return UINT64_MAX;
+    uint64_t ran = now_ms > p->t0_ms ? now_ms - p->t0_ms : 0;
+    uint64_t may = p->base + p->rate / 10 + ran * p->rate / 1000;
+    return may > taken ? may - taken : 0;
+}
+
 uint64_t xget_pace_wait(struct xget_pace *p, uint64_t now_ms, uint64_t taken)
 {
     if (p->rate == 0 || taken <= p->base)

@@ -144,6 +144,12 @@ static void test_pace(void)
     xget_pace_start(&p, 1000, 0, 5000);
     CU_ASSERT_EQUAL(xget_pace_wait(&p, 0, 5100), 0);
     CU_ASSERT_EQUAL(xget_pace_wait(&p, 0, 6100), 1000);
+    /* how much of a big receive may be taken: the burst, then the rate */
+    CU_ASSERT_EQUAL(xget_pace_allow(&p, 0, 5000), 100);
+    CU_ASSERT_EQUAL(xget_pace_allow(&p, 300, 5100), 300);
+    CU_ASSERT_EQUAL(xget_pace_allow(&p, 300, 5500), 0);
+    xget_pace_start(&p, 0, 0, 0);
+    CU_ASSERT_EQUAL(xget_pace_allow(&p, 0, 1u << 30), UINT64_MAX);
 }
 
 static char dir[64], part[128], meta[128], out[128];
