@@ -132,15 +132,16 @@ void ring_send(ring_t *r, struct ring_op *op, int fd, const void *buf, size_t le
 void ring_read(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len, uint64_t off);
 
 /* A recv into a buffer the ring picks when data arrives (io_uring provided
- * buffers, one group of RING_RECV_BUF bytes each per ring), so a connection
- * waiting for input holds no buffer. res is the byte count; the bytes are at
- * ring_recv_buf(r, flags) until ring_recv_done(r, flags), which the owner
- * calls in its completion once it has taken what it needs (also when it
- * discards the data). -ENOBUFS: every buffer was in use; try again later
- * (ring_defer), they all come back by the end of the batch. Returns 0, or
- * -errno when the ring's buffers cannot be made (nothing was submitted). */
+ * buffers, per ring: 64 of RING_RECV_BUF bytes, and 8 of RING_RECV_BIG for
+ * big, asked by a connection whose last receive filled a small one: a
+ * stream), so a connection waiting for input holds no buffer. res is the byte count; the bytes are
+ * at ring_recv_buf(r, flags) until ring_recv_done(r, flags), which the owner calls in its
+ * completion once it has taken what it needs (also when it discards the data). -ENOBUFS: every
+ * buffer was in use; try again later (ring_defer), they all come back by the end of the batch.
+ * Returns 0, or -errno when the ring's buffers cannot be made (nothing was submitted). */
 #define RING_RECV_BUF (16u * 1024)
-int ring_recv_any(ring_t *r, struct ring_op *op, int fd);
+#define RING_RECV_BIG (256u * 1024)
+int ring_recv_any(ring_t *r, struct ring_op *op, int fd, bool big);
 const uint8_t *ring_recv_buf(ring_t *r, uint32_t flags);
 void ring_recv_done(ring_t *r, uint32_t flags);
 

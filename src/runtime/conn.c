@@ -111,6 +111,7 @@ struct conn {
     bool notify_sent;     /* TLS close_notify queued */
     bool lingering;       /* closing, output sent, write side shut: input is dropped */
     bool trusted;         /* conn_trust(): not evictable */
+    bool streaming;       /* the last receive filled a small buffer: ask a big one */
     unsigned dispatching; /* our handlers on the stack */
     uint32_t idle_ms;
     uint32_t in_max;
@@ -1053,6 +1054,11 @@ static void conn_pull_tls(conn_t *c)
 
 static void conn_step_recv(conn_t *c, int res, uint32_t flags)
 {
+    if (res == -ENOBUFS && c->streaming) { /* the big buffers were all taken */
+        c->streaming = false;
+        conn_arm_recv(c);
+        return;
+    }
     if (res == -ENOBUFS) { /* the ring's buffers were all taken: after the batch */
         conn_defer(c, DEF_RECV);
         return;
@@ -1073,6 +1079,7 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
     }
     conn_touch(c);
     c->bytes_in += (uint64_t)res;
+    c->streaming = (size_t)res >= RING_RECV_BUF;
     const uint8_t *buf = ring_recv_buf(c->ring, flags);
     if (c->tls == NULL) {
         if (c->state == CS_OPEN)
@@ -1101,7 +1108,7 @@ static void conn_arm_recv(conn_t *c)
         return;
     if (!c->lingering && (c->paused || (c->state != CS_OPEN && c->state != CS_HANDSHAKE)))
         return;
-    int rc = ring_recv_any(c->ring, &c->recv_op, c->fd);
+    int rc = ring_recv_any(c->ring, &c->recv_op, c->fd, c->streaming);
     if (rc < 0) {
         conn_shutdown(c, rc);
         return;

@@ -78,25 +78,36 @@ struct post {
     void *arg;
 };
 
-/* The loop's provided buffers for ring_recv_any. */
+/* One group of the loop's provided buffers for ring_recv_any. */
 struct recv_bufs {
     struct io_uring_buf_ring *br; /* shared with the kernel */
-    uint8_t *mem;                 /* RECV_BUFS buffers of RING_RECV_BUF bytes */
+    uint8_t *mem;                 /* count buffers of size bytes */
 };
 
-#define RECV_BUFS  64 /* a power of two; held only while their completion runs */
-#define RECV_GROUP 0
+/* The groups: many small buffers for the many connections that send a
+ * little, and a few big ones for a stream (16 times fewer receives, and
+ * fewer window updates sent back, for an upload). A group's buffer ids
+ * start at its first_id, so that a completion's id alone names its group.
+ * Counts are powers of two; a buffer is held only while its completion
+ * runs. */
+static const struct recv_group {
+    unsigned count, first_id;
+    size_t size;
+} recv_groups[2] = {
+    {64, 0, RING_RECV_BUF},
+    {8, 64, RING_RECV_BIG},
+};
 
 struct ring {
     struct io_uring uring;
     struct ring_timer *timers; /* pairing heap root, earliest first */
     struct ring_defer *defer_head, *defer_tail;
-    struct recv_bufs *bufs; /* NULL until the first ring_recv_any */
-    bool stopping;          /* loop thread only */
-    int wake_fd;            /* eventfd: ring_post/ring_stop wake the loop */
-    uint64_t wake_val;      /* eventfd read target */
-    struct ring_op wake_op; /* keeps a read armed on wake_fd */
-    struct post *posts;     /* post_mask + 1 slots */
+    struct recv_bufs *bufs[2]; /* by recv_groups; NULL until first used */
+    bool stopping;             /* loop thread only */
+    int wake_fd;               /* eventfd: ring_post/ring_stop wake the loop */
+    uint64_t wake_val;         /* eventfd read target */
+    struct ring_op wake_op;    /* keeps a read armed on wake_fd */
+    struct post *posts;        /* post_mask + 1 slots */
     size_t post_mask;
     size_t post_head;                      /* loop thread: the next position to run */
     _Alignas(64) atomic_size_t post_tail;  /* producers: the next position to claim */
@@ -303,17 +314,15 @@ int ring_create(ring_t **out, unsigned entries)
     return ring_create_opts(out, &(struct ring_opts){.entries = entries});
 }
 
+static void recv_bufs_free(ring_t *r, unsigned g);
+
 void ring_destroy(ring_t *r)
 {
     if (r == NULL)
         return;
     run_posts(r); /* posted closures may own memory; give them their run */
-    if (r->bufs) {
-        io_uring_unregister_buf_ring(&r->uring, RECV_GROUP);
-        munmap(r->bufs->br, RECV_BUFS * sizeof(struct io_uring_buf));
-        free(r->bufs->mem);
-        free(r->bufs);
-    }
+    for (unsigned g = 0; g < 2; g++)
+        recv_bufs_free(r, g);
     io_uring_queue_exit(&r->uring);
     close(r->wake_fd);
     if (r->sig_fd >= 0)
@@ -618,17 +627,39 @@ void ring_cancel(ring_t *r, struct ring_op *target)
 
 /* ---- provided receive buffers ---- */
 
-static int recv_bufs_make(ring_t *r)
+static void recv_bufs_free(ring_t *r, unsigned g)
 {
+    struct recv_bufs *b = r->bufs[g];
+    if (b == NULL)
+        return;
+    io_uring_unregister_buf_ring(&r->uring, (int)g);
+    munmap(b->br, recv_groups[g].count * sizeof(struct io_uring_buf));
+    free(b->mem);
+    free(b);
+    r->bufs[g] = NULL;
+}
+
+static void recv_buf_give(ring_t *r, unsigned g, unsigned id)
+{
+    const struct recv_group *rg = &recv_groups[g];
+    io_uring_buf_ring_add(r->bufs[g]->br, r->bufs[g]->mem + (size_t)(id - rg->first_id) * rg->size,
+                          (unsigned)rg->size, (unsigned short)id, io_uring_buf_ring_mask(rg->count),
+                          0);
+    io_uring_buf_ring_advance(r->bufs[g]->br, 1);
+}
+
+static int recv_bufs_make(ring_t *r, unsigned g)
+{
+    const struct recv_group *rg = &recv_groups[g];
     struct recv_bufs *b = calloc(1, sizeof *b);
     if (b == NULL)
         return -ENOMEM;
-    size_t ring_len = RECV_BUFS * sizeof(struct io_uring_buf);
+    size_t ring_len = rg->count * sizeof(struct io_uring_buf);
     b->br = mmap(NULL, ring_len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-    b->mem = malloc((size_t)RECV_BUFS * RING_RECV_BUF);
+    b->mem = malloc(rg->count * rg->size);
     int rc = b->br == MAP_FAILED || b->mem == NULL ? -ENOMEM : 0;
     struct io_uring_buf_reg reg = {
-        .ring_addr = (unsigned long)b->br, .ring_entries = RECV_BUFS, .bgid = RECV_GROUP};
+        .ring_addr = (unsigned long)b->br, .ring_entries = rg->count, .bgid = (uint16_t)g};
     if (rc == 0)
         rc = io_uring_register_buf_ring(&r->uring, &reg, 0);
     if (rc < 0) {
@@ -639,42 +670,51 @@ static int recv_bufs_make(ring_t *r)
         return rc;
     }
     io_uring_buf_ring_init(b->br);
-    for (unsigned i = 0; i < RECV_BUFS; i++)
-        io_uring_buf_ring_add(b->br, b->mem + (size_t)i * RING_RECV_BUF, RING_RECV_BUF,
-                              (unsigned short)i, io_uring_buf_ring_mask(RECV_BUFS), (int)i);
-    io_uring_buf_ring_advance(b->br, RECV_BUFS);
-    r->bufs = b;
+    r->bufs[g] = b;
+    for (unsigned i = 0; i < rg->count; i++)
+        recv_buf_give(r, g, rg->first_id + i);
     return 0;
 }
 
-int ring_recv_any(ring_t *r, struct ring_op *op, int fd)
+int ring_recv_any(ring_t *r, struct ring_op *op, int fd, bool big)
 {
-    int rc = r->bufs == NULL ? recv_bufs_make(r) : 0;
+    unsigned g = big ? 1 : 0;
+    int rc = r->bufs[g] == NULL ? recv_bufs_make(r, g) : 0;
     if (rc < 0)
         return rc;
     struct io_uring_sqe *sqe = ring_sqe(r);
-    io_uring_prep_recv(sqe, fd, NULL, RING_RECV_BUF, 0);
+    io_uring_prep_recv(sqe, fd, NULL, (unsigned)recv_groups[g].size, 0);
     sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = RECV_GROUP;
+    sqe->buf_group = (uint16_t)g;
     io_uring_sqe_set_data(sqe, op);
     return 0;
 }
 
+/* The group of the buffer a completion names, or -1 for none. */
+static int recv_group_of(const ring_t *r, uint32_t flags, unsigned *id)
+{
+    if (!(flags & IORING_CQE_F_BUFFER))
+        return -1;
+    *id = flags >> IORING_CQE_BUFFER_SHIFT;
+    int g = *id >= recv_groups[1].first_id ? 1 : 0;
+    return r->bufs[g] ? g : -1;
+}
+
 const uint8_t *ring_recv_buf(ring_t *r, uint32_t flags)
 {
-    if (!(flags & IORING_CQE_F_BUFFER) || r->bufs == NULL)
+    unsigned id;
+    int g = recv_group_of(r, flags, &id);
+    if (g < 0)
         return NULL;
-    return r->bufs->mem + (size_t)(flags >> IORING_CQE_BUFFER_SHIFT) * RING_RECV_BUF;
+    return r->bufs[g]->mem + (size_t)(id - recv_groups[g].first_id) * recv_groups[g].size;
 }
 
 void ring_recv_done(ring_t *r, uint32_t flags)
 {
-    if (!(flags & IORING_CQE_F_BUFFER) || r->bufs == NULL)
-        return;
-    unsigned id = flags >> IORING_CQE_BUFFER_SHIFT;
-    io_uring_buf_ring_add(r->bufs->br, r->bufs->mem + (size_t)id * RING_RECV_BUF, RING_RECV_BUF,
-                          (unsigned short)id, io_uring_buf_ring_mask(RECV_BUFS), 0);
-    io_uring_buf_ring_advance(r->bufs->br, 1);
+    unsigned id;
+    int g = recv_group_of(r, flags, &id);
+    if (g >= 0)
+        recv_buf_give(r, (unsigned)g, id);
 }
 
 static void sig_arm(ring_t *r);

@@ -247,6 +247,57 @@ static void test_sendmsg_iovecs(void)
     close(sv[1]);
 }
 
+/* A ring_recv_any completion: what arrived, checked against the pattern
+ * at *off (the buffer is the ring's only until ring_recv_done). */
+struct recvd {
+    struct ring_op op;
+    int res;
+    unsigned calls;
+    size_t off;
+    bool same;
+};
+
+static void on_recvd(struct ring_op *op, int res, uint32_t flags)
+{
+    struct recvd *d = container_of(op, struct recvd, op);
+    const uint8_t *buf = ring_recv_buf(R, flags);
+    d->res = res;
+    d->calls++;
+    d->same = res > 0 && buf != NULL && is_pattern(buf, d->off, (size_t)res);
+    ring_recv_done(R, flags);
+    ring_stop(R);
+}
+
+/* Small buffers for a connection that sends a little, big ones for a
+ * stream: the same data, taken in pieces of each size. */
+static void test_recv_small_and_big(void)
+{
+    int sv[2];
+    CU_ASSERT_EQUAL_FATAL(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    int sz = 4 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &sz, sizeof sz);
+    size_t len = RING_RECV_BUF + RING_RECV_BIG;
+    unsigned char *data = malloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(data);
+    for (size_t i = 0; i < len; i++)
+        data[i] = (unsigned char)(i * 131u + (i >> 8)); /* is_pattern's */
+    CU_ASSERT_EQUAL_FATAL(send(sv[0], data, len, MSG_DONTWAIT), (ssize_t)len);
+    free(data);
+    size_t off = 0;
+    for (int big = 0; big <= 1; big++) {
+        struct recvd d = {.op.cb = on_recvd, .off = off};
+        CU_ASSERT_EQUAL_FATAL(ring_recv_any(R, &d.op, sv[1], big), 0);
+        run_until(R, &d.calls, 1);
+        CU_ASSERT_EQUAL(d.calls, 1);
+        CU_ASSERT(d.same);
+        int most = big ? (int)RING_RECV_BIG : (int)RING_RECV_BUF;
+        CU_ASSERT(d.res <= most && d.res > most / 2);
+        off += d.res > 0 ? (size_t)d.res : 0;
+    }
+    close(sv[0]);
+    close(sv[1]);
+}
+
 static void test_openat(void)
 {
     char path[128], missing[160];
@@ -518,6 +569,7 @@ void suite_ring(void)
     CU_pSuite s = CU_add_suite("ring", suite_init, suite_clean);
     CU_add_test(s, "write, then read back", test_write_read);
     CU_add_test(s, "splice a file region through a pipe to a socket", test_splice_file_to_socket);
+    CU_add_test(s, "receives into small and big ring buffers", test_recv_small_and_big);
     CU_add_test(s, "sendmsg of three iovecs", test_sendmsg_iovecs);
     CU_add_test(s, "openat an existing and a missing file", test_openat);
     CU_add_test(s, "statx size, by path and by fd", test_statx);
