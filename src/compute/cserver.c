@@ -35,6 +35,7 @@
 #include "convoy/mbr_client.h"
 #include "convoy/membership.h"
 #include "convoy/pki.h"
+#include "convoy/proc.h"
 #include "convoy/shmbuf.h"
 #include "convoy/shmlane.h"
 
@@ -53,6 +54,7 @@
  * end's window lets through (half of it reaches a second server); the
  * RESULT lane is mapped by the front-end too, so it is kept small: a
  * RESULT answers one WORK, about 1 MiB, and is released once on disk. */
+#define KEEP_FREED        (64u << 20) /* freed matrices kept for reuse (proc_keep_freed) */
 #define LANE_BYTES        (32u << 20)
 #define RESULT_LANE_BYTES (16u << 20)
 
@@ -822,6 +824,8 @@ int cs_run(const struct cs_opts *o)
                            .on_frame = cs_on_frame,
                            .arg = &cs};
     char err[512];
+    if (proc_keep_freed(KEEP_FREED) < 0)
+        log_warn("compute", "event=malloc_tuning_refused");
     if (net_addr_parse_err(o->frontend, NET_DIAL, &mo.server, err, sizeof err) < 0) {
         log_error("compute", "event=bad_option option=--frontend value=\"%s\" err=\"%s\"",
                   o->frontend, err);

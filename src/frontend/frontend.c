@@ -44,6 +44,7 @@
 #define FE_BATCH_MAX       64u         /* items in a WORK */
 #define FE_WINDOW_BYTES    (64u << 20) /* matrices on the chain at once */
 #define FE_WINDOW_LANE     64u         /* items on the chain per lane at most */
+#define FE_KEEP_FREED      (64u << 20) /* freed buffers kept for reuse (proc_keep_freed) */
 #define FE_REDIAL_MS       200u
 #define FE_RESULT_MAX      (64u << 20) /* a RESULT's body */
 #define FE_JOB_SLOTS       4096u
@@ -1091,6 +1092,8 @@ int fe_run(const struct fe_opts *o)
     long nofile = proc_raise_nofile();
     if (nofile < 0)
         log_warn("frontend", "event=nofile_failed err=\"%s\"", strerror((int)-nofile));
+    if (proc_keep_freed(FE_KEEP_FREED) < 0)
+        log_warn("frontend", "event=malloc_tuning_refused");
     shmbuf_sweep(); /* lanes that dead processes left */
     int rc = ring_create(&fe->ring, 256);
     if (rc < 0) {

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
@@ -91,6 +92,16 @@ long proc_raise_nofile(void)
             return -errno;
     }
     return rl.rlim_cur == RLIM_INFINITY ? LONG_MAX : (long)rl.rlim_cur;
+}
+
+int proc_keep_freed(size_t keep)
+{
+    /* the largest threshold malloc takes on 64 bits; bigger buffers are
+     * mapped and unmapped each time, as before */
+    if (mallopt(M_MMAP_THRESHOLD, 32 << 20) != 1 ||
+        mallopt(M_TRIM_THRESHOLD, keep > INT_MAX ? INT_MAX : (int)keep) != 1)
+        return -EINVAL;
+    return 0;
 }
 
 const char *proc_self_exe(void)
