@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,9 +38,50 @@ static pid_t kids[KIDS_MAX]; /* started and not yet reaped */
 static bool in_kid;          /* a sample's child: the parent owns the cleanup */
 static void (*at_die)(void); /* bench_at_die's */
 
+static void stop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
+/* One thread takes the signals that stop a bench and cleans up as
+ * bench_die does: an interrupted bench (^C in make bench) leaves no
+ * daemon, nginx or segment behind. */
+static void *stopper_main(void *arg)
+{
+    int sig;
+    if (sigwait(arg, &sig) == 0)
+        bench_die("stopped by %s", strsignal(sig));
+    return NULL;
+}
+
+static void stopper_start(void)
+{
+    static sigset_t set;
+    pthread_t t;
+    stop_signals(&set);
+    int rc = pthread_sigmask(SIG_BLOCK, &set, NULL);
+    if (rc == 0)
+        rc = pthread_create(&t, NULL, stopper_main, &set);
+    if (rc != 0)
+        bench_die("signals: %s", strerror(rc));
+    pthread_detach(t);
+}
+
+/* What a child starts with: the stop signals its own again. */
+static void signals_default(void)
+{
+    sigset_t set;
+    stop_signals(&set);
+    sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
 const char *bench_start(const char *name)
 {
     bench_name = name;
+    stopper_start();
     if (fx_tmpdir(bench_dir, sizeof bench_dir) != 0)
         bench_die("mkdtemp: %s", strerror(errno));
     return bench_dir;
@@ -60,6 +102,7 @@ void bench_at_die(void (*fn)(void))
 void bench_in_kid(void)
 {
     in_kid = true;
+    signals_default();
 }
 
 void bench_die(const char *fmt, ...)
@@ -135,6 +178,7 @@ pid_t bench_spawn(char *const argv[], int *out)
     if (pid < 0)
         bench_die("fork: %s", strerror(errno));
     if (pid == 0) {
+        signals_default();
         if (out && (dup2(p[1], STDOUT_FILENO) < 0 || close(p[0]) != 0))
             _exit(127);
         execv(argv[0], argv);

@@ -282,6 +282,7 @@ static pid_t close_clients(const struct net_addr *addr, unsigned n)
         bench_die("fork: %s", strerror(errno));
     if (pid > 0)
         return pid;
+    bench_in_kid();
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
         bench_die("prctl: %s", strerror(errno));
     for (unsigned i = 0; i < n; i++)
