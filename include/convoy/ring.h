@@ -133,12 +133,15 @@ void ring_read(ring_t *r, struct ring_op *op, int fd, void *buf, size_t len, uin
 
 /* A recv into a buffer the ring picks when data arrives (io_uring provided
  * buffers, per ring: 64 of RING_RECV_BUF bytes, and 8 of RING_RECV_BIG for
- * big, asked by a connection whose last receive filled a small one: a
- * stream), so a connection waiting for input holds no buffer. res is the byte count; the bytes are
- * at ring_recv_buf(r, flags) until ring_recv_done(r, flags), which the owner calls in its
- * completion once it has taken what it needs (also when it discards the data). -ENOBUFS: every
- * buffer was in use; try again later (ring_defer), they all come back by the end of the batch.
- * Returns 0, or -errno when the ring's buffers cannot be made (nothing was submitted). */
+ * big, which a connection whose last receive filled a small one asks: a
+ * stream; small ones when the big ones cannot be made), so a connection
+ * waiting for input holds no buffer. res is the byte count; the bytes are
+ * at ring_recv_buf(r, flags) until ring_recv_done(r, flags), which the
+ * owner calls in its completion once it has taken what it needs (also when
+ * it discards the data). -ENOBUFS: every buffer of the group was in use;
+ * try again later (ring_defer), they all come back by the end of the
+ * batch. Returns 0, or -errno when the ring's buffers cannot be made
+ * (nothing was submitted). */
 #define RING_RECV_BUF (16u * 1024)
 #define RING_RECV_BIG (256u * 1024)
 int ring_recv_any(ring_t *r, struct ring_op *op, int fd, bool big);

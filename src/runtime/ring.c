@@ -678,7 +678,7 @@ static int recv_bufs_make(ring_t *r, unsigned g)
 
 int ring_recv_any(ring_t *r, struct ring_op *op, int fd, bool big)
 {
-    unsigned g = big ? 1 : 0;
+    unsigned g = big && (r->bufs[1] || recv_bufs_make(r, 1) == 0) ? 1 : 0; /* else small */
     int rc = r->bufs[g] == NULL ? recv_bufs_make(r, g) : 0;
     if (rc < 0)
         return rc;
