@@ -33,9 +33,8 @@ long proc_raise_nofile(void);
 /* Buffers under 32 MiB freed by this process stay in its heap for the
  * next ones, up to keep bytes free: a big buffer handed back to the
  * kernel and taken again costs a page fault and a zeroed page per 4 KiB
- * touched (5-7 % of a compute server's CPU, and of the front-end's, with
- * half-MiB matrices). For daemons whose big buffers come and go; 0, or
- * -EINVAL when malloc refuses. */
+ * touched (5-7 % of a compute server's CPU with half-MiB matrices). For daemons whose big buffers
+ * come and go; 0, or -EINVAL when malloc refuses. */
 int proc_keep_freed(size_t keep);
 /* The path of the running executable (for spawning convoy itself). */
 const char *proc_self_exe(void);

@@ -490,7 +490,9 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         if (allow < len - used)
             end = used + (size_t)allow;
     }
-    while (!d->gone && !http_resp_body_done(d->resp) && (used < end || end == len)) {
+    bool paced = end < len;
+    /* unpaced, the body is offered even with no bytes left, as ever */
+    while (!d->gone && !http_resp_body_done(d->resp) && (used < end || !paced)) {
         const uint8_t *piece;
         size_t plen;
         ssize_t n = http_resp_body(d->resp, data + used, end - used, &piece, &plen);
@@ -511,7 +513,7 @@ static ssize_t dl_on_data(conn_t *c, const uint8_t *data, size_t len)
         return (ssize_t)len; /* what follows an answer is not ours: the connection closes */
     }
     if (d->taking)
-        dl_pace(d, end < len);
+        dl_pace(d, paced);
     return (ssize_t)used; /* a piece of framing not yet whole comes again with what follows */
 }
 
