@@ -65,7 +65,8 @@ struct inwork {
     struct chain_work w;   /* as received */
     uint32_t keep;         /* items kept: the first keep of w */
     struct cexec_batch *b; /* the kept items (NULL when none) */
-    uint8_t *fwd;          /* the forwarded items' bytes (NULL when none) */
+    uint8_t *fwd;          /* the forwarded items' bytes, kept (NULL when none yet) */
+    bool forwarded;        /* the forwarded items went straight on (cs_forward_now) */
     uint64_t got;          /* body bytes so far */
     struct inwork *next;
 };
@@ -316,6 +317,37 @@ static void cs_forward_flush(struct cs *cs)
     }
 }
 
+/* Sends items [first, first + count) of w with their bytes at body, at
+ * once and without a copy of ours: only into the successor's lane (which
+ * copies them before this returns, so body may be a region of the
+ * predecessor's lane), and only when no forward waits before it. false
+ * when it cannot go now: the caller keeps the bytes and queues them. */
+static bool cs_forward_now(struct cs *cs, const struct chain_work *w, uint64_t first,
+                           uint32_t count, const uint8_t *body)
+{
+    if (cs->queue || !cs->out_up || !clink_has_lane(cs->out))
+        return false;
+    struct outwork *ow = calloc(1, sizeof *ow);
+    if (ow == NULL)
+        return false;
+    ow->w = *w;
+    ow->w.first = first;
+    ow->w.count = count;
+    ow->cs = cs;
+    int rc =
+        clink_send_work(cs->out, &ow->w, body, chain_work_body_len(&ow->w), cs_forward_done, ow);
+    if (rc == -EAGAIN) {
+        free(ow);
+        return false;
+    }
+    if (rc < 0) { /* sent, not accepted: the front-end sends them again */
+        log_warn("compute", "event=forward_failed job=%llu first=%llu err=\"%s\"",
+                 (unsigned long long)w->job, (unsigned long long)first, strerror(-rc));
+        free(ow);
+    }
+    return true;
+}
+
 /* Queues items [first, first + count) of w, with their bytes (owned). */
 static void cs_forward(struct cs *cs, const struct chain_work *w, uint64_t first, uint32_t count,
                        uint8_t *body)
@@ -376,11 +408,6 @@ static struct inwork *cs_split(struct cs *cs, const struct chain_work *w)
         free(iw);
         return NULL;
     }
-    uint32_t rest = w->count - iw->keep;
-    if (rest > 0 && !w->gen && (iw->fwd = malloc(chain_items_len(rest, w->n))) == NULL) {
-        cs_in_free(iw);
-        return NULL;
-    }
     return iw;
 }
 
@@ -390,7 +417,7 @@ static void cs_work_whole(struct cs *cs, struct inwork *iw)
     uint32_t rest = iw->w.count - iw->keep;
     if (iw->b)
         cs_keep_batch(cs, iw->b);
-    if (rest > 0)
+    if (rest > 0 && !iw->forwarded)
         cs_forward(cs, &iw->w, iw->w.first + iw->keep, rest, iw->fwd);
     iw->b = NULL;
     iw->fwd = NULL;
@@ -431,6 +458,17 @@ static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, 
     uint64_t kept = chain_items_len(iw->keep, iw->w.n), total = chain_work_body_len(&iw->w);
     if (len > total - iw->got)
         return -EPROTO;
+    /* The whole body at once (a lane's region): what is not kept may go
+     * straight on; else it is kept until the body ends. */
+    uint64_t gone = 0;
+    if (iw->got == 0 && len == total && total > kept &&
+        cs_forward_now(cs, &iw->w, iw->w.first + iw->keep, iw->w.count - iw->keep, p + kept)) {
+        iw->forwarded = true;
+        gone = total - kept;
+        len = (size_t)kept;
+    }
+    if (iw->got + len > kept && iw->fwd == NULL && (iw->fwd = malloc(total - kept)) == NULL)
+        return -ENOMEM;
     while (len > 0) {
         bool in_keep = iw->got < kept;
         uint64_t room = in_keep ? kept - iw->got : total - iw->got;
@@ -443,6 +481,7 @@ static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, 
         p += take;
         len -= take;
     }
+    iw->got += gone;
     return 0;
 }
 
