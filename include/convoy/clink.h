@@ -28,6 +28,7 @@
 #include "convoy/chain_msg.h"
 #include "convoy/net.h"
 #include "convoy/ring.h"
+#include "convoy/shmlane.h"
 #include "convoy/tls.h"
 
 #include <cjson/cJSON.h>
@@ -77,6 +78,25 @@ int clink_send_cancel(clink_t *l, const struct chain_span *s);
 int clink_use_lane(clink_t *l, size_t size);
 /* Whether l sends through a lane. */
 bool clink_has_lane(const clink_t *l);
+
+/* Room in l's lane for a WORK's body, to fill (from the disk, say) before
+ * clink_send_room, with no copy of the sender's: the successor takes a
+ * lane's regions only in the order they were handed out, so rooms are
+ * sent in the order taken; one never sent is given back with the next. */
+struct clink_room {
+    uint8_t *at; /* where the body goes */
+    uint64_t pos, len;
+    shmlane_w_t *lane; /* a reference: at stays mapped until clink_room_put */
+};
+/* 0, -EAGAIN when the lane is full (on_room follows), -ENOTCONN without a
+ * lane or before on_up, -EINVAL for len 0. */
+int clink_room(clink_t *l, uint64_t len, struct clink_room *out);
+/* WORK w, whose body (room->len bytes) was written into room; as
+ * clink_send_work, and -ESTALE when room is not of l's lane. */
+int clink_send_room(clink_t *l, const struct chain_work *w, const struct clink_room *room,
+                    void (*done)(void *arg, int err), void *arg);
+/* Lets go of room (sent or not). */
+void clink_room_put(struct clink_room *room);
 
 /* Receiving stream's credit (mux_hold / mux_release). 0 or -ENOENT. */
 int clink_hold(clink_t *l, uint32_t stream);

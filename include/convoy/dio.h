@@ -90,10 +90,11 @@ struct dio_op {
     ring_t *r;
     dio_t *f; /* a reference, held until cb */
     uint8_t *buf;
-    size_t len, moved, want;
+    size_t len, moved, want, skip; /* skip: bytes of buf before the wanted ones */
     uint64_t off;
     bool write, direct;
     struct dio_range range; /* dio_read_start's */
+    uint8_t *into;          /* dio_read_into_start's */
     dio_cb cb;
     struct ring_defer d; /* a read answered from memory completes from the loop too */
 };
@@ -106,5 +107,11 @@ void dio_write_start(ring_t *r, dio_t *f, struct dio_op *op, const void *buf, si
  * frees op->range.raw after cb (NULL after an error). 0, or -ENOMEM (and
  * cb will not run). */
 int dio_read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, dio_cb cb);
+/* The same into dst, which stays the caller's until cb: copied there from
+ * memory, read straight into it when dst, off and len are aligned and the
+ * file is direct, else through a buffer of dio's. op->range is {NULL,
+ * dst}. 0, or -ENOMEM (and cb will not run). */
+int dio_read_into_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, void *dst,
+                        dio_cb cb);
 
 #endif

@@ -36,8 +36,12 @@ typedef struct shmlane_r shmlane_r_t;
 /* A writer's lane of size bytes (a multiple of SHMLANE_ALIGN, at most
  * SHMLANE_MAX). 0, or -errno. */
 int shmlane_w_new(shmlane_w_t **out, size_t size);
-/* Unmaps it, and unlinks the object if no reader took it. NULL: no-op. */
+/* Gives up a reference: the last one unmaps the lane, and unlinks the
+ * object if no reader took it. NULL: no-op. */
 void shmlane_w_free(shmlane_w_t *w);
+/* Another reference to w, for whoever writes into a region of it after
+ * its owner may have let go (a read from the disk straight into it). */
+shmlane_w_t *shmlane_w_ref(shmlane_w_t *w);
 const char *shmlane_w_name(const shmlane_w_t *w);
 size_t shmlane_w_size(const shmlane_w_t *w);
 

@@ -302,17 +302,40 @@ static void clink_sent_later(struct ring_defer *d)
     clink_sent(NULL, s, 0);
 }
 
-/* WORK through the lane: the matrices copied in, their position sent. */
-static int clink_send_lane(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,
-                           void (*done)(void *arg, int err), void *arg)
+int clink_room(clink_t *l, uint64_t len, struct clink_room *out)
 {
-    struct chain_work lw = *w;
-    void *at = shmlane_w_alloc(l->wlane, len, &lw.shm.pos);
+    if (l->mx == NULL || l->wlane == NULL)
+        return -ENOTCONN;
+    if (len == 0)
+        return -EINVAL;
+    uint8_t *at = shmlane_w_alloc(l->wlane, len, &out->pos);
     if (at == NULL) {
         l->want_room = true;
         return -EAGAIN;
     }
-    memcpy(at, body, len);
+    out->at = at;
+    out->len = len;
+    out->lane = shmlane_w_ref(l->wlane);
+    return 0;
+}
+
+void clink_room_put(struct clink_room *room)
+{
+    shmlane_w_free(room->lane);
+    room->lane = NULL;
+}
+
+int clink_send_room(clink_t *l, const struct chain_work *w, const struct clink_room *room,
+                    void (*done)(void *arg, int err), void *arg)
+{
+    if (l->mx == NULL)
+        return -ENOTCONN;
+    if (room->lane == NULL || room->lane != l->wlane)
+        return -ESTALE;
+    if (room->len != chain_work_body_len(w) || w->shm.lane)
+        return -EINVAL;
+    struct chain_work lw = *w;
+    lw.shm.pos = room->pos;
     lw.shm.lane = shmlane_w_name(l->wlane);
     lw.shm.size = shmlane_w_size(l->wlane);
     cJSON *meta = chain_work_json(&lw);
@@ -327,6 +350,20 @@ static int clink_send_lane(clink_t *l, const struct chain_work *w, const void *b
     s->arg = arg;
     ring_defer(l->ring, &s->d, clink_sent_later);
     return 0;
+}
+
+/* WORK through the lane: the matrices copied in, their position sent. */
+static int clink_send_lane(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,
+                           void (*done)(void *arg, int err), void *arg)
+{
+    struct clink_room room;
+    int rc = clink_room(l, len, &room);
+    if (rc < 0)
+        return rc;
+    memcpy(room.at, body, len);
+    rc = clink_send_room(l, w, &room, done, arg);
+    clink_room_put(&room);
+    return rc;
 }
 
 int clink_send_work(clink_t *l, const struct chain_work *w, const void *body, uint64_t len,

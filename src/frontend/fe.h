@@ -124,11 +124,12 @@ void fe_job_cancel(struct fe *fe, struct fjob *j);
 
 /* Opens (or reopens) j's results in the spool: 0 or -errno. */
 int fe_job_open(struct fe *fe, struct fjob *j);
-/* The header of j's result.npy, padded so that its items start at a
- * DIO_ALIGN boundary (written around the page cache): its length, or
- * -ENOSPC when cap is under FE_RESULT_HDR. */
-#define FE_RESULT_HDR DIO_ALIGN
-int fe_result_header(const struct fjob *j, uint8_t *hdr, size_t cap);
+/* The header of j's spooled .npy files (input.npy as the front-end
+ * writes it, result.npy), padded so that their items start at a DIO_ALIGN
+ * boundary (read and written around the page cache, an item straight into
+ * a lane): its length, or -ENOSPC when cap is under FE_NPY_HDR. */
+#define FE_NPY_HDR DIO_ALIGN
+int fe_npy_header(const struct fjob *j, uint8_t *hdr, size_t cap);
 
 void fe_job_free(struct fjob *j);
 

@@ -207,8 +207,8 @@ static int api_items(struct fe *fe, const struct fjob *j, uint64_t first, uint64
 {
     char path[4096];
     int fd = -1;
-    uint8_t hdr[FE_RESULT_HDR];
-    int hlen = fe_result_header(j, hdr, sizeof hdr);
+    uint8_t hdr[FE_NPY_HDR];
+    int hlen = fe_npy_header(j, hdr, sizeof hdr);
     if (inverses && (spool_path(fe->spool, j->id, "result.npy", path, sizeof path) < 0 ||
                      (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0))
         return -errno;
@@ -469,10 +469,11 @@ struct upload {
     struct job_spec spec;
     cJSON *doc;
     uint64_t id;
-    bool created; /* its spool directory exists */
-    dio_t *in;    /* input.npy being written */
-    uint64_t npy_bytes;
-    uint8_t *hdr; /* the .npy's first bytes, until its header parses */
+    bool created;       /* its spool directory exists */
+    dio_t *in;          /* input.npy being written */
+    uint64_t npy_bytes; /* of the .npy, as it came */
+    uint64_t npy_hdr;   /* the length of its header, as it came */
+    uint8_t *hdr;       /* the .npy's first bytes, until its header parses */
     size_t hdr_len;
     struct fjob *job; /* started once the header parsed: delegated as it comes */
     bool answered;
@@ -557,6 +558,27 @@ static void upload_npy_advance(struct upload *u)
     }
 }
 
+/* The .npy's header is whole and sound (info), with the bytes after it
+ * in u->hdr past info->data_off and then rest: the spooled input.npy gets
+ * a header of ours, padded as result.npy's (fe_npy_header), so that
+ * every item is aligned for direct I/O, then the matrices. The header
+ * read says no more than ours (float64, C order, count·n·n), so nothing
+ * is lost. 0, or -errno. */
+static int upload_npy_spool_start(struct upload *u, struct fjob *j, const struct npy_info *info,
+                                  const uint8_t *rest, size_t len)
+{
+    uint8_t ours[FE_NPY_HDR];
+    int hlen = fe_npy_header(j, ours, sizeof ours);
+    if (hlen < 0)
+        return hlen;
+    j->data_off = (uint64_t)hlen;
+    u->npy_hdr = info->data_off;
+    int rc = dio_append(u->in, ours, (size_t)hlen);
+    if (rc == 0)
+        rc = dio_append(u->in, u->hdr + info->data_off, u->hdr_len - info->data_off);
+    return rc == 0 ? dio_append(u->in, rest, len) : rc;
+}
+
 /* The .npy's start, p: once its header is whole and sound, the job starts
  * (its items are delegated as they are written, not once the upload
  * ends). 0, or -1 once refused. */
@@ -580,8 +602,6 @@ static int upload_npy_header(struct upload *u, const uint8_t *p, size_t len)
         upload_refuse(u, 400, "%s: %s", u->spec.input, err);
         return -1;
     }
-    free(u->hdr);
-    u->hdr = NULL;
     struct fjob *j = api_job_new(&u->spec, u->id, u->user);
     if (j == NULL) {
         upload_refuse(u, 500, "out of memory");
@@ -590,9 +610,16 @@ static int upload_npy_header(struct upload *u, const uint8_t *p, size_t len)
     j->submitted_ms = (uint64_t)time(NULL) * 1000;
     j->items = info.count;
     j->n = info.n;
-    j->data_off = info.data_off;
     j->input = dio_ref(u->in);
     j->avail = 0;
+    rc = upload_npy_spool_start(u, j, &info, p + take, len - take);
+    free(u->hdr);
+    u->hdr = NULL;
+    if (rc < 0) {
+        fe_job_free(j);
+        upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
+        return -1;
+    }
     if ((rc = fe_job_open(u->fe, j)) < 0) {
         fe_job_free(j);
         upload_refuse(u, 500, "spool: %s", strerror(-rc));
@@ -645,14 +672,14 @@ static int upload_take(struct upload *u, const uint8_t *p, size_t len)
         upload_refuse(u, 400, "the job names no \"input\" but a .npy came with it");
         return -1;
     }
+    u->npy_bytes += len;
+    if (u->job == NULL)
+        return upload_npy_header(u, p, len);
     int rc = dio_append(u->in, p, len);
     if (rc < 0) {
         upload_refuse(u, 500, "spool: input.npy: %s", strerror(-rc));
         return -1;
     }
-    u->npy_bytes += len;
-    if (u->job == NULL)
-        return upload_npy_header(u, p, len);
     upload_npy_advance(u);
     return 0;
 }
@@ -680,7 +707,7 @@ static void upload_npy_end(struct upload *u)
         upload_refuse(u, 400, "%s: the body ends inside the .npy's header", u->spec.input);
         return;
     }
-    uint64_t want = j->data_off + j->items * chain_items_len(1, j->n);
+    uint64_t want = u->npy_hdr + j->items * chain_items_len(1, j->n);
     int rc = dio_flush(u->in);
     if (rc == 0 && u->npy_bytes < want) {
         upload_refuse(u, 400, "%s: %llu bytes, where its header says %llu", u->spec.input,

@@ -121,15 +121,15 @@ void fe_job_publish(struct fe *fe, struct fjob *j)
                  strerror(-rc));
 }
 
-int fe_result_header(const struct fjob *j, uint8_t *hdr, size_t cap)
+int fe_npy_header(const struct fjob *j, uint8_t *hdr, size_t cap)
 {
     return npy_write_header_aligned(j->items, j->n, DIO_ALIGN, hdr, cap);
 }
 
 int fe_job_open(struct fe *fe, struct fjob *j)
 {
-    uint8_t hdr[FE_RESULT_HDR];
-    int hlen = fe_result_header(j, hdr, sizeof hdr);
+    uint8_t hdr[FE_NPY_HDR];
+    int hlen = fe_npy_header(j, hdr, sizeof hdr);
     if (hlen < 0)
         return hlen;
     return fejob_open(fe->spool, j->id, j->items, j->n, j->output != JOB_OUT_NONE, hdr,
@@ -271,23 +271,36 @@ static uint64_t fe_inflight(const struct fjob *j)
 }
 
 /* A WORK on its way: its items read from the input (a dio transfer on
- * the ring, so the loop never waits for the disk), then sent. */
+ * the ring, so the loop never waits for the disk), then sent. To a head
+ * with a lane they are read straight into room taken in its lane first,
+ * and such WORKs wait in fe->ready, in the order their rooms were taken,
+ * until they are read and all before them sent. */
 struct fe_send {
     struct fe *fe;
     uint64_t job;
     struct chain_work w;
     struct dio_op rd;
+    struct clink_room room; /* room.lane NULL when not read into a lane */
+    bool read;              /* the items are in (or failed: failed) */
+    bool failed;
     struct fe_send *next; /* fe->ready */
 };
+
+static void fe_send_free(struct fe_send *s)
+{
+    s->fe->sends--;
+    if (s->room.lane)
+        clink_room_put(&s->room);
+    free(s->rd.range.raw);
+    free(s);
+}
 
 static void fe_work_sent(void *arg, int err)
 {
     struct fe_send *s = arg;
     struct fe *fe = s->fe;
     (void)err; /* a WORK lost with the link is sent again once its server is down */
-    free(s->rd.range.raw);
-    free(s);
-    fe->sends--;
+    fe_send_free(s);
     fe_pump(fe);
 }
 
@@ -300,20 +313,27 @@ static int fe_work_try(struct fe_send *s)
 {
     struct fe *fe = s->fe;
     struct fjob *j = fe_job_find(fe, s->job);
-    int rc = -ENOTCONN;
-    if (j && j->state == JOBTAB_RUNNING && fe->head_up)
-        rc = clink_send_work(fe->head, &s->w, s->rd.range.data, chain_work_body_len(&s->w),
-                             fe_work_sent, s);
+    int rc = s->failed ? -EIO : -ENOTCONN;
+    if (!s->failed && j && j->state == JOBTAB_RUNNING && fe->head_up)
+        rc = s->room.lane ? clink_send_room(fe->head, &s->w, &s->room, fe_work_sent, s)
+                          : clink_send_work(fe->head, &s->w, s->rd.range.data,
+                                            chain_work_body_len(&s->w), fe_work_sent, s);
     if (rc == -EAGAIN && clink_has_lane(fe->head))
         return rc; /* fe->head is set: only a send answers -EAGAIN */
     if (rc < 0) {
         log_debug("frontend", "event=work_dropped job=%llu first=%llu err=\"%s\"",
                   (unsigned long long)s->job, (unsigned long long)s->w.first, strerror(-rc));
-        free(s->rd.range.raw);
-        free(s);
-        fe->sends--;
+        fe_send_free(s);
     }
     return 0;
+}
+
+static void fe_ready_add(struct fe *fe, struct fe_send *s)
+{
+    struct fe_send **pp = &fe->ready;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
 }
 
 /* As fe_work_try; what the lane has no room for waits in fe->ready, in
@@ -323,16 +343,14 @@ static void fe_work_go(struct fe_send *s)
     struct fe *fe = s->fe;
     if (fe->ready == NULL && fe_work_try(s) == 0)
         return;
-    struct fe_send **pp = &fe->ready;
-    while (*pp)
-        pp = &(*pp)->next;
-    *pp = s;
+    fe_ready_add(fe, s);
 }
 
-/* Sends what waits, in order, while the head takes it. */
+/* Sends what waits, in order, while the head takes it and up to a WORK
+ * still being read into its room. */
 static void fe_ready_flush(struct fe *fe)
 {
-    while (fe->ready) {
+    while (fe->ready && fe->ready->read) {
         struct fe_send *s = fe->ready;
         struct fe_send *next = s->next;
         if (fe_work_try(s) == -EAGAIN)
@@ -355,22 +373,41 @@ static void fe_items_read(struct dio_op *op, int err)
     struct fe_send *s = container_of(op, struct fe_send, rd);
     struct fe *fe = s->fe;
     fe->ios--;
-    if (fe->mbr_stopped) {
-        free(s->rd.range.raw);
-        free(s);
-        fe->sends--;
-        fe_maybe_stop(fe);
-        return;
-    }
-    if (err < 0) {
+    if (err < 0 && !fe->mbr_stopped)
         log_error("frontend", "event=input_read_failed job=%llu first=%llu err=\"%s\"",
                   (unsigned long long)s->job, (unsigned long long)s->w.first,
                   err == -EIO ? "short file" : strerror(-err));
-        s->fe->sends--;
-        free(s);
-        return;
-    }
-    fe_work_go(s);
+    s->read = true;
+    s->failed = err < 0 || fe->mbr_stopped;
+    if (s->room.lane) /* waiting in fe->ready since its room was taken */
+        fe_ready_flush(fe);
+    else if (s->failed)
+        fe_send_free(s);
+    else
+        fe_work_go(s);
+    if (fe->mbr_stopped)
+        fe_maybe_stop(fe);
+}
+
+/* Starts reading s's items: into room in the head's lane when it has one
+ * (-EAGAIN while it is full: on_room follows), else into a buffer. 0
+ * (nothing to read for a generated job), or -errno. */
+static int fe_send_read(struct fe *fe, const struct fjob *j, struct fe_send *s)
+{
+    uint64_t off = j->data_off + s->w.first * chain_items_len(1, j->n);
+    uint64_t len = chain_work_body_len(&s->w);
+    s->read = s->w.gen;
+    if (s->w.gen)
+        return 0;
+    if (!clink_has_lane(fe->head))
+        return dio_read_start(fe->ring, j->input, &s->rd, off, len, fe_items_read);
+    int rc = clink_room(fe->head, len, &s->room);
+    if (rc < 0)
+        return rc;
+    rc = dio_read_into_start(fe->ring, j->input, &s->rd, off, len, s->room.at, fe_items_read);
+    if (rc < 0)
+        clink_room_put(&s->room); /* given back with the next room sent */
+    return rc;
 }
 
 /* One WORK of j, if its window and the head's streams allow: the head's
@@ -401,9 +438,7 @@ static int fe_send_one(struct fe *fe, struct fjob *j)
                                 .gen = j->source == JOB_GENERATE,
                                 .seed = j->seed}};
     snprintf(s->w.kind, sizeof s->w.kind, "%s", j->kind);
-    uint64_t item = chain_items_len(1, j->n);
-    if (!s->w.gen && dio_read_start(fe->ring, j->input, &s->rd, j->data_off + first * item,
-                                    chain_work_body_len(&s->w), fe_items_read) < 0) {
+    if (fe_send_read(fe, j, s) < 0) {
         free(s);
         return 0;
     }
@@ -413,6 +448,8 @@ static int fe_send_one(struct fe *fe, struct fjob *j)
     j->moved_ms = ring_now_ms();
     if (s->w.gen)
         fe_work_go(s);
+    else if (s->room.lane)
+        fe_ready_add(fe, s);
     return 1;
 }
 

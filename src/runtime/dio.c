@@ -248,6 +248,12 @@ int dio_read(dio_t *f, uint64_t off, size_t len, struct dio_range *out)
 
 static void op_end(struct dio_op *op, int err)
 {
+    if (op->into && op->buf != op->into) { /* read through a buffer of ours */
+        if (err == 0)
+            memcpy(op->into, op->buf + op->skip, op->want);
+        free(op->buf);
+        op->range = (struct dio_range){NULL, op->into};
+    }
     if (err < 0 && !op->write) {
         free(op->range.raw);
         op->range = (struct dio_range){NULL, NULL};
@@ -283,9 +289,7 @@ static void op_done(struct ring_op *rop, int res, uint32_t flags)
     }
     if (res < 0 || (res == 0 && op->moved < op->len)) {
         /* a read past the end of a direct file is short, not an error */
-        bool enough =
-            !op->write && res == 0 &&
-            op->moved >= (size_t)(op->range.data - (const uint8_t *)op->range.raw) + op->want;
+        bool enough = !op->write && res == 0 && op->moved >= op->skip + op->want;
         op_end(op, enough ? 0 : res < 0 ? res : -EIO);
         return;
     }
@@ -316,22 +320,32 @@ static void op_from_memory(struct ring_defer *d)
     op_end(container_of(d, struct dio_op, d), 0);
 }
 
-int dio_read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, dio_cb cb)
+/* Reads len bytes at off into dst (NULL: a buffer of ours, op->range's). */
+static int read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len,
+                      uint8_t *dst, dio_cb cb)
 {
     if (from_memory(f, off, len, NULL)) {
-        uint8_t *mem = dio_alloc(len);
+        uint8_t *mem = dst ? dst : dio_alloc(len);
         if (mem == NULL)
             return -ENOMEM;
         from_memory(f, off, len, mem);
-        *op = (struct dio_op){.r = r, .f = dio_ref(f), .range = {mem, mem}, .cb = cb};
+        *op = (struct dio_op){.r = r,
+                              .f = dio_ref(f),
+                              .buf = dst, /* nothing of ours to copy from or free */
+                              .range = {dst ? NULL : mem, mem},
+                              .into = dst,
+                              .cb = cb};
         ring_defer(r, &op->d, op_from_memory);
         return 0;
     }
     uint64_t from, to;
     read_span(f, off, len, &from, &to);
-    uint8_t *buf = dio_alloc(to - from);
+    bool straight = dst && (f->dfd < 0 || can_direct(f, dst, len, off));
+    uint8_t *buf = straight ? dst : dio_alloc(to - from);
     if (buf == NULL)
         return -ENOMEM;
+    if (straight)
+        from = off, to = off + len;
     *op = (struct dio_op){.op.cb = op_done,
                           .r = r,
                           .f = dio_ref(f),
@@ -339,9 +353,22 @@ int dio_read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t 
                           .len = to - from,
                           .off = from,
                           .want = len,
+                          .skip = off - from,
                           .direct = f->dfd >= 0,
+                          .into = dst,
                           .cb = cb};
-    op->range = (struct dio_range){buf, buf + (off - from)};
+    op->range = (struct dio_range){dst ? NULL : buf, dst ? dst : buf + (off - from)};
     op_next(op);
     return 0;
+}
+
+int dio_read_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, dio_cb cb)
+{
+    return read_start(r, f, op, off, len, NULL, cb);
+}
+
+int dio_read_into_start(ring_t *r, dio_t *f, struct dio_op *op, uint64_t off, size_t len, void *dst,
+                        dio_cb cb)
+{
+    return read_start(r, f, op, off, len, dst, cb);
 }

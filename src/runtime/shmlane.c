@@ -19,6 +19,7 @@ struct shmlane_w {
     uint8_t *map;
     size_t size;
     uint64_t head, tail;
+    unsigned refs;
 };
 
 struct region {
@@ -50,6 +51,7 @@ int shmlane_w_new(shmlane_w_t **out, size_t size)
     }
     w->map = shmbuf_data(w->b);
     w->size = size;
+    w->refs = 1;
     /* Every page now, while the edge comes up, not one fault at a time
      * under the first job (an old kernel without it faults as it goes). */
     madvise(w->map, size, MADV_POPULATE_WRITE);
@@ -59,10 +61,16 @@ int shmlane_w_new(shmlane_w_t **out, size_t size)
 
 void shmlane_w_free(shmlane_w_t *w)
 {
-    if (w == NULL)
+    if (w == NULL || --w->refs > 0)
         return;
     shmbuf_free(w->b);
     free(w);
+}
+
+shmlane_w_t *shmlane_w_ref(shmlane_w_t *w)
+{
+    w->refs++;
+    return w;
 }
 
 const char *shmlane_w_name(const shmlane_w_t *w)

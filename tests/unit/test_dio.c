@@ -235,6 +235,50 @@ static void test_on_ring(void)
     ring_destroy(r);
 }
 
+/* One read into dst on the ring: its error, and dst's bytes checked. */
+static int read_into(ring_t *r, dio_t *f, uint64_t off, size_t len, uint8_t *dst)
+{
+    struct waited w = {0};
+    memset(dst, 0xee, len);
+    CU_ASSERT_EQUAL_FATAL(dio_read_into_start(r, f, &w.op, off, len, dst, on_op), 0);
+    wait_op(r, &w);
+    CU_ASSERT_PTR_NULL(w.op.range.raw); /* nothing of dio's to free */
+    if (w.err == 0) {
+        CU_ASSERT_PTR_EQUAL(w.op.range.data, dst);
+        CU_ASSERT(is_pattern(dst, len, off));
+    }
+    return w.err;
+}
+
+static void test_read_into(void)
+{
+    ring_t *r;
+    CU_ASSERT_EQUAL_FATAL(ring_create(&r, 16), 0);
+    unlink(path);
+    dio_t *f;
+    CU_ASSERT_EQUAL_FATAL(dio_open(&f, path, O_RDWR | O_CREAT | O_EXCL, 0600), 0);
+    size_t len = 4 * DIO_BLOCK;
+    uint8_t *buf = dio_alloc(len), *dst = dio_alloc(len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(buf);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(dst);
+    pattern(buf, len, 0);
+    CU_ASSERT_EQUAL(dio_append(f, buf, len - 100), 0);
+    /* the last blocks are still in memory: copied into dst */
+    CU_ASSERT_EQUAL(read_into(r, f, len - DIO_BLOCK, DIO_BLOCK - 100, dst), 0);
+    CU_ASSERT_EQUAL(dio_flush(f), 0);
+    /* from the file: aligned (straight into dst, direct where it can be),
+     * at an odd offset and length, and into an odd place */
+    CU_ASSERT_EQUAL(read_into(r, f, DIO_ALIGN, 2 * DIO_BLOCK, dst), 0);
+    CU_ASSERT_EQUAL(read_into(r, f, 77, DIO_BLOCK + 5, dst), 0);
+    CU_ASSERT_EQUAL(read_into(r, f, DIO_ALIGN, DIO_ALIGN, dst + 3), 0);
+    /* past the end: -EIO */
+    CU_ASSERT_EQUAL(read_into(r, f, len - DIO_ALIGN, DIO_ALIGN, dst), -EIO);
+    CU_ASSERT_EQUAL(dio_close(f), 0);
+    free(buf);
+    free(dst);
+    ring_destroy(r);
+}
+
 static void test_missing(void)
 {
     dio_t *f;
@@ -250,5 +294,7 @@ void suite_dio(void)
     CU_add_test(s, "reads at unaligned offsets and lengths; past the end -EIO", test_read_ranges);
     CU_add_test(s, "aligned writes skip the cache; unaligned ones land too", test_pwrite);
     CU_add_test(s, "on a ring: writes, reads, a close while a write runs", test_on_ring);
+    CU_add_test(s, "reads into the caller's buffer: from memory, straight, through ours",
+                test_read_into);
     CU_add_test(s, "a missing file is -ENOENT", test_missing);
 }
