@@ -10,7 +10,11 @@
  * share bends to what the server can take: never more than its window has
  * room for (the rest goes on down the chain instead of waiting here), and
  * as much as fits when it is idle (a server that runs dry takes the next
- * WORK whole). Plain data, no I/O.
+ * WORK whole). What an idle server takes beyond its share is borrowed from
+ * the WORKs to come, up to one WORK's worth: otherwise a head that runs
+ * dry between single-item WORKs (n = 1024) keeps three quarters of a job
+ * its weight says is half theirs, and starves the servers after it.
+ * Plain data, no I/O.
  */
 #ifndef CONVOY_CSHARE_H
 #define CONVOY_CSHARE_H
@@ -19,7 +23,7 @@
 #include <stdint.h>
 
 struct cshare {
-    double credit; /* the share owed but not yet kept, below one item */
+    double credit; /* the share owed but not yet kept (below one item), or borrowed */
 };
 
 /* The weight of a server that computes gflops GFLOP/s: tenths of them, at

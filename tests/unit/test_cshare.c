@@ -66,6 +66,28 @@ static void test_room(void)
     CU_ASSERT_EQUAL(cshare_keep(&s, 60, 1, 1, (struct cshare_room){40, true}), 40);
 }
 
+/* What an idle server takes beyond its share comes out of the next
+ * WORKs, at most one WORK ahead: single items at a half share, ten taken
+ * idle, then ten with room: the second ten keep their half but one. */
+static void test_idle_borrows(void)
+{
+    struct cshare s = {0};
+    unsigned kept = 0;
+    for (int i = 0; i < 10; i++)
+        kept += cshare_keep(&s, 1, 1, 1, (struct cshare_room){8, true});
+    CU_ASSERT_EQUAL(kept, 10);
+    kept = 0;
+    for (int i = 0; i < 10; i++)
+        kept += cshare_keep(&s, 1, 1, 1, (struct cshare_room){8, false});
+    CU_ASSERT_EQUAL(kept, 4);
+    /* idle every other WORK: the share holds, a half */
+    s.credit = 0;
+    kept = 0;
+    for (int i = 0; i < 100; i++)
+        kept += cshare_keep(&s, 1, 1, 1, (struct cshare_room){8, i % 2 == 0});
+    CU_ASSERT(kept >= 50 && kept <= 51);
+}
+
 static void test_weight(void)
 {
     CU_ASSERT_EQUAL(cshare_weight(31.26), 313);
@@ -82,4 +104,6 @@ void suite_cshare(void)
     CU_add_test(s, "the tail keeps everything", test_tail_keeps_all);
     CU_add_test(s, "the share bends to the window's room", test_room);
     CU_add_test(s, "weights in tenths of GFLOP/s", test_weight);
+    CU_add_test(s, "an idle server borrows from its share, one WORK ahead at most",
+                test_idle_borrows);
 }
