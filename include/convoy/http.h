@@ -22,6 +22,7 @@
 #ifndef CONVOY_HTTP_H
 #define CONVOY_HTTP_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -218,6 +219,8 @@ void http_w_request(struct http_w *w, enum http_method m, const char *target, co
 void http_w_header(struct http_w *w, const char *name, const char *value);
 void http_w_headerf(struct http_w *w, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void http_w_vheaderf(struct http_w *w, const char *name, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 /* Appends already formatted field lines ("Name: value\r\n"...) as they are. */
 void http_w_raw(struct http_w *w, const char *lines, size_t len);

@@ -697,6 +697,15 @@ static enum users_result users_bearer(users_t *db, const char *tok, size_t len,
 }
 
 /* "user:password" from the base64 of Basic into c (name, password). */
+/* Wipes the password the check holds: its bytes and NUL, not the whole
+ * buffer (OPENSSL_cleanse goes a byte at a time). */
+static void users_forget_password(struct users_check *c)
+{
+    size_t n = c->priv.password_len + 1;
+    OPENSSL_cleanse(c->priv.password, n < sizeof c->priv.password ? n : sizeof c->priv.password);
+    c->priv.password_len = 0;
+}
+
 static enum users_result users_basic_parse(const char *b64, size_t len, struct users_check *c)
 {
     uint8_t buf[USERS_HEADER_MAX];
@@ -715,8 +724,8 @@ static enum users_result users_basic_parse(const char *b64, size_t len, struct u
     c->priv.password[plen] = '\0';
     c->priv.password_len = plen;
     r = USERS_PENDING;
-fail:
-    OPENSSL_cleanse(buf, sizeof buf);
+fail: /* what b64_decode may have written, not all of buf (a byte loop) */
+    OPENSSL_cleanse(buf, len / 4 * 3 + 3 < sizeof buf ? len / 4 * 3 + 3 : sizeof buf);
     return r;
 }
 
@@ -761,7 +770,7 @@ static enum users_result users_basic(users_t *db, const char *header, size_t len
     }
     pthread_mutex_unlock(&db->lock);
     if (hit != NULL || wait > 0)
-        OPENSSL_cleanse(c->priv.password, sizeof c->priv.password);
+        users_forget_password(c);
     if (hit != NULL)
         return users_set(c, USERS_OK);
     if (wait > 0)
@@ -815,7 +824,7 @@ void users_verify(struct users_check *c)
 
 enum users_result users_finish(users_t *db, struct users_check *c, uint64_t now_ms)
 {
-    OPENSSL_cleanse(c->priv.password, sizeof c->priv.password);
+    users_forget_password(c);
     if (c->result != USERS_PENDING)
         return c->result;
     bool ok = c->priv.match;

@@ -22,6 +22,7 @@
 #include "convoy/hapi.h"
 #include "convoy/hex.h"
 #include "convoy/log.h"
+#include "convoy/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -35,9 +36,18 @@
 #define FRONT_LOCATION (TICKET_TEXT_MAX + 3 * FSCAT_PATH_MAX + 128)
 #define FRONT_ID_MAX   24 /* digits of a u64, and a NUL */
 
+/* The servers a request may go to: those whose catalog holds the file. */
+struct front_hits {
+    struct catalog_hit hit[FRONT_HITS_MAX];
+    size_t n;
+};
+
 struct front {
     struct front_opts o;
     hapi_t *api;
+    /* front_file's, one request at a time on this ring: kept, since a
+     * fresh one (50 KB) cost a malloc and a free on every redirect */
+    struct front_hits hits;
     void (*done)(void *arg); /* front_stop's */
     void *done_arg;
 };
@@ -48,12 +58,6 @@ static uint64_t front_unix_s(void)
 }
 
 /* ---- files ---- */
-
-/* The servers a request may go to: those whose catalog holds the file. */
-struct front_hits {
-    struct catalog_hit hit[FRONT_HITS_MAX];
-    size_t n;
-};
 
 static bool front_holds(const struct reg_server *r, size_t row, void *arg)
 {
@@ -128,7 +132,7 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         goto out;
     }
     const struct catalog_hit *h = front_hit(hits, leg->d.server);
-    snprintf(leg->addr, sizeof leg->addr, "%s", core->reg->rows[leg->d.row].addr);
+    text_copy(leg->addr, sizeof leg->addr, core->reg->rows[leg->d.row].addr);
     uint64_t now = xfer_now_ms();
     int rc;
     if (resume) {
@@ -138,7 +142,8 @@ static int front_choose(front_t *f, const struct front_hits *hits, const char *p
         char digest[XFER_DIGEST_MAX] = "", rooted[XFER_PATH_MAX];
         if (h->has_sha256)
             hex_encode(h->sha256, sizeof h->sha256, digest);
-        snprintf(rooted, sizeof rooted, "/%s", path);
+        rooted[0] = '/';
+        text_copy(rooted + 1, sizeof rooted - 1, path);
         struct xfer_new n = {.user = who->user,
                              .path = rooted,
                              .size = h->size,
@@ -158,19 +163,28 @@ out:
     return status;
 }
 
+/* RFC 3986's unreserved characters, and '/'. */
+static bool front_url_keeps(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '/';
+}
+
 /* Percent-encodes a catalog path for a URL (its '/' kept). */
 static int front_url_path(char *out, size_t cap, const char *path)
 {
-    static const char keep[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~/";
+    static const char hex[] = "0123456789ABCDEF";
     size_t n = 0;
     for (const unsigned char *p = (const unsigned char *)path; *p; p++) {
         if (n + 4 > cap)
             return -ENOSPC;
-        if (strchr(keep, *p))
+        if (front_url_keeps(*p)) {
             out[n++] = (char)*p;
-        else
-            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *p);
+            continue;
+        }
+        out[n++] = '%';
+        out[n++] = hex[*p >> 4];
+        out[n++] = hex[*p & 15];
     }
     out[n] = '\0';
     return 0;
@@ -184,10 +198,10 @@ static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const 
                        .expires = front_unix_s() + f->o.ticket_ttl_s,
                        .method =
                            http_req_method(httpd_req(x)) == HTTP_HEAD ? TICKET_HEAD : TICKET_GET};
-    snprintf(t.server, sizeof t.server, "%s", leg->d.server);
-    snprintf(t.user, sizeof t.user, "%s", user);
-    snprintf(t.path, sizeof t.path, "/%s",
-             path); /* "/"-rooted, as the server and records name it */
+    text_copy(t.server, sizeof t.server, leg->d.server);
+    text_copy(t.user, sizeof t.user, user);
+    t.path[0] = '/'; /* "/"-rooted, as the server and records name it */
+    text_copy(t.path + 1, sizeof t.path - 1, path);
     char ticket[TICKET_TEXT_MAX + 1], url[3 * FSCAT_PATH_MAX + 1];
     if (ticket_sign(f->o.keys, &t, ticket, sizeof ticket) < 0 ||
         front_url_path(url, sizeof url, path) < 0) {
@@ -256,15 +270,10 @@ static void front_file(void *arg, httpd_xchg_t *x, const struct users_check *who
         v = (struct catalog_version){.size = first.size, .etag = first.etag};
         vp = &v; /* the same bytes, or the resume would splice two files */
     }
-    struct front_hits *hits = malloc(sizeof *hits);
-    if (hits == NULL) {
-        httpd_reply_text(x, 500, "out of memory");
-        return;
-    }
+    struct front_hits *hits = &f->hits;
     hits->n = catalog_lookup(f->o.catalog, path, vp, hits->hit, FRONT_HITS_MAX);
     struct front_leg leg;
     int status = hits->n == 0 ? 404 : front_choose(f, hits, path, who, resume, failed, &leg);
-    free(hits);
     if (status == 404)
         httpd_reply_text(x, 404, resume ? "no server holds this version now" : "no such file");
     else if (status == 503)

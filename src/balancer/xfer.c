@@ -18,6 +18,7 @@
 
 #include "convoy/log.h"
 #include "convoy/shm.h"
+#include "convoy/text.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -259,6 +260,14 @@ fail:
 
 /* ---- the table ---- */
 
+/* An entry of the id hash. The id's hash is kept beside the slot so that
+ * probing and deleting compare and move entries without reading the
+ * records (2 KB rows, a cache miss each). */
+struct xfer_ix {
+    uint32_t slot1; /* slot + 1, or 0 for empty */
+    uint32_t hash;  /* hash32 of the record's id */
+};
+
 /* What the sweeps need of a slot, apart from its row. */
 struct slot_info {
     uint64_t expires; /* nonzero: redirected or interrupted, fails then */
@@ -271,7 +280,7 @@ struct xfer_table {
     uint64_t next_id;
     struct xfer_rec *recs;  /* capacity rows: slot i is recs[i] */
     struct slot_info *info; /* capacity */
-    uint32_t *index;        /* id hash: slot + 1, or 0 for empty; mask + 1 entries */
+    struct xfer_ix *index;  /* id hash: mask + 1 entries */
     uint32_t mask;
     uint32_t *free_slots; /* a stack */
     uint32_t nfree;
@@ -282,24 +291,25 @@ struct xfer_table {
     uint32_t sweep; /* the slot the next xfer_expire starts from */
 };
 
-static uint32_t hash_of(const struct xfer_table *t, uint64_t id)
+static uint32_t hash32(uint64_t id)
 {
-    return (uint32_t)((id * 0x9e3779b97f4a7c15ull) >> 32) & t->mask;
+    return (uint32_t)((id * 0x9e3779b97f4a7c15ull) >> 32);
 }
 
 static void index_put(struct xfer_table *t, uint64_t id, uint32_t slot)
 {
-    uint32_t h = hash_of(t, id);
-    while (t->index[h] != 0)
+    uint32_t hash = hash32(id), h = hash & t->mask;
+    while (t->index[h].slot1 != 0)
         h = (h + 1) & t->mask;
-    t->index[h] = slot + 1;
+    t->index[h] = (struct xfer_ix){slot + 1, hash};
 }
 
 /* Where id sits in the hash, or -1. */
 static int64_t index_pos(const struct xfer_table *t, uint64_t id)
 {
-    for (uint32_t h = hash_of(t, id); t->index[h] != 0; h = (h + 1) & t->mask)
-        if (t->recs[t->index[h] - 1].id == id)
+    uint32_t hash = hash32(id);
+    for (uint32_t h = hash & t->mask; t->index[h].slot1 != 0; h = (h + 1) & t->mask)
+        if (t->index[h].hash == hash && t->recs[t->index[h].slot1 - 1].id == id)
             return h;
     return -1;
 }
@@ -312,14 +322,14 @@ static void index_del(struct xfer_table *t, uint64_t id)
     if (pos < 0)
         return;
     uint32_t hole = (uint32_t)pos;
-    for (uint32_t j = (hole + 1) & t->mask; t->index[j] != 0; j = (j + 1) & t->mask) {
-        uint32_t home = hash_of(t, t->recs[t->index[j] - 1].id);
+    for (uint32_t j = (hole + 1) & t->mask; t->index[j].slot1 != 0; j = (j + 1) & t->mask) {
+        uint32_t home = t->index[j].hash & t->mask;
         if (((j - home) & t->mask) >= ((j - hole) & t->mask)) {
             t->index[hole] = t->index[j];
             hole = j;
         }
     }
-    t->index[hole] = 0;
+    t->index[hole] = (struct xfer_ix){0, 0};
 }
 
 /* The rows, every page of them mapped and zeroed now (MAP_POPULATE): the
@@ -408,7 +418,7 @@ const struct xfer_rec *xfer_table_slot(const xfer_table_t *t, uint32_t slot)
 static struct xfer_rec *find(const xfer_table_t *t, uint64_t id)
 {
     int64_t pos = index_pos(t, id);
-    return pos < 0 ? NULL : &t->recs[t->index[pos] - 1];
+    return pos < 0 ? NULL : &t->recs[t->index[pos].slot1 - 1];
 }
 
 const struct xfer_rec *xfer_find(const xfer_table_t *t, uint64_t id)
@@ -546,15 +556,6 @@ static int64_t alloc_slot(struct xfer_table *t)
     return slot;
 }
 
-/* src (NULL for "") into dst, cut to size - 1 bytes: snprintf's result
- * without its format parsing, which was 3 % of a redirect. */
-static void copy_text(char *dst, size_t size, const char *src)
-{
-    size_t n = src ? strnlen(src, size - 1) : 0;
-    memcpy(dst, src ? src : "", n);
-    dst[n] = '\0';
-}
-
 static int new_check(const struct xfer_new *n)
 {
     bool ok = n->user && good_text(n->user, XFER_USER_MAX, 1) && xfer_msg_path_valid(n->path) &&
@@ -570,7 +571,7 @@ static void leg_open(struct xfer_table *t, struct xfer_rec *r, const struct poli
 {
     struct xfer_leg *l = &r->legs[r->nlegs++];
     memset(l, 0, sizeof *l);
-    copy_text(l->server, sizeof l->server, d->server);
+    text_copy(l->server, sizeof l->server, d->server);
     l->phase = XFER_LEG_ENDED; /* so that leg_set counts it pending */
     l->first_byte = first_byte;
     l->length = r->size - first_byte;
@@ -588,10 +589,10 @@ int xfer_redirect(xfer_table_t *t, const struct xfer_new *n, uint64_t now, uint6
         return (int)slot;
     struct xfer_rec *r = &t->recs[slot];
     r->id = t->next_id++;
-    copy_text(r->user, sizeof r->user, n->user);
-    copy_text(r->path, sizeof r->path, n->path);
-    copy_text(r->etag, sizeof r->etag, n->etag);
-    copy_text(r->digest, sizeof r->digest, n->digest);
+    text_copy(r->user, sizeof r->user, n->user);
+    text_copy(r->path, sizeof r->path, n->path);
+    text_copy(r->etag, sizeof r->etag, n->etag);
+    text_copy(r->digest, sizeof r->digest, n->digest);
     r->size = n->size;
     r->created_ms = now;
     index_put(t, r->id, (uint32_t)slot);
@@ -656,9 +657,9 @@ static int apply_start(struct xfer_table *t, struct xfer_rec *r, struct xfer_leg
         return -EPROTO;
     r->size = m->size;
     if (m->etag)
-        copy_text(r->etag, sizeof r->etag, m->etag);
+        text_copy(r->etag, sizeof r->etag, m->etag);
     if (m->digest)
-        copy_text(r->digest, sizeof r->digest, m->digest);
+        text_copy(r->digest, sizeof r->digest, m->digest);
     l->first_byte = m->first_byte;
     l->length = m->length;
     l->start_ms = now;

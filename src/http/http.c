@@ -1064,6 +1064,14 @@ void http_w_header(struct http_w *w, const char *name, const char *value)
 
 void http_w_headerf(struct http_w *w, const char *name, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    http_w_vheaderf(w, name, fmt, ap);
+    va_end(ap);
+}
+
+void http_w_vheaderf(struct http_w *w, const char *name, const char *fmt, va_list ap)
+{
     if (w->err)
         return;
     size_t start = w->len;
@@ -1072,10 +1080,7 @@ void http_w_headerf(struct http_w *w, const char *name, const char *fmt, ...)
     if (w->err)
         return;
     size_t vstart = w->len;
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
-    va_end(ap);
     if (n < 0 || (size_t)n >= w->cap - w->len) {
         w->err = -ENOSPC;
         return;

@@ -458,17 +458,13 @@ int httpd_header(httpd_xchg_t *x, const char *name, const char *fmt, ...)
         return -EALREADY;
     if (!x->fields && !(x->fields = malloc(FIELDS_MAX)))
         return -ENOMEM;
-    char value[FIELDS_MAX];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(value, sizeof value, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof value)
-        return -ENOSPC;
-    struct http_w w;
+    struct http_w w; /* formatted in place: the fields so far are kept on error */
     http_w_init(&w, x->fields, FIELDS_MAX);
     w.len = x->fields_len;
-    http_w_header(&w, name, value);
+    va_list ap;
+    va_start(ap, fmt);
+    http_w_vheaderf(&w, name, fmt, ap);
+    va_end(ap);
     if (w.err)
         return w.err;
     x->fields_len = w.len;

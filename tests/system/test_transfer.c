@@ -28,6 +28,9 @@ static int scene_start_with(struct scene *s, const char *const *balancer_extra)
     FILE *f = fopen(path, "w");
     if (f == NULL || fputs("hello, convoy\n", f) < 0 || fclose(f) != 0)
         return -1;
+    snprintf(path, sizeof path, "%s/data/a b+\xc3\xa9.txt", s->cl.dir); /* "a b+é.txt" */
+    if ((f = fopen(path, "w")) == NULL || fputs("odd name\n", f) < 0 || fclose(f) != 0)
+        return -1;
     return h_front_balancer(&s->cl, balancer_extra) < 0 || h_front_servers(&s->cl, two, NULL) < 0
                ? -1
                : 0;
@@ -94,6 +97,27 @@ static void test_curl_follows(void)
     CU_ASSERT_STRING_EQUAL(h_str(t, "user"), "alice");
     expect_one_leg(t, 14);
     cJSON_Delete(doc);
+    CU_ASSERT_EQUAL(h_cluster_free(&s.cl), 0);
+}
+
+/* A name with a space, a '+' and UTF-8: the redirect's Location
+ * percent-encodes every byte outside RFC 3986's unreserved set, and the
+ * file server finds the file by it. */
+static void test_curl_odd_name(void)
+{
+    struct scene s;
+    char out[4096], args[1024];
+    CU_ASSERT_FATAL(scene_start(&s) == 0);
+    snprintf(
+        args, sizeof args,
+        "-o /dev/null -w '%%{redirect_url}' -u alice:secret https://%s/f/a%%20b%%2B%%C3%%A9.txt",
+        s.cl.http);
+    CU_ASSERT_EQUAL(curl(&s, args, out, sizeof out), 0);
+    CU_ASSERT_PTR_NOT_NULL(strstr(out, "/f/a%20b%2B%C3%A9.txt?t="));
+    snprintf(args, sizeof args, "-L -u alice:secret https://%s/f/a%%20b%%2B%%C3%%A9.txt",
+             s.cl.http);
+    CU_ASSERT_EQUAL(curl(&s, args, out, sizeof out), 0);
+    CU_ASSERT_STRING_EQUAL(out, "odd name\n");
     CU_ASSERT_EQUAL(h_cluster_free(&s.cl), 0);
 }
 
@@ -179,6 +203,8 @@ void suite_transfer(void)
     CU_pSuite s = CU_add_suite("transfer", NULL, NULL);
     CU_add_test(s, "curl -L through the balancer: the file, one leg, done", test_curl_follows);
     CU_add_test(s, "wget through the balancer: the file, one leg, done", test_wget);
+    CU_add_test(s, "a name with a space, '+' and UTF-8: encoded in the redirect, served",
+                test_curl_odd_name);
     CU_add_test(s, "a ticket past its lifetime is refused as expired", test_expired_ticket);
     CU_add_test(s, "no credentials, wrong password, traversal, missing file", test_refusals);
 }
