@@ -23,6 +23,7 @@
 #include "convoy/frame.h"
 #include "convoy/log.h"
 #include "convoy/ring.h"
+#include "convoy/text.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -40,6 +41,7 @@ struct cat_server {
 struct catalog {
     pthread_rwlock_t lock;
     struct cat_server servers[REG_SERVERS];
+    size_t used; /* one past the highest slot ever named: every lookup scans only these */
 };
 
 struct catalog_load {
@@ -85,16 +87,20 @@ void catalog_free(catalog_t *c)
 static struct cat_server *server_slot(catalog_t *c, const char *name, bool make)
 {
     struct cat_server *free_slot = NULL;
-    for (size_t i = 0; i < REG_SERVERS; i++) {
+    for (size_t i = 0; i < c->used; i++) {
         struct cat_server *s = &c->servers[i];
         if (strcmp(s->name, name) == 0 && s->name[0])
             return s;
         if (!s->name[0] && free_slot == NULL)
             free_slot = s;
     }
+    if (free_slot == NULL && c->used < REG_SERVERS)
+        free_slot = &c->servers[c->used];
     if (!make || free_slot == NULL)
         return NULL;
-    snprintf(free_slot->name, sizeof free_slot->name, "%s", name);
+    if (free_slot == &c->servers[c->used])
+        c->used++;
+    text_copy(free_slot->name, sizeof free_slot->name, name);
     return free_slot;
 }
 
@@ -252,7 +258,7 @@ size_t catalog_lookup(catalog_t *c, const char *path, const struct catalog_versi
 {
     size_t n = 0;
     pthread_rwlock_rdlock(&c->lock);
-    for (size_t i = 0; i < REG_SERVERS; i++) {
+    for (size_t i = 0; i < c->used; i++) {
         const struct cat_server *s = &c->servers[i];
         const struct fscat_entry *e = s->map ? fscat_map_get(s->map, path) : NULL;
         if (e == NULL || !version_matches(e, v))
@@ -278,7 +284,7 @@ uint64_t catalog_total(catalog_t *c)
 {
     uint64_t n = 0;
     pthread_rwlock_rdlock(&c->lock);
-    for (size_t i = 0; i < REG_SERVERS; i++)
+    for (size_t i = 0; i < c->used; i++)
         if (c->servers[i].map)
             n += fscat_map_count(c->servers[i].map);
     pthread_rwlock_unlock(&c->lock);
@@ -289,7 +295,7 @@ size_t catalog_memory(catalog_t *c)
 {
     size_t n = sizeof *c;
     pthread_rwlock_rdlock(&c->lock);
-    for (size_t i = 0; i < REG_SERVERS; i++)
+    for (size_t i = 0; i < c->used; i++)
         if (c->servers[i].map)
             n += fscat_map_memory(c->servers[i].map);
     pthread_rwlock_unlock(&c->lock);
