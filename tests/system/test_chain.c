@@ -174,6 +174,31 @@ static double *read_result(const char *path, struct npy_info *info)
     return d;
 }
 
+/* out.npy holds count inverses of order n of the matrices at a, each
+ * the kernel's bit for bit, and a good one. */
+static void expect_inverses(const char *out, const double *a, uint64_t count, uint32_t n)
+{
+    struct npy_info info;
+    double *x = read_result(out, &info);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
+    CU_ASSERT_EQUAL(info.count, count);
+    CU_ASSERT_EQUAL(info.n, n);
+    size_t nn = (size_t)n * n, same = 0, good = 0;
+    double *m = malloc(sizeof(double) * nn);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(m);
+    for (size_t i = 0; i < count; i++) {
+        memcpy(m, a + i * nn, sizeof(double) * nn);
+        struct gj_item it = {.a = m, .n = n};
+        gj_invert_batch(&it, 1, NULL);
+        same += memcmp(m, x + i * nn, sizeof(double) * nn) == 0;
+        good += gj_residual(a + i * nn, x + i * nn, n) < 30;
+    }
+    CU_ASSERT_EQUAL(same, count);
+    CU_ASSERT_EQUAL(good, count);
+    free(m);
+    free(x);
+}
+
 /* 1000 items of 64 from a .npy through 3 servers whose edges are as
  * extra says; shm: whether they went through lanes. */
 static void three_servers(const char *const *extra, bool shm)
@@ -199,30 +224,12 @@ static void three_servers(const char *const *extra, bool shm)
     CU_ASSERT_EQUAL(servers_sum(sum), 1000);
     cJSON_Delete(sum);
 
-    /* Each inverse is the kernel's, bit for bit, and a good one. */
-    struct npy_info info;
-    double *x = read_result(out, &info);
-    CU_ASSERT_PTR_NOT_NULL_FATAL(x);
-    CU_ASSERT_EQUAL(info.count, 1000);
-    CU_ASSERT_EQUAL(info.n, 64);
-    size_t nn = 64 * 64, same = 0, good = 0;
-    double *m = malloc(sizeof(double) * nn);
-    for (size_t i = 0; i < 1000; i++) {
-        memcpy(m, a + i * nn, sizeof(double) * nn);
-        struct gj_item it = {.a = m, .n = 64};
-        gj_invert_batch(&it, 1, NULL);
-        same += memcmp(m, x + i * nn, sizeof(double) * nn) == 0;
-        good += gj_residual(a + i * nn, x + i * nn, 64) < 30;
-    }
-    CU_ASSERT_EQUAL(same, 1000);
-    CU_ASSERT_EQUAL(good, 1000);
+    expect_inverses(out, a, 1000, 64);
     /* on one host the matrices took the lanes, unless told not to */
     CU_ASSERT_EQUAL(h_log_has(&c, "frontend", "event=head_edge"), shm);
     CU_ASSERT_EQUAL(h_log_has(&c, "c1", "event=next_edge next=c2 edge=shm"), shm);
     CU_ASSERT_EQUAL(h_log_has(&c, "c3", "event=result_edge edge=shm"), shm);
     CU_ASSERT_FALSE(h_log_has(&c, "frontend", "lane_refused"));
-    free(m);
-    free(x);
     free(a);
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
@@ -269,6 +276,40 @@ static void test_middle_killed(void)
     CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(arr, 0), "name"), "c1");
     CU_ASSERT_STRING_EQUAL(h_str(cJSON_GetArrayItem(arr, 1), "name"), "c3");
     cJSON_Delete(s);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
+/* The head killed while the front-end reads a .npy's items into its
+ * lane: the rooms of the dead lane are dropped, the items go again
+ * through the new head's, and every inverse is still the kernel's. */
+static void test_head_killed_lanes(void)
+{
+    struct cluster c;
+    pid_t pids[3];
+    char job[512], in[512], out[512];
+    double *a = NULL;
+    CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
+    snprintf(in, sizeof in, "%s/in.npy", c.dir);
+    snprintf(job, sizeof job, "%s/job.json", c.dir);
+    snprintf(out, sizeof out, "%s/out.npy", c.dir);
+    CU_ASSERT_FATAL(write_npy(in, 600, 256, &a) == 0);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\"}") == 0);
+    pid_t p = submit(&c, "submit", job, out);
+    CU_ASSERT_FATAL(wait_done_at_least(&c, 1, 60));                       /* the first job is 1 */
+    CU_ASSERT_EQUAL(h_signal(&c, pids[0], SIGKILL, true), 128 + SIGKILL); /* c1, the head */
+    CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
+    cJSON *sum = h_log_json(&c, "submit");
+    CU_ASSERT_EQUAL(h_num(sum, "ok"), 600);
+    CU_ASSERT_EQUAL(servers_sum(sum), 600); /* every item counted once */
+    cJSON_Delete(sum);
+    cJSON *j = h_job_wait(&c, 1, "done", JOB_MS);
+    CU_ASSERT(h_num(j, "redelegated") >= 1); /* the head died holding items */
+    cJSON_Delete(j);
+    expect_inverses(out, a, 600, 256);
+    CU_ASSERT(h_log_has(&c, "frontend", "event=head_edge head=c2 edge=shm"));
+    CU_ASSERT_FALSE(h_log_has(&c, "frontend", "lane_refused"));
+    CU_ASSERT_FALSE(h_log_has(&c, "c2", "lane_refused"));
+    free(a);
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
@@ -633,6 +674,8 @@ void suite_chain(void)
     CU_add_test(s, "the same with --edge tls: no lane, the same bits", test_three_servers_tls);
     CU_add_test(s, "the middle server killed mid-job: done, every item once, redelegated",
                 test_middle_killed);
+    CU_add_test(s, "the head killed mid-job of a .npy through lanes: the kernel's bits",
+                test_head_killed_lanes);
     CU_add_test(s, "a server joining mid-job gets items", test_join_mid_job);
     CU_add_test(s, "singular and NaN items reported per item, the others ok", test_bad_items);
     CU_add_test(s, "output none: every item's checksum is the local kernel's", test_checksums);
