@@ -107,6 +107,8 @@ bool httpd_alive(const httpd_xchg_t *x);
  * added), -ENOMEM, -EALREADY once answered. */
 int httpd_header(httpd_xchg_t *x, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same with the value as it is (no format to parse, for every request). */
+int httpd_header_str(httpd_xchg_t *x, const char *name, const char *value);
 
 /* Asks for "Connection: close": the connection closes after this answer. */
 void httpd_close_after(httpd_xchg_t *x);

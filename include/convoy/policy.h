@@ -106,7 +106,7 @@ int policy_choose(struct policy_state *ps, const struct reg_table *reg,
  * Writes "policy=least-conn server=fs2 active=1 weight=1 candidates=3"
  * (least-bytes adds " outstanding=N") into buf (len bytes, truncated,
  * NUL-terminated): the X-Convoy-Decision header and the transfer record's
- * decision. Returns the length it needed, as snprintf.
+ * decision. Returns its length.
  */
 int policy_decision_str(const struct policy_decision *d, char *buf, size_t len);
 

@@ -34,7 +34,10 @@
 #define FRONT_HITS_MAX REG_SERVERS
 #define FRONT_RETRY_S  2 /* Retry-After when no server can take a request now */
 #define FRONT_LOCATION (TICKET_TEXT_MAX + 3 * FSCAT_PATH_MAX + 128)
-#define FRONT_ID_MAX   24 /* digits of a u64, and a NUL */
+_Static_assert(FRONT_LOCATION >= sizeof "https://" + REG_ADDR_MAX + sizeof "/f/" +
+                                     3 * FSCAT_PATH_MAX + sizeof "?t=" + TICKET_TEXT_MAX,
+               "a Location is never cut");
+#define FRONT_ID_MAX 24 /* digits of a u64, and a NUL */
 
 /* The servers a request may go to: those whose catalog holds the file. */
 struct front_hits {
@@ -208,10 +211,18 @@ static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const 
         httpd_reply_text(x, 500, "cannot sign a ticket");
         return;
     }
-    httpd_header(x, "Location", "%s://%s/f/%s?t=%s", f->o.scheme, leg->addr, url, ticket);
-    httpd_header(x, "X-Convoy-Transfer", "%" PRIu64, leg->id);
-    httpd_header(x, "X-Convoy-Decision", "%s", leg->decision);
-    httpd_header(x, "Cache-Control", "no-store");
+    /* without printf, as every field of the 307: FRONT_LOCATION holds it all */
+    char loc[FRONT_LOCATION], id[FRONT_ID_MAX];
+    size_t n = 0, idn = 0;
+    const char *parts[] = {f->o.scheme, "://", leg->addr, "/f/", url, "?t=", ticket};
+    loc[0] = id[0] = '\0';
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        text_cat(loc, sizeof loc, &n, parts[i]);
+    text_cat_u64(id, sizeof id, &idn, leg->id);
+    httpd_header_str(x, "Location", loc);
+    httpd_header_str(x, "X-Convoy-Transfer", id);
+    httpd_header_str(x, "X-Convoy-Decision", leg->decision);
+    httpd_header_str(x, "Cache-Control", "no-store");
     httpd_reply_text(x, 307, "Temporary Redirect");
     log_debug("front", "event=redirect transfer=%" PRIu64 " user=%s server=%s %s", leg->id, user,
               leg->d.server, leg->decision);

@@ -12,8 +12,9 @@
  */
 #include "convoy/policy.h"
 
+#include "convoy/text.h"
+
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 
 static const char *const kind_names[] = {
@@ -279,11 +280,24 @@ int policy_choose(struct policy_state *ps, const struct reg_table *reg,
     return (int)c->row;
 }
 
+/* Without printf: this runs for every redirect. */
 int policy_decision_str(const struct policy_decision *d, char *buf, size_t len)
 {
-    char bytes[48] = "";
-    if (d->kind == POLICY_LEAST_BYTES)
-        snprintf(bytes, sizeof bytes, " outstanding=%llu", (unsigned long long)d->outstanding);
-    return snprintf(buf, len, "policy=%s server=%s active=%u weight=%u candidates=%u%s",
-                    policy_str(d->kind), d->server, d->active, d->weight, d->candidates, bytes);
+    size_t n = 0;
+    buf[0] = '\0';
+    text_cat(buf, len, &n, "policy=");
+    text_cat(buf, len, &n, policy_str(d->kind));
+    text_cat(buf, len, &n, " server=");
+    text_cat(buf, len, &n, d->server);
+    text_cat(buf, len, &n, " active=");
+    text_cat_u64(buf, len, &n, d->active);
+    text_cat(buf, len, &n, " weight=");
+    text_cat_u64(buf, len, &n, d->weight);
+    text_cat(buf, len, &n, " candidates=");
+    text_cat_u64(buf, len, &n, d->candidates);
+    if (d->kind == POLICY_LEAST_BYTES) {
+        text_cat(buf, len, &n, " outstanding=");
+        text_cat_u64(buf, len, &n, d->outstanding);
+    }
+    return (int)n;
 }

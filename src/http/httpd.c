@@ -24,6 +24,7 @@
  */
 #include "convoy/httpd.h"
 #include "convoy/log.h"
+#include "convoy/text.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -189,8 +190,13 @@ static ssize_t build_head(httpd_xchg_t *x, char *buf, size_t cap, int status, co
         http_w_raw(&w, x->fields, x->fields_len);
     if (ctype)
         http_w_header(&w, "Content-Type", ctype);
-    if (status >= 200 && status != 204 && status != 304)
-        http_w_headerf(&w, "Content-Length", "%llu", (unsigned long long)len);
+    if (status >= 200 && status != 204 && status != 304) {
+        char digits[24];
+        size_t n = 0;
+        digits[0] = '\0';
+        text_cat_u64(digits, sizeof digits, &n, len);
+        http_w_header(&w, "Content-Length", digits);
+    }
     if (!keep)
         http_w_header(&w, "Connection", "close");
     else if (http_req_minor(x->q) == 0)
@@ -409,8 +415,10 @@ int httpd_reply(httpd_xchg_t *x, int status, const char *ctype, const void *body
 int httpd_reply_text(httpd_xchg_t *x, int status, const char *msg)
 {
     char body[1024];
-    int n = snprintf(body, sizeof body, "%s\n", msg ? msg : http_status_reason(status));
-    size_t len = n < 0 ? 0 : (size_t)n >= sizeof body ? sizeof body - 1 : (size_t)n;
+    size_t len = 0;
+    body[0] = '\0';
+    text_cat(body, sizeof body, &len, msg ? msg : http_status_reason(status));
+    text_cat(body, sizeof body, &len, "\n"); /* cut as snprintf("%s\n") was */
     return httpd_reply(x, status, "text/plain; charset=utf-8", body, len);
 }
 
@@ -452,23 +460,48 @@ int httpd_reply_file(httpd_xchg_t *x, int status, int fd, uint64_t off, uint64_t
     return rc;
 }
 
-int httpd_header(httpd_xchg_t *x, const char *name, const char *fmt, ...)
+/* A writer after the handler's fields so far: 0, -EALREADY or -ENOMEM. */
+static int fields_open(httpd_xchg_t *x, struct http_w *w)
 {
     if (x->answered)
         return -EALREADY;
     if (!x->fields && !(x->fields = malloc(FIELDS_MAX)))
         return -ENOMEM;
-    struct http_w w; /* formatted in place: the fields so far are kept on error */
-    http_w_init(&w, x->fields, FIELDS_MAX);
-    w.len = x->fields_len;
+    http_w_init(w, x->fields, FIELDS_MAX);
+    w->len = x->fields_len;
+    return 0;
+}
+
+/* Keeps the field w wrote, in place; on error the fields so far stay. */
+static int fields_close(httpd_xchg_t *x, const struct http_w *w)
+{
+    if (w->err)
+        return w->err;
+    x->fields_len = w->len;
+    return 0;
+}
+
+int httpd_header(httpd_xchg_t *x, const char *name, const char *fmt, ...)
+{
+    struct http_w w;
+    int rc = fields_open(x, &w);
+    if (rc < 0)
+        return rc;
     va_list ap;
     va_start(ap, fmt);
     http_w_vheaderf(&w, name, fmt, ap);
     va_end(ap);
-    if (w.err)
-        return w.err;
-    x->fields_len = w.len;
-    return 0;
+    return fields_close(x, &w);
+}
+
+int httpd_header_str(httpd_xchg_t *x, const char *name, const char *value)
+{
+    struct http_w w;
+    int rc = fields_open(x, &w);
+    if (rc < 0)
+        return rc;
+    http_w_header(&w, name, value);
+    return fields_close(x, &w);
 }
 
 void httpd_close_after(httpd_xchg_t *x)
