@@ -174,6 +174,21 @@ static double *read_result(const char *path, struct npy_info *info)
     return d;
 }
 
+/* Writes count matrices of order n into in.npy (kept at *a) and submits
+ * an invert job of them with `convoy submit`, its result to out (its
+ * path, outlen bytes): the submitter's pid. */
+static pid_t submit_npy(struct cluster *c, uint64_t count, uint32_t n, double **a, char *out,
+                        size_t outlen)
+{
+    char job[512], in[512];
+    snprintf(in, sizeof in, "%s/in.npy", c->dir);
+    snprintf(job, sizeof job, "%s/job.json", c->dir);
+    snprintf(out, outlen, "%s/out.npy", c->dir);
+    CU_ASSERT_FATAL(write_npy(in, count, n, a) == 0);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\"}") == 0);
+    return submit(c, "submit", job, out);
+}
+
 /* out.npy holds count inverses of order n of the matrices at a, each
  * the kernel's bit for bit, and a good one. */
 static void expect_inverses(const char *out, const double *a, uint64_t count, uint32_t n)
@@ -204,15 +219,10 @@ static void expect_inverses(const char *out, const double *a, uint64_t count, ui
 static void three_servers(const char *const *extra, bool shm)
 {
     struct cluster c;
-    char job[512], in[512], out[512];
+    char out[512];
     double *a = NULL;
     CU_ASSERT_FATAL(scene_with(&c, three, NULL, extra) == 0);
-    snprintf(in, sizeof in, "%s/in.npy", c.dir);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    snprintf(out, sizeof out, "%s/out.npy", c.dir);
-    CU_ASSERT_FATAL(write_npy(in, 1000, 64, &a) == 0);
-    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\"}") == 0);
-    pid_t p = submit(&c, "submit", job, out);
+    pid_t p = submit_npy(&c, 1000, 64, &a, out, sizeof out);
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
 
     cJSON *sum = h_log_json(&c, "submit");
@@ -286,15 +296,10 @@ static void test_head_killed_lanes(void)
 {
     struct cluster c;
     pid_t pids[3];
-    char job[512], in[512], out[512];
+    char out[512];
     double *a = NULL;
     CU_ASSERT_FATAL(scene(&c, three, pids) == 0);
-    snprintf(in, sizeof in, "%s/in.npy", c.dir);
-    snprintf(job, sizeof job, "%s/job.json", c.dir);
-    snprintf(out, sizeof out, "%s/out.npy", c.dir);
-    CU_ASSERT_FATAL(write_npy(in, 600, 256, &a) == 0);
-    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"input\":\"in.npy\"}") == 0);
-    pid_t p = submit(&c, "submit", job, out);
+    pid_t p = submit_npy(&c, 600, 256, &a, out, sizeof out);
     CU_ASSERT_FATAL(wait_done_at_least(&c, 1, 60));                       /* the first job is 1 */
     CU_ASSERT_EQUAL(h_signal(&c, pids[0], SIGKILL, true), 128 + SIGKILL); /* c1, the head */
     CU_ASSERT_EQUAL(h_wait_exit(&c, p, JOB_MS), 0);
