@@ -696,7 +696,6 @@ static enum users_result users_bearer(users_t *db, const char *tok, size_t len,
     return users_set(c, USERS_DENIED);
 }
 
-/* "user:password" from the base64 of Basic into c (name, password). */
 /* Wipes the password the check holds: its bytes and NUL, not the whole
  * buffer (OPENSSL_cleanse goes a byte at a time). */
 static void users_forget_password(struct users_check *c)
@@ -706,6 +705,7 @@ static void users_forget_password(struct users_check *c)
     c->priv.password_len = 0;
 }
 
+/* "user:password" from the base64 of Basic into c (name, password). */
 static enum users_result users_basic_parse(const char *b64, size_t len, struct users_check *c)
 {
     uint8_t buf[USERS_HEADER_MAX];
