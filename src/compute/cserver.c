@@ -317,6 +317,22 @@ static void cs_forward_flush(struct cs *cs)
     }
 }
 
+/* Items [first, first + count) of w to forward, with their bytes (owned,
+ * NULL for none): NULL without memory. */
+static struct outwork *cs_outwork(struct cs *cs, const struct chain_work *w, uint64_t first,
+                                  uint32_t count, uint8_t *body)
+{
+    struct outwork *ow = calloc(1, sizeof *ow);
+    if (ow == NULL)
+        return NULL;
+    ow->w = *w;
+    ow->w.first = first;
+    ow->w.count = count;
+    ow->body = body;
+    ow->cs = cs;
+    return ow;
+}
+
 /* Sends items [first, first + count) of w with their bytes at body, at
  * once and without a copy of ours: only into the successor's lane (which
  * copies them before this returns, so body may be a region of the
@@ -327,13 +343,9 @@ static bool cs_forward_now(struct cs *cs, const struct chain_work *w, uint64_t f
 {
     if (cs->queue || !cs->out_up || !clink_has_lane(cs->out))
         return false;
-    struct outwork *ow = calloc(1, sizeof *ow);
+    struct outwork *ow = cs_outwork(cs, w, first, count, NULL);
     if (ow == NULL)
         return false;
-    ow->w = *w;
-    ow->w.first = first;
-    ow->w.count = count;
-    ow->cs = cs;
     int rc =
         clink_send_work(cs->out, &ow->w, body, chain_work_body_len(&ow->w), cs_forward_done, ow);
     if (rc == -EAGAIN) {
@@ -352,16 +364,11 @@ static bool cs_forward_now(struct cs *cs, const struct chain_work *w, uint64_t f
 static void cs_forward(struct cs *cs, const struct chain_work *w, uint64_t first, uint32_t count,
                        uint8_t *body)
 {
-    struct outwork *ow = calloc(1, sizeof *ow);
+    struct outwork *ow = cs_outwork(cs, w, first, count, body);
     if (ow == NULL) {
         free(body);
         return; /* sent, not accepted: the front-end sends them again */
     }
-    ow->w = *w;
-    ow->w.first = first;
-    ow->w.count = count;
-    ow->body = body;
-    ow->cs = cs;
     if (cs->queue_tail)
         cs->queue_tail->next = ow;
     else
