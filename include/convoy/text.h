@@ -16,8 +16,9 @@
  * terminated. Returns the bytes copied. */
 size_t text_copy(char *dst, size_t size, const char *src);
 
-/* Appends src, or v in decimal, to the string in dst (size bytes) whose
- * NUL is at *len, cut as text_copy cuts; *len moves to the new NUL. */
+/* Appends src, or v in decimal, after the first *len bytes of dst (size
+ * bytes; *len 0 starts a string), cut as text_copy cuts and terminated;
+ * *len moves to the new NUL. */
 void text_cat(char *dst, size_t size, size_t *len, const char *src);
 void text_cat_u64(char *dst, size_t size, size_t *len, uint64_t v);
 

@@ -215,7 +215,6 @@ static void front_redirect(front_t *f, httpd_xchg_t *x, const char *path, const 
     char loc[FRONT_LOCATION], id[FRONT_ID_MAX];
     size_t n = 0, idn = 0;
     const char *parts[] = {f->o.scheme, "://", leg->addr, "/f/", url, "?t=", ticket};
-    loc[0] = id[0] = '\0';
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
         text_cat(loc, sizeof loc, &n, parts[i]);
     text_cat_u64(id, sizeof id, &idn, leg->id);

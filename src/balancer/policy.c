@@ -284,7 +284,6 @@ int policy_choose(struct policy_state *ps, const struct reg_table *reg,
 int policy_decision_str(const struct policy_decision *d, char *buf, size_t len)
 {
     size_t n = 0;
-    buf[0] = '\0';
     text_cat(buf, len, &n, "policy=");
     text_cat(buf, len, &n, policy_str(d->kind));
     text_cat(buf, len, &n, " server=");

@@ -193,7 +193,6 @@ static ssize_t build_head(httpd_xchg_t *x, char *buf, size_t cap, int status, co
     if (status >= 200 && status != 204 && status != 304) {
         char digits[24];
         size_t n = 0;
-        digits[0] = '\0';
         text_cat_u64(digits, sizeof digits, &n, len);
         http_w_header(&w, "Content-Length", digits);
     }
@@ -416,7 +415,6 @@ int httpd_reply_text(httpd_xchg_t *x, int status, const char *msg)
 {
     char body[1024];
     size_t len = 0;
-    body[0] = '\0';
     text_cat(body, sizeof body, &len, msg ? msg : http_status_reason(status));
     text_cat(body, sizeof body, &len, "\n"); /* cut as snprintf("%s\n") was */
     return httpd_reply(x, status, "text/plain; charset=utf-8", body, len);

@@ -21,8 +21,8 @@ static void test_copy(void)
 static void test_cat(void)
 {
     char b[40];
-    size_t n = 0;
-    b[0] = '\0';
+    size_t n = 0; /* b is not terminated yet: the first append starts it */
+    memset(b, 'x', sizeof b);
     text_cat(b, sizeof b, &n, "active=");
     text_cat_u64(b, sizeof b, &n, 0);
     text_cat(b, sizeof b, &n, " max=");
@@ -31,7 +31,6 @@ static void test_cat(void)
     CU_ASSERT_EQUAL(n, strlen(b));
     char s[10];
     n = 0;
-    s[0] = '\0';
     text_cat(s, sizeof s, &n, "w=");
     text_cat_u64(s, sizeof s, &n, 1234567890); /* cut at the end of s */
     CU_ASSERT_STRING_EQUAL(s, "w=1234567");
