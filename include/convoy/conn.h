@@ -153,6 +153,25 @@ size_t conn_queued(const conn_t *c);
  * that queued a long file region reads as its progress. */
 uint64_t conn_bytes_out(const conn_t *c);
 
+/*
+ * Takes the next len bytes of input into dst, the caller's, instead of
+ * offering them to on_data: what conn holds first, then what TLS opens
+ * (its records are opened straight into dst) or what the socket holds
+ * (plain: received straight into dst, never through a ring buffer). A
+ * body whose length is known needs no copy on its way. dst is written
+ * only inside conn's own steps on the loop, never by the kernel while the
+ * caller runs, so the caller may stop the sink and free dst at any time.
+ * fn(c, arg, got, err) runs once, from the loop: err 0 when got == len,
+ * or < 0 with the got bytes that came when the stream ended first
+ * (-ECONNRESET at the peer's end, else the close reason). on_data resumes
+ * afterwards, unless fn set another sink. Pausing holds a sink too. 0,
+ * -EBUSY while another is set, -EINVAL for len 0, -EPIPE unless open.
+ */
+typedef void (*conn_sink_fn)(conn_t *c, void *arg, size_t got, int err);
+int conn_sink(conn_t *c, void *dst, size_t len, conn_sink_fn fn, void *arg);
+/* Stops the sink without its fn: returns the bytes it took into dst
+ * (they are the caller's: the input goes on after them). 0 without one. */
+size_t conn_sink_stop(conn_t *c);
 /* Stops and restarts delivering on_data (backpressure toward the peer).
  * What resume releases is delivered from the loop, soon after. */
 void conn_pause(conn_t *c);

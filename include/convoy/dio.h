@@ -62,6 +62,12 @@ int dio_pwrite(dio_t *f, const void *buf, size_t len, uint64_t off);
  * dio_flush, and reads inside them, or inside what waits, are answered
  * from there: what was appended is readable at once. 0, or -errno. */
 int dio_append(dio_t *f, const void *p, size_t len);
+/* The room left in the block dio_append fills: *len bytes at the
+ * pointer (NULL when out of memory). Bytes written there by the caller
+ * are appended by dio_append(f, room, n) with no copy (n ≤ *len). The
+ * room moves with every append and dies with dio_flush or the last
+ * dio_close. */
+void *dio_append_room(dio_t *f, size_t *len);
 /* Writes what dio_append still holds, and lets go of the blocks it kept.
  * 0, or -errno. */
 int dio_flush(dio_t *f);

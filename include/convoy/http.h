@@ -161,6 +161,16 @@ ssize_t http_req_body(http_req_t *q, const uint8_t *data, size_t len, const uint
 /* The whole body (and a chunked body's trailer) has been read. */
 bool http_req_body_done(const http_req_t *q);
 
+/* Payload bytes that come next with no framing among them (the rest of a
+ * Content-Length body, or of the chunk being read): a reader may take up
+ * to that many itself, straight into its own memory, and count them with
+ * http_req_body_took(). 0 when framing comes next, or the body is done. */
+uint64_t http_req_body_run(const http_req_t *q);
+/* n payload bytes read past the parser, as http_req_body() would have
+ * counted them: 0, -400 for more than http_req_body_run(), -413 past
+ * body_max. */
+int http_req_body_took(http_req_t *q, size_t n);
+
 /* ---- ranges (RFC 9110 §14) ---- */
 
 enum http_range_result {

@@ -155,6 +155,19 @@ typedef void (*httpd_body_fn)(httpd_xchg_t *x, void *arg, const uint8_t *piece, 
                               int err);
 int httpd_read_body(httpd_xchg_t *x, httpd_body_fn fn, void *arg);
 
+/*
+ * Room for the body, from the reader (in its fn, or after
+ * httpd_read_body): the next bytes of it, up to len and within one run of
+ * payload (http_req_body_run), are received straight into dst (conn_sink)
+ * and come to fn as one piece at dst, with no copy between the socket (or
+ * the TLS engine) and the reader. dst stays the reader's, and is written
+ * only while httpd runs: an answer stops the filling. 0; -EAGAIN when
+ * framing comes next (a chunk's size line): offer again at the next
+ * piece; -EALREADY when not reading a body, or room is already offered.
+ * Pieces come as before either way.
+ */
+int httpd_body_into(httpd_xchg_t *x, void *dst, size_t len);
+
 /* Backpressure while reading a body: no piece is delivered between pause
  * and resume (the client's sending stalls once the buffers fill). The end
  * of a body whose last piece has come is reported even while paused. */

@@ -36,6 +36,7 @@
 #include <unistd.h>
 
 #define API_UPLOAD_MAX     (64ull << 30) /* bytes of one upload */
+#define API_UPLOAD_ROOM    (256u << 10)  /* offered at a time: the items' pace to the chain */
 #define API_INLINE_NUMBERS (1u << 20)    /* inverses put in a JSON result */
 #define API_RESULT_PAGE    100000u       /* items in one page of a JSON result */
 #define API_CT_JOB         "application/x-convoy-job"
@@ -760,6 +761,20 @@ static void upload_end(struct upload *u)
     upload_accepted(u, j);
 }
 
+/* The .npy's matrices come straight into the block dio fills next: the
+ * socket's bytes (or the TLS engine's) are copied once, there. Room is
+ * offered again after every piece, and dropped (by httpd) at an answer.
+ * A piece is at most API_UPLOAD_ROOM, as a receive was: the items are
+ * delegated as they come, and a whole 1 MiB block at once (32 items of
+ * n = 64) let an idle head take most of a small job. */
+static void upload_offer_room(struct upload *u)
+{
+    size_t room;
+    void *p = u->job && !u->answered ? dio_append_room(u->in, &room) : NULL;
+    if (p != NULL) /* else pieces come as they are */
+        (void)httpd_body_into(u->x, p, room < API_UPLOAD_ROOM ? room : API_UPLOAD_ROOM);
+}
+
 static void upload_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, int err)
 {
     struct upload *u = arg;
@@ -772,6 +787,8 @@ static void upload_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len
         upload_refuse(u, err == -EMSGSIZE ? 413 : 400, "the upload broke: %s", strerror(-err));
     if (u->answered) /* no call comes after an answer */
         upload_free(u);
+    else if (len > 0)
+        upload_offer_room(u);
 }
 
 static void api_submit(void *arg, httpd_xchg_t *x, const struct users_check *who)

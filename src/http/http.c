@@ -868,6 +868,28 @@ static int chunk_step(struct body *b, unsigned char c)
 
 /* One step of a body: framing bytes, then at most one piece of payload.
  * Returns bytes used, -1 malformed, -2 over the limit. */
+/* Payload bytes that follow with no framing among them: the rest of a
+ * Content-Length body, or of the chunk being read. */
+static uint64_t body_run(const struct body *b)
+{
+    bool in_data = b->mode == BODY_LENGTH || (b->mode == BODY_CHUNKED && b->cs == CH_DATA);
+    return in_data ? b->left : 0;
+}
+
+/* n bytes of the run (at most body_run) are read. 0, or -2 past max. */
+static int body_take(struct body *b, size_t n)
+{
+    if (b->total + n > b->max)
+        return -2;
+    b->total += n;
+    b->left -= n;
+    if (b->left == 0 && b->mode == BODY_CHUNKED)
+        b->cs = CH_DATA_CR;
+    else if (b->left == 0)
+        b->mode = BODY_NONE;
+    return 0;
+}
+
 static ssize_t body_feed(struct body *b, const uint8_t *data, size_t len, const uint8_t **piece,
                          size_t *plen)
 {
@@ -885,16 +907,10 @@ static ssize_t body_feed(struct body *b, const uint8_t *data, size_t len, const 
     if (!in_data || i == len)
         return (ssize_t)i;
     size_t n = len - i < b->left ? len - i : (size_t)b->left;
-    if (b->total + n > b->max)
+    if (body_take(b, n) < 0)
         return -2;
-    b->total += n;
-    b->left -= n;
     *piece = data + i;
     *plen = n;
-    if (b->left == 0 && b->mode == BODY_CHUNKED)
-        b->cs = CH_DATA_CR;
-    else if (b->left == 0)
-        b->mode = BODY_NONE;
     return (ssize_t)(i + n);
 }
 
@@ -913,6 +929,18 @@ ssize_t http_req_body(http_req_t *q, const uint8_t *data, size_t len, const uint
 bool http_req_body_done(const http_req_t *q)
 {
     return body_done(&q->h.body);
+}
+
+uint64_t http_req_body_run(const http_req_t *q)
+{
+    return body_run(&q->h.body);
+}
+
+int http_req_body_took(http_req_t *q, size_t n)
+{
+    if (n > body_run(&q->h.body))
+        return -400;
+    return body_take(&q->h.body, n) < 0 ? -413 : 0;
 }
 
 /* ---- ranges ---- */

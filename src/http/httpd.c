@@ -80,6 +80,7 @@ struct hconn {
     bool out_full;  /* the output went above the high-water mark */
     unsigned files; /* file answers whose last byte is not queued yet */
     bool eof;       /* the client finished sending */
+    uint8_t *sink;  /* httpd_body_into()'s room, while conn fills it */
     struct hconn *prev, *next;
 };
 
@@ -351,6 +352,9 @@ static void answered(httpd_xchg_t *x, int rc)
 {
     struct hconn *hc = x->hc;
     x->answered = true;
+    if (hc->sink) /* what it took is body dropped: the parser counts it */
+        (void)http_req_body_took(x->q, conn_sink_stop(hc->c));
+    hc->sink = NULL;
     if (rc < 0) {
         conn_abort(hc->c, rc);
         hc_closing(hc);
@@ -553,6 +557,34 @@ int httpd_read_body(httpd_xchg_t *x, httpd_body_fn fn, void *arg)
     hc->state = HC_BODY;
     hc_update_pause(hc);
     return 0;
+}
+
+/* The handler's room is full (or the stream ended: on_eof or on_close
+ * tells the handler): the bytes are a run of payload, one piece. */
+static void hc_sink_done(conn_t *c, void *arg, size_t got, int err)
+{
+    struct hconn *hc = arg;
+    uint8_t *dst = hc->sink;
+    (void)c;
+    hc->sink = NULL;
+    if (err < 0 || hc->state != HC_BODY)
+        return;
+    step_body(hc, dst, got);
+    hc_update_pause(hc);
+}
+
+int httpd_body_into(httpd_xchg_t *x, void *dst, size_t len)
+{
+    struct hconn *hc = x->hc;
+    if (hc == NULL || hc->state != HC_BODY || x->answered || hc->sink)
+        return -EALREADY;
+    uint64_t run = http_req_body_run(x->q);
+    if (run == 0 || len == 0)
+        return -EAGAIN; /* framing next: it comes to the reader in pieces */
+    int rc = conn_sink(hc->c, dst, run < len ? (size_t)run : len, hc_sink_done, hc);
+    if (rc == 0)
+        hc->sink = dst;
+    return rc;
 }
 
 void httpd_pause(httpd_xchg_t *x)

@@ -43,9 +43,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define CHUNK_SIZE            (64u * 1024) /* largest owned chunk; file reads and TLS records */
-#define CHUNK_MIN             (4u * 1024)  /* a small write's chunk: most answers are short */
-#define TLS_STEP              (64u * 1024) /* plaintext encrypted per pump step */
+#define CHUNK_SIZE            (64u * 1024)   /* largest owned chunk; file reads and TLS records */
+#define CHUNK_MIN             (4u * 1024)    /* a small write's chunk: most answers are short */
+#define TLS_STEP              (64u * 1024)   /* plaintext encrypted per pump step */
+#define SINK_STEP             (1024u * 1024) /* bytes a sink takes per step, past kept input */
 #define HANDSHAKE_MS_DEF      10000u
 #define NOFILE_RESERVE        64u /* descriptors a listener leaves for everything else */
 #define ACCEPT_BACKOFF_MIN_MS 10u
@@ -122,6 +123,10 @@ struct conn {
     uint64_t deadline;            /* absolute ms, 0 = none */
     uint8_t *in;                  /* unconsumed plaintext */
     size_t in_len;
+    uint8_t *sink; /* conn_sink(): input goes here, not to on_data */
+    size_t sink_len, sink_got;
+    conn_sink_fn sink_fn;
+    void *sink_arg;
     size_t in_cap;                  /* grows with need, up to in_max */
     struct outq out;                /* bytes for the socket (ciphertext with TLS) */
     struct outq early;              /* plaintext written before the handshake ended */
@@ -211,6 +216,7 @@ static void conn_close_open(conn_t *c);
 static void conn_check_finish(conn_t *c);
 static void conn_release_ref(conn_t *c);
 static void conn_resume_now(conn_t *c);
+static void conn_sink_end(conn_t *c, int err);
 
 /* ---- chunks and queues ---- */
 
@@ -391,6 +397,8 @@ static void conn_free(conn_t *c)
 {
     conn_log_close(c);
     conn_fail_sends(c);
+    if (c->sink)
+        conn_sink_end(c, c->reason < 0 ? c->reason : -EPIPE);
     if (c->h->on_close)
         c->h->on_close(c, c->reason);
     conn_release_ref(c);
@@ -933,18 +941,20 @@ static void conn_consumed_kept(conn_t *c, size_t n)
     }
 }
 
-/* Offers bytes to on_data; keeps what it leaves. While paused it keeps
- * them all: a receive in flight at conn_pause() still completes. */
+/* Offers bytes to on_data; keeps what it leaves. While paused, or while
+ * a sink is set (it takes them from there), it keeps them all: a receive
+ * in flight at conn_pause() still completes. */
 static void conn_deliver(conn_t *c, const uint8_t *data, size_t len)
 {
-    if ((c->in_len > 0 || c->paused) && len > 0) {
+    bool hold = c->paused || c->sink;
+    if ((c->in_len > 0 || hold) && len > 0) {
         int rc = conn_keep(c, data, len);
         if (rc < 0) {
             conn_shutdown(c, rc);
             return;
         }
     }
-    if (c->paused || (c->in_len == 0 && len == 0))
+    if (hold || (c->in_len == 0 && len == 0))
         return;
     bool kept = c->in_len > 0;
     if (kept) {
@@ -1001,6 +1011,8 @@ static void conn_open(conn_t *c)
 static void conn_peer_eof(conn_t *c)
 {
     c->peer_eof = true;
+    if (c->sink)
+        conn_sink_end(c, -ECONNRESET);
     if (c->state == CS_OPEN && c->h->on_eof)
         c->h->on_eof(c);
     else if (c->state == CS_OPEN)
@@ -1011,6 +1023,132 @@ static void conn_peer_eof(conn_t *c)
         conn_shutdown(c, -ECONNRESET); /* mid-handshake */
 }
 
+/* ---- sinks: input straight into the caller's memory ---- */
+
+/* The sink ends: its fn runs (from the loop: every caller is). */
+static void conn_sink_end(conn_t *c, int err)
+{
+    conn_sink_fn fn = c->sink_fn;
+    void *arg = c->sink_arg;
+    size_t got = c->sink_got;
+    c->sink = NULL;
+    c->sink_fn = NULL;
+    fn(c, arg, got, err);
+}
+
+/* n more bytes are in the sink. */
+static void conn_sink_took(conn_t *c, size_t n)
+{
+    c->sink_got += n;
+    if (c->sink_got == c->sink_len)
+        conn_sink_end(c, 0);
+}
+
+/* Copies what fits of data into the sink; returns how much. */
+static size_t conn_sink_put(conn_t *c, const uint8_t *data, size_t len)
+{
+    size_t n = c->sink_len - c->sink_got;
+    if (n > len)
+        n = len;
+    memcpy(c->sink + c->sink_got, data, n);
+    conn_sink_took(c, n);
+    return n;
+}
+
+/* Plain TCP: what the socket holds now, into dst. Only with no receive
+ * armed: one would take the bytes that come first. >0, 0 for none now,
+ * TLS_EOF at the peer's end, or -errno. */
+static ssize_t conn_recv_now(conn_t *c, uint8_t *dst, size_t len)
+{
+    if (c->recv_busy || c->peer_eof)
+        return 0;
+    ssize_t n = recv(c->fd, dst, len, MSG_DONTWAIT);
+    if (n > 0) {
+        conn_touch(c);
+        c->bytes_in += (uint64_t)n;
+        return n;
+    }
+    if (n == 0)
+        return TLS_EOF;
+    return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -errno;
+}
+
+/* Fills the sink from what is there now: kept input, then the plaintext
+ * TLS opens or the socket's bytes, at most SINK_STEP of the latter (a
+ * fast sender must not hold the loop). Kept input a sink leaves goes to
+ * on_data, which may set the next sink. */
+static void conn_sink_fill(conn_t *c)
+{
+    size_t budget = SINK_STEP;
+    while (c->sink && c->state == CS_OPEN && !c->paused) {
+        uint8_t *dst = c->sink + c->sink_got;
+        size_t left = c->sink_len - c->sink_got;
+        if (c->in_len > 0) {
+            size_t n = left < c->in_len ? left : c->in_len;
+            memcpy(dst, c->in, n);
+            conn_consumed_kept(c, n);
+            conn_sink_took(c, n);
+        } else {
+            if (budget == 0)
+                break;
+            ssize_t n = c->tls ? tls_read(c->tls, dst, left < budget ? left : budget)
+                               : conn_recv_now(c, dst, left < budget ? left : budget);
+            if (n == 0)
+                break;
+            if (n == TLS_EOF) {
+                conn_peer_eof(c);
+                break;
+            }
+            if (n < 0) {
+                conn_shutdown(c, (int)n);
+                break;
+            }
+            budget -= (size_t)n;
+            conn_sink_took(c, (size_t)n);
+        }
+        if (c->sink == NULL && c->in_len > 0)
+            conn_deliver(c, NULL, 0);
+    }
+}
+
+/* Input that came: into the sink while one is set, the rest offered to
+ * on_data (which may set one), then the sink filled from what follows. */
+static void conn_input(conn_t *c, const uint8_t *data, size_t len)
+{
+    while (len > 0 && c->sink && c->in_len == 0 && !c->paused && c->state == CS_OPEN) {
+        size_t n = conn_sink_put(c, data, len);
+        data += n;
+        len -= n;
+    }
+    conn_deliver(c, data, len);
+    conn_sink_fill(c);
+}
+
+int conn_sink(conn_t *c, void *dst, size_t len, conn_sink_fn fn, void *arg)
+{
+    if (c->state != CS_OPEN)
+        return -EPIPE;
+    if (c->sink)
+        return -EBUSY;
+    if (len == 0)
+        return -EINVAL;
+    c->sink = dst;
+    c->sink_len = len;
+    c->sink_got = 0;
+    c->sink_fn = fn;
+    c->sink_arg = arg;
+    conn_defer(c, DEF_RESUME); /* filled from the loop: fn never runs inside this call */
+    return 0;
+}
+
+size_t conn_sink_stop(conn_t *c)
+{
+    size_t got = c->sink ? c->sink_got : 0;
+    c->sink = NULL;
+    c->sink_fn = NULL;
+    return got;
+}
+
 /* Plaintext comes out of TLS here; one buffer per thread serves every
  * connection, since no delivery ever nests inside another. */
 static __thread uint8_t plain_buf[16 * 1024];
@@ -1018,6 +1156,12 @@ static __thread uint8_t plain_buf[16 * 1024];
 static void conn_read_tls(conn_t *c)
 {
     while (c->state == CS_OPEN && !c->paused && !c->peer_eof) {
+        if (c->sink) {
+            conn_sink_fill(c);
+            if (c->sink)
+                break; /* the engine needs more ciphertext */
+            continue;
+        }
         ssize_t n = tls_read(c->tls, plain_buf, sizeof plain_buf);
         if (n == 0)
             break;
@@ -1083,7 +1227,7 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
     const uint8_t *buf = ring_recv_buf(c->ring, flags);
     if (c->tls == NULL) {
         if (c->state == CS_OPEN)
-            conn_deliver(c, buf, (size_t)res);
+            conn_input(c, buf, (size_t)res);
     } else {
         int rc = tls_feed(c->tls, buf, (size_t)res);
         if (rc < 0)
@@ -1127,7 +1271,7 @@ static void conn_resume_now(conn_t *c)
 {
     if (c->paused || c->state != CS_OPEN)
         return;
-    conn_deliver(c, NULL, 0);
+    conn_input(c, NULL, 0);
     if (c->tls)
         conn_read_tls(c);
     conn_arm_recv(c);

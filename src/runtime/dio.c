@@ -150,6 +150,14 @@ static bool from_memory(const dio_t *f, uint64_t off, size_t len, uint8_t *dst)
     return true;
 }
 
+void *dio_append_room(dio_t *f, size_t *len)
+{
+    if (f->blk == NULL && (f->blk = dio_alloc(DIO_BLOCK)) == NULL)
+        return NULL;
+    *len = DIO_BLOCK - f->held;
+    return f->blk + f->held;
+}
+
 int dio_append(dio_t *f, const void *p, size_t len)
 {
     const uint8_t *s = p;
@@ -157,7 +165,8 @@ int dio_append(dio_t *f, const void *p, size_t len)
         return -ENOMEM;
     while (len > 0) {
         size_t take = DIO_BLOCK - f->held < len ? DIO_BLOCK - f->held : len;
-        memcpy(f->blk + f->held, s, take);
+        if (s != f->blk + f->held) /* else they were written into the room */
+            memcpy(f->blk + f->held, s, take);
         f->held += take, s += take, len -= take;
         if (f->held == DIO_BLOCK) {
             int rc = dio_pwrite(f, f->blk, DIO_BLOCK, f->at);

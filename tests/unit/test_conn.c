@@ -81,6 +81,12 @@ struct scene {
     int pipes_during;  /* while the first file streams */
     int pipes_after;   /* once it has all arrived */
     int polls;         /* of the pipe count, after the first file */
+    int sinks;         /* sink fns run */
+    int sink_err;      /* the last one's err */
+    bool sink_closed;  /* on_close came before a sink fn */
+    int sink_chain;    /* sinks to set one after another, from each fn */
+    size_t sink_len;
+    bool sink_stop; /* stop the sink from a timer */
 };
 
 static struct scene sc;
@@ -471,6 +477,81 @@ static const struct conn_handlers h_half = {.on_open = record_open,
                                             .on_data = echo_data,
                                             .on_eof = answer_later_eof,
                                             .on_close = record_close};
+
+/* ---- sinks ---- */
+
+#define SINK_AT  1000u   /* on_data takes this much first, then sinks start */
+#define SINK_LEN 200003u /* an odd length: the sinks end inside receives */
+
+static uint8_t sink_buf[2 * BULK_SIZE];
+
+static void sink_start(conn_t *c, size_t len);
+
+static void sink_done(conn_t *c, void *arg, size_t got, int err_)
+{
+    struct side *s = conn_udata(c);
+    (void)arg;
+    if (sc.in_call)
+        sc.inside_calls++;
+    if (s->closes)
+        sc.sink_closed = true;
+    sc.sinks++;
+    sc.sink_err = err_;
+    CU_ASSERT(err_ < 0 || got == sc.sink_len);
+    check_bytes(s, sink_buf, got);
+    if (sc.sinks < sc.sink_chain)
+        sink_start(c, sc.sink_len);
+    else if (err_ == 0 && s->got == BULK_SIZE)
+        conn_close(c);
+}
+
+static void sink_start(conn_t *c, size_t len)
+{
+    sc.sink_len = len;
+    sc.in_call = true;
+    CU_ASSERT_EQUAL(conn_sink(c, sink_buf, len, sink_done, NULL), 0);
+    CU_ASSERT_EQUAL(conn_sink(c, sink_buf, len, sink_done, NULL), -EBUSY);
+    sc.in_call = false;
+}
+
+/* Takes SINK_AT bytes (leaving the rest of that offer kept), then sets
+ * the chain of sinks; what follows them comes here again. */
+static ssize_t sink_data(conn_t *c, const uint8_t *data, size_t len)
+{
+    struct side *s = conn_udata(c);
+    size_t take = len;
+    if (s->got < SINK_AT && s->got + take > SINK_AT)
+        take = SINK_AT - (size_t)s->got;
+    check_bytes(s, data, take);
+    if (s->got == SINK_AT && sc.sinks == 0)
+        sink_start(c, SINK_LEN);
+    if (s->got == BULK_SIZE)
+        conn_close(c);
+    return (ssize_t)take;
+}
+
+static void stop_fired(struct ring_timer *t)
+{
+    (void)t;
+    if (sc.srv.c == NULL)
+        return;
+    check_bytes(&sc.srv, sink_buf, conn_sink_stop(sc.srv.c));
+    CU_ASSERT_EQUAL(conn_sink_stop(sc.srv.c), 0);
+    if (sc.srv.got == BULK_SIZE)
+        conn_close(sc.srv.c);
+}
+
+static void sink_open(conn_t *c)
+{
+    record_open(c);
+    if (sc.sink_chain == 1) /* one sink bigger than all that comes */
+        sink_start(c, sizeof sink_buf);
+    if (sc.sink_stop)
+        ring_timer_start(sc.ring, &sc.later, 1, stop_fired);
+}
+
+static const struct conn_handlers h_sink = {
+    .on_open = sink_open, .on_data = sink_data, .on_close = record_close};
 
 /* ---- scenes ---- */
 
@@ -1391,6 +1472,79 @@ static void test_stop_then_post(void)
     scene_end();
 }
 
+/* ---- sinks ---- */
+
+/* Sinks in a chain, each set from the last one's fn: every byte in
+ * order, first from what on_data left, then from the socket or the TLS
+ * engine; on_data takes the rest. */
+static void sink_chain(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_sink);
+    sc.sink_chain = 3;
+    scene_connect(cli, NULL, 0, &h_bulk_keep);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.sinks, 3);
+    CU_ASSERT_EQUAL(sc.sink_err, 0);
+    CU_ASSERT_EQUAL(sc.inside_calls, 0);
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    scene_end();
+}
+
+static void test_sink_tls(void)
+{
+    sink_chain(srv_tls, cli_tls);
+}
+
+static void test_sink_plain(void)
+{
+    sink_chain(NULL, NULL);
+}
+
+/* A sink bigger than the stream: its fn gets what came and -ECONNRESET
+ * at the peer's end, before on_close. */
+static void sink_cut(tls_ctx_t *srv, tls_ctx_t *cli)
+{
+    scene_begin(srv, &h_sink);
+    sc.sink_chain = 1;
+    scene_connect(cli, NULL, 0, &h_bulk);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.sinks, 1);
+    CU_ASSERT_EQUAL(sc.sink_err, -ECONNRESET);
+    CU_ASSERT_FALSE(sc.sink_closed);
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    scene_end();
+}
+
+static void test_sink_cut_tls(void)
+{
+    sink_cut(srv_tls, cli_tls);
+}
+
+static void test_sink_cut_plain(void)
+{
+    sink_cut(NULL, NULL);
+}
+
+/* A sink stopped part-way (from a timer): what it took is the caller's,
+ * the rest comes to on_data, no byte lost or twice; its fn never runs. */
+static void test_sink_stop(void)
+{
+    scene_begin(NULL, &h_sink);
+    sc.sink_chain = 1;
+    sc.sinks = 1; /* on_data must not start the chain */
+    sc.sink_stop = true;
+    scene_connect(NULL, NULL, 0, &h_bulk_keep);
+    scene_run();
+    CU_ASSERT_EQUAL(sc.sinks, 1);
+    CU_ASSERT_EQUAL(sc.srv.got, BULK_SIZE);
+    CU_ASSERT_EQUAL(sc.srv.bad, 0);
+    CU_ASSERT_EQUAL(sc.srv.reason, 0);
+    scene_end();
+}
+
 void suite_conn(void)
 {
     CU_pSuite s = CU_add_suite("conn", suite_init, suite_clean);
@@ -1434,4 +1588,10 @@ void suite_conn(void)
     CU_add_test(s, "write, caller's buffer, write: in order, TLS", test_send_buf_tls);
     CU_add_test(s, "write, caller's buffer, write: in order, TCP", test_send_buf_plain);
     CU_add_test(s, "3,000 ring timers: order, stop, restart", test_timer_heap);
+    CU_add_test(s, "sinks in a chain, then on_data: every byte in order, TLS", test_sink_tls);
+    CU_add_test(s, "sinks in a chain, then on_data: every byte in order, TCP", test_sink_plain);
+    CU_add_test(s, "the peer ends inside a sink: its bytes, then on_close, TLS", test_sink_cut_tls);
+    CU_add_test(s, "the peer ends inside a sink: its bytes, then on_close, TCP",
+                test_sink_cut_plain);
+    CU_add_test(s, "a sink stopped part-way: the rest to on_data", test_sink_stop);
 }

@@ -125,6 +125,55 @@ static uint64_t query_num(const http_req_t *q, const char *name, uint64_t dflt)
     return http_req_query(q, name, v, sizeof v) > 0 ? strtoull(v, NULL, 10) : dflt;
 }
 
+/* /into: the body read into the reader's room (httpd_body_into); with
+ * ?stop_ms=N answered from a timer N ms in, the room then still offered. */
+struct into {
+    httpd_xchg_t *x;
+    uint64_t len, sum, in_room;
+    bool answered;
+    struct ring_timer stop;
+    uint8_t room[64 * 1024];
+};
+
+static void into_answer(struct into *in, int status, const char *how)
+{
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s len=%llu sum=%llu room=%llu", how, (unsigned long long)in->len,
+             (unsigned long long)in->sum, (unsigned long long)in->in_room);
+    ring_timer_stop(ring, &in->stop);
+    httpd_reply_text(in->x, status, msg);
+    free(in);
+}
+
+static void into_stop(struct ring_timer *t)
+{
+    into_answer(container_of(t, struct into, stop), 200, "stopped");
+}
+
+static void into_body(httpd_xchg_t *x, void *arg, const uint8_t *p, size_t len, int err)
+{
+    struct into *in = arg;
+    for (size_t i = 0; i < len; i++)
+        in->sum += p[i];
+    in->len += len;
+    in->in_room += p == in->room ? len : 0;
+    if (len)
+        (void)httpd_body_into(x, in->room, sizeof in->room);
+    else
+        into_answer(in, err ? 400 : 200, "whole");
+}
+
+static void read_into(httpd_xchg_t *x, const http_req_t *q)
+{
+    struct into *in = calloc(1, sizeof *in);
+    in->x = x;
+    uint64_t stop_ms = query_num(q, "stop_ms", 0);
+    if (stop_ms)
+        ring_timer_start(ring, &in->stop, stop_ms, into_stop);
+    httpd_read_body(x, into_body, in);
+    (void)httpd_body_into(x, in->room, sizeof in->room);
+}
+
 static void serve_file(httpd_xchg_t *x, const http_req_t *q)
 {
     uint64_t off = query_num(q, "off", 0), len = query_num(q, "len", FILE_LEN);
@@ -168,6 +217,8 @@ static void handle(httpd_xchg_t *x, void *arg)
         struct echo *e = calloc(1, sizeof *e);
         e->x = strcmp(path, "/slow") == 0 ? x : NULL;
         httpd_read_body(x, echo_body, e);
+    } else if (strcmp(path, "/into") == 0) {
+        read_into(x, q);
     } else if (strcmp(path, "/close") == 0) {
         httpd_close_after(x);
         httpd_reply_text(x, 200, "bye");
@@ -637,6 +688,74 @@ static void test_body_backpressure(void)
     close(st.fd);
 }
 
+/* A body of len pattern bytes for /into (query q), then GET /hello on
+ * the same connection: the answer to the first, and /hello's. With
+ * split, the first answer is read after split bytes of the body, before
+ * the rest is sent. */
+static void into_then_hello(const char *q, size_t len, bool chunked, size_t split, char *ans,
+                            size_t cap)
+{
+    struct stream st = {.fd = dial()};
+    http_resp_t *r;
+    CU_ASSERT_FATAL(http_resp_new(&r, NULL) == 0);
+    char head[160];
+    snprintf(head, sizeof head, "PUT /into%s HTTP/1.1\r\nHost: t\r\n%s%zu\r\n\r\n", q,
+             chunked ? "Transfer-Encoding: chunked\r\nX-Len: " : "Content-Length: ", len);
+    send_str(st.fd, head);
+    uint8_t *body = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        body[i] = (uint8_t)i;
+    size_t blen;
+    for (size_t off = 0; off < len;) { /* chunked: 100,000-byte chunks */
+        size_t n = chunked && len - off > 100000 ? 100000 : len - off;
+        if (split > off && n > split - off)
+            n = split - off;
+        char size[32];
+        snprintf(size, sizeof size, "%zx\r\n", n);
+        if (chunked)
+            send_str(st.fd, size);
+        CU_ASSERT_EQUAL(write(st.fd, body + off, n), (ssize_t)n);
+        if (chunked)
+            send_str(st.fd, "\r\n");
+        off += n;
+        if (off == split)
+            CU_ASSERT_EQUAL(read_resp(&st, r, HTTP_PUT, (uint8_t *)ans, cap, &blen), 200);
+    }
+    send_str(st.fd, chunked ? "0\r\n\r\nGET /hello HTTP/1.1\r\nHost: t\r\n\r\n"
+                            : "GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    if (split == 0)
+        CU_ASSERT_EQUAL(read_resp(&st, r, HTTP_PUT, (uint8_t *)ans, cap, &blen), 200);
+    uint8_t hello[16] = "";
+    CU_ASSERT_EQUAL(read_resp(&st, r, HTTP_GET, hello, sizeof hello, &blen), 200);
+    CU_ASSERT_STRING_EQUAL((char *)hello, "hello\n");
+    free(body);
+    http_resp_free(r);
+    close(st.fd);
+}
+
+/* The reader's room: the body comes into it, all of it, in order; the
+ * next request on the connection is read after it. */
+static void test_body_into(void)
+{
+    size_t len = 1u << 20;
+    uint64_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum += (uint8_t)i;
+    char ans[128], want[96];
+    unsigned long long room;
+    into_then_hello("", len, false, 0, ans, sizeof ans);
+    snprintf(want, sizeof want, "whole len=%zu sum=%llu room=", len, (unsigned long long)sum);
+    CU_ASSERT_NSTRING_EQUAL(ans, want, strlen(want));
+    CU_ASSERT(sscanf(ans + strlen(want), "%llu", &room) == 1 && room >= len / 2);
+    /* chunked: room within each chunk, the framing parsed between */
+    into_then_hello("", len, true, 0, ans, sizeof ans);
+    CU_ASSERT_NSTRING_EQUAL(ans, want, strlen(want));
+    /* answered while the room holds part of the body: those bytes count
+     * as read, the rest is dropped, and /hello is the next request */
+    into_then_hello("?stop_ms=50", len, false, 105000, ans, sizeof ans);
+    CU_ASSERT_NSTRING_EQUAL(ans, "stopped len=", 12);
+}
+
 /* Runs curl with args (NULL-terminated, after "curl"): its exit status. */
 static int run_curl(const char *const *args)
 {
@@ -803,6 +922,7 @@ void suite_httpd(void)
     CU_add_test(s, "file answers, ranges, 416, HEAD", test_file_plain);
     CU_add_test(s, "request bodies, dropped bodies, 100-continue", test_body);
     CU_add_test(s, "a body held back by the handler", test_body_backpressure);
+    CU_add_test(s, "a body into the reader's room, whole, chunked, cut short", test_body_into);
     CU_add_test(s, "curl over plain HTTP and TLS", test_curl);
     CU_add_test(s, "a drain sends answers under way, then ends", test_drain);
 }
