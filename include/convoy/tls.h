@@ -81,6 +81,13 @@ void tls_free(tls_t *t);
 
 /* Ciphertext that arrived from the network; always takes all of it. 0 or -ENOMEM. */
 int tls_feed(tls_t *t, const void *data, size_t len);
+/* The same, lent: OpenSSL reads the bytes where they are (after what was
+ * fed before) until tls_lend_end(), which keeps a copy of what it left.
+ * Between the two the caller reads plaintext and leaves data alone: a
+ * receive buffer's ciphertext is then copied once, into OpenSSL's record,
+ * not first into the session's queue. tls_lend_end: 0 or -ENOMEM. */
+void tls_lend(tls_t *t, const void *data, size_t len);
+int tls_lend_end(tls_t *t);
 
 /* Advances the handshake: 1 once complete, 0 while it waits for input
  * (send tls_out_take() first), or TLS_E*. Send tls_out_take() after a

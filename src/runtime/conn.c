@@ -1229,11 +1229,11 @@ static void conn_step_recv(conn_t *c, int res, uint32_t flags)
         if (c->state == CS_OPEN)
             conn_input(c, buf, (size_t)res);
     } else {
-        int rc = tls_feed(c->tls, buf, (size_t)res);
+        tls_lend(c->tls, buf, (size_t)res); /* read in place; the rest kept at the end */
+        conn_pull_tls(c);
+        int rc = tls_lend_end(c->tls);
         if (rc < 0)
             conn_shutdown(c, rc);
-        else
-            conn_pull_tls(c);
     }
     conn_arm_recv(c);
 }

@@ -125,7 +125,9 @@ struct tls_who {
 
 struct tls {
     SSL *ssl;
-    struct tls_q in;       /* ciphertext fed, not yet read by OpenSSL */
+    struct tls_q in;           /* ciphertext fed, not yet read by OpenSSL */
+    const unsigned char *lent; /* tls_lend()'s ciphertext, read after `in` */
+    size_t lent_len;
     struct tls_q out;      /* ciphertext for the network, when no output fn */
     tls_output_fn *out_fn; /* takes ciphertext as it is made, or NULL */
     void *out_arg;
@@ -675,6 +677,11 @@ static int tls_bio_read(BIO *b, char *buf, size_t cap, size_t *got)
     tls_t *t = BIO_get_data(b);
     BIO_clear_retry_flags(b);
     *got = tls_q_get(&t->in, (unsigned char *)buf, cap);
+    if (*got < cap && t->lent_len > 0) {
+        size_t n = cap - *got < t->lent_len ? cap - *got : t->lent_len;
+        memcpy(buf + *got, t->lent, n);
+        t->lent += n, t->lent_len -= n, *got += n;
+    }
     if (*got > 0)
         return 1;
     BIO_set_retry_read(b);
@@ -701,7 +708,7 @@ static long tls_bio_ctrl(BIO *b, int cmd, long num, void *ptr)
     tls_t *t = BIO_get_data(b);
     switch (cmd) {
     case BIO_CTRL_PENDING:
-        return (long)(t->in.bytes < LONG_MAX ? t->in.bytes : LONG_MAX);
+        return (long)(t->in.bytes + t->lent_len < LONG_MAX ? t->in.bytes + t->lent_len : LONG_MAX);
     case BIO_CTRL_WPENDING:
         return (long)(t->out.bytes < LONG_MAX ? t->out.bytes : LONG_MAX);
     case BIO_CTRL_FLUSH:
@@ -857,6 +864,20 @@ static int tls_result(tls_t *t, int ret)
 int tls_feed(tls_t *t, const void *data, size_t len)
 {
     return tls_q_put(&t->in, data, len);
+}
+
+void tls_lend(tls_t *t, const void *data, size_t len)
+{
+    t->lent = data;
+    t->lent_len = len;
+}
+
+int tls_lend_end(tls_t *t)
+{
+    int rc = t->lent_len > 0 ? tls_q_put(&t->in, t->lent, t->lent_len) : 0;
+    t->lent = NULL;
+    t->lent_len = 0;
+    return rc;
 }
 
 /* A resumed session skipped the verify callback: the certificate it was
