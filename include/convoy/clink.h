@@ -106,6 +106,9 @@ int clink_release(clink_t *l, uint32_t stream);
 const char *clink_peer(const clink_t *l);
 
 /* Closes the link; on_down runs from the loop. */
+/* From on_body of a streamed WORK: where its next body bytes belong
+ * (mux_body_into). 0, or -ENOENT (a lane's WORK: its body is in place). */
+int clink_body_into(clink_t *l, uint32_t stream, void *dst, size_t len);
 void clink_close(clink_t *l);
 
 /* A chain listener on addr (port 0: pick one). 0 or -errno. */

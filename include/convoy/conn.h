@@ -172,6 +172,17 @@ int conn_sink(conn_t *c, void *dst, size_t len, conn_sink_fn fn, void *arg);
 /* Stops the sink without its fn: returns the bytes it took into dst
  * (they are the caller's: the input goes on after them). 0 without one. */
 size_t conn_sink_stop(conn_t *c);
+/*
+ * From on_data, once the offer is used whole (return its length): up to
+ * len bytes of what follows, read into dst now without waiting (what TLS
+ * opens from the ciphertext it has, or, plain, what the socket holds), so
+ * a parser that knows where the next bytes go takes them there with no
+ * copy on the way. Returns the bytes read; 0 when none can be had now
+ * (or the offer was kept input, or the stream ended: on_eof and on_close
+ * tell that later, from the loop), or -errno after a socket error, when
+ * the connection is closing.
+ */
+ssize_t conn_read_now(conn_t *c, void *dst, size_t len);
 /* Stops and restarts delivering on_data (backpressure toward the peer).
  * What resume releases is delivered from the loop, soon after. */
 void conn_pause(conn_t *c);

@@ -192,6 +192,10 @@ void frame_decoder_free(frame_decoder_t *d);
  * decoder stays failed and returns the same code.
  */
 int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len);
+/* Body bytes of the frame being decoded still to come (0 outside a body):
+ * a caller may read up to that many itself, wherever they belong, and then
+ * feed them (they reach on_body as one piece at that address). */
+uint64_t frame_decoder_body_run(const frame_decoder_t *d);
 
 /* True between frames: an end of stream here is clean. */
 bool frame_decoder_idle(const frame_decoder_t *d);

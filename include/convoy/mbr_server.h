@@ -112,6 +112,10 @@ void *mbrs_session_udata(const mbrs_session_t *s);
  * FRAME_E* (mux_send). */
 int mbrs_send(mbrs_session_t *s, enum frame_type type, const cJSON *meta);
 
+/* From on_body: where the stream's next body bytes belong (mux_body_into).
+ * 0, or -ENOENT. */
+int mbrs_body_into(mbrs_session_t *s, uint32_t stream, void *dst, size_t len);
+
 /* Refuses the member from on_frame or on_body: ERROR code with the reason,
  * then close (its row goes down). The handler then returns -EPROTO. */
 void mbrs_refuse(mbrs_session_t *s, const char *code, const char *fmt, ...)

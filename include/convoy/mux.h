@@ -84,6 +84,17 @@ void mux_free(mux_t *m);
  */
 ssize_t mux_feed(mux_t *m, const uint8_t *data, size_t len);
 
+/*
+ * From on_body of stream: where its next body bytes belong, up to len.
+ * Those that follow at once, in the same DATA frame, are read straight
+ * into dst (conn_read_now: opened there by TLS, received there plain) and
+ * come to on_body as one piece at dst, so the consumer need not copy
+ * them. dst must stay valid until that on_body, or the end of this
+ * mux_feed: all of it happens inside the call. 0, or -ENOENT outside
+ * on_body of stream.
+ */
+int mux_body_into(mux_t *m, uint32_t stream, void *dst, size_t len);
+
 /* From on_drain: the connection has room for more chunks. */
 void mux_drain(mux_t *m);
 

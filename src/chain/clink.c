@@ -181,6 +181,11 @@ static int clink_on_body(mux_t *m, uint32_t stream, const uint8_t *p, size_t len
     return l->h.on_body(l->h.arg, l, stream, p, len);
 }
 
+int clink_body_into(clink_t *l, uint32_t stream, void *dst, size_t len)
+{
+    return l->mx && !(stream & CLINK_LANE_BIT) ? mux_body_into(l->mx, stream, dst, len) : -ENOENT;
+}
+
 static int clink_on_end(mux_t *m, uint32_t stream, int err)
 {
     clink_t *l = mux_udata(m);

@@ -456,6 +456,13 @@ static int cs_on_work(void *arg, clink_t *l, const struct chain_work *w, uint32_
     return 0;
 }
 
+/* Where the next byte of iw's body goes: among the items kept (the
+ * first kept bytes), then among those forwarded. */
+static uint8_t *cs_in_at(struct inwork *iw, uint64_t kept)
+{
+    return iw->got < kept ? (uint8_t *)iw->b->data + iw->got : iw->fwd + (iw->got - kept);
+}
+
 static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, size_t len)
 {
     struct cs *cs = arg;
@@ -474,20 +481,22 @@ static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, 
         gone = total - kept;
         len = (size_t)kept;
     }
-    if (iw->got + len > kept && iw->fwd == NULL && (iw->fwd = malloc(total - kept)) == NULL)
+    if (!iw->forwarded && total > kept && iw->got + len >= kept && iw->fwd == NULL &&
+        (iw->fwd = malloc(total - kept)) == NULL) /* also before room is offered in it */
         return -ENOMEM;
     while (len > 0) {
-        bool in_keep = iw->got < kept;
-        uint64_t room = in_keep ? kept - iw->got : total - iw->got;
+        uint8_t *at = cs_in_at(iw, kept);
+        uint64_t room = (iw->got < kept ? kept : total) - iw->got;
         size_t take = len < room ? len : (size_t)room;
-        if (in_keep)
-            memcpy((uint8_t *)iw->b->data + iw->got, p, take);
-        else
-            memcpy(iw->fwd + (iw->got - kept), p, take);
+        if (p != at) /* else read there (clink_body_into) */
+            memcpy(at, p, take);
         iw->got += take;
         p += take;
         len -= take;
     }
+    if (iw->got < total && !iw->forwarded) /* the rest of the chunk goes straight in */
+        (void)clink_body_into(l, stream, cs_in_at(iw, kept),
+                              (size_t)((iw->got < kept ? kept : total) - iw->got));
     iw->got += gone;
     return 0;
 }

@@ -931,8 +931,11 @@ static int fe_on_body(void *arg, mbrs_session_t *s, uint32_t stream, const uint8
         mbrs_refuse(s, "body_len", "RESULT body longer than its items");
         return -EPROTO;
     }
-    memcpy(fr->body + fr->got, p, len);
+    if (p != fr->body + fr->got) /* else read there (mbrs_body_into) */
+        memcpy(fr->body + fr->got, p, len);
     fr->got += len;
+    if (fr->got < fr->len) /* the rest of the chunk goes straight in */
+        (void)mbrs_body_into(s, stream, fr->body + fr->got, fr->len - fr->got);
     return 0;
 }
 

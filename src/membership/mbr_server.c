@@ -265,6 +265,11 @@ static int mux_body(mux_t *mx, uint32_t stream, const uint8_t *data, size_t len)
     return s->m->o.on_body(s->m->o.arg, s, stream, data, len);
 }
 
+int mbrs_body_into(mbrs_session_t *s, uint32_t stream, void *dst, size_t len)
+{
+    return mux_body_into(s->mx, stream, dst, len);
+}
+
 static int mux_end(mux_t *mx, uint32_t stream, int err)
 {
     struct mbrs_session *s = mux_udata(mx);

@@ -1141,6 +1141,17 @@ int conn_sink(conn_t *c, void *dst, size_t len, conn_sink_fn fn, void *arg)
     return 0;
 }
 
+ssize_t conn_read_now(conn_t *c, void *dst, size_t len)
+{
+    if (c->state != CS_OPEN || c->paused || c->sink || c->in_len > 0 || len == 0)
+        return 0;
+    ssize_t n = c->tls ? tls_read(c->tls, dst, len) : conn_recv_now(c, dst, len);
+    if (n > 0 || c->tls || n == 0 || n == TLS_EOF)
+        return n > 0 ? n : 0; /* TLS: failures and close_notify are sticky; plain: so is the FIN */
+    conn_shutdown(c, (int)n); /* a socket error is told once: keep it */
+    return n;
+}
+
 size_t conn_sink_stop(conn_t *c)
 {
     size_t got = c->sink ? c->sink_got : 0;

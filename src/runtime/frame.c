@@ -459,6 +459,11 @@ static ssize_t take(frame_decoder_t *d, const uint8_t *p, size_t n)
     return take_body(d, p, n);
 }
 
+uint64_t frame_decoder_body_run(const frame_decoder_t *d)
+{
+    return d->err == 0 && d->state == DEC_BODY ? d->body_left : 0;
+}
+
 int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len)
 {
     size_t off = 0;

@@ -70,8 +70,10 @@ struct mux {
     struct mux_out out[FRAME_STREAMS_MAX];
     struct mux_in in[FRAME_STREAMS_MAX];
     struct mux_in *cur; /* the stream of the DATA frame being decoded */
-    unsigned pending;   /* chunks conn holds, over all streams */
-    bool dead;          /* mux_free() came; freed once conn holds no chunk */
+    uint8_t *room;      /* mux_body_into(): where cur's next bytes go, or NULL */
+    size_t room_len;
+    unsigned pending; /* chunks conn holds, over all streams */
+    bool dead;        /* mux_free() came; freed once conn holds no chunk */
 };
 
 /* ---- output ---- */
@@ -376,9 +378,40 @@ static int dec_end(void *ctx)
 
 static const struct frame_sink mux_sink = {dec_frame, dec_body, dec_end};
 
+int mux_body_into(mux_t *m, uint32_t stream, void *dst, size_t len)
+{
+    if (m->cur == NULL || m->cur->id != stream || stream == 0)
+        return -ENOENT;
+    m->room = dst;
+    m->room_len = len;
+    return 0;
+}
+
+/* Reads what follows of the DATA frame being decoded into the room its
+ * consumer offered, as long as it offers room and bytes are there. */
+static int mux_fill_room(mux_t *m)
+{
+    int rc = 0;
+    while (rc == 0 && m->room != NULL) {
+        uint8_t *dst = m->room;
+        uint64_t run = m->cur ? frame_decoder_body_run(m->dec) : 0;
+        size_t want = run < m->room_len ? (size_t)run : m->room_len;
+        m->room = NULL;
+        ssize_t n = want ? conn_read_now(m->c, dst, want) : 0;
+        if (n <= 0)
+            break;
+        rc = frame_decoder_feed(m->dec, dst, (size_t)n); /* on_body may offer room again */
+    }
+    m->room = NULL;
+    return rc;
+}
+
 ssize_t mux_feed(mux_t *m, const uint8_t *data, size_t len)
 {
+    m->room = NULL;
     int rc = frame_decoder_feed(m->dec, data, len);
+    if (rc == 0)
+        rc = mux_fill_room(m);
     if (frame_is_err(rc))
         ctl_refuse(m->c, frame_err_code(rc), "%s", frame_strerror(rc));
     else if (rc < 0 && rc != -EPROTO)
