@@ -1025,6 +1025,17 @@ static void conn_peer_eof(conn_t *c)
 
 /* ---- sinks: input straight into the caller's memory ---- */
 
+/* A read of input that gave n: true when nothing came (none yet, the
+ * peer's end or an error, both dealt with here), false when bytes did. */
+static bool conn_read_ended(conn_t *c, ssize_t n)
+{
+    if (n == TLS_EOF)
+        conn_peer_eof(c);
+    else if (n < 0)
+        conn_shutdown(c, (int)n);
+    return n <= 0;
+}
+
 /* The sink ends: its fn runs (from the loop: every caller is). */
 static void conn_sink_end(conn_t *c, int err)
 {
@@ -1093,16 +1104,8 @@ static void conn_sink_fill(conn_t *c)
                 break;
             ssize_t n = c->tls ? tls_read(c->tls, dst, left < budget ? left : budget)
                                : conn_recv_now(c, dst, left < budget ? left : budget);
-            if (n == 0)
+            if (conn_read_ended(c, n))
                 break;
-            if (n == TLS_EOF) {
-                conn_peer_eof(c);
-                break;
-            }
-            if (n < 0) {
-                conn_shutdown(c, (int)n);
-                break;
-            }
             budget -= (size_t)n;
             conn_sink_took(c, (size_t)n);
         }
@@ -1174,16 +1177,8 @@ static void conn_read_tls(conn_t *c)
             continue;
         }
         ssize_t n = tls_read(c->tls, plain_buf, sizeof plain_buf);
-        if (n == 0)
+        if (conn_read_ended(c, n))
             break;
-        if (n == TLS_EOF) {
-            conn_peer_eof(c);
-            break;
-        }
-        if (n < 0) {
-            conn_shutdown(c, (int)n);
-            break;
-        }
         conn_deliver(c, plain_buf, (size_t)n);
     }
 }
