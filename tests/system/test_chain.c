@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define JOB_MS 60000u /* the longest a job here may take */
@@ -498,6 +499,61 @@ static void test_malformed(void)
     CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
 }
 
+/* An upload cut mid-.npy (the client killed while its matrices stream
+ * into the spool's block): the job is refused and gone, and the next one
+ * runs. */
+static void test_upload_cut(void)
+{
+    struct cluster c;
+    const char *const one[] = {"c1", NULL};
+    CU_ASSERT_FATAL(scene(&c, one, NULL) == 0);
+    char npy[512], body[512], url[128], ca[320];
+    snprintf(npy, sizeof npy, "%s/cut.npy", c.dir);
+    snprintf(body, sizeof body, "@%s/cut.body", c.dir);
+    CU_ASSERT_FATAL(write_npy(npy, 400, 64, NULL) == 0);
+    const char *json = "{\"op\":\"invert\",\"input\":\"cut.npy\"}";
+    uint32_t jl = (uint32_t)strlen(json);
+    uint8_t len4[4] = {(uint8_t)(jl >> 24), (uint8_t)(jl >> 16), (uint8_t)(jl >> 8), (uint8_t)jl};
+    FILE *out = fopen(body + 1, "w"), *in = fopen(npy, "r");
+    CU_ASSERT_FATAL(out != NULL && in != NULL);
+    fwrite(len4, 1, 4, out);
+    fputs(json, out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        CU_ASSERT_EQUAL(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    CU_ASSERT_EQUAL_FATAL(fclose(out), 0);
+    snprintf(url, sizeof url, "https://%s/v1/jobs", c.http);
+    snprintf(ca, sizeof ca, "%s/ca.crt", c.pki);
+    pid_t curl = fork();
+    CU_ASSERT_FATAL(curl >= 0);
+    if (curl == 0) { /* 12.8 MB at 4 MB/s: killed a fifth of the way */
+        execlp("curl", "curl", "-s", "-o", "/dev/null", "--cacert", ca, "-u", "alice:secret",
+               "--limit-rate", "4M", "-H", "Content-Type: application/x-convoy-job",
+               "--data-binary", body, url, (char *)NULL);
+        _exit(127);
+    }
+    usleep(700 * 1000);
+    kill(curl, SIGKILL);
+    waitpid(curl, NULL, 0);
+    bool refused = false;
+    for (int i = 0; i < 250 && !refused; i++, usleep(20 * 1000))
+        refused = h_log_has(&c, "frontend", "the upload broke");
+    CU_ASSERT_TRUE(refused);
+    int st;
+    cJSON *doc = h_api(&c, "GET", "/v1/jobs", NULL, NULL, &st);
+    CU_ASSERT_EQUAL(st, 200);
+    CU_ASSERT_EQUAL(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(doc, "jobs")), 0);
+    cJSON_Delete(doc);
+    char job[512];
+    snprintf(job, sizeof job, "%s/gen.json", c.dir);
+    CU_ASSERT_FATAL(write_text(job, "{\"op\":\"invert\",\"generate\":{\"count\":50,"
+                                    "\"n\":32,\"seed\":3,\"kind\":\"uniform\"}}") == 0);
+    CU_ASSERT_EQUAL(h_wait_exit(&c, submit(&c, "after", job, NULL), JOB_MS), 0);
+    CU_ASSERT_EQUAL(h_cluster_free(&c), 0);
+}
+
 static void test_frontend_restarted(void)
 {
     struct cluster c;
@@ -685,6 +741,7 @@ void suite_chain(void)
     CU_add_test(s, "singular and NaN items reported per item, the others ok", test_bad_items);
     CU_add_test(s, "output none: every item's checksum is the local kernel's", test_checksums);
     CU_add_test(s, "malformed jobs: 400 with the JSON path, nothing kept", test_malformed);
+    CU_add_test(s, "an upload cut mid-.npy: refused and gone, the next job runs", test_upload_cut);
     CU_add_test(s, "the front-end killed and restarted mid-job: the job completes",
                 test_frontend_restarted);
     CU_add_test(s, "a 512 MiB .npy job: front-end RSS bounded", test_big_npy);
