@@ -96,6 +96,40 @@ static void test_append(void)
     free(src);
 }
 
+/* Appends written into the room first (a receive into the block), mixed
+ * with copied ones: the room shrinks and moves with each, and the file
+ * holds every byte in order. */
+static void test_append_room(void)
+{
+    unlink(path);
+    dio_t *f;
+    CU_ASSERT_EQUAL_FATAL(dio_open(&f, path, O_RDWR | O_CREAT | O_EXCL, 0600), 0);
+    size_t total = 2 * DIO_BLOCK + 4321, at = 0, step = 300001;
+    uint8_t other[1000];
+    while (at < total) {
+        size_t room;
+        uint8_t *p = dio_append_room(f, &room);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+        CU_ASSERT_EQUAL(room, DIO_BLOCK - at % DIO_BLOCK);
+        size_t n = room < step ? room : step;
+        n = total - at < n ? total - at : n;
+        pattern(p, n, at);
+        CU_ASSERT_EQUAL(dio_append(f, p, n), 0);
+        at += n;
+        n = total - at < sizeof other ? total - at : sizeof other;
+        pattern(other, n, at);
+        CU_ASSERT_EQUAL(dio_append(f, other, n), 0);
+        at += n;
+    }
+    CU_ASSERT_EQUAL(dio_close(f), 0);
+    size_t len = 0;
+    uint8_t *got = slurp(&len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(got);
+    CU_ASSERT_EQUAL(len, total);
+    CU_ASSERT(len == total && is_pattern(got, total, 0));
+    free(got);
+}
+
 static void test_read_ranges(void)
 {
     dio_t *f;
@@ -292,6 +326,7 @@ void suite_dio(void)
     CU_pSuite s = CU_add_suite("dio", setup, teardown);
     CU_add_test(s, "appends in odd pieces read back whole", test_append);
     CU_add_test(s, "reads at unaligned offsets and lengths; past the end -EIO", test_read_ranges);
+    CU_add_test(s, "appends written into the room, mixed with copied ones", test_append_room);
     CU_add_test(s, "aligned writes skip the cache; unaligned ones land too", test_pwrite);
     CU_add_test(s, "on a ring: writes, reads, a close while a write runs", test_on_ring);
     CU_add_test(s, "reads into the caller's buffer: from memory, straight, through ours",
