@@ -456,11 +456,14 @@ static int cs_on_work(void *arg, clink_t *l, const struct chain_work *w, uint32_
     return 0;
 }
 
-/* Where the next byte of iw's body goes: among the items kept (the
- * first kept bytes), then among those forwarded. */
-static uint8_t *cs_in_at(struct inwork *iw, uint64_t kept)
+/* Where the next byte of iw's body goes, and *room the bytes that may
+ * follow it there: among the items kept (the first kept bytes), then
+ * among those forwarded. */
+static uint8_t *cs_in_at(struct inwork *iw, uint64_t kept, uint64_t total, size_t *room)
 {
-    return iw->got < kept ? (uint8_t *)iw->b->data + iw->got : iw->fwd + (iw->got - kept);
+    bool in_keep = iw->got < kept;
+    *room = (size_t)((in_keep ? kept : total) - iw->got);
+    return in_keep ? (uint8_t *)iw->b->data + iw->got : iw->fwd + (iw->got - kept);
 }
 
 static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, size_t len)
@@ -485,18 +488,20 @@ static int cs_on_body(void *arg, clink_t *l, uint32_t stream, const uint8_t *p, 
         (iw->fwd = malloc(total - kept)) == NULL) /* also before room is offered in it */
         return -ENOMEM;
     while (len > 0) {
-        uint8_t *at = cs_in_at(iw, kept);
-        uint64_t room = (iw->got < kept ? kept : total) - iw->got;
-        size_t take = len < room ? len : (size_t)room;
+        size_t room;
+        uint8_t *at = cs_in_at(iw, kept, total, &room);
+        size_t take = len < room ? len : room;
         if (p != at) /* else read there (clink_body_into) */
             memcpy(at, p, take);
         iw->got += take;
         p += take;
         len -= take;
     }
-    if (iw->got < total && !iw->forwarded) /* the rest of the chunk goes straight in */
-        (void)clink_body_into(l, stream, cs_in_at(iw, kept),
-                              (size_t)((iw->got < kept ? kept : total) - iw->got));
+    if (iw->got < total && !iw->forwarded) { /* the rest of the chunk goes straight in */
+        size_t room;
+        uint8_t *at = cs_in_at(iw, kept, total, &room);
+        (void)clink_body_into(l, stream, at, room);
+    }
     iw->got += gone;
     return 0;
 }

@@ -123,11 +123,11 @@ struct conn {
     uint64_t deadline;            /* absolute ms, 0 = none */
     uint8_t *in;                  /* unconsumed plaintext */
     size_t in_len;
+    size_t in_cap; /* grows with need, up to in_max */
     uint8_t *sink; /* conn_sink(): input goes here, not to on_data */
     size_t sink_len, sink_got;
     conn_sink_fn sink_fn;
     void *sink_arg;
-    size_t in_cap;                  /* grows with need, up to in_max */
     struct outq out;                /* bytes for the socket (ciphertext with TLS) */
     struct outq early;              /* plaintext written before the handshake ended */
     struct src *srcs, *srcs_tail;   /* still to be turned into output */
@@ -1149,10 +1149,11 @@ ssize_t conn_read_now(conn_t *c, void *dst, size_t len)
     if (c->state != CS_OPEN || c->paused || c->sink || c->in_len > 0 || len == 0)
         return 0;
     ssize_t n = c->tls ? tls_read(c->tls, dst, len) : conn_recv_now(c, dst, len);
-    if (n > 0 || c->tls || n == 0 || n == TLS_EOF)
-        return n > 0 ? n : 0; /* TLS: failures and close_notify are sticky; plain: so is the FIN */
-    conn_shutdown(c, (int)n); /* a socket error is told once: keep it */
-    return n;
+    if (n < 0 && n != TLS_EOF && c->tls == NULL) {
+        conn_shutdown(c, (int)n); /* a socket error is told once: keep it */
+        return n;
+    }
+    return n > 0 ? n : 0; /* TLS failures, close_notify and a FIN are there again later */
 }
 
 size_t conn_sink_stop(conn_t *c)

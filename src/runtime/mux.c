@@ -70,8 +70,9 @@ struct mux {
     struct mux_out out[FRAME_STREAMS_MAX];
     struct mux_in in[FRAME_STREAMS_MAX];
     struct mux_in *cur; /* the stream of the DATA frame being decoded */
-    uint8_t *room;      /* mux_body_into(): where cur's next bytes go, or NULL */
+    uint8_t *room;      /* mux_body_into(): where room_stream's next bytes go, or NULL */
     size_t room_len;
+    uint32_t room_stream;
     unsigned pending; /* chunks conn holds, over all streams */
     bool dead;        /* mux_free() came; freed once conn holds no chunk */
 };
@@ -384,17 +385,21 @@ int mux_body_into(mux_t *m, uint32_t stream, void *dst, size_t len)
         return -ENOENT;
     m->room = dst;
     m->room_len = len;
+    m->room_stream = stream;
     return 0;
 }
 
 /* Reads what follows of the DATA frame being decoded into the room its
- * consumer offered, as long as it offers room and bytes are there. */
+ * consumer offered, as long as it offers room and bytes are there. The
+ * room is for that stream's frame alone: when the offer went on into
+ * another stream's frame, whose consumer offered none, it is not used. */
 static int mux_fill_room(mux_t *m)
 {
     int rc = 0;
     while (rc == 0 && m->room != NULL) {
         uint8_t *dst = m->room;
-        uint64_t run = m->cur ? frame_decoder_body_run(m->dec) : 0;
+        bool ours = m->cur != NULL && m->cur->id == m->room_stream;
+        uint64_t run = ours ? frame_decoder_body_run(m->dec) : 0;
         size_t want = run < m->room_len ? (size_t)run : m->room_len;
         m->room = NULL;
         ssize_t n = want ? conn_read_now(m->c, dst, want) : 0;

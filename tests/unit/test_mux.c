@@ -67,6 +67,8 @@ struct mscene {
     bool into;                 /* bodies into buffers of the server's, room offered */
     uint8_t *dst[STREAMS_TEST];
     uint64_t in_room; /* bytes that came read into the room */
+    int misplaced;    /* pieces that came inside another stream's buffer */
+    bool first_only;  /* only the first stream offers room */
     /* hostile client */
     const uint8_t *raw;
     size_t raw_len;
@@ -174,7 +176,9 @@ static int srv_body(mux_t *m, uint32_t stream, const uint8_t *data, size_t len)
         return 0;
     if (p->got == 0 && ms.hold_second && p == &ms.peer[1])
         CU_ASSERT_EQUAL(mux_hold(m, stream), 0);
-    uint8_t *at = ms.into ? ms.dst[p - ms.peer] + p->got : NULL;
+    for (int i = 0; ms.into && i < STREAMS_TEST; i++)
+        ms.misplaced += i != p - ms.peer && data >= ms.dst[i] && data < ms.dst[i] + ms.size;
+    uint8_t *at = ms.into && (p == ms.peer || !ms.first_only) ? ms.dst[p - ms.peer] + p->got : NULL;
     if (at != NULL && data != at)
         memcpy(at, data, len);
     ms.in_room += at != NULL && data == at ? len : 0;
@@ -438,12 +442,13 @@ static void scene_bodies(int n, uint64_t size, bool hold_second, bool from_file)
     CU_ASSERT_EQUAL(ms.seq_bad, 0);
 }
 
-/* Two interleaved bodies, each into its own buffer with room offered
- * after every piece: most bytes are read there, all of them right. */
-static void test_body_into(void)
+/* Two interleaved bodies into buffers of the receiver's, with room
+ * offered after every piece; with first_only, the second offers none. */
+static void bodies_into(bool first_only)
 {
     memset(&ms, 0, sizeof ms);
     ms.into = true;
+    ms.first_only = first_only;
     for (int i = 0; i < STREAMS_TEST; i++)
         CU_ASSERT_PTR_NOT_NULL_FATAL(ms.dst[i] = malloc(SMALL_SIZE));
     ms.nbodies = STREAMS_TEST;
@@ -455,9 +460,23 @@ static void test_body_into(void)
         CU_ASSERT_EQUAL(ms.peer[i].ends, 1);
         free(ms.dst[i]);
     }
+    CU_ASSERT_EQUAL(ms.misplaced, 0);
+}
+
+/* Both offer: most bytes are read in place, all of them right. */
+static void test_body_into(void)
+{
+    bodies_into(false);
     fprintf(stderr, "[%llu of %llu bytes read into the room] ", (unsigned long long)ms.in_room,
             (unsigned long long)(STREAMS_TEST * SMALL_SIZE));
     CU_ASSERT(ms.in_room >= SMALL_SIZE / 2);
+}
+
+/* Only the first offers: no byte of the second's ever lands in its room
+ * (a room is for the DATA frame of the stream that offered it). */
+static void test_body_into_one(void)
+{
+    bodies_into(true);
 }
 
 static void test_small_frames_pass_a_body(void)
@@ -596,4 +615,5 @@ void suite_mux(void)
     CU_add_test(s, "a file shorter than announced", test_short_file);
     CU_add_test(s, "stream rules broken are refused", test_violations);
     CU_add_test(s, "bodies read into the receiver's room", test_body_into);
+    CU_add_test(s, "a room is its stream's alone", test_body_into_one);
 }
